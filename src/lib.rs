@@ -1,0 +1,2 @@
+//! heplink: Janus WebRTC Server events to correlated HEPv3 for Homer.
+#![forbid(unsafe_code)]
