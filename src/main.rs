@@ -1,1 +1,42 @@
-fn main() {}
+//! The `heplink` command line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Janus WebRTC Server events → correlated HEPv3 for Homer.
+#[derive(Debug, Parser)]
+#[command(name = "heplink", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the HEP packets of pcap, pcapng or raw HEP stream files.
+    ///
+    /// Exit status: 0 when every packet decoded, 1 when any was rejected, 2 on errors.
+    Decode(heplink::decode_cmd::DecodeArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEPLINK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Decode(args) => match heplink::decode_cmd::main(&args) {
+            Ok(s) if s.rejected == 0 => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("heplink decode: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
