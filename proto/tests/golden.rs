@@ -10,8 +10,7 @@ use heplink_proto::*;
 fn hex(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let mut parts = s.split('"');
-    loop {
-        let Some(h) = parts.next() else { break };
+    while let Some(h) = parts.next() {
         let h: String = h.chars().filter(|c| c.is_ascii_hexdigit()).collect();
         assert!(h.len() % 2 == 0, "odd hex run {h}");
         for i in (0..h.len()).step_by(2) {

@@ -1,0 +1,67 @@
+//! The committed HEP captures in `fixtures/hep/` decode to their committed golden output,
+//! and every packet in them re-encodes byte for byte. `HEPLINK_REGEN_FIXTURES=1`
+//! rewrites the golden files (review the diff).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bytes::BytesMut;
+use heplink::capture::{read_capture, CaptureEvent};
+use heplink::proto::{decode, Mode};
+
+fn captures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hep");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    v.sort();
+    assert!(!v.is_empty());
+    v
+}
+
+#[test]
+fn decode_matches_golden() {
+    for cap in captures() {
+        let out = Command::new(env!("CARGO_BIN_EXE_heplink"))
+            .args(["decode", "--json"])
+            .arg(&cap)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", cap.display());
+        let golden = cap.with_extension("decode.jsonl");
+        if std::env::var_os("HEPLINK_REGEN_FIXTURES").is_some() {
+            std::fs::write(&golden, &out.stdout).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden).unwrap();
+        let got = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            got.lines().count(),
+            want.lines().count(),
+            "{}",
+            cap.display()
+        );
+        for (g, w) in got.lines().zip(want.lines()) {
+            assert_eq!(g, w, "{}", cap.display());
+        }
+    }
+}
+
+#[test]
+fn every_captured_packet_reencodes_byte_for_byte() {
+    for cap in captures() {
+        let mut n = 0;
+        read_capture(std::fs::File::open(&cap).unwrap(), &mut |ev| {
+            if let CaptureEvent::Packet { bytes, .. } = ev {
+                let p = decode(bytes, Mode::Lenient).unwrap();
+                let mut out = BytesMut::new();
+                p.encode_raw(&mut out);
+                assert_eq!(&out[..], bytes);
+                n += 1;
+            }
+        })
+        .unwrap();
+        assert!(n > 10, "{}: {n} packets", cap.display());
+    }
+}
