@@ -8,6 +8,11 @@
 pub use heplink_proto as proto;
 
 pub mod capture;
+pub mod convert_cmd;
+pub mod correlate;
 pub mod decode_cmd;
+pub mod janus;
+pub mod mapper;
 pub mod pcap_writer;
+pub mod pipeline;
 pub mod render;

@@ -18,6 +18,11 @@ enum Command {
     ///
     /// Exit status: 0 when every packet decoded, 1 when any was rejected, 2 on errors.
     Decode(heplink::decode_cmd::DecodeArgs),
+    /// Convert Janus event captures (one event-handler body per line) into a pcap of the
+    /// correlated HEP packets `serve` would send to 127.0.0.1:9060.
+    ///
+    /// Exit status: 0 when every event was used, 1 when any was rejected, 2 on errors.
+    Convert(heplink::convert_cmd::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +40,14 @@ fn main() -> ExitCode {
             Ok(_) => ExitCode::from(1),
             Err(e) => {
                 eprintln!("heplink decode: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Convert(args) => match heplink::convert_cmd::main(&args) {
+            Ok(c) if c.rejected.is_empty() => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("heplink convert: {e:#}");
                 ExitCode::from(2)
             }
         },

@@ -1,0 +1,1098 @@
+//! The correlator: learns which sessions, handles and PeerConnections belong together and
+//! gives every event its correlation id. Sans-IO and deterministic: time is an input
+//! (`now`, in microseconds, from the caller's clock or the events' own timestamps).
+//!
+//! Rules (per Janus instance, the `emitter`, which is part of every id):
+//! - VideoRoom, AudioBridge, TextRoom: one group per room, `<emitter>:<plugin>:<room>`. A
+//!   handle binds when an event of its own names the room (`joined`, `subscribing`,
+//!   `join`, …); a handle that manages rooms (`created`, `edited`, `destroyed`, `kicked`)
+//!   belongs to each of them; events without session or handle (`leaving`,
+//!   `unpublished`, `kicked`, forwarders) go to the room they name, and are tied to the
+//!   participant's handle through (room, participant id).
+//! - SIP plugin: the Call-ID of the call in progress, `<call-id>` exactly, so homer-app's
+//!   default SIP correlation pulls the events into the call. A call's set-up (the remote
+//!   offer and first ICE events before `calling`) is held until the Call-ID is known;
+//!   teardown after `hangup` stays with the call until the next call's offer.
+//! - Anything else: a fallback id, `<emitter>:session:<id>` by default (or per handle,
+//!   or per opaque id). Core events: `<emitter>:core`; transport events not tied to a
+//!   session (HTTP requests, whose connection ids are not sessions'):
+//!   `<emitter>:transport:<plugin>` (e.g. `…:transport:http`); external events:
+//!   `<emitter>:external`.
+//! - Events of a handle that may still bind are held (bounded in time and count) and
+//!   released with the right id. Session-level events go to every group of the session's
+//!   handles (one packet per group).
+//! - State is bounded: it ends on detach / destroy (after a grace period equal to the
+//!   hold time, for late events), expires after inactivity, and a cap evicts the
+//!   least recently active handles. Every release, expiry and eviction is counted.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::janus::event::{kind, Body, Event, Plugin, RoomId};
+
+/// How events that belong to no room or call are grouped.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// `<emitter>:session:<session_id>`.
+    #[default]
+    Session,
+    /// `<emitter>:handle:<handle_id>` (session-level events: the session id).
+    Handle,
+    /// `<emitter>:opaque:<opaque_id>` when the handle has one, else the session id.
+    OpaqueId,
+}
+
+/// Correlator settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The fallback policy.
+    pub fallback: Fallback,
+    /// How long events wait for their handle's binding, µs (also the grace period after
+    /// a handle or session ends).
+    pub hold_us: u64,
+    /// Inactivity after which a handle or session is forgotten, µs.
+    pub idle_us: u64,
+    /// Most handles tracked per emitter; beyond it the least recently active are evicted.
+    pub max_handles: usize,
+    /// Most events held per handle or session; beyond it the oldest is released.
+    pub max_held: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            fallback: Fallback::Session,
+            hold_us: 10_000_000,
+            idle_us: 3_600_000_000,
+            max_handles: 200_000,
+            max_held: 512,
+        }
+    }
+}
+
+/// A group: a room of a plugin, or a SIP call.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GroupKey {
+    /// A room.
+    Room(Plugin, RoomId),
+    /// A SIP call (its Call-ID).
+    Call(Arc<str>),
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    key: GroupKey,
+    cid: Arc<str>,
+}
+
+fn group(emitter: &str, key: GroupKey) -> Group {
+    let cid: Arc<str> = match &key {
+        GroupKey::Room(p, r) => format!("{emitter}:{}:{r}", p.short()).into(),
+        GroupKey::Call(c) => c.clone(),
+    };
+    Group { key, cid }
+}
+
+/// What heplink learned about an event, sent along in its payload and used for addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The group, when the event belongs to one.
+    pub group: Option<GroupKey>,
+    /// The participant (room id, participant id) of the handle or event.
+    pub participant: Option<(RoomId, RoomId)>,
+    /// The participant's display name.
+    pub display: Option<Arc<str>>,
+    /// Publishers a subscriber handle receives.
+    pub feeds: Vec<RoomId>,
+    /// The SIP Call-ID.
+    pub call_id: Option<Arc<str>>,
+    /// How long the event was held before its id was known, µs.
+    pub held_us: u64,
+    /// The client side of the PeerConnection or session, when known.
+    pub client: Option<SocketAddr>,
+    /// Janus's side of the PeerConnection, when known.
+    pub janus: Option<SocketAddr>,
+}
+
+/// An event with its correlation id.
+#[derive(Debug, Clone)]
+pub struct Correlated {
+    /// The event.
+    pub event: Event,
+    /// The correlation id.
+    pub cid: Arc<str>,
+    /// The facts learned.
+    pub facts: Facts,
+}
+
+/// Counters of what the correlator did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Events taken in.
+    pub events: u64,
+    /// Packets released (an event can give more than one).
+    pub released: u64,
+    /// Events that waited for a binding.
+    pub held: u64,
+    /// Held events released with the fallback id because no binding came in time.
+    pub hold_expired: u64,
+    /// Held events released early because a handle or session held too many.
+    pub hold_overflow: u64,
+    /// Handles and sessions forgotten after inactivity.
+    pub expired: u64,
+    /// Handles evicted by the cap.
+    pub evicted: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SipPhase {
+    /// No call yet, or the last one is over and no new one started.
+    Idle,
+    /// A new call's offer came; its Call-ID is not known yet.
+    SettingUp,
+    /// In a call.
+    InCall,
+}
+
+#[derive(Debug)]
+struct Held {
+    event: Event,
+    at: u64,
+}
+
+#[derive(Debug)]
+struct HandleState {
+    session: Option<u64>,
+    plugin: Option<Plugin>,
+    groups: Vec<Group>,
+    /// The room this handle participates in (as publisher, subscriber or member).
+    participant: Option<(RoomId, RoomId)>,
+    display: Option<Arc<str>>,
+    feeds: Vec<RoomId>,
+    sip: SipPhase,
+    held: Vec<Held>,
+    /// The hold ran out without a binding: events go to the fallback until one comes.
+    gave_up: bool,
+    client: Option<SocketAddr>,
+    janus: Option<SocketAddr>,
+    opaque: Option<Arc<str>>,
+    last_seen: u64,
+    ended_at: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct SessionState {
+    handles: Vec<u64>,
+    /// Groups of handles already forgotten, for the session's last events.
+    past_groups: Vec<Group>,
+    held: Vec<Held>,
+    gave_up: bool,
+    client: Option<SocketAddr>,
+    transport_id: Option<Arc<str>>,
+    persistent_transport: bool,
+    last_seen: u64,
+    ended_at: Option<u64>,
+}
+
+#[derive(Debug)]
+struct TransportSeen {
+    client: Option<SocketAddr>,
+    at: u64,
+}
+
+#[derive(Debug, Default)]
+struct EmitterState {
+    sessions: HashMap<u64, SessionState>,
+    handles: HashMap<u64, HandleState>,
+    /// (plugin, room, participant id) → handle.
+    participants: HashMap<(Plugin, RoomId, RoomId), u64>,
+    transports: HashMap<Arc<str>, TransportSeen>,
+}
+
+/// The correlator. See the module documentation for the rules.
+#[derive(Debug)]
+pub struct Correlator {
+    cfg: Config,
+    emitters: HashMap<Arc<str>, EmitterState>,
+    stats: Stats,
+    last_sweep: u64,
+}
+
+/// How often (µs of the clock) the correlator sweeps for expired holds and state.
+const SWEEP_EVERY_US: u64 = 100_000;
+
+impl Correlator {
+    /// A correlator with these settings.
+    pub fn new(cfg: Config) -> Self {
+        Correlator {
+            cfg,
+            emitters: HashMap::new(),
+            stats: Stats::default(),
+            last_sweep: 0,
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Handles tracked (live or in their grace period), over all emitters.
+    pub fn handles(&self) -> usize {
+        self.emitters.values().map(|e| e.handles.len()).sum()
+    }
+
+    /// Events waiting for a binding, over all emitters.
+    pub fn held(&self) -> usize {
+        self.emitters
+            .values()
+            .map(|e| {
+                e.handles.values().map(|h| h.held.len()).sum::<usize>()
+                    + e.sessions.values().map(|s| s.held.len()).sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// Whether the correlator holds no state at all.
+    pub fn is_empty(&self) -> bool {
+        self.emitters.is_empty()
+    }
+
+    /// Takes one event at time `now`; appends what can be released to `out`, in order.
+    pub fn push(&mut self, ev: Event, now: u64, out: &mut Vec<Correlated>) {
+        self.stats.events += 1;
+        let start = out.len();
+        if now >= self.last_sweep + SWEEP_EVERY_US {
+            self.tick(now, out);
+        }
+        let cfg = self.cfg.clone();
+        let em = self.emitters.entry(ev.emitter.clone()).or_default();
+        let mut stats = std::mem::take(&mut self.stats);
+        em.push(&cfg, &mut stats, ev, now, out);
+        stats.released += (out.len() - start) as u64;
+        self.stats = stats;
+    }
+
+    /// Releases held events whose time is up and forgets ended or idle state.
+    pub fn tick(&mut self, now: u64, out: &mut Vec<Correlated>) {
+        self.last_sweep = now;
+        let start = out.len();
+        let cfg = self.cfg.clone();
+        let mut stats = std::mem::take(&mut self.stats);
+        self.emitters.retain(|name, em| {
+            em.sweep(name, &cfg, &mut stats, now, out);
+            !(em.sessions.is_empty()
+                && em.handles.is_empty()
+                && em.participants.is_empty()
+                && em.transports.is_empty())
+        });
+        stats.released += (out.len() - start) as u64;
+        self.stats = stats;
+    }
+
+    /// Releases every held event (with the fallback id where no binding came), e.g. at
+    /// the end of a capture or at shutdown. State is kept.
+    pub fn flush(&mut self, out: &mut Vec<Correlated>) {
+        let start = out.len();
+        let cfg = self.cfg.clone();
+        for (name, em) in self.emitters.iter_mut() {
+            let hids: Vec<u64> = em
+                .handles
+                .iter()
+                .filter(|(_, h)| !h.held.is_empty())
+                .map(|(k, _)| *k)
+                .collect();
+            for hid in hids {
+                em.release_handle_fallback(name, &cfg, hid, u64::MAX, out);
+            }
+            let sids: Vec<u64> = em
+                .sessions
+                .iter()
+                .filter(|(_, s)| !s.held.is_empty())
+                .map(|(k, _)| *k)
+                .collect();
+            for sid in sids {
+                em.release_session(name, &cfg, sid, u64::MAX, out);
+            }
+        }
+        self.stats.released += (out.len() - start) as u64;
+    }
+}
+
+fn session_fallback(emitter: &str, sid: Option<u64>) -> Arc<str> {
+    match sid {
+        Some(s) => format!("{emitter}:session:{s}").into(),
+        None => format!("{emitter}:core").into(),
+    }
+}
+
+fn push_unique(groups: &mut Vec<Group>, g: Group) {
+    if !groups.iter().any(|x| x.key == g.key) {
+        groups.push(g);
+    }
+}
+
+impl EmitterState {
+    fn push(
+        &mut self,
+        cfg: &Config,
+        st: &mut Stats,
+        ev: Event,
+        now: u64,
+        out: &mut Vec<Correlated>,
+    ) {
+        let emitter = ev.emitter.clone();
+        let em = &*emitter;
+        match ev.kind {
+            kind::CORE => emit(out, ev, format!("{em}:core").into(), Facts::default()),
+            kind::EXTERNAL if ev.session_id.is_none() => {
+                emit(out, ev, format!("{em}:external").into(), Facts::default())
+            }
+            kind::TRANSPORT => self.transport_event(em, cfg, st, ev, now, out),
+            kind::SESSION => {
+                let Some(sid) = ev.session_id else {
+                    return emit(out, ev, format!("{em}:core").into(), Facts::default());
+                };
+                let s = self.sessions.entry(sid).or_default();
+                s.last_seen = now;
+                if let Body::Session {
+                    name,
+                    transport_id,
+                    transport,
+                } = &ev.body
+                {
+                    if &**name == "created" {
+                        s.transport_id = transport_id.clone();
+                        s.persistent_transport = transport
+                            .as_deref()
+                            .is_some_and(|t| t != "janus.transport.http");
+                        if let Some(t) = transport_id.as_ref().and_then(|t| self.transports.get(t))
+                        {
+                            s.client = t.client;
+                        }
+                    }
+                    let ending = matches!(&**name, "destroyed" | "timeout");
+                    self.session_event(em, cfg, st, sid, ev, now, out);
+                    if ending {
+                        if let Some(s) = self.sessions.get_mut(&sid) {
+                            s.ended_at = Some(now);
+                        }
+                        self.release_session(em, cfg, sid, now, out);
+                    }
+                }
+            }
+            _ => match (ev.handle_id, ev.session_id) {
+                (Some(hid), _) => self.handle_event(em, cfg, st, hid, ev, now, out),
+                (None, _) if ev.kind == kind::PLUGIN => self.room_event(em, cfg, st, ev, now, out),
+                (None, Some(sid)) => {
+                    self.sessions.entry(sid).or_default().last_seen = now;
+                    self.session_event(em, cfg, st, sid, ev, now, out)
+                }
+                (None, None) => emit(out, ev, format!("{em}:core").into(), Facts::default()),
+            },
+        }
+    }
+
+    fn transport_event(
+        &mut self,
+        em: &str,
+        cfg: &Config,
+        st: &mut Stats,
+        ev: Event,
+        now: u64,
+        out: &mut Vec<Correlated>,
+    ) {
+        let (id, client, flow) = match &ev.body {
+            Body::Transport {
+                id,
+                client,
+                transport,
+            } => {
+                let name = transport.as_deref().unwrap_or("unknown");
+                let short = name.strip_prefix("janus.transport.").unwrap_or(name);
+                (id.clone(), *client, format!("{em}:transport:{short}"))
+            }
+            _ => (None, None, format!("{em}:transport:unknown")),
+        };
+        let Some(id) = id else {
+            return emit(out, ev, flow.into(), Facts::default());
+        };
+        if self.transports.len() < 65_536 || self.transports.contains_key(&id) {
+            self.transports
+                .insert(id.clone(), TransportSeen { client, at: now });
+        }
+        // Persistent connections (WebSocket, …) belong to the sessions created on them.
+        let mut sids: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.persistent_transport && s.transport_id.as_ref() == Some(&id))
+            .map(|(k, _)| *k)
+            .collect();
+        if sids.is_empty() {
+            // Not tied to a session (HTTP requests, connections without sessions): one flow
+            // per transport plugin.
+            return emit(
+                out,
+                ev,
+                flow.into(),
+                Facts {
+                    client,
+                    ..Facts::default()
+                },
+            );
+        }
+        sids.sort_unstable();
+        for sid in sids {
+            self.session_event(em, cfg, st, sid, ev.clone(), now, out);
+        }
+    }
+
+    /// Groups of a session's handles (current, then those of forgotten handles).
+    fn session_groups(&self, sid: u64) -> Vec<Group> {
+        let mut groups = Vec::new();
+        if let Some(s) = self.sessions.get(&sid) {
+            for h in &s.handles {
+                if let Some(h) = self.handles.get(h) {
+                    for g in &h.groups {
+                        push_unique(&mut groups, g.clone());
+                    }
+                }
+            }
+            for g in &s.past_groups {
+                push_unique(&mut groups, g.clone());
+            }
+        }
+        groups
+    }
+
+    /// Whether a session's events should wait: no handle bound yet, and some handle may bind.
+    fn session_may_bind(&self, sid: u64) -> bool {
+        let Some(s) = self.sessions.get(&sid) else {
+            return false;
+        };
+        if s.gave_up || s.ended_at.is_some() {
+            return false;
+        }
+        s.handles.is_empty()
+            || s.handles.iter().any(|h| {
+                self.handles.get(h).is_some_and(|h| {
+                    h.ended_at.is_none() && !h.gave_up && h.plugin.is_none_or(Plugin::binds)
+                })
+            })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn session_event(
+        &mut self,
+        em: &str,
+        cfg: &Config,
+        st: &mut Stats,
+        sid: u64,
+        ev: Event,
+        now: u64,
+        out: &mut Vec<Correlated>,
+    ) {
+        let groups = self.session_groups(sid);
+        let client = self.sessions.get(&sid).and_then(|s| s.client);
+        if !groups.is_empty() {
+            self.release_session(em, cfg, sid, now, out);
+            emit_groups(
+                out,
+                ev,
+                &groups,
+                Facts {
+                    client,
+                    ..Facts::default()
+                },
+            );
+            return;
+        }
+        if self.session_may_bind(sid) {
+            st.held += 1;
+            let s = self.sessions.entry(sid).or_default();
+            if s.held.len() >= cfg.max_held {
+                st.hold_overflow += 1;
+                let first = s.held.remove(0);
+                let cid = self.session_cid(em, cfg, sid);
+                emit(
+                    out,
+                    first.event,
+                    cid,
+                    Facts {
+                        client,
+                        held_us: now.saturating_sub(first.at),
+                        ..Facts::default()
+                    },
+                );
+            }
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.held.push(Held { event: ev, at: now });
+            }
+            return;
+        }
+        let cid = self.session_cid(em, cfg, sid);
+        emit(
+            out,
+            ev,
+            cid,
+            Facts {
+                client,
+                ..Facts::default()
+            },
+        );
+    }
+
+    fn session_cid(&self, em: &str, cfg: &Config, sid: u64) -> Arc<str> {
+        if cfg.fallback == Fallback::OpaqueId {
+            if let Some(o) = self.sessions.get(&sid).and_then(|s| {
+                s.handles
+                    .iter()
+                    .find_map(|h| self.handles.get(h).and_then(|h| h.opaque.clone()))
+            }) {
+                return format!("{em}:opaque:{o}").into();
+            }
+        }
+        session_fallback(em, Some(sid))
+    }
+
+    /// Releases a session's held events to its groups, or to the fallback when it has none.
+    fn release_session(
+        &mut self,
+        em: &str,
+        cfg: &Config,
+        sid: u64,
+        now: u64,
+        out: &mut Vec<Correlated>,
+    ) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if s.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut s.held);
+        let client = s.client;
+        let groups = self.session_groups(sid);
+        let fallback = self.session_cid(em, cfg, sid);
+        for h in held {
+            let facts = Facts {
+                client,
+                held_us: now.saturating_sub(h.at).min(u64::MAX / 2),
+                ..Facts::default()
+            };
+            if groups.is_empty() {
+                emit(out, h.event, fallback.clone(), facts);
+            } else {
+                emit_groups(out, h.event, &groups, facts);
+            }
+        }
+    }
+
+    fn handle_cid(&self, em: &str, cfg: &Config, hid: u64, h: &HandleState) -> Arc<str> {
+        match cfg.fallback {
+            Fallback::Handle => format!("{em}:handle:{hid}").into(),
+            Fallback::OpaqueId => match &h.opaque {
+                Some(o) => format!("{em}:opaque:{o}").into(),
+                None => session_fallback(em, h.session),
+            },
+            Fallback::Session => session_fallback(em, h.session),
+        }
+    }
+
+    fn handle_facts(h: &HandleState) -> Facts {
+        Facts {
+            group: None,
+            participant: h.participant.clone(),
+            display: h.display.clone(),
+            feeds: h.feeds.clone(),
+            call_id: h.groups.iter().find_map(|g| match &g.key {
+                GroupKey::Call(c) => Some(c.clone()),
+                _ => None,
+            }),
+            held_us: 0,
+            client: h.client,
+            janus: h.janus,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_event(
+        &mut self,
+        em: &str,
+        cfg: &Config,
+        st: &mut Stats,
+        hid: u64,
+        ev: Event,
+        now: u64,
+        out: &mut Vec<Correlated>,
+    ) {
+        let sid = ev.session_id;
+        let h = self.handles.entry(hid).or_insert_with(|| HandleState {
+            session: sid,
+            plugin: None,
+            groups: Vec::new(),
+            participant: None,
+            display: None,
+            feeds: Vec::new(),
+            sip: SipPhase::Idle,
+            held: Vec::new(),
+            gave_up: false,
+            client: None,
+            janus: None,
+            opaque: None,
+            last_seen: now,
+            ended_at: None,
+        });
+        h.last_seen = now;
+        if h.session.is_none() {
+            h.session = sid;
+        }
+        if h.opaque.is_none() {
+            h.opaque = ev.opaque_id.clone();
+        }
+        if let Some(sid) = h.session {
+            let s = self.sessions.entry(sid).or_default();
+            s.last_seen = now;
+            if !s.handles.contains(&hid) {
+                s.handles.push(hid);
+            }
+        }
+        let h = self.handles.get_mut(&hid).expect("just inserted");
+        let mut detached = false;
+        // Event-level routing overrides (a SIP message or call event names its own call).
+        let mut own_cid: Option<(Arc<str>, GroupKey)> = None;
+        let mut new_participant: Option<(Plugin, RoomId, RoomId)> = None;
+        match &ev.body {
+            Body::Handle { name, plugin } => {
+                if let Some(p) = plugin {
+                    h.plugin = Some(*p);
+                }
+                detached = &**name == "detached";
+            }
+            Body::WebRtc(w) => {
+                if w.remote.is_some() {
+                    h.client = w.remote;
+                }
+                if w.local.is_some() {
+                    h.janus = w.local;
+                }
+            }
+            // A remote offer with no call in progress starts a new call: hold its events
+            // until the Call-ID is known. Mid-call offers are renegotiations.
+            Body::Jsep { remote, sdp_type }
+                if h.plugin == Some(Plugin::Sip)
+                    && *remote
+                    && &**sdp_type == "offer"
+                    && h.sip == SipPhase::Idle =>
+            {
+                h.sip = SipPhase::SettingUp;
+                h.groups.clear();
+                h.gave_up = false;
+                h.client = None;
+                h.janus = None;
+            }
+            Body::Plugin(p) => {
+                if let Some(pl) = p.plugin {
+                    h.plugin.get_or_insert(pl);
+                }
+                let name = p.name.as_deref().unwrap_or("");
+                match (h.plugin.unwrap_or(Plugin::Other), &p.room) {
+                    (Plugin::Sip, _) => {
+                        if let Some(call) = &p.call_id {
+                            let message = matches!(name, "sip-in" | "sip-out");
+                            let invite = p.sip.as_deref().is_some_and(|m| m.starts_with("INVITE "));
+                            let key = GroupKey::Call(call.clone());
+                            let current = h.groups.iter().any(|g| g.key == key);
+                            let starts = matches!(name, "calling" | "incoming")
+                                || invite
+                                || (h.groups.is_empty() && !message);
+                            if !current && starts {
+                                h.groups = vec![group(em, key)];
+                                h.sip = SipPhase::InCall;
+                                h.gave_up = false;
+                            } else if !current {
+                                // Another call's event (a late one, or a SIP message of its own).
+                                own_cid = Some((call.clone(), key));
+                            } else if name == "hangup" {
+                                h.sip = SipPhase::Idle;
+                            }
+                        }
+                    }
+                    (
+                        pl @ (Plugin::VideoRoom | Plugin::AudioBridge | Plugin::TextRoom),
+                        Some(room),
+                    ) => {
+                        let g = group(em, GroupKey::Room(pl, room.clone()));
+                        let manages = matches!(name, "created" | "edited" | "destroyed" | "kicked");
+                        let joins =
+                            matches!(name, "joined" | "subscribing" | "roomchanged" | "join");
+                        if manages {
+                            push_unique(&mut h.groups, g);
+                        } else if joins {
+                            if pl != Plugin::TextRoom {
+                                // A participant is in one room: moving replaces the old one,
+                                // rooms it manages stay.
+                                if let Some((old_room, _)) = &h.participant {
+                                    let old = GroupKey::Room(pl, old_room.clone());
+                                    if old != g.key {
+                                        h.groups.retain(|x| x.key != old);
+                                    }
+                                }
+                            }
+                            push_unique(&mut h.groups, g);
+                            if let Some(id) = &p.participant {
+                                h.participant = Some((room.clone(), id.clone()));
+                                new_participant = Some((pl, room.clone(), id.clone()));
+                            } else if pl == Plugin::VideoRoom && name == "subscribing" {
+                                h.participant = None;
+                            }
+                            if p.display.is_some() {
+                                h.display = p.display.clone();
+                            }
+                            if !p.feeds.is_empty() {
+                                for f in &p.feeds {
+                                    if !h.feeds.contains(f) {
+                                        h.feeds.push(f.clone());
+                                    }
+                                }
+                            }
+                        } else if name == "leave" && pl == Plugin::TextRoom && h.groups.len() > 1 {
+                            h.groups.retain(|x| x.key != g.key);
+                        } else if h.groups.is_empty() {
+                            push_unique(&mut h.groups, g);
+                        }
+                        if !p.feeds.is_empty() && name == "updated" {
+                            for f in &p.feeds {
+                                if !h.feeds.contains(f) {
+                                    h.feeds.push(f.clone());
+                                }
+                            }
+                        }
+                        h.gave_up = h.gave_up && h.groups.is_empty();
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        if let Some((pl, room, id)) = new_participant {
+            self.participants.insert((pl, room, id), hid);
+        }
+        let h = self.handles.get(&hid).expect("present");
+        let bound = !h.groups.is_empty();
+        let may_bind =
+            !h.gave_up && h.ended_at.is_none() && !detached && h.plugin.is_none_or(Plugin::binds);
+
+        if let Some((cid, key)) = own_cid {
+            let mut facts = Self::handle_facts(h);
+            facts.call_id = Some(cid.clone());
+            facts.group = Some(key);
+            emit(out, ev, cid, facts);
+        } else if bound {
+            let groups = h.groups.clone();
+            let facts = Self::handle_facts(h);
+            self.release_handle(hid, &groups, now, out);
+            if let Some(sid) = self.handles.get(&hid).and_then(|h| h.session) {
+                self.release_session(em, cfg, sid, now, out);
+            }
+            emit_groups(out, ev, &groups, facts);
+        } else if may_bind {
+            st.held += 1;
+            let overflow = h.held.len() >= cfg.max_held;
+            if overflow {
+                st.hold_overflow += 1;
+                let cid = self.handle_cid(em, cfg, hid, self.handles.get(&hid).expect("present"));
+                let h = self.handles.get_mut(&hid).expect("present");
+                let first = h.held.remove(0);
+                let facts = Facts {
+                    held_us: now.saturating_sub(first.at),
+                    ..Self::handle_facts(h)
+                };
+                emit(out, first.event, cid, facts);
+            }
+            self.handles
+                .get_mut(&hid)
+                .expect("present")
+                .held
+                .push(Held { event: ev, at: now });
+        } else {
+            // Never binds (or gave up): release what waits, then this one, to the fallback.
+            self.release_handle_fallback(em, cfg, hid, now, out);
+            let h = self.handles.get(&hid).expect("present");
+            let cid = self.handle_cid(em, cfg, hid, h);
+            let facts = Self::handle_facts(h);
+            emit(out, ev, cid, facts);
+            if let Some(sid) = h.session {
+                if !self.session_may_bind(sid) {
+                    self.release_session(em, cfg, sid, now, out);
+                }
+            }
+        }
+        if detached {
+            if let Some(h) = self.handles.get_mut(&hid) {
+                h.ended_at = Some(now);
+            }
+            self.release_handle_fallback(em, cfg, hid, now, out);
+        }
+    }
+
+    /// Releases a bound handle's held events to its groups.
+    fn release_handle(&mut self, hid: u64, groups: &[Group], now: u64, out: &mut Vec<Correlated>) {
+        let Some(h) = self.handles.get_mut(&hid) else {
+            return;
+        };
+        if h.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut h.held);
+        let base = Self::handle_facts(h);
+        for e in held {
+            let facts = Facts {
+                held_us: now.saturating_sub(e.at),
+                ..base.clone()
+            };
+            emit_groups(out, e.event, groups, facts);
+        }
+    }
+
+    /// Releases a handle's held events to the fallback id.
+    fn release_handle_fallback(
+        &mut self,
+        em: &str,
+        cfg: &Config,
+        hid: u64,
+        now: u64,
+        out: &mut Vec<Correlated>,
+    ) {
+        let Some(h) = self.handles.get(&hid) else {
+            return;
+        };
+        if h.held.is_empty() {
+            return;
+        }
+        if !h.groups.is_empty() {
+            let groups = h.groups.clone();
+            return self.release_handle(hid, &groups, now, out);
+        }
+        let cid = self.handle_cid(em, cfg, hid, h);
+        let h = self.handles.get_mut(&hid).expect("present");
+        let held = std::mem::take(&mut h.held);
+        let base = Self::handle_facts(h);
+        for e in held {
+            let facts = Facts {
+                held_us: now.saturating_sub(e.at).min(u64::MAX / 2),
+                ..base.clone()
+            };
+            emit(out, e.event, cid.clone(), facts);
+        }
+    }
+
+    fn room_event(
+        &mut self,
+        em: &str,
+        cfg: &Config,
+        st: &mut Stats,
+        ev: Event,
+        now: u64,
+        out: &mut Vec<Correlated>,
+    ) {
+        let Some(p) = ev.plugin() else {
+            return emit(out, ev, format!("{em}:core").into(), Facts::default());
+        };
+        let pl = p.plugin.unwrap_or(Plugin::Other);
+        let (Some(room), true) = (p.room.clone(), pl.binds() && pl != Plugin::Sip) else {
+            // A plugin event with no handle and no room: the session, if any, else core.
+            return match ev.session_id {
+                Some(sid) => self.session_event(em, cfg, st, sid, ev, now, out),
+                None => emit(
+                    out,
+                    ev,
+                    format!("{em}:{}", pl.short()).into(),
+                    Facts::default(),
+                ),
+            };
+        };
+        let key = GroupKey::Room(pl, room.clone());
+        let g = group(em, key.clone());
+        let mut facts = Facts {
+            group: Some(key),
+            ..Facts::default()
+        };
+        if let Some(id) = p.participant.clone() {
+            let pk = (pl, room.clone(), id.clone());
+            if let Some(h) = self
+                .participants
+                .get(&pk)
+                .and_then(|hid| self.handles.get(hid))
+            {
+                facts = Facts {
+                    group: facts.group,
+                    ..Self::handle_facts(h)
+                };
+            }
+            facts.participant = Some((room.clone(), id));
+            if matches!(p.name.as_deref(), Some("leaving" | "kicked" | "left")) {
+                self.participants.remove(&pk);
+            }
+        }
+        if p.name.as_deref() == Some("destroyed") {
+            self.participants
+                .retain(|(ppl, r, _), _| !(*ppl == pl && *r == room));
+        }
+        emit(out, ev, g.cid, facts);
+    }
+
+    /// Releases expired holds; forgets ended and idle state; applies the handle cap.
+    fn sweep(
+        &mut self,
+        em: &str,
+        cfg: &Config,
+        st: &mut Stats,
+        now: u64,
+        out: &mut Vec<Correlated>,
+    ) {
+        // Holds that ran out.
+        let expired_holds: Vec<u64> = self
+            .handles
+            .iter()
+            .filter(|(_, h)| {
+                h.held
+                    .first()
+                    .is_some_and(|e| now.saturating_sub(e.at) >= cfg.hold_us)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for hid in expired_holds {
+            if let Some(h) = self.handles.get_mut(&hid) {
+                st.hold_expired += h.held.len() as u64;
+                h.gave_up = true;
+            }
+            self.release_handle_fallback(em, cfg, hid, now, out);
+        }
+        let expired_sessions: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.held
+                    .first()
+                    .is_some_and(|e| now.saturating_sub(e.at) >= cfg.hold_us)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for sid in expired_sessions {
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                st.hold_expired += s.held.len() as u64;
+                s.gave_up = true;
+            }
+            self.release_session(em, cfg, sid, now, out);
+        }
+        // Ended (after the grace period) or idle handles.
+        let gone: Vec<(u64, bool)> = self
+            .handles
+            .iter()
+            .filter_map(|(k, h)| match h.ended_at {
+                Some(t) if now.saturating_sub(t) >= cfg.hold_us => Some((*k, false)),
+                None if now.saturating_sub(h.last_seen) >= cfg.idle_us => Some((*k, true)),
+                _ => None,
+            })
+            .collect();
+        for (hid, idle) in gone {
+            if idle {
+                st.expired += 1;
+            }
+            self.forget_handle(em, cfg, hid, now, out);
+        }
+        if self.handles.len() > cfg.max_handles {
+            let mut by_age: Vec<(u64, u64)> = self
+                .handles
+                .iter()
+                .map(|(k, h)| (h.last_seen, *k))
+                .collect();
+            by_age.sort_unstable();
+            let excess = self.handles.len() - cfg.max_handles * 9 / 10;
+            for (_, hid) in by_age.into_iter().take(excess) {
+                st.evicted += 1;
+                self.forget_handle(em, cfg, hid, now, out);
+            }
+        }
+        let gone: Vec<(u64, bool)> = self
+            .sessions
+            .iter()
+            .filter_map(|(k, s)| match s.ended_at {
+                Some(t) if now.saturating_sub(t) >= cfg.hold_us => Some((*k, false)),
+                None if now.saturating_sub(s.last_seen) >= cfg.idle_us && s.handles.is_empty() => {
+                    Some((*k, true))
+                }
+                _ => None,
+            })
+            .collect();
+        for (sid, idle) in gone {
+            if idle {
+                st.expired += 1;
+            }
+            self.release_session(em, cfg, sid, now, out);
+            if let Some(s) = self.sessions.remove(&sid) {
+                for h in s.handles {
+                    self.forget_handle(em, cfg, h, now, out);
+                }
+            }
+        }
+        self.transports
+            .retain(|_, t| now.saturating_sub(t.at) < cfg.hold_us);
+    }
+
+    fn forget_handle(
+        &mut self,
+        em: &str,
+        cfg: &Config,
+        hid: u64,
+        now: u64,
+        out: &mut Vec<Correlated>,
+    ) {
+        self.release_handle_fallback(em, cfg, hid, now, out);
+        let Some(h) = self.handles.remove(&hid) else {
+            return;
+        };
+        self.participants.retain(|_, v| *v != hid);
+        if let Some(s) = h.session.and_then(|sid| self.sessions.get_mut(&sid)) {
+            s.handles.retain(|x| *x != hid);
+            for g in h.groups {
+                push_unique(&mut s.past_groups, g);
+            }
+        }
+    }
+}
+
+fn emit(out: &mut Vec<Correlated>, event: Event, cid: Arc<str>, facts: Facts) {
+    out.push(Correlated { event, cid, facts });
+}
+
+fn emit_groups(out: &mut Vec<Correlated>, event: Event, groups: &[Group], facts: Facts) {
+    let last = groups.len() - 1;
+    let mut event = Some(event);
+    for (i, g) in groups.iter().enumerate() {
+        let e = if i == last {
+            event.take().expect("once")
+        } else {
+            event.clone().expect("present")
+        };
+        let mut f = facts.clone();
+        f.group = Some(g.key.clone());
+        if let GroupKey::Call(c) = &g.key {
+            f.call_id = Some(c.clone());
+        }
+        emit(out, e, g.cid.clone(), f);
+    }
+}

@@ -1,0 +1,237 @@
+//! Splitting an event-handler body into its events without parsing them: a body is one
+//! JSON object, an array of them, or NDJSON (objects, or arrays, one after another). Each
+//! event is cut out as its own slice, so one malformed event never takes the others of
+//! the same body down with it.
+
+use bytes::Bytes;
+
+/// Why part of a body could not be cut into an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SplitError {
+    /// A value that is not an object or an array at the top level, or not an object inside one.
+    #[error("byte {offset}: an event must be a JSON object, found {found:?}")]
+    NotAnObject {
+        /// Offset in the body.
+        offset: usize,
+        /// The first byte found.
+        found: char,
+    },
+    /// A string, object or array that never ends.
+    #[error("byte {offset}: unterminated JSON value")]
+    Unterminated {
+        /// Offset where the value starts.
+        offset: usize,
+    },
+}
+
+/// One piece of a body: an event's bytes, or why a piece is not one.
+pub type Piece = Result<Bytes, SplitError>;
+
+/// Cuts `body` into events (slices of the same buffer, no copy).
+pub fn split_events(body: &Bytes) -> Vec<Piece> {
+    let b = &body[..];
+    let mut out = Vec::new();
+    let mut pos = skip_ws(b, 0);
+    // A UTF-8 byte order mark is tolerated at the start.
+    if b[pos..].starts_with(&[0xef, 0xbb, 0xbf]) {
+        pos = skip_ws(b, pos + 3);
+    }
+    while pos < b.len() {
+        match b[pos] {
+            b'{' => match value_end(b, pos) {
+                Some(end) => {
+                    out.push(Ok(body.slice(pos..end)));
+                    pos = end;
+                }
+                None => {
+                    out.push(Err(SplitError::Unterminated { offset: pos }));
+                    return out;
+                }
+            },
+            b'[' => {
+                if !split_array(body, pos, &mut out, &mut pos) {
+                    return out;
+                }
+            }
+            c => {
+                out.push(Err(SplitError::NotAnObject {
+                    offset: pos,
+                    found: char::from(c),
+                }));
+                // Skip to the next line: NDJSON recovers at the next event.
+                pos = b[pos..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(b.len(), |n| pos + n + 1);
+            }
+        }
+        pos = skip_ws(b, pos);
+        if pos < b.len() && b[pos] == b',' {
+            pos = skip_ws(b, pos + 1);
+        }
+    }
+    out
+}
+
+/// Splits the array starting at `start`; returns false when the rest of the body is lost.
+fn split_array(body: &Bytes, start: usize, out: &mut Vec<Piece>, next: &mut usize) -> bool {
+    let b = &body[..];
+    let mut pos = skip_ws(b, start + 1);
+    loop {
+        if pos >= b.len() {
+            out.push(Err(SplitError::Unterminated { offset: start }));
+            return false;
+        }
+        match b[pos] {
+            b']' => {
+                *next = pos + 1;
+                return true;
+            }
+            b',' => {
+                pos = skip_ws(b, pos + 1);
+                continue;
+            }
+            _ => {}
+        }
+        let Some(end) = element_end(b, pos) else {
+            out.push(Err(SplitError::Unterminated { offset: pos }));
+            return false;
+        };
+        let mut trimmed = end;
+        while trimmed > pos && b[trimmed - 1].is_ascii_whitespace() {
+            trimmed -= 1;
+        }
+        if b[pos] == b'{' {
+            out.push(Ok(body.slice(pos..trimmed)));
+        } else {
+            out.push(Err(SplitError::NotAnObject {
+                offset: pos,
+                found: char::from(b[pos]),
+            }));
+        }
+        pos = end;
+    }
+}
+
+fn skip_ws(b: &[u8], mut pos: usize) -> usize {
+    while pos < b.len() && b[pos].is_ascii_whitespace() {
+        pos += 1;
+    }
+    pos
+}
+
+/// The end (exclusive) of the object or array starting at `pos`.
+fn value_end(b: &[u8], pos: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = pos;
+    while i < b.len() {
+        match b[i] {
+            b'"' => i = string_end(b, i)?,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The end (exclusive) of an array element starting at `pos`: the next `,` or `]` at
+/// depth 0. Malformed elements end there too, so the next element is still found.
+fn element_end(b: &[u8], pos: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = pos;
+    while i < b.len() {
+        match b[i] {
+            b'"' => i = string_end(b, i)?,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth > 0 => depth -= 1,
+            b',' | b']' if depth == 0 => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The index of the closing quote of the string opening at `pos`.
+fn string_end(b: &[u8], pos: usize) -> Option<usize> {
+    let mut i = pos + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(body: &str) -> Vec<Result<String, SplitError>> {
+        split_events(&Bytes::from(body.to_string()))
+            .into_iter()
+            .map(|p| p.map(|b| String::from_utf8(b.to_vec()).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn object_array_and_ndjson() {
+        assert_eq!(texts(r#" {"a":1} "#), vec![Ok(r#"{"a":1}"#.into())]);
+        assert_eq!(
+            texts(r#"[ {"a":"]"} , {"b":[1,{"c":2}]} ]"#),
+            vec![Ok(r#"{"a":"]"}"#.into()), Ok(r#"{"b":[1,{"c":2}]}"#.into())]
+        );
+        assert_eq!(
+            texts("{\"a\":1}\n{\"b\":\"x\\\"}\"}\r\n[{\"c\":3}]\n"),
+            vec![
+                Ok(r#"{"a":1}"#.into()),
+                Ok(r#"{"b":"x\"}"}"#.into()),
+                Ok(r#"{"c":3}"#.into())
+            ]
+        );
+        assert_eq!(texts("[]"), vec![]);
+        assert_eq!(texts(""), vec![]);
+    }
+
+    #[test]
+    fn a_bad_element_does_not_take_the_others() {
+        let got = texts(r#"[{"a":1}, 42, {"b":tru}, {"c":3}]"#);
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0], Ok(r#"{"a":1}"#.into()));
+        assert_eq!(
+            got[1],
+            Err(SplitError::NotAnObject {
+                offset: 10,
+                found: '4'
+            })
+        );
+        // Cut out as an event; the JSON parser reports it.
+        assert_eq!(got[2], Ok(r#"{"b":tru}"#.into()));
+        assert_eq!(got[3], Ok(r#"{"c":3}"#.into()));
+        let got = texts("garbage line\n{\"a\":1}");
+        assert!(got[0].is_err());
+        assert_eq!(got[1], Ok(r#"{"a":1}"#.into()));
+    }
+
+    #[test]
+    fn unterminated_values() {
+        assert_eq!(
+            texts(r#"{"a":1} {"b":"#),
+            vec![
+                Ok(r#"{"a":1}"#.into()),
+                Err(SplitError::Unterminated { offset: 8 })
+            ]
+        );
+        assert!(texts(r#"[{"a":1}, {"b":2}"#).last().unwrap().is_err());
+        assert!(texts(r#"["abc"#).last().unwrap().is_err());
+    }
+}

@@ -1,0 +1,408 @@
+//! Mapping correlated Janus events to HEP packets.
+//!
+//! - Janus events → proto type 100 (LOG; configurable) with a JSON payload
+//!   `{"heplink":{<facts>},"event":<the original event, byte for byte>}`.
+//! - SIP plugin `sip-in` / `sip-out` → proto type 1 (SIP), the SIP message as payload and
+//!   its Call-ID as correlation id.
+//! - Time from the event's `timestamp` (µs exact); the caller's clock when it has none.
+//! - Addresses: real where Janus gives them (ICE candidates and selected pair per handle,
+//!   the HTTP/WebSocket client of the session, SIP Via / Request-URI / Contact), stable
+//!   synthetic ones otherwise (see [`synthetic_client`], [`SYNTHETIC_JANUS_V6`]). Events
+//!   the client caused (remote JSEP, remote candidates, transport and session events) go
+//!   client → Janus; everything else Janus → client.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use bytes::Bytes;
+use heplink_proto::{EncodeError, PacketBuilder, ProtoType};
+
+use crate::correlate::{Correlated, GroupKey};
+use crate::janus::event::{kind, sip_header, write_json_str, Body, Event, RoomId};
+
+/// Mapper settings.
+#[derive(Debug, Clone)]
+pub struct MapConfig {
+    /// HEP capture agent id (chunk 0x000c).
+    pub capture_id: u32,
+    /// Node name (chunk 0x0013); `None` uses the event's emitter.
+    pub node_name: Option<String>,
+    /// Auth key (chunk 0x000e), if any.
+    pub auth_key: Option<String>,
+    /// Proto type of Janus events.
+    pub event_proto: ProtoType,
+    /// Send `sip-in` / `sip-out` as SIP (type 1) packets.
+    pub sip_as_sip: bool,
+}
+
+impl Default for MapConfig {
+    fn default() -> Self {
+        MapConfig {
+            capture_id: 2001,
+            node_name: None,
+            auth_key: None,
+            event_proto: ProtoType::LOG,
+            sip_as_sip: true,
+        }
+    }
+}
+
+/// Synthetic address of Janus when none is known (IPv6 unique local).
+pub const SYNTHETIC_JANUS_V6: Ipv6Addr = Ipv6Addr::new(0xfd6a, 0x616e, 0x7573, 0, 0, 0, 0, 1);
+/// Synthetic address of Janus when the client is known and IPv4 (reserved 240.0.0.0/4).
+pub const SYNTHETIC_JANUS_V4: Ipv4Addr = Ipv4Addr::new(240, 0, 0, 1);
+
+/// The synthetic client address for an id (a handle, a session, a room): IPv6
+/// `fd63:6c69:656e:7400:<id as 64 bits>`, or IPv4 `240.x.y.z` (low 24 bits, never
+/// `240.0.0.1`) when it must match an IPv4 Janus address.
+pub fn synthetic_client(id: u64, v4: bool) -> IpAddr {
+    if v4 {
+        let low = (id & 0x00ff_ffff) as u32;
+        let low = if low <= 1 { low + 2 } else { low };
+        IpAddr::V4(Ipv4Addr::from(0xf000_0000 | low))
+    } else {
+        IpAddr::V6(Ipv6Addr::new(
+            0xfd63,
+            0x6c69,
+            0x656e,
+            0x7400,
+            (id >> 48) as u16,
+            (id >> 32) as u16,
+            (id >> 16) as u16,
+            id as u16,
+        ))
+    }
+}
+
+/// A stable 64-bit id for a room (numeric ids as they are; string ids hashed, FNV-1a).
+fn room_hash(r: &RoomId) -> u64 {
+    match r {
+        RoomId::Num(n) => *n,
+        RoomId::Str(s) => s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        }),
+    }
+}
+
+/// Turns correlated events into HEP packets.
+#[derive(Debug, Default)]
+pub struct Mapper {
+    cfg: MapConfig,
+}
+
+impl Mapper {
+    /// A mapper with these settings.
+    pub fn new(cfg: MapConfig) -> Self {
+        Mapper { cfg }
+    }
+
+    /// Builds the HEP packet of one correlated event; `now_us` stamps events without a
+    /// timestamp. The result passes the encoder's checks (it is validated here).
+    pub fn map(&self, c: &Correlated, now_us: u64) -> Result<PacketBuilder, EncodeError> {
+        let ev = &c.event;
+        let ts = ev.timestamp.unwrap_or(now_us);
+        let node = self
+            .cfg
+            .node_name
+            .clone()
+            .unwrap_or_else(|| sanitize_node(&ev.emitter));
+        let mut b = if let (true, Some((sip, inbound))) = (self.cfg.sip_as_sip, ev.sip_message()) {
+            let (src, dst) = sip_endpoints(sip, inbound, c);
+            let cid = crate::janus::event::sip_call_id(sip).map_or_else(
+                || Bytes::from(c.cid.to_string()),
+                |s| Bytes::from(s.to_string()),
+            );
+            PacketBuilder::new(ProtoType::SIP, Bytes::from(sip.to_string()))
+                .udp((src.ip(), src.port()), (dst.ip(), dst.port()))
+                .correlation_id(cid)
+        } else {
+            let (src, dst) = event_endpoints(c);
+            let payload = self.payload(c);
+            PacketBuilder::new(self.cfg.event_proto, payload)
+                .udp((src.ip(), src.port()), (dst.ip(), dst.port()))
+                .correlation_id(Bytes::from(c.cid.to_string()))
+        };
+        b = b
+            .timestamp_micros(ts)
+            .capture_id(self.cfg.capture_id)
+            .node_name(node);
+        if let Some(k) = &self.cfg.auth_key {
+            b = b.auth_key(k.clone());
+        }
+        match b.validate() {
+            Err(EncodeError::TooLarge { .. }) => {
+                // A huge event (an SDP of tens of KB): send its head instead, marked.
+                let mut payload = String::new();
+                payload.push_str("{\"heplink\":{\"truncated\":true,\"original_bytes\":");
+                let _ = write!(payload, "{}", ev.raw.len());
+                payload.push_str(",\"cid\":");
+                write_json_str(&mut payload, &c.cid);
+                payload.push_str("},\"event_head\":");
+                let text = String::from_utf8_lossy(&ev.raw);
+                let head: String = text.chars().take(30_000).collect();
+                write_json_str(&mut payload, &head);
+                payload.push('}');
+                b.proto_type = Some(self.cfg.event_proto);
+                b.payload = Bytes::from(payload);
+                b.validate()?;
+                Ok(b)
+            }
+            Err(e) => Err(e),
+            Ok(_) => Ok(b),
+        }
+    }
+
+    /// `{"heplink":{facts},"event":<raw>}`.
+    fn payload(&self, c: &Correlated) -> Bytes {
+        let f = &c.facts;
+        let mut s = String::with_capacity(c.event.raw.len() + 160);
+        s.push_str("{\"heplink\":{\"cid\":");
+        write_json_str(&mut s, &c.cid);
+        match &f.group {
+            Some(GroupKey::Room(p, r)) => {
+                let _ = write!(s, ",\"group\":\"{}\",\"room\":", p.short());
+                r.write_json(&mut s);
+            }
+            Some(GroupKey::Call(_)) => s.push_str(",\"group\":\"sip\""),
+            None => {}
+        }
+        if let Some((_, id)) = &f.participant {
+            s.push_str(",\"participant\":");
+            id.write_json(&mut s);
+        }
+        if let Some(d) = &f.display {
+            s.push_str(",\"display\":");
+            write_json_str(&mut s, d);
+        }
+        if !f.feeds.is_empty() {
+            s.push_str(",\"feeds\":[");
+            for (i, feed) in f.feeds.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                feed.write_json(&mut s);
+            }
+            s.push(']');
+        }
+        if let Some(call) = &f.call_id {
+            s.push_str(",\"call_id\":");
+            write_json_str(&mut s, call);
+        }
+        if f.held_us > 0 {
+            let _ = write!(s, ",\"held_us\":{}", f.held_us);
+        }
+        s.push_str("},\"event\":");
+        s.push_str(&String::from_utf8_lossy(&c.event.raw));
+        s.push('}');
+        Bytes::from(s)
+    }
+}
+
+/// Node name from an emitter: `"` and `\` (which heplify-server copies into JSON
+/// unescaped) and control characters become `_`; empty becomes `janus`.
+pub fn sanitize_node(emitter: &str) -> String {
+    if emitter.is_empty() {
+        return "janus".into();
+    }
+    emitter
+        .chars()
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Whether the client caused this event (it goes client → Janus).
+fn from_client(ev: &Event) -> bool {
+    match ev.kind {
+        kind::JSEP => matches!(ev.body, Body::Jsep { remote: true, .. }),
+        kind::WEBRTC => ev.subtype == Some(3),
+        kind::TRANSPORT | kind::SESSION => true,
+        _ => false,
+    }
+}
+
+/// The id a synthetic client address is derived from.
+fn synthetic_id(c: &Correlated) -> u64 {
+    let ev = &c.event;
+    ev.handle_id
+        .or(ev.session_id)
+        .or_else(|| match &c.facts.group {
+            Some(GroupKey::Room(_, r)) => Some(room_hash(r)),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// Source and destination of a Janus event packet.
+pub fn event_endpoints(c: &Correlated) -> (SocketAddr, SocketAddr) {
+    let client = c.facts.client.or(match &c.event.body {
+        Body::Transport { client, .. } => *client,
+        _ => None,
+    });
+    let (client, janus) = pair(client, c.facts.janus, synthetic_id(c));
+    if from_client(&c.event) {
+        (client, janus)
+    } else {
+        (janus, client)
+    }
+}
+
+/// Completes a (client, Janus) pair with synthetic addresses of the same family.
+fn pair(
+    client: Option<SocketAddr>,
+    janus: Option<SocketAddr>,
+    id: u64,
+) -> (SocketAddr, SocketAddr) {
+    match (client, janus) {
+        (Some(c), Some(j)) if c.is_ipv4() == j.is_ipv4() => (c, j),
+        (Some(c), Some(j)) => (to_v6(c), to_v6(j)),
+        (Some(c), None) => {
+            let j = if c.is_ipv4() {
+                IpAddr::V4(SYNTHETIC_JANUS_V4)
+            } else {
+                IpAddr::V6(SYNTHETIC_JANUS_V6)
+            };
+            (c, SocketAddr::new(j, 0))
+        }
+        (None, Some(j)) => (SocketAddr::new(synthetic_client(id, j.is_ipv4()), 0), j),
+        (None, None) => (
+            SocketAddr::new(synthetic_client(id, false), 0),
+            SocketAddr::new(IpAddr::V6(SYNTHETIC_JANUS_V6), 0),
+        ),
+    }
+}
+
+fn to_v6(a: SocketAddr) -> SocketAddr {
+    match a.ip() {
+        IpAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), a.port()),
+        IpAddr::V6(_) => a,
+    }
+}
+
+/// Source and destination of a SIP message: a request goes from its top Via's sent-by to
+/// its Request-URI; a response from its Contact to its top Via's sent-by. What cannot be
+/// read (host names, missing headers) is synthetic.
+pub fn sip_endpoints(msg: &str, inbound: bool, c: &Correlated) -> (SocketAddr, SocketAddr) {
+    let first = msg.lines().next().unwrap_or("");
+    let via = sip_header(msg, "via", Some("v")).and_then(via_sent_by);
+    let (src, dst) = if first.starts_with("SIP/2.0") {
+        let contact = sip_header(msg, "contact", Some("m")).and_then(uri_host_port);
+        (contact, via)
+    } else {
+        let ruri = first
+            .split_ascii_whitespace()
+            .nth(1)
+            .and_then(uri_host_port);
+        (via, ruri)
+    };
+    // Known side, and a synthetic partner: Janus's SIP stack for outbound requests, the peer inbound.
+    let id = synthetic_id(c) ^ u64::from(inbound);
+    let fill = |a: Option<SocketAddr>, other: Option<SocketAddr>, janus_side: bool| {
+        a.unwrap_or_else(|| {
+            let v4 = other.is_none_or(|o| o.is_ipv4());
+            let ip = if janus_side {
+                if v4 {
+                    IpAddr::V4(SYNTHETIC_JANUS_V4)
+                } else {
+                    IpAddr::V6(SYNTHETIC_JANUS_V6)
+                }
+            } else {
+                synthetic_client(id, v4)
+            };
+            SocketAddr::new(ip, 5060)
+        })
+    };
+    let src_full = fill(src, dst, !inbound);
+    let dst_full = fill(dst, Some(src_full), inbound);
+    if src_full.is_ipv4() == dst_full.is_ipv4() {
+        (src_full, dst_full)
+    } else {
+        (to_v6(src_full), to_v6(dst_full))
+    }
+}
+
+/// `SIP/2.0/UDP host:port;params` → host:port (port 5060 when absent), IP hosts only.
+fn via_sent_by(v: &str) -> Option<SocketAddr> {
+    let v = v.split(',').next()?;
+    let sent_by = v.split_ascii_whitespace().nth(1)?.split(';').next()?;
+    host_port(sent_by)
+}
+
+/// `<sip:user@host:port;params>` or `sip:host` → host:port, IP hosts only.
+fn uri_host_port(u: &str) -> Option<SocketAddr> {
+    let u = u.trim();
+    let u = match (u.find('<'), u.find('>')) {
+        (Some(a), Some(b)) if a < b => &u[a + 1..b],
+        _ => u,
+    };
+    let rest = u.strip_prefix("sips:").or_else(|| u.strip_prefix("sip:"))?;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hp = rest.split([';', '?', '>']).next()?;
+    host_port(hp)
+}
+
+fn host_port(hp: &str) -> Option<SocketAddr> {
+    if let Some(v6) = hp.strip_prefix('[') {
+        let (ip, rest) = v6.split_once(']')?;
+        let port = rest
+            .strip_prefix(':')
+            .map_or(Some(5060), |p| p.parse().ok())?;
+        return Some(SocketAddr::new(ip.parse().ok()?, port));
+    }
+    let (ip, port) = match hp.rsplit_once(':') {
+        Some((ip, p)) => (ip, p.parse().ok()?),
+        None => (hp, 5060),
+    };
+    Some(SocketAddr::new(IpAddr::V4(ip.parse().ok()?), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_address_parsing() {
+        assert_eq!(
+            via_sent_by("SIP/2.0/UDP 127.0.0.41:51182;branch=z9;rport"),
+            Some("127.0.0.41:51182".parse().unwrap())
+        );
+        assert_eq!(
+            via_sent_by("SIP/2.0/TCP [2001:db8::1]:5070;branch=x"),
+            Some("[2001:db8::1]:5070".parse().unwrap())
+        );
+        assert_eq!(via_sent_by("SIP/2.0/UDP pbx.example.org;branch=x"), None);
+        assert_eq!(
+            uri_host_port("sip:frontdesk@127.0.0.42:5070"),
+            Some("127.0.0.42:5070".parse().unwrap())
+        );
+        assert_eq!(
+            uri_host_port("<sip:carol@127.0.0.41:51182;transport=udp>"),
+            Some("127.0.0.41:51182".parse().unwrap())
+        );
+        assert_eq!(
+            uri_host_port("\"Bob\" <sip:bob@10.0.0.9>;expires=60"),
+            Some("10.0.0.9:5060".parse().unwrap())
+        );
+        assert_eq!(uri_host_port("tel:+123"), None);
+    }
+
+    #[test]
+    fn synthetic_addresses_are_stable_and_distinct() {
+        assert_eq!(
+            synthetic_client(0x0001_0002_0003_0004, false).to_string(),
+            "fd63:6c69:656e:7400:1:2:3:4"
+        );
+        assert_eq!(
+            synthetic_client(0xabcdef, true).to_string(),
+            "240.171.205.239"
+        );
+        assert_ne!(synthetic_client(1, true), IpAddr::V4(SYNTHETIC_JANUS_V4));
+        assert_eq!(sanitize_node("a\"b\\c\n"), "a_b_c_");
+        assert_eq!(sanitize_node(""), "janus");
+    }
+}
