@@ -389,7 +389,8 @@ impl EmitterState {
                         if let Some(s) = self.sessions.get_mut(&sid) {
                             s.ended_at = Some(now);
                         }
-                        self.release_session(em, cfg, sid, now, out);
+                        // Held events stay until the grace period ends: a binding may
+                        // still arrive (events can come out of order).
                     }
                 }
             }
@@ -482,14 +483,14 @@ impl EmitterState {
         let Some(s) = self.sessions.get(&sid) else {
             return false;
         };
-        if s.gave_up || s.ended_at.is_some() {
+        if s.gave_up {
             return false;
         }
         s.handles.is_empty()
             || s.handles.iter().any(|h| {
-                self.handles.get(h).is_some_and(|h| {
-                    h.ended_at.is_none() && !h.gave_up && h.plugin.is_none_or(Plugin::binds)
-                })
+                self.handles
+                    .get(h)
+                    .is_some_and(|h| !h.gave_up && h.plugin.is_none_or(Plugin::binds))
             })
     }
 
@@ -639,6 +640,10 @@ impl EmitterState {
         out: &mut Vec<Correlated>,
     ) {
         let sid = ev.session_id;
+        if !self.handles.contains_key(&hid) && self.handles.len() >= cfg.max_handles {
+            // The hard cap: make room before tracking one more handle.
+            self.evict(em, cfg, st, now, out);
+        }
         let h = self.handles.entry(hid).or_insert_with(|| HandleState {
             session: sid,
             plugin: None,
@@ -792,8 +797,7 @@ impl EmitterState {
         }
         let h = self.handles.get(&hid).expect("present");
         let bound = !h.groups.is_empty();
-        let may_bind =
-            !h.gave_up && h.ended_at.is_none() && !detached && h.plugin.is_none_or(Plugin::binds);
+        let may_bind = !h.gave_up && h.plugin.is_none_or(Plugin::binds);
 
         if let Some((cid, key)) = own_cid {
             let mut facts = Self::handle_facts(h);
@@ -841,10 +845,10 @@ impl EmitterState {
             }
         }
         if detached {
+            // Held events wait out the grace period: a binding may still come.
             if let Some(h) = self.handles.get_mut(&hid) {
                 h.ended_at = Some(now);
             }
-            self.release_handle_fallback(em, cfg, hid, now, out);
         }
     }
 
@@ -1015,17 +1019,7 @@ impl EmitterState {
             self.forget_handle(em, cfg, hid, now, out);
         }
         if self.handles.len() > cfg.max_handles {
-            let mut by_age: Vec<(u64, u64)> = self
-                .handles
-                .iter()
-                .map(|(k, h)| (h.last_seen, *k))
-                .collect();
-            by_age.sort_unstable();
-            let excess = self.handles.len() - cfg.max_handles * 9 / 10;
-            for (_, hid) in by_age.into_iter().take(excess) {
-                st.evicted += 1;
-                self.forget_handle(em, cfg, hid, now, out);
-            }
+            self.evict(em, cfg, st, now, out);
         }
         let gone: Vec<(u64, bool)> = self
             .sessions
@@ -1051,6 +1045,32 @@ impl EmitterState {
         }
         self.transports
             .retain(|_, t| now.saturating_sub(t.at) < cfg.hold_us);
+    }
+
+    /// Evicts the least recently active handles down to 90% of the cap (counted).
+    fn evict(
+        &mut self,
+        em: &str,
+        cfg: &Config,
+        st: &mut Stats,
+        now: u64,
+        out: &mut Vec<Correlated>,
+    ) {
+        let mut by_age: Vec<(u64, u64)> = self
+            .handles
+            .iter()
+            .map(|(k, h)| (h.last_seen, *k))
+            .collect();
+        by_age.sort_unstable();
+        let excess = self
+            .handles
+            .len()
+            .saturating_sub(cfg.max_handles * 9 / 10)
+            .max(1);
+        for (_, hid) in by_age.into_iter().take(excess) {
+            st.evicted += 1;
+            self.forget_handle(em, cfg, hid, now, out);
+        }
     }
 
     fn forget_handle(

@@ -1,0 +1,99 @@
+//! Properties of the correlator on the real captures: any reordering of events within
+//! the hold window gives the same grouping, and once every session has ended (and the
+//! grace period passed) no state is left.
+//!
+//! SIP captures are left out of the reordering property on purpose: a SIP handle's
+//! events are split between consecutive calls by their order (a call's teardown comes
+//! before the next call's offer), so moving an event across that boundary moves it to
+//! the other call by design.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use bytes::Bytes;
+use heplink::correlate::{self, Correlator};
+use heplink::janus::EventParser;
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn fixture(scenario: &str) -> Vec<String> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/janus/{scenario}.jsonl"));
+    let mut out = Vec::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        match serde_json::from_str::<Value>(line).unwrap() {
+            Value::Array(a) => out.extend(a.into_iter().map(|v| v.to_string())),
+            v => out.push(v.to_string()),
+        }
+    }
+    out
+}
+
+fn ts(raw: &str) -> u64 {
+    serde_json::from_str::<Value>(raw).unwrap()["timestamp"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Feeds events in the given order (clock = newest timestamp seen); returns the set of
+/// correlation ids of each event (by its index in the capture) and the correlator.
+fn grouping(events: &[String], order: &[usize]) -> (Vec<BTreeSet<String>>, Correlator) {
+    let mut c = Correlator::new(correlate::Config::default());
+    let mut p = EventParser::new();
+    let mut out = Vec::new();
+    let mut ptrs = vec![0usize; events.len()];
+    let mut now = 0;
+    for &i in order {
+        let raw = Bytes::from(events[i].clone());
+        ptrs[i] = raw.as_ptr() as usize;
+        let e = p.parse(raw).unwrap();
+        now = now.max(e.timestamp.unwrap_or(0));
+        c.push(e, now, &mut out);
+    }
+    c.flush(&mut out);
+    let mut per = vec![BTreeSet::new(); events.len()];
+    for o in out {
+        let i = ptrs
+            .iter()
+            .position(|p| *p == o.event.raw.as_ptr() as usize)
+            .unwrap();
+        per[i].insert(o.cid.to_string());
+    }
+    (per, c)
+}
+
+const HOLD_US: u64 = 10_000_000;
+const ROOM_CAPTURES: &[&str] = &[
+    "videoroom-2pub-2sub-webrtc",
+    "audiobridge-3users",
+    "textroom-datachannel-webrtc",
+    "echotest-webrtc",
+    "grouping-compressed",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn reordering_within_the_hold_window_keeps_the_grouping(
+        which in 0..ROOM_CAPTURES.len(),
+        jitter in proptest::collection::vec(0..HOLD_US / 2, 400),
+    ) {
+        let events = fixture(ROOM_CAPTURES[which]);
+        let in_order: Vec<usize> = (0..events.len()).collect();
+        let (want, _) = grouping(&events, &in_order);
+        // Each event may arrive up to half a hold window late.
+        let mut order = in_order.clone();
+        order.sort_by_key(|&i| ts(&events[i]) + jitter[i % jitter.len()]);
+        let (got, mut c) = grouping(&events, &order);
+        for i in 0..events.len() {
+            prop_assert_eq!(&got[i], &want[i], "event {} of {}", i, ROOM_CAPTURES[which]);
+        }
+        // And whatever the order, nothing is left once every session has ended.
+        let last = events.iter().map(|e| ts(e)).max().unwrap();
+        let mut out = Vec::new();
+        c.tick(last + HOLD_US / 2 + HOLD_US, &mut out);
+        prop_assert!(out.is_empty());
+        prop_assert!(c.is_empty());
+    }
+}
