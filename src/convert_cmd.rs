@@ -108,7 +108,7 @@ pub fn convert(
     let mut now = 0u64;
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut sink = |o: Output| {
-        let c = &o.correlated;
+        let c = o.correlated;
         let Ok(b) = o.packet else { return };
         let Ok(bytes) = b.to_bytes() else { return };
         let ts = b.ts_sec.map_or(0, |s| {

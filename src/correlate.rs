@@ -25,9 +25,14 @@
 //!   hold time, for late events), expires after inactivity, and a cap evicts the
 //!   least recently active handles. Every release, expiry and eviction is counted.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use smallvec::{smallvec, SmallVec};
+
+/// Maps keyed by ids: ahash (fast, randomly seeded, so crafted ids cannot force collisions).
+type HashMap<K, V> = StdHashMap<K, V, ahash::RandomState>;
 
 use crate::janus::event::{kind, Body, Event, Plugin, RoomId};
 
@@ -91,19 +96,41 @@ pub enum GroupKey {
     Call(Arc<str>),
 }
 
+/// A group with its correlation id, shared (interned) by every handle in it.
 #[derive(Debug, Clone)]
-struct Group {
+struct Group(Arc<GroupInner>);
+
+#[derive(Debug)]
+struct GroupInner {
     key: GroupKey,
     cid: Arc<str>,
 }
 
-fn group(emitter: &str, key: GroupKey) -> Group {
+impl std::ops::Deref for Group {
+    type Target = GroupInner;
+    fn deref(&self) -> &GroupInner {
+        &self.0
+    }
+}
+
+/// The interned group of `key` (one allocation per room or call, not per handle).
+fn intern(cache: &mut HashMap<GroupKey, Group>, emitter: &str, key: GroupKey) -> Group {
+    if let Some(g) = cache.get(&key) {
+        return g.clone();
+    }
     let cid: Arc<str> = match &key {
         GroupKey::Room(p, r) => format!("{emitter}:{}:{r}", p.short()).into(),
         GroupKey::Call(c) => c.clone(),
     };
-    Group { key, cid }
+    let g = Group(Arc::new(GroupInner {
+        key: key.clone(),
+        cid,
+    }));
+    cache.insert(key, g.clone());
+    g
 }
+
+type Groups = SmallVec<[Group; 2]>;
 
 /// What heplink learned about an event, sent along in its payload and used for addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -176,7 +203,7 @@ struct Held {
 struct HandleState {
     session: Option<u64>,
     plugin: Option<Plugin>,
-    groups: Vec<Group>,
+    groups: Groups,
     /// The room this handle participates in (as publisher, subscriber or member).
     participant: Option<(RoomId, RoomId)>,
     display: Option<Arc<str>>,
@@ -194,9 +221,9 @@ struct HandleState {
 
 #[derive(Debug, Default)]
 struct SessionState {
-    handles: Vec<u64>,
+    handles: SmallVec<[u64; 2]>,
     /// Groups of handles already forgotten, for the session's last events.
-    past_groups: Vec<Group>,
+    past_groups: Groups,
     held: Vec<Held>,
     gave_up: bool,
     client: Option<SocketAddr>,
@@ -219,6 +246,10 @@ struct EmitterState {
     /// (plugin, room, participant id) → handle.
     participants: HashMap<(Plugin, RoomId, RoomId), u64>,
     transports: HashMap<Arc<str>, TransportSeen>,
+    /// Persistent connection id → sessions created on it.
+    transport_sessions: HashMap<Arc<str>, SmallVec<[u64; 2]>>,
+    /// Interned groups; an entry goes when no handle or session refers to it any more.
+    groups: HashMap<GroupKey, Group>,
 }
 
 /// The correlator. See the module documentation for the rules.
@@ -238,7 +269,7 @@ impl Correlator {
     pub fn new(cfg: Config) -> Self {
         Correlator {
             cfg,
-            emitters: HashMap::new(),
+            emitters: HashMap::default(),
             stats: Stats::default(),
             last_sweep: 0,
         }
@@ -338,7 +369,7 @@ fn session_fallback(emitter: &str, sid: Option<u64>) -> Arc<str> {
     }
 }
 
-fn push_unique(groups: &mut Vec<Group>, g: Group) {
+fn push_unique(groups: &mut Groups, g: Group) {
     if !groups.iter().any(|x| x.key == g.key) {
         groups.push(g);
     }
@@ -374,10 +405,19 @@ impl EmitterState {
                 } = &ev.body
                 {
                     if &**name == "created" {
-                        s.transport_id = transport_id.clone();
                         s.persistent_transport = transport
                             .as_deref()
                             .is_some_and(|t| t != "janus.transport.http");
+                        // Only persistent connections tie later transport events to sessions.
+                        if s.persistent_transport {
+                            s.transport_id = transport_id.clone();
+                            if let Some(t) = transport_id {
+                                let list = self.transport_sessions.entry(t.clone()).or_default();
+                                if !list.contains(&sid) {
+                                    list.push(sid);
+                                }
+                            }
+                        }
                         if let Some(t) = transport_id.as_ref().and_then(|t| self.transports.get(t))
                         {
                             s.client = t.client;
@@ -435,12 +475,11 @@ impl EmitterState {
                 .insert(id.clone(), TransportSeen { client, at: now });
         }
         // Persistent connections (WebSocket, …) belong to the sessions created on them.
-        let mut sids: Vec<u64> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.persistent_transport && s.transport_id.as_ref() == Some(&id))
-            .map(|(k, _)| *k)
-            .collect();
+        let mut sids: SmallVec<[u64; 2]> = self
+            .transport_sessions
+            .get(&id)
+            .cloned()
+            .unwrap_or_default();
         if sids.is_empty() {
             // Not tied to a session (HTTP requests, connections without sessions): one flow
             // per transport plugin.
@@ -461,8 +500,8 @@ impl EmitterState {
     }
 
     /// Groups of a session's handles (current, then those of forgotten handles).
-    fn session_groups(&self, sid: u64) -> Vec<Group> {
-        let mut groups = Vec::new();
+    fn session_groups(&self, sid: u64) -> Groups {
+        let mut groups = Groups::new();
         if let Some(s) = self.sessions.get(&sid) {
             for h in &s.handles {
                 if let Some(h) = self.handles.get(h) {
@@ -647,7 +686,7 @@ impl EmitterState {
         let h = self.handles.entry(hid).or_insert_with(|| HandleState {
             session: sid,
             plugin: None,
-            groups: Vec::new(),
+            groups: Groups::new(),
             participant: None,
             display: None,
             feeds: Vec::new(),
@@ -724,7 +763,7 @@ impl EmitterState {
                                 || invite
                                 || (h.groups.is_empty() && !message);
                             if !current && starts {
-                                h.groups = vec![group(em, key)];
+                                h.groups = smallvec![intern(&mut self.groups, em, key)];
                                 h.sip = SipPhase::InCall;
                                 h.gave_up = false;
                             } else if !current {
@@ -739,7 +778,7 @@ impl EmitterState {
                         pl @ (Plugin::VideoRoom | Plugin::AudioBridge | Plugin::TextRoom),
                         Some(room),
                     ) => {
-                        let g = group(em, GroupKey::Room(pl, room.clone()));
+                        let g = intern(&mut self.groups, em, GroupKey::Room(pl, room.clone()));
                         let manages = matches!(name, "created" | "edited" | "destroyed" | "kicked");
                         let joins =
                             matches!(name, "joined" | "subscribing" | "roomchanged" | "join");
@@ -929,7 +968,7 @@ impl EmitterState {
             };
         };
         let key = GroupKey::Room(pl, room.clone());
-        let g = group(em, key.clone());
+        let g = intern(&mut self.groups, em, key.clone());
         let mut facts = Facts {
             group: Some(key),
             ..Facts::default()
@@ -955,7 +994,7 @@ impl EmitterState {
             self.participants
                 .retain(|(ppl, r, _), _| !(*ppl == pl && *r == room));
         }
-        emit(out, ev, g.cid, facts);
+        emit(out, ev, g.cid.clone(), facts);
     }
 
     /// Releases expired holds; forgets ended and idle state; applies the handle cap.
@@ -1038,6 +1077,14 @@ impl EmitterState {
             }
             self.release_session(em, cfg, sid, now, out);
             if let Some(s) = self.sessions.remove(&sid) {
+                if let Some(t) = &s.transport_id {
+                    if let Some(list) = self.transport_sessions.get_mut(t) {
+                        list.retain(|x| *x != sid);
+                        if list.is_empty() {
+                            self.transport_sessions.remove(t);
+                        }
+                    }
+                }
                 for h in s.handles {
                     self.forget_handle(em, cfg, h, now, out);
                 }
@@ -1114,5 +1161,27 @@ fn emit_groups(out: &mut Vec<Correlated>, event: Event, groups: &[Group], facts:
             f.call_id = Some(c.clone());
         }
         emit(out, e, g.cid.clone(), f);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Guards the per-handle memory figure (≤ 1 KiB per live handle, measured by
+    /// `cargo bench --bench state_size`): the tables' slots must not grow unnoticed.
+    #[test]
+    fn state_structs_stay_small() {
+        assert!(
+            std::mem::size_of::<HandleState>() <= 256,
+            "{}",
+            std::mem::size_of::<HandleState>()
+        );
+        assert!(
+            std::mem::size_of::<SessionState>() <= 152,
+            "{}",
+            std::mem::size_of::<SessionState>()
+        );
+        assert_eq!(std::mem::size_of::<Group>(), 8);
     }
 }

@@ -14,7 +14,9 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use bytes::Bytes;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
 use heplink_proto::{EncodeError, PacketBuilder, ProtoType};
 
 use crate::correlate::{Correlated, GroupKey};
@@ -88,24 +90,24 @@ fn room_hash(r: &RoomId) -> u64 {
 #[derive(Debug, Default)]
 pub struct Mapper {
     cfg: MapConfig,
+    last_node: Option<(Arc<str>, Bytes)>,
 }
 
 impl Mapper {
     /// A mapper with these settings.
     pub fn new(cfg: MapConfig) -> Self {
-        Mapper { cfg }
+        Mapper {
+            cfg,
+            last_node: None,
+        }
     }
 
     /// Builds the HEP packet of one correlated event; `now_us` stamps events without a
     /// timestamp. The result passes the encoder's checks (it is validated here).
-    pub fn map(&self, c: &Correlated, now_us: u64) -> Result<PacketBuilder, EncodeError> {
+    pub fn map(&mut self, c: &Correlated, now_us: u64) -> Result<PacketBuilder, EncodeError> {
         let ev = &c.event;
         let ts = ev.timestamp.unwrap_or(now_us);
-        let node = self
-            .cfg
-            .node_name
-            .clone()
-            .unwrap_or_else(|| sanitize_node(&ev.emitter));
+        let node = self.node(&ev.emitter);
         let mut b = if let (true, Some((sip, inbound))) = (self.cfg.sip_as_sip, ev.sip_message()) {
             let (src, dst) = sip_endpoints(sip, inbound, c);
             let cid = crate::janus::event::sip_call_id(sip).map_or_else(
@@ -152,49 +154,65 @@ impl Mapper {
         }
     }
 
-    /// `{"heplink":{facts},"event":<raw>}`.
+    /// `{"heplink":{facts},"event":<raw>}`: the facts are written as JSON text, the
+    /// event is copied byte for byte (heplify-server drops invalid UTF-8 itself).
     fn payload(&self, c: &Correlated) -> Bytes {
         let f = &c.facts;
-        let mut s = String::with_capacity(c.event.raw.len() + 160);
-        s.push_str("{\"heplink\":{\"cid\":");
+        let mut s = BytesMut::with_capacity(c.event.raw.len() + 200);
+        s.extend_from_slice(b"{\"heplink\":{\"cid\":");
         write_json_str(&mut s, &c.cid);
         match &f.group {
             Some(GroupKey::Room(p, r)) => {
                 let _ = write!(s, ",\"group\":\"{}\",\"room\":", p.short());
                 r.write_json(&mut s);
             }
-            Some(GroupKey::Call(_)) => s.push_str(",\"group\":\"sip\""),
+            Some(GroupKey::Call(_)) => s.extend_from_slice(b",\"group\":\"sip\""),
             None => {}
         }
         if let Some((_, id)) = &f.participant {
-            s.push_str(",\"participant\":");
+            s.extend_from_slice(b",\"participant\":");
             id.write_json(&mut s);
         }
         if let Some(d) = &f.display {
-            s.push_str(",\"display\":");
+            s.extend_from_slice(b",\"display\":");
             write_json_str(&mut s, d);
         }
         if !f.feeds.is_empty() {
-            s.push_str(",\"feeds\":[");
+            s.extend_from_slice(b",\"feeds\":[");
             for (i, feed) in f.feeds.iter().enumerate() {
                 if i > 0 {
-                    s.push(',');
+                    s.extend_from_slice(b",");
                 }
                 feed.write_json(&mut s);
             }
-            s.push(']');
+            s.extend_from_slice(b"]");
         }
         if let Some(call) = &f.call_id {
-            s.push_str(",\"call_id\":");
+            s.extend_from_slice(b",\"call_id\":");
             write_json_str(&mut s, call);
         }
         if f.held_us > 0 {
             let _ = write!(s, ",\"held_us\":{}", f.held_us);
         }
-        s.push_str("},\"event\":");
-        s.push_str(&String::from_utf8_lossy(&c.event.raw));
-        s.push('}');
-        Bytes::from(s)
+        s.extend_from_slice(b"},\"event\":");
+        s.extend_from_slice(&c.event.raw);
+        s.extend_from_slice(b"}");
+        s.freeze()
+    }
+
+    /// The node name of an emitter, cached for the last emitter seen.
+    fn node(&mut self, emitter: &Arc<str>) -> Bytes {
+        if let Some(n) = &self.cfg.node_name {
+            return Bytes::from(n.clone());
+        }
+        match &self.last_node {
+            Some((e, n)) if Arc::ptr_eq(e, emitter) || **e == **emitter => n.clone(),
+            _ => {
+                let n = Bytes::from(sanitize_node(emitter));
+                self.last_node = Some((emitter.clone(), n.clone()));
+                n
+            }
+        }
     }
 }
 

@@ -12,9 +12,9 @@ use crate::mapper::{MapConfig, Mapper};
 
 /// A packet ready to encode, with the event it came from.
 #[derive(Debug)]
-pub struct Output {
+pub struct Output<'a> {
     /// The correlated event.
-    pub correlated: Correlated,
+    pub correlated: &'a Correlated,
     /// Its packet, or why none could be built.
     pub packet: Result<PacketBuilder, EncodeError>,
 }
@@ -81,10 +81,26 @@ impl Pipeline {
         &mut self,
         body: &Bytes,
         now: u64,
-        sink: &mut dyn FnMut(Output),
+        sink: &mut dyn FnMut(Output<'_>),
     ) -> Vec<Rejected> {
         let mut rejected = Vec::new();
-        for (index, piece) in split_events(body).into_iter().enumerate() {
+        let mut pieces = split_events(body);
+        // The fast path hands a one-line object body on whole: if it does not parse (e.g.
+        // `{…}{…}` on one line), split it value by value and parse the pieces.
+        if let [Ok(whole)] = &pieces[..] {
+            if whole.len() == body.len() {
+                match self.parser.parse(whole.clone()) {
+                    Ok(ev) => {
+                        self.stats.events += 1;
+                        self.correlator.push(ev, now, &mut self.buf);
+                        self.drain(now, sink);
+                        return rejected;
+                    }
+                    Err(_) => pieces = crate::janus::split::split_events_full(body),
+                }
+            }
+        }
+        for (index, piece) in pieces.into_iter().enumerate() {
             let parsed = piece
                 .map_err(|e| ("not_an_event", e.to_string()))
                 .and_then(|raw| {
@@ -112,18 +128,18 @@ impl Pipeline {
     }
 
     /// Advances the clock: releases holds that ran out, forgets old state.
-    pub fn tick(&mut self, now: u64, sink: &mut dyn FnMut(Output)) {
+    pub fn tick(&mut self, now: u64, sink: &mut dyn FnMut(Output<'_>)) {
         self.correlator.tick(now, &mut self.buf);
         self.drain(now, sink);
     }
 
     /// Releases everything held (end of input, shutdown).
-    pub fn flush(&mut self, now: u64, sink: &mut dyn FnMut(Output)) {
+    pub fn flush(&mut self, now: u64, sink: &mut dyn FnMut(Output<'_>)) {
         self.correlator.flush(&mut self.buf);
         self.drain(now, sink);
     }
 
-    fn drain(&mut self, now: u64, sink: &mut dyn FnMut(Output)) {
+    fn drain(&mut self, now: u64, sink: &mut dyn FnMut(Output<'_>)) {
         for c in self.buf.drain(..) {
             let packet = self.mapper.map(&c, now);
             match &packet {
@@ -134,7 +150,7 @@ impl Pipeline {
                 }
             }
             sink(Output {
-                correlated: c,
+                correlated: &c,
                 packet,
             });
         }

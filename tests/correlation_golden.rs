@@ -11,7 +11,7 @@ use heplink::correlate;
 use heplink::janus::event::{Body, Event};
 use heplink::janus::split_events;
 use heplink::mapper::MapConfig;
-use heplink::pipeline::{Output, Pipeline};
+use heplink::pipeline::Pipeline;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/janus")
@@ -29,7 +29,7 @@ fn run(scenario: &str, cfg: correlate::Config) -> Run {
     let mut p = Pipeline::new(cfg, MapConfig::default());
     let mut order: HashMap<usize, usize> = HashMap::new();
     let mut events: Vec<Event> = Vec::new();
-    let mut outputs: Vec<Output> = Vec::new();
+    let mut outputs: Vec<(usize, String, bool)> = Vec::new();
     let mut now = 0;
     let mut parser = heplink::janus::EventParser::new();
     for line in text.lines() {
@@ -41,15 +41,26 @@ fn run(scenario: &str, cfg: correlate::Config) -> Run {
             now = ev.timestamp.unwrap_or(now).max(now);
             events.push(ev);
         }
-        let rejected = p.push_body(&body, now, &mut |o| outputs.push(o));
+        let rejected = p.push_body(&body, now, &mut |o| {
+            outputs.push((
+                o.correlated.event.raw.as_ptr() as usize,
+                o.correlated.cid.to_string(),
+                o.packet.is_ok(),
+            ))
+        });
         assert!(rejected.is_empty(), "{rejected:?}");
     }
-    p.flush(now, &mut |o| outputs.push(o));
+    p.flush(now, &mut |o| {
+        outputs.push((
+            o.correlated.event.raw.as_ptr() as usize,
+            o.correlated.cid.to_string(),
+            o.packet.is_ok(),
+        ))
+    });
     let mut cids = vec![Vec::new(); events.len()];
-    for o in &outputs {
-        assert!(o.packet.is_ok(), "{:?}", o.packet);
-        let i = order[&(o.correlated.event.raw.as_ptr() as usize)];
-        cids[i].push(o.correlated.cid.to_string());
+    for (ptr, cid, ok) in &outputs {
+        assert!(ok, "{cid}: packet not encodable");
+        cids[order[ptr]].push(cid.clone());
     }
     Run {
         events,

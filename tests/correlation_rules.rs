@@ -464,13 +464,46 @@ fn a_malformed_event_does_not_take_its_neighbours_down() {
 fn teardown_arriving_before_the_binding_still_lands_in_the_room() {
     let tr = fixture("textroom-datachannel-webrtc");
     let sid = 1402252575526045u64;
-    let created = tr.iter().find(|v| v["session_id"] == sid && v["event"]["name"] == "created").unwrap();
-    let attached = tr.iter().find(|v| v["session_id"] == sid && v["event"]["name"] == "attached").unwrap();
-    let destroyed = tr.iter().find(|v| v["session_id"] == sid && v["event"]["name"] == "destroyed").unwrap();
-    let join = tr.iter().find(|v| v["session_id"] == sid && plugin_event(v) == Some("join")).unwrap();
-    let events = vec![created.clone(), attached.clone(), destroyed.clone(), join.clone()];
+    let created = tr
+        .iter()
+        .find(|v| v["session_id"] == sid && v["event"]["name"] == "created")
+        .unwrap();
+    let attached = tr
+        .iter()
+        .find(|v| v["session_id"] == sid && v["event"]["name"] == "attached")
+        .unwrap();
+    let destroyed = tr
+        .iter()
+        .find(|v| v["session_id"] == sid && v["event"]["name"] == "destroyed")
+        .unwrap();
+    let join = tr
+        .iter()
+        .find(|v| v["session_id"] == sid && plugin_event(v) == Some("join"))
+        .unwrap();
+    let events = vec![
+        created.clone(),
+        attached.clone(),
+        destroyed.clone(),
+        join.clone(),
+    ];
     let (per, _) = run(&events, correlate::Config::default());
     for (i, c) in cids(&per).iter().enumerate() {
         assert_eq!(c, &["janus-fixtures:textroom:1234"], "event {i}");
     }
+}
+
+#[test]
+fn two_objects_on_one_line_are_two_events() {
+    let vr = fixture("videoroom-2pub-2sub-webrtc");
+    let body = format!("{}{}", vr[0], vr[1]);
+    let mut p = heplink::pipeline::Pipeline::new(correlate::Config::default(), Default::default());
+    let mut got = Vec::new();
+    let rejected = p.push_body(&Bytes::from(body), ts(&vr[1]), &mut |o| {
+        got.push(o.correlated.cid.to_string())
+    });
+    assert!(rejected.is_empty());
+    assert_eq!(
+        got,
+        ["janus-fixtures:core", "janus-fixtures:transport:http"]
+    );
 }

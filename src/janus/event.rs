@@ -57,10 +57,9 @@ impl fmt::Display for RoomId {
 
 impl RoomId {
     /// Writes the id as a JSON value (number or string).
-    pub fn write_json(&self, out: &mut String) {
+    pub fn write_json<W: fmt::Write>(&self, out: &mut W) {
         match self {
             RoomId::Num(n) => {
-                use std::fmt::Write;
                 let _ = write!(out, "{n}");
             }
             RoomId::Str(s) => write_json_str(out, s),
@@ -69,23 +68,25 @@ impl RoomId {
 }
 
 /// Writes `s` as a JSON string literal.
-pub fn write_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                use std::fmt::Write;
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
+pub fn write_json_str<W: fmt::Write>(out: &mut W, s: &str) {
+    let _ = out.write_char('"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        let _ = out.write_str(s);
+        let _ = out.write_char('"');
+        return;
     }
-    out.push('"');
+    for c in s.chars() {
+        let _ = match c {
+            '"' => out.write_str("\\\""),
+            '\\' => out.write_str("\\\\"),
+            '\n' => out.write_str("\\n"),
+            '\r' => out.write_str("\\r"),
+            '\t' => out.write_str("\\t"),
+            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32),
+            c => out.write_char(c),
+        };
+    }
+    let _ = out.write_char('"');
 }
 
 /// The plugins correlation knows about.
@@ -338,24 +339,138 @@ impl<'de> Deserialize<'de> for RoomId {
     }
 }
 
-#[derive(Deserialize)]
+/// The top level of an event, parsed in one pass: when `type` comes before `event` (the
+/// order Janus writes), `event` is parsed straight into the typed body of that type;
+/// otherwise it is kept raw and parsed afterwards.
+#[derive(Default)]
 struct Top<'a> {
-    #[serde(borrow, default)]
     emitter: Option<Cow<'a, str>>,
-    #[serde(rename = "type")]
     kind: Option<u16>,
-    #[serde(default)]
     subtype: Option<u16>,
-    #[serde(default)]
-    timestamp: Option<U64Lenient>,
-    #[serde(default)]
-    session_id: Option<U64Lenient>,
-    #[serde(default)]
-    handle_id: Option<U64Lenient>,
-    #[serde(borrow, default)]
+    timestamp: Option<u64>,
+    session_id: Option<u64>,
+    handle_id: Option<u64>,
     opaque_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    event: Option<&'a RawValue>,
+    event: Option<EventField<'a>>,
+}
+
+// Lives on the stack for one parse; boxing the large variant would allocate per event.
+#[allow(clippy::large_enum_variant)]
+enum EventField<'a> {
+    Parsed(Parsed<'a>),
+    Raw(&'a RawValue),
+}
+
+/// A string that borrows from the input when it has no escapes.
+struct BStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for BStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<BStr<'de>, E> {
+                Ok(BStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<BStr<'de>, E> {
+                Ok(BStr(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Top<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Top<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a Janus event object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut m: A) -> Result<Top<'de>, A::Error> {
+                let mut t = Top::default();
+                while let Some(key) = m.next_key::<BStr<'de>>()? {
+                    match &*key.0 {
+                        "emitter" => t.emitter = m.next_value::<Option<BStr<'de>>>()?.map(|b| b.0),
+                        "type" => t.kind = m.next_value()?,
+                        "subtype" => t.subtype = m.next_value()?,
+                        "timestamp" => {
+                            t.timestamp = m.next_value::<Option<U64Lenient>>()?.map(|v| v.0)
+                        }
+                        "session_id" => {
+                            t.session_id = m.next_value::<Option<U64Lenient>>()?.map(|v| v.0)
+                        }
+                        "handle_id" => {
+                            t.handle_id = m.next_value::<Option<U64Lenient>>()?.map(|v| v.0)
+                        }
+                        "opaque_id" => {
+                            t.opaque_id = m.next_value::<Option<BStr<'de>>>()?.map(|b| b.0)
+                        }
+                        "event" => {
+                            t.event = Some(match t.kind {
+                                Some(kind) => EventField::Parsed(
+                                    m.next_value_seed(TypedSeed(kind, t.subtype))?,
+                                ),
+                                None => EventField::Raw(m.next_value()?),
+                            })
+                        }
+                        _ => {
+                            m.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(t)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Deserializes an `event` object into the typed body of its event type (and subtype,
+/// when known: ICE-state and DTLS bodies hold nothing heplink reads, so they are skipped).
+struct TypedSeed(u16, Option<u16>);
+
+impl<'de> de::DeserializeSeed<'de> for TypedSeed {
+    type Value = Parsed<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Parsed<'de>, D::Error> {
+        if self.0 == kind::WEBRTC && matches!(self.1, Some(1 | 5)) {
+            de::IgnoredAny::deserialize(d)?;
+            return Ok(Parsed::WebRtc(WebRtcBody::default()));
+        }
+        parse_typed(self.0, d)
+    }
+}
+
+/// The typed body of each event type, still borrowing the input.
+// Lives on the stack for one parse; boxing the large variants would allocate per event.
+#[allow(clippy::large_enum_variant)]
+enum Parsed<'a> {
+    Session(SessionBody<'a>),
+    Handle(HandleBody<'a>),
+    Jsep(JsepBody<'a>),
+    WebRtc(WebRtcBody<'a>),
+    Plugin(PluginBody<'a>),
+    Transport(TransportBody<'a>),
+    Other,
+}
+
+fn parse_typed<'de, D: Deserializer<'de>>(kind: u16, d: D) -> Result<Parsed<'de>, D::Error> {
+    Ok(match kind {
+        kind::SESSION => Parsed::Session(SessionBody::deserialize(d)?),
+        kind::HANDLE => Parsed::Handle(HandleBody::deserialize(d)?),
+        kind::JSEP => Parsed::Jsep(JsepBody::deserialize(d)?),
+        kind::WEBRTC => Parsed::WebRtc(WebRtcBody::deserialize(d)?),
+        kind::PLUGIN => Parsed::Plugin(PluginBody::deserialize(d)?),
+        kind::TRANSPORT => Parsed::Transport(TransportBody::deserialize(d)?),
+        _ => {
+            de::IgnoredAny::deserialize(d)?;
+            Parsed::Other
+        }
+    })
 }
 
 #[derive(Deserialize)]
@@ -396,7 +511,7 @@ struct JsepInner<'a> {
     kind: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct WebRtcBody<'a> {
     #[serde(borrow, default, rename = "local-candidate")]
     local_candidate: Option<Cow<'a, str>>,
@@ -496,21 +611,29 @@ impl EventParser {
 
     /// Parses one event object (as cut out by [`crate::janus::split_events`]).
     pub fn parse(&mut self, raw: Bytes) -> Result<Event, EventError> {
-        let top: Top<'_> = serde_json::from_slice(&raw).map_err(json_err)?;
+        // One UTF-8 check of the whole event, then serde reads strings without re-checking.
+        let text = std::str::from_utf8(&raw)
+            .map_err(|e| EventError::Json(format!("invalid UTF-8: {e}")))?;
+        let top: Top<'_> = serde_json::from_str(text).map_err(json_err)?;
         let kind = top.kind.ok_or(EventError::NoType)?;
-        let body = match top.event {
-            Some(ev) => parse_body(kind, top.subtype, ev.get())?,
-            None => Body::Other,
+        let parsed = match top.event {
+            Some(EventField::Parsed(p)) => p,
+            Some(EventField::Raw(r)) => {
+                parse_typed(kind, &mut serde_json::Deserializer::from_str(r.get()))
+                    .map_err(json_err)?
+            }
+            None => Parsed::Other,
         };
+        let body = build_body(top.subtype, parsed);
         let emitter = self.emitter(top.emitter.as_deref().unwrap_or(""));
         let opaque_id = top.opaque_id.map(|o| Arc::from(&*o));
         Ok(Event {
             emitter,
             kind,
             subtype: top.subtype,
-            timestamp: top.timestamp.map(|t| t.0),
-            session_id: top.session_id.map(|t| t.0),
-            handle_id: top.handle_id.map(|t| t.0),
+            timestamp: top.timestamp,
+            session_id: top.session_id,
+            handle_id: top.handle_id,
             opaque_id,
             body,
             raw,
@@ -530,10 +653,9 @@ fn lenient_str(v: Option<&RawValue>) -> Option<Arc<str>> {
         .map(|s| Arc::from(&*s))
 }
 
-fn parse_body(kind: u16, subtype: Option<u16>, ev: &str) -> Result<Body, EventError> {
-    Ok(match kind {
-        kind::SESSION => {
-            let b: SessionBody<'_> = serde_json::from_str(ev).map_err(json_err)?;
+fn build_body(subtype: Option<u16>, parsed: Parsed<'_>) -> Body {
+    match parsed {
+        Parsed::Session(b) => {
             let (transport, transport_id) = match b.transport {
                 Some(t) => (arc(t.transport), arc(t.id)),
                 None => (None, None),
@@ -544,22 +666,15 @@ fn parse_body(kind: u16, subtype: Option<u16>, ev: &str) -> Result<Body, EventEr
                 transport,
             }
         }
-        kind::HANDLE => {
-            let b: HandleBody<'_> = serde_json::from_str(ev).map_err(json_err)?;
-            Body::Handle {
-                name: arc(b.name).unwrap_or_else(|| "".into()),
-                plugin: b.plugin.as_deref().map(Plugin::from_package),
-            }
-        }
-        kind::JSEP => {
-            let b: JsepBody<'_> = serde_json::from_str(ev).map_err(json_err)?;
-            Body::Jsep {
-                remote: b.owner.as_deref() == Some("remote"),
-                sdp_type: arc(b.jsep.and_then(|j| j.kind)).unwrap_or_else(|| "".into()),
-            }
-        }
-        kind::WEBRTC if ev.starts_with('{') => {
-            let b: WebRtcBody<'_> = serde_json::from_str(ev).map_err(json_err)?;
+        Parsed::Handle(b) => Body::Handle {
+            name: arc(b.name).unwrap_or_else(|| "".into()),
+            plugin: b.plugin.as_deref().map(Plugin::from_package),
+        },
+        Parsed::Jsep(b) => Body::Jsep {
+            remote: b.owner.as_deref() == Some("remote"),
+            sdp_type: arc(b.jsep.and_then(|j| j.kind)).unwrap_or_else(|| "".into()),
+        },
+        Parsed::WebRtc(b) => {
             let mut w = WebRtc::default();
             match subtype {
                 Some(2) => w.local = b.local_candidate.as_deref().and_then(candidate_addr),
@@ -575,8 +690,7 @@ fn parse_body(kind: u16, subtype: Option<u16>, ev: &str) -> Result<Body, EventEr
             }
             Body::WebRtc(w)
         }
-        kind::PLUGIN => {
-            let b: PluginBody<'_> = serde_json::from_str(ev).map_err(json_err)?;
+        Parsed::Plugin(b) => {
             let mut p = PluginEvent {
                 plugin: b.plugin.as_deref().map(Plugin::from_package),
                 ..Default::default()
@@ -601,8 +715,7 @@ fn parse_body(kind: u16, subtype: Option<u16>, ev: &str) -> Result<Body, EventEr
             }
             Body::Plugin(Box::new(p))
         }
-        kind::TRANSPORT => {
-            let b: TransportBody<'_> = serde_json::from_str(ev).map_err(json_err)?;
+        Parsed::Transport(b) => {
             let client = b.data.and_then(|d| {
                 let ip: IpAddr = d.ip?.parse().ok()?;
                 Some(SocketAddr::new(ip, d.port.unwrap_or(0)))
@@ -613,8 +726,8 @@ fn parse_body(kind: u16, subtype: Option<u16>, ev: &str) -> Result<Body, EventEr
                 client,
             }
         }
-        _ => Body::Other,
-    })
+        Parsed::Other => Body::Other,
+    }
 }
 
 /// The address of an ICE candidate line: `foundation component transport priority ip port typ …`
