@@ -8,11 +8,15 @@
 pub use heplink_proto as proto;
 
 pub mod capture;
+pub mod config;
 pub mod convert_cmd;
 pub mod correlate;
 pub mod decode_cmd;
 pub mod janus;
 pub mod mapper;
+pub mod metrics;
 pub mod pcap_writer;
 pub mod pipeline;
 pub mod render;
+pub mod sender;
+pub mod serve;

@@ -28,17 +28,36 @@ enum Command {
     ///
     /// Exit status: 0 when every event was used, 1 when any was rejected, 2 on errors.
     Convert(heplink::convert_cmd::ConvertArgs),
+    /// Run the agent: take Janus events over HTTP and WebSocket, send correlated HEP.
+    ///
+    /// With no configuration: HTTP on 127.0.0.1:8090, WebSocket on 127.0.0.1:8091,
+    /// metrics on 127.0.0.1:9466, HEP over UDP to 127.0.0.1:9060.
+    Serve(heplink::serve::ServeArgs),
+    /// Validate a configuration and print the effective settings (file + flags + env).
+    Check {
+        /// The TOML file (none: defaults).
+        config: Option<std::path::PathBuf>,
+        /// Settings that override the file.
+        #[command(flatten)]
+        overrides: heplink::config::Overrides,
+    },
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The agent logs its connections; the offline tools only warnings (stdout is theirs).
+    let default = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HEPLINK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Decode(args) => match heplink::decode_cmd::main(&args) {
             Ok(s) if s.rejected == 0 => ExitCode::SUCCESS,
@@ -48,6 +67,25 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Serve(args) => match heplink::serve::main(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("heplink serve: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Check { config, overrides } => {
+            match heplink::config::Config::load(config.as_deref(), &overrides) {
+                Ok(c) => {
+                    print!("{}", c.to_toml());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("heplink check: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Convert(args) => match heplink::convert_cmd::main(&args) {
             Ok(c) if c.rejected.is_empty() => ExitCode::SUCCESS,
             Ok(_) => ExitCode::from(1),

@@ -30,6 +30,8 @@ pub struct PipelineStats {
     pub packets: u64,
     /// Packets that could not be built (never expected: the mapper validates).
     pub unencodable: u64,
+    /// Events parsed per type, indexed as [`crate::metrics::EVENT_TYPES`].
+    pub by_type: [u64; 10],
 }
 
 /// An event of a body that could not be used.
@@ -92,6 +94,7 @@ impl Pipeline {
                 match self.parser.parse(whole.clone()) {
                     Ok(ev) => {
                         self.stats.events += 1;
+                        self.stats.by_type[crate::metrics::type_index(ev.kind)] += 1;
                         self.correlator.push(ev, now, &mut self.buf);
                         self.drain(now, sink);
                         return rejected;
@@ -111,6 +114,7 @@ impl Pipeline {
             match parsed {
                 Ok(ev) => {
                     self.stats.events += 1;
+                    self.stats.by_type[crate::metrics::type_index(ev.kind)] += 1;
                     self.correlator.push(ev, now, &mut self.buf);
                 }
                 Err((reason, message)) => {

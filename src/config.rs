@@ -1,0 +1,546 @@
+//! The agent's configuration: a TOML file (unknown keys rejected with their name), every
+//! setting also a command-line flag and an environment variable (flags win over the file).
+//! With no configuration at all, `serve` listens for Janus on 127.0.0.1 and sends HEP
+//! over UDP to 127.0.0.1:9060.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::correlate::Fallback;
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP input (Janus's sample event handler, `janus.eventhandler.sampleevh`).
+    pub http: HttpInput,
+    /// WebSocket input (Janus's `janus.eventhandler.wsevh`).
+    pub ws: WsInput,
+    /// Where HEP goes: one or more collectors.
+    pub output: Vec<Output>,
+    /// The queue between mapping and sending (one per collector).
+    pub queue: Queue,
+    /// HEP header fields.
+    pub hep: Hep,
+    /// Correlation settings.
+    pub correlation: Correlation,
+    /// Prometheus `/metrics` and `/health`.
+    pub metrics: Metrics,
+    /// How long a shutdown (SIGTERM, SIGINT) waits for queues to drain, in milliseconds.
+    pub shutdown_timeout_ms: u64,
+}
+
+/// HTTP input settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpInput {
+    /// Listen for POSTs here.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Basic auth user (Janus's `backend_user`); none when empty.
+    pub username: String,
+    /// Basic auth password (Janus's `backend_pwd`).
+    pub password: String,
+    /// Largest request body accepted, bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest body after gzip decompression, bytes (413 beyond; gzip bombs stop here).
+    pub max_decompressed_bytes: usize,
+}
+
+/// WebSocket input settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsInput {
+    /// Accept wsevh connections.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest message accepted, bytes.
+    pub max_message_bytes: usize,
+}
+
+/// One collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    /// `udp://HOST:PORT` or `tcp://HOST:PORT`.
+    pub url: String,
+    /// UDP packets above this size are still sent, with a warning (IP fragmentation).
+    #[serde(default = "default_mtu")]
+    pub mtu: usize,
+}
+
+fn default_mtu() -> usize {
+    1472
+}
+
+/// What happens when a collector's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Drop the new packet and count it (inputs never wait on a collector).
+    DropNewest,
+    /// Wait for room: inputs slow down (HTTP answers later, WebSocket reads pause).
+    Block,
+}
+
+/// Queue settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Queue {
+    /// Packets per collector queue.
+    pub capacity: usize,
+    /// The full policy.
+    pub when_full: WhenFull,
+}
+
+/// HEP header settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hep {
+    /// Capture agent id (chunk 0x000c).
+    pub capture_id: u32,
+    /// Node name (chunk 0x0013); empty uses the Janus `emitter`.
+    pub node_name: String,
+    /// Auth key (chunk 0x000e; heplify-server stores it in clear and never checks it).
+    pub auth_key: String,
+    /// Send SIP plugin `sip-in`/`sip-out` messages as SIP (type 1) packets.
+    pub sip_as_sip: bool,
+}
+
+/// Correlation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Correlation {
+    /// Grouping of events that belong to no room or call.
+    pub fallback: Fallback,
+    /// How long events wait for their handle's binding, milliseconds.
+    pub hold_ms: u64,
+    /// Inactivity after which state is forgotten, seconds.
+    pub idle_s: u64,
+    /// Most handles tracked per Janus instance.
+    pub max_handles: usize,
+}
+
+/// Metrics settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Serve `/metrics` and `/health`.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: HttpInput::default(),
+            ws: WsInput::default(),
+            output: vec![Output {
+                url: "udp://127.0.0.1:9060".into(),
+                mtu: default_mtu(),
+            }],
+            queue: Queue::default(),
+            hep: Hep::default(),
+            correlation: Correlation::default(),
+            metrics: Metrics::default(),
+            shutdown_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Default for HttpInput {
+    fn default() -> Self {
+        HttpInput {
+            enabled: true,
+            listen: ([127, 0, 0, 1], 8090).into(),
+            username: String::new(),
+            password: String::new(),
+            max_body_bytes: 16 << 20,
+            max_decompressed_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Default for WsInput {
+    fn default() -> Self {
+        WsInput {
+            enabled: true,
+            listen: ([127, 0, 0, 1], 8091).into(),
+            max_message_bytes: 16 << 20,
+        }
+    }
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue {
+            capacity: 65_536,
+            when_full: WhenFull::DropNewest,
+        }
+    }
+}
+
+impl Default for Hep {
+    fn default() -> Self {
+        Hep {
+            capture_id: 2001,
+            node_name: String::new(),
+            auth_key: String::new(),
+            sip_as_sip: true,
+        }
+    }
+}
+
+impl Default for Correlation {
+    fn default() -> Self {
+        Correlation {
+            fallback: Fallback::Session,
+            hold_ms: 10_000,
+            idle_s: 3600,
+            max_handles: 200_000,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            enabled: true,
+            listen: ([127, 0, 0, 1], 9466).into(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration (unknown keys are named).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What toml said.
+        message: String,
+    },
+    /// A value that cannot work.
+    #[error("invalid setting {key}: {message}")]
+    Invalid {
+        /// The setting.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Command-line flags and environment variables of `serve` and `check`: each overrides
+/// the file's setting of the same name.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// HTTP input address (`http.listen`); `off` disables it.
+    #[arg(long, env = "HEPLINK_HTTP", value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Basic auth user for the HTTP input (`http.username`).
+    #[arg(long, env = "HEPLINK_HTTP_USERNAME")]
+    pub http_username: Option<String>,
+    /// Basic auth password for the HTTP input (`http.password`).
+    #[arg(long, env = "HEPLINK_HTTP_PASSWORD", hide_env_values = true)]
+    pub http_password: Option<String>,
+    /// Largest HTTP body, bytes (`http.max_body_bytes`).
+    #[arg(long, env = "HEPLINK_HTTP_MAX_BODY_BYTES")]
+    pub http_max_body_bytes: Option<usize>,
+    /// Largest body after gzip, bytes (`http.max_decompressed_bytes`).
+    #[arg(long, env = "HEPLINK_HTTP_MAX_DECOMPRESSED_BYTES")]
+    pub http_max_decompressed_bytes: Option<usize>,
+    /// WebSocket input address (`ws.listen`); `off` disables it.
+    #[arg(long, env = "HEPLINK_WS", value_name = "ADDR")]
+    pub ws: Option<String>,
+    /// Largest WebSocket message, bytes (`ws.max_message_bytes`).
+    #[arg(long, env = "HEPLINK_WS_MAX_MESSAGE_BYTES")]
+    pub ws_max_message_bytes: Option<usize>,
+    /// A collector, `udp://HOST:PORT` or `tcp://HOST:PORT` (repeatable; replaces `output`).
+    #[arg(
+        long = "to",
+        env = "HEPLINK_TO",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub to: Vec<String>,
+    /// Packets per collector queue (`queue.capacity`).
+    #[arg(long, env = "HEPLINK_QUEUE_CAPACITY")]
+    pub queue_capacity: Option<usize>,
+    /// Full-queue policy (`queue.when_full`).
+    #[arg(long, env = "HEPLINK_WHEN_FULL", value_enum)]
+    pub when_full: Option<WhenFull>,
+    /// HEP capture id (`hep.capture_id`).
+    #[arg(long, env = "HEPLINK_CAPTURE_ID")]
+    pub capture_id: Option<u32>,
+    /// HEP node name (`hep.node_name`).
+    #[arg(long, env = "HEPLINK_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// HEP auth key (`hep.auth_key`).
+    #[arg(long, env = "HEPLINK_AUTH_KEY", hide_env_values = true)]
+    pub auth_key: Option<String>,
+    /// Send sip-in/sip-out as SIP packets (`hep.sip_as_sip`).
+    #[arg(long, env = "HEPLINK_SIP_AS_SIP")]
+    pub sip_as_sip: Option<bool>,
+    /// Fallback grouping (`correlation.fallback`).
+    #[arg(long, env = "HEPLINK_FALLBACK", value_enum)]
+    pub fallback: Option<Fallback>,
+    /// Hold time for unbound events, ms (`correlation.hold_ms`).
+    #[arg(long, env = "HEPLINK_HOLD_MS")]
+    pub hold_ms: Option<u64>,
+    /// Idle expiry, s (`correlation.idle_s`).
+    #[arg(long, env = "HEPLINK_IDLE_S")]
+    pub idle_s: Option<u64>,
+    /// Handle cap (`correlation.max_handles`).
+    #[arg(long, env = "HEPLINK_MAX_HANDLES")]
+    pub max_handles: Option<usize>,
+    /// Metrics address (`metrics.listen`); `off` disables it.
+    #[arg(long, env = "HEPLINK_METRICS", value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Shutdown drain time, ms (`shutdown_timeout_ms`).
+    #[arg(long, env = "HEPLINK_SHUTDOWN_TIMEOUT_MS")]
+    pub shutdown_timeout_ms: Option<u64>,
+}
+
+fn addr_or_off(key: &'static str, v: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if v == "off" {
+        return Ok(None);
+    }
+    v.parse().map(Some).map_err(|e| ConfigError::Invalid {
+        key,
+        message: format!("{v:?}: {e}"),
+    })
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The file (if any), then the flags and environment variables, then validation.
+    pub fn load(file: Option<&Path>, o: &Overrides) -> Result<Config, ConfigError> {
+        let mut c = match file {
+            Some(f) => Self::from_file(f)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &o.http {
+            match addr_or_off("http.listen", v)? {
+                Some(a) => {
+                    c.http.enabled = true;
+                    c.http.listen = a;
+                }
+                None => c.http.enabled = false,
+            }
+        }
+        if let Some(v) = &o.ws {
+            match addr_or_off("ws.listen", v)? {
+                Some(a) => {
+                    c.ws.enabled = true;
+                    c.ws.listen = a;
+                }
+                None => c.ws.enabled = false,
+            }
+        }
+        if let Some(v) = &o.metrics {
+            match addr_or_off("metrics.listen", v)? {
+                Some(a) => {
+                    c.metrics.enabled = true;
+                    c.metrics.listen = a;
+                }
+                None => c.metrics.enabled = false,
+            }
+        }
+        if !o.to.is_empty() {
+            c.output =
+                o.to.iter()
+                    .map(|u| Output {
+                        url: u.clone(),
+                        mtu: default_mtu(),
+                    })
+                    .collect();
+        }
+        macro_rules! set {
+            ($($field:ident => $($path:ident).+;)*) => {
+                $( if let Some(v) = &o.$field { c.$($path).+ = v.clone(); } )*
+            };
+        }
+        set! {
+            http_username => http.username;
+            http_password => http.password;
+            http_max_body_bytes => http.max_body_bytes;
+            http_max_decompressed_bytes => http.max_decompressed_bytes;
+            ws_max_message_bytes => ws.max_message_bytes;
+            queue_capacity => queue.capacity;
+            when_full => queue.when_full;
+            capture_id => hep.capture_id;
+            node_name => hep.node_name;
+            auth_key => hep.auth_key;
+            sip_as_sip => hep.sip_as_sip;
+            fallback => correlation.fallback;
+            hold_ms => correlation.hold_ms;
+            idle_s => correlation.idle_s;
+            max_handles => correlation.max_handles;
+            shutdown_timeout_ms => shutdown_timeout_ms;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if self.output.is_empty() {
+            return bad("output", "at least one collector is needed".into());
+        }
+        for o in &self.output {
+            if let Err(e) = crate::sender::CollectorUrl::parse(&o.url) {
+                return bad("output.url", e.to_string());
+            }
+        }
+        if self.queue.capacity == 0 {
+            return bad("queue.capacity", "must be at least 1".into());
+        }
+        for (key, v) in [
+            ("hep.node_name", &self.hep.node_name),
+            ("hep.auth_key", &self.hep.auth_key),
+        ] {
+            if v.contains('"') || v.contains('\\') {
+                return bad(
+                    key,
+                    "must not contain \" or \\ (heplify-server copies it into JSON unescaped)"
+                        .into(),
+                );
+            }
+        }
+        if self.http.username.is_empty() != self.http.password.is_empty() {
+            return bad("http.username", "username and password go together".into());
+        }
+        if !self.http.enabled && !self.ws.enabled {
+            return bad("http.enabled", "no input enabled".into());
+        }
+        Ok(())
+    }
+
+    /// The effective settings as TOML (what `heplink check` prints).
+    pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        if !shown.http.password.is_empty() {
+            shown.http.password = "********".into();
+        }
+        if !shown.hep.auth_key.is_empty() {
+            shown.hep.auth_key = "********".into();
+        }
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+
+    /// Correlator settings.
+    pub fn correlator(&self) -> crate::correlate::Config {
+        crate::correlate::Config {
+            fallback: self.correlation.fallback,
+            hold_us: self.correlation.hold_ms * 1000,
+            idle_us: self.correlation.idle_s * 1_000_000,
+            max_handles: self.correlation.max_handles,
+            ..Default::default()
+        }
+    }
+
+    /// Mapper settings.
+    pub fn mapper(&self) -> crate::mapper::MapConfig {
+        crate::mapper::MapConfig {
+            capture_id: self.hep.capture_id,
+            node_name: (!self.hep.node_name.is_empty()).then(|| self.hep.node_name.clone()),
+            auth_key: (!self.hep.auth_key.is_empty()).then(|| self.hep.auth_key.clone()),
+            sip_as_sip: self.hep.sip_as_sip,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let e = Config::from_toml("[http]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n").unwrap_err();
+        assert!(e.contains("unknown field `lisen`"), "{e}");
+        let e = Config::from_toml("[qeue]\n").unwrap_err();
+        assert!(e.contains("unknown field `qeue`"), "{e}");
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_and_send_udp_to_9060() {
+        let c = Config::load(None, &Overrides::default()).unwrap();
+        assert!(c.http.listen.ip().is_loopback() && c.http.enabled);
+        assert!(c.ws.listen.ip().is_loopback() && c.ws.enabled);
+        assert_eq!(c.output[0].url, "udp://127.0.0.1:9060");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_are_validated() {
+        let o = Overrides {
+            http: Some("127.0.0.1:7000".into()),
+            ws: Some("off".into()),
+            to: vec!["tcp://127.0.0.1:9061".into(), "udp://[::1]:9060".into()],
+            hold_ms: Some(250),
+            node_name: Some("janus-a".into()),
+            ..Default::default()
+        };
+        let c = Config::load(None, &o).unwrap();
+        assert_eq!(c.http.listen.port(), 7000);
+        assert!(!c.ws.enabled);
+        assert_eq!(c.output.len(), 2);
+        assert_eq!(c.correlation.hold_ms, 250);
+        assert_eq!(c.hep.node_name, "janus-a");
+        let bad = Overrides {
+            node_name: Some("a\"b".into()),
+            ..Default::default()
+        };
+        assert!(Config::load(None, &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("hep.node_name"));
+        let bad = Overrides {
+            to: vec!["http://x".into()],
+            ..Default::default()
+        };
+        assert!(Config::load(None, &bad).is_err());
+    }
+
+    #[test]
+    fn the_example_config_parses_and_round_trips() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("heplink.example.toml");
+        let c = Config::from_file(&path).unwrap();
+        c.validate().unwrap();
+        assert_eq!(Config::from_toml(&toml::to_string(&c).unwrap()).unwrap(), c);
+        // The example documents the defaults: it must not drift from them.
+        assert_eq!(c, Config::default());
+    }
+}

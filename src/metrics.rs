@@ -1,0 +1,364 @@
+//! The agent's counters and gauges, rendered in the Prometheus text format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// Janus event types in the order of the `type` label.
+pub const EVENT_TYPES: [&str; 10] = ["1", "2", "4", "8", "16", "32", "64", "128", "256", "other"];
+
+/// Index of a Janus event type in [`EVENT_TYPES`].
+pub fn type_index(kind: u16) -> usize {
+    match kind {
+        1 => 0,
+        2 => 1,
+        4 => 2,
+        8 => 3,
+        16 => 4,
+        32 => 5,
+        64 => 6,
+        128 => 7,
+        256 => 8,
+        _ => 9,
+    }
+}
+
+/// The inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// HTTP (sampleevh).
+    Http = 0,
+    /// WebSocket (wsevh).
+    Ws = 1,
+}
+
+impl Input {
+    fn label(self) -> &'static str {
+        match self {
+            Input::Http => "http",
+            Input::Ws => "ws",
+        }
+    }
+}
+
+/// Why input was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// An event that is not valid JSON, or has fields of the wrong type.
+    MalformedJson = 0,
+    /// An event without `type`.
+    NoType,
+    /// A piece of a body that is not an event object.
+    NotAnEvent,
+    /// Wrong or missing Basic auth.
+    Unauthorized,
+    /// A body over `max_body_bytes`.
+    BodyTooLarge,
+    /// A body over `max_decompressed_bytes` once gunzipped.
+    DecompressedTooLarge,
+    /// A body that is not valid gzip.
+    BadGzip,
+    /// A `Content-Encoding` other than gzip / identity.
+    UnsupportedEncoding,
+    /// A WebSocket message over `max_message_bytes`, or binary garbage.
+    BadWsMessage,
+}
+
+const REJECT_LABELS: [&str; 9] = [
+    "malformed_json",
+    "no_type",
+    "not_an_event",
+    "unauthorized",
+    "body_too_large",
+    "decompressed_too_large",
+    "bad_gzip",
+    "unsupported_encoding",
+    "bad_ws_message",
+];
+
+impl Reject {
+    /// From a pipeline rejection reason.
+    pub fn from_reason(r: &str) -> Reject {
+        match r {
+            "no_type" => Reject::NoType,
+            "not_an_event" => Reject::NotAnEvent,
+            _ => Reject::MalformedJson,
+        }
+    }
+}
+
+/// Counters of one collector.
+#[derive(Debug, Default)]
+pub struct CollectorMetrics {
+    /// The collector's URL (the `collector` label).
+    pub url: String,
+    /// Packets sent.
+    pub packets: AtomicU64,
+    /// Bytes sent.
+    pub bytes: AtomicU64,
+    /// Send errors.
+    pub send_errors: AtomicU64,
+    /// Reconnections (TCP).
+    pub reconnects: AtomicU64,
+    /// 1 while connected (UDP: always 1).
+    pub connected: AtomicU64,
+    /// Packets in the queue.
+    pub queue_depth: AtomicU64,
+    /// Packets dropped because the queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// Packets dropped at shutdown because the drain time ran out.
+    pub dropped_shutdown: AtomicU64,
+    /// UDP packets larger than the configured MTU (sent anyway).
+    pub over_mtu: AtomicU64,
+}
+
+/// All the agent's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    events: [[AtomicU64; 10]; 2],
+    rejected: [[AtomicU64; 9]; 2],
+    /// HTTP requests answered.
+    pub http_requests: AtomicU64,
+    /// WebSocket connections open now.
+    pub ws_connections: AtomicU64,
+    /// WebSocket connections accepted in total.
+    pub ws_connections_total: AtomicU64,
+    /// Packets built.
+    pub packets: AtomicU64,
+    /// Handles tracked by the correlator.
+    pub handles: AtomicU64,
+    /// Events waiting for a binding.
+    pub held: AtomicU64,
+    /// Held events released with the fallback id (hold time ran out).
+    pub hold_expired: AtomicU64,
+    /// Held events released early (too many held).
+    pub hold_overflow: AtomicU64,
+    /// State forgotten after inactivity.
+    pub expired: AtomicU64,
+    /// Handles evicted by the cap.
+    pub evicted: AtomicU64,
+    /// Events that could not be encoded.
+    pub unencodable: AtomicU64,
+    /// The collectors.
+    pub collectors: Vec<Arc<CollectorMetrics>>,
+}
+
+impl Metrics {
+    /// Metrics for these collectors.
+    pub fn new(collectors: Vec<Arc<CollectorMetrics>>) -> Self {
+        Metrics {
+            collectors,
+            ..Default::default()
+        }
+    }
+
+    /// Counts events received.
+    pub fn event(&self, input: Input, type_idx: usize, n: u64) {
+        self.events[input as usize][type_idx].fetch_add(n, Relaxed);
+    }
+
+    /// Counts a rejection.
+    pub fn reject(&self, input: Input, r: Reject) {
+        self.rejected[input as usize][r as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Events received from an input (all types).
+    pub fn events_total(&self, input: Input) -> u64 {
+        self.events[input as usize]
+            .iter()
+            .map(|a| a.load(Relaxed))
+            .sum()
+    }
+
+    /// Rejections of one reason from an input.
+    pub fn rejected(&self, input: Input, r: Reject) -> u64 {
+        self.rejected[input as usize][r as usize].load(Relaxed)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(4096);
+        let head = |s: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        head(
+            &mut s,
+            "heplink_events_received_total",
+            "counter",
+            "Janus events received, per input and event type.",
+        );
+        for input in [Input::Http, Input::Ws] {
+            for (i, t) in EVENT_TYPES.iter().enumerate() {
+                let v = self.events[input as usize][i].load(Relaxed);
+                let _ = writeln!(
+                    s,
+                    "heplink_events_received_total{{input=\"{}\",type=\"{t}\"}} {v}",
+                    input.label()
+                );
+            }
+        }
+        head(
+            &mut s,
+            "heplink_rejected_total",
+            "counter",
+            "Input rejected, per input and reason.",
+        );
+        for input in [Input::Http, Input::Ws] {
+            for (i, r) in REJECT_LABELS.iter().enumerate() {
+                let v = self.rejected[input as usize][i].load(Relaxed);
+                let _ = writeln!(
+                    s,
+                    "heplink_rejected_total{{input=\"{}\",reason=\"{r}\"}} {v}",
+                    input.label()
+                );
+            }
+        }
+        let plain: [(&str, &str, &str, &AtomicU64); 12] = [
+            (
+                "heplink_http_requests_total",
+                "counter",
+                "HTTP requests answered.",
+                &self.http_requests,
+            ),
+            (
+                "heplink_ws_connections",
+                "gauge",
+                "WebSocket connections open.",
+                &self.ws_connections,
+            ),
+            (
+                "heplink_ws_connections_total",
+                "counter",
+                "WebSocket connections accepted.",
+                &self.ws_connections_total,
+            ),
+            (
+                "heplink_packets_built_total",
+                "counter",
+                "HEP packets built.",
+                &self.packets,
+            ),
+            (
+                "heplink_correlation_handles",
+                "gauge",
+                "Handles tracked by the correlator (live or in their grace period).",
+                &self.handles,
+            ),
+            (
+                "heplink_correlation_held",
+                "gauge",
+                "Events waiting for their handle's binding.",
+                &self.held,
+            ),
+            (
+                "heplink_correlation_hold_expired_total",
+                "counter",
+                "Held events released with the fallback id.",
+                &self.hold_expired,
+            ),
+            (
+                "heplink_correlation_hold_overflow_total",
+                "counter",
+                "Held events released early: too many held.",
+                &self.hold_overflow,
+            ),
+            (
+                "heplink_correlation_expired_total",
+                "counter",
+                "Sessions and handles forgotten after inactivity.",
+                &self.expired,
+            ),
+            (
+                "heplink_correlation_evicted_total",
+                "counter",
+                "Handles evicted by the cap.",
+                &self.evicted,
+            ),
+            (
+                "heplink_unencodable_total",
+                "counter",
+                "Events that could not be encoded as HEP.",
+                &self.unencodable,
+            ),
+            (
+                "heplink_spool_bytes",
+                "gauge",
+                "Bytes in the disk spool (no spool yet: always 0).",
+                &AtomicU64::new(0),
+            ),
+        ];
+        for (name, kind, help, v) in plain {
+            head(&mut s, name, kind, help);
+            let _ = writeln!(s, "{name} {}", v.load(Relaxed));
+        }
+        type Field = fn(&CollectorMetrics) -> &AtomicU64;
+        let per: [(&str, &str, &str, Field); 9] = [
+            (
+                "heplink_sent_packets_total",
+                "counter",
+                "HEP packets sent, per collector.",
+                |c| &c.packets,
+            ),
+            (
+                "heplink_sent_bytes_total",
+                "counter",
+                "HEP bytes sent, per collector.",
+                |c| &c.bytes,
+            ),
+            (
+                "heplink_send_errors_total",
+                "counter",
+                "Send errors, per collector.",
+                |c| &c.send_errors,
+            ),
+            (
+                "heplink_reconnects_total",
+                "counter",
+                "Reconnections, per collector.",
+                |c| &c.reconnects,
+            ),
+            (
+                "heplink_collector_connected",
+                "gauge",
+                "1 while the collector is connected.",
+                |c| &c.connected,
+            ),
+            (
+                "heplink_queue_depth",
+                "gauge",
+                "Packets queued for a collector.",
+                |c| &c.queue_depth,
+            ),
+            (
+                "heplink_dropped_queue_full_total",
+                "counter",
+                "Packets dropped: the collector's queue was full.",
+                |c| &c.dropped_queue_full,
+            ),
+            (
+                "heplink_dropped_shutdown_total",
+                "counter",
+                "Packets dropped: shutdown drain time ran out.",
+                |c| &c.dropped_shutdown,
+            ),
+            (
+                "heplink_udp_over_mtu_total",
+                "counter",
+                "UDP packets larger than the configured MTU (sent).",
+                |c| &c.over_mtu,
+            ),
+        ];
+        for (name, kind, help, f) in per {
+            head(&mut s, name, kind, help);
+            for c in &self.collectors {
+                let _ = writeln!(
+                    s,
+                    "{name}{{collector=\"{}\"}} {}",
+                    c.url,
+                    f(c).load(Relaxed)
+                );
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,182 @@
+//! Helpers of the agent's integration tests: a HEP receiver (UDP or TCP) on loopback and
+//! a minimal HTTP/1.1 client.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use heplink::proto::{decode, next_frame, Mode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+/// What a receiver got: each packet's correlation id and payload, in arrival order.
+#[derive(Clone, Default)]
+pub struct Received(pub Arc<Mutex<Vec<Packet>>>);
+
+/// A received packet: correlation id and payload.
+pub type Packet = (String, Vec<u8>);
+
+impl Received {
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    pub fn cids(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    pub fn payloads(&self) -> Vec<Vec<u8>> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    fn push(&self, packet: &[u8]) {
+        let p =
+            decode(packet, Mode::Strict).expect("the agent sent a packet heplify-server rejects");
+        let cid = String::from_utf8(p.correlation_id.unwrap_or_default().to_vec()).unwrap();
+        self.0
+            .lock()
+            .unwrap()
+            .push((cid, p.payload.unwrap_or_default().to_vec()));
+    }
+
+    /// Waits until at least `n` packets arrived (or the deadline passes).
+    pub async fn wait_for(&self, n: usize, secs: u64) -> usize {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while self.len() < n && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.len()
+    }
+}
+
+/// A UDP HEP receiver on 127.0.0.1:0.
+pub async fn udp_receiver() -> (SocketAddr, Received) {
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = s.local_addr().unwrap();
+    let r = Received::default();
+    let r2 = r.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(n) = s.recv(&mut buf).await {
+            r2.push(&buf[..n]);
+        }
+    });
+    (addr, r)
+}
+
+/// A TCP HEP receiver on `addr` (127.0.0.1:0 for any port); returns its address, what it
+/// got and its task (abort it to take the collector down).
+pub async fn tcp_receiver(addr: &str, into: Received) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind(addr).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        // Connections live in the set: aborting the receiver closes them all.
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let r = into.clone();
+            conns.spawn(async move {
+                let mut buf = BytesMut::with_capacity(1 << 16);
+                loop {
+                    match s.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            while let Some(f) = next_frame(&mut buf).expect("bad HEP framing") {
+                                r.push(&f);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// One HTTP/1.1 POST on a new connection, as Janus's sample event handler does it.
+/// Returns the status code and the body.
+pub async fn post(addr: SocketAddr, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("POST /janus-events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    // The agent may answer (413) before reading the whole body: ignore write errors.
+    let _ = s.write_all(body).await;
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp).await;
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let status = text
+        .split_ascii_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// GET a path (metrics).
+pub async fn get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    String::from_utf8_lossy(&resp)
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// A metric's value from the Prometheus text (`name{labels}` exactly as rendered).
+pub fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no series {series}"))
+}
+
+/// The fixture's bodies, one per line.
+pub fn fixture_bodies(scenario: &str) -> Vec<String> {
+    let path = format!(
+        "{}/fixtures/janus/{scenario}.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// The correlation ids `convert` gives the fixture (the reference for what `serve` sends).
+pub fn expected_cids(scenario: &str) -> Vec<String> {
+    let mut lines = fixture_bodies(scenario).into_iter().map(Ok);
+    let c =
+        heplink::convert_cmd::convert(&mut lines, Default::default(), Default::default()).unwrap();
+    let mut v = c.cids;
+    v.sort();
+    v
+}

@@ -1,0 +1,367 @@
+//! `heplink serve` on loopback: HTTP and WebSocket inputs, UDP and TCP collectors, bad
+//! input, a collector that goes away, graceful shutdown, metrics.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+use futures_util::SinkExt;
+use heplink::config::{Config, Output, WhenFull};
+use heplink::serve::{start, Agent};
+use tokio::sync::oneshot;
+
+fn config(outputs: &[String]) -> Config {
+    let mut c = Config::default();
+    c.http.listen = "127.0.0.1:0".parse().unwrap();
+    c.ws.listen = "127.0.0.1:0".parse().unwrap();
+    c.metrics.listen = "127.0.0.1:0".parse().unwrap();
+    c.output = outputs
+        .iter()
+        .map(|u| Output {
+            url: u.clone(),
+            mtu: 1472,
+        })
+        .collect();
+    c
+}
+
+async fn agent(c: Config) -> (Agent, oneshot::Sender<()>) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let a = start(c, async move {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    (a, tx)
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_posted_arrives_once_with_its_correlation_id() {
+    let (collector, got) = udp_receiver().await;
+    let (a, stop) = agent(config(&[format!("udp://{collector}")])).await;
+    let http = a.bound.http.unwrap();
+    for body in fixture_bodies("videoroom-2pub-2sub-webrtc") {
+        let (status, _) = post(http, &[], body.as_bytes()).await;
+        assert_eq!(status, 200);
+    }
+    let metrics_addr = a.bound.metrics.unwrap();
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    assert_eq!(got.wait_for(300, 5).await, 300);
+    let mut cids = got.cids();
+    cids.sort();
+    assert_eq!(cids, expected_cids("videoroom-2pub-2sub-webrtc"));
+    let _ = metrics_addr;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_gzip_and_ndjson_bodies_and_basic_auth() {
+    let (collector, got) = udp_receiver().await;
+    let mut c = config(&[format!("udp://{collector}")]);
+    c.http.username = "janus".into();
+    c.http.password = "s3cret".into();
+    let (a, stop) = agent(c).await;
+    let http = a.bound.http.unwrap();
+    let auth = ("Authorization", "Basic amFudXM6czNjcmV0"); // janus:s3cret
+                                                            // The real grouped + gzip capture, as Janus sent it.
+    let mut n = 0;
+    for body in fixture_bodies("grouping-compressed") {
+        let events = serde_json::from_str::<serde_json::Value>(&body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len();
+        n += events;
+        let (status, resp) = post(
+            http,
+            &[auth, ("Content-Encoding", "gzip")],
+            &gzip(body.as_bytes()),
+        )
+        .await;
+        assert_eq!(status, 200, "{resp}");
+    }
+    assert_eq!(n, 51);
+    // NDJSON
+    let nd: Vec<String> = fixture_bodies("echotest-http-only");
+    let (status, _) = post(http, &[auth], nd.join("\n").as_bytes()).await;
+    assert_eq!(status, 200);
+    // Wrong and missing credentials.
+    let (status, _) = post(
+        http,
+        &[("Authorization", "Basic amFudXM6d3Jvbmc=")],
+        nd[0].as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = post(http, &[], nd[0].as_bytes()).await;
+    assert_eq!(status, 401);
+    let m = get(a.bound.metrics.unwrap(), "/metrics").await;
+    assert_eq!(
+        metric(
+            &m,
+            "heplink_rejected_total{input=\"http\",reason=\"unauthorized\"}"
+        ),
+        2
+    );
+    assert!(
+        metric(
+            &m,
+            "heplink_events_received_total{input=\"http\",type=\"32\"}"
+        ) > 0
+    );
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    assert_eq!(got.wait_for(51 + 31, 5).await, 51 + 31);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_right_status_and_a_counter_and_good_events_still_go() {
+    let (collector, got) = udp_receiver().await;
+    let mut c = config(&[format!("udp://{collector}")]);
+    c.http.max_body_bytes = 64 * 1024;
+    c.http.max_decompressed_bytes = 256 * 1024;
+    let (a, stop) = agent(c).await;
+    let http = a.bound.http.unwrap();
+    let good = fixture_bodies("echotest-http-only");
+    // Invalid JSON between good events: 400 naming it, the good ones delivered.
+    let body = format!(
+        "[{},{{\"type\":1,\"session_id\":\"abc\"}},{{oops}},{}]",
+        good[0], good[1]
+    );
+    let (status, resp) = post(http, &[], body.as_bytes()).await;
+    assert_eq!(status, 400);
+    let v: serde_json::Value = serde_json::from_str(&resp).unwrap();
+    let rej = v["rejected"].as_array().unwrap();
+    assert_eq!(rej.len(), 2);
+    assert_eq!(rej[0]["index"], 1);
+    assert_eq!(rej[1]["index"], 2);
+    // Oversize body: 413.
+    let big = vec![b' '; 100 * 1024];
+    assert_eq!(post(http, &[], &big).await.0, 413);
+    // A gzip bomb: 413, decompression stopped at the cap.
+    let bomb = gzip(&vec![b' '; 50 << 20]);
+    assert!(bomb.len() < 64 * 1024);
+    assert_eq!(
+        post(http, &[("Content-Encoding", "gzip")], &bomb).await.0,
+        413
+    );
+    // Not gzip although it says so: 400. Unknown encoding: 415.
+    assert_eq!(
+        post(http, &[("Content-Encoding", "gzip")], b"{}").await.0,
+        400
+    );
+    assert_eq!(
+        post(http, &[("Content-Encoding", "br")], b"{}").await.0,
+        415
+    );
+    // Wrong types and a body that is no event at all.
+    assert_eq!(post(http, &[], br#"{"type":"sixteen"}"#).await.0, 400);
+    assert_eq!(post(http, &[], b"42").await.0, 400);
+    // The agent is still fine.
+    assert_eq!(post(http, &[], good[2].as_bytes()).await.0, 200);
+    let m = get(a.bound.metrics.unwrap(), "/metrics").await;
+    let r = |reason: &str| {
+        metric(
+            &m,
+            &format!("heplink_rejected_total{{input=\"http\",reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(r("malformed_json"), 3);
+    assert_eq!(r("not_an_event"), 1);
+    assert_eq!(r("body_too_large"), 1);
+    assert_eq!(r("decompressed_too_large"), 1);
+    assert_eq!(r("bad_gzip"), 1);
+    assert_eq!(r("unsupported_encoding"), 1);
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    assert_eq!(got.wait_for(3, 5).await, 3, "the 3 good events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_input_with_two_janus_instances_at_once() {
+    let (collector, got) = udp_receiver().await;
+    let (a, stop) = agent(config(&[format!("udp://{collector}")])).await;
+    let url = format!("ws://{}/janus-ws-events", a.bound.ws.unwrap());
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let mut req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                url.as_str(),
+            )
+            .unwrap();
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "janus-event-handlers".parse().unwrap(),
+        );
+        let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(
+            resp.headers()["sec-websocket-protocol"],
+            "janus-event-handlers"
+        );
+        clients.push(ws);
+    }
+    let frames: Vec<String> = {
+        let path = format!(
+            "{}/fixtures/janus/textroom-datachannel-webrtc.wsevh.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    // Interleave the same capture over both connections: the second as another emitter.
+    for f in &frames {
+        clients[0]
+            .send(tokio_tungstenite::tungstenite::Message::text(f.clone()))
+            .await
+            .unwrap();
+        let other = f.replace("\"emitter\":\"janus-fixtures\"", "\"emitter\":\"janus-b\"");
+        clients[1]
+            .send(tokio_tungstenite::tungstenite::Message::text(other))
+            .await
+            .unwrap();
+    }
+    let n = frames.len();
+    assert_eq!(got.wait_for(2 * n, 10).await, 2 * n);
+    let m = get(a.bound.metrics.unwrap(), "/metrics").await;
+    assert_eq!(metric(&m, "heplink_ws_connections"), 2);
+    for c in &mut clients {
+        c.close(None).await.unwrap();
+    }
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    let cids = got.cids();
+    assert_eq!(
+        cids.iter()
+            .filter(|c| *c == "janus-fixtures:textroom:1234")
+            .count(),
+        cids.iter()
+            .filter(|c| *c == "janus-b:textroom:1234")
+            .count()
+    );
+    assert!(cids.iter().any(|c| c == "janus-b:textroom:1234"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_collector_restarted_loses_nothing_queued_and_keeps_order() {
+    let got = Received::default();
+    let (addr, task) = tcp_receiver("127.0.0.1:0", got.clone()).await;
+    let (a, stop) = agent(config(&[format!("tcp://{addr}")])).await;
+    let http = a.bound.http.unwrap();
+    let bodies = fixture_bodies("videoroom-2pub-2sub-webrtc");
+    let (first, rest) = bodies.split_at(100);
+    for b in first {
+        assert_eq!(post(http, &[], b.as_bytes()).await.0, 200);
+    }
+    // (a few of them wait for their handle's binding)
+    assert!(got.wait_for(95, 5).await >= 95);
+    // The collector goes away; Janus keeps posting and gets its 200s.
+    task.abort();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for b in &rest[..100] {
+        assert_eq!(
+            post(http, &[], b.as_bytes()).await.0,
+            200,
+            "the input answers while the collector is down"
+        );
+    }
+    // The collector comes back on the same port.
+    let (_, _task2) = tcp_receiver(&addr.to_string(), got.clone()).await;
+    for b in &rest[100..] {
+        assert_eq!(post(http, &[], b.as_bytes()).await.0, 200);
+    }
+    stop.send(()).unwrap();
+    let metrics = a.metrics.clone();
+    a.wait().await.unwrap();
+    let n = got.wait_for(300, 10).await;
+    let sent = metrics.collectors[0]
+        .packets
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // At least once: a batch in flight when the connection broke may arrive twice.
+    assert!(n >= 300, "{n} packets, {sent} counted sent");
+    assert!(
+        metrics.collectors[0]
+            .reconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    // Order within the room's flow: timestamps of its events never go backwards.
+    let ts: Vec<u64> = got
+        .payloads()
+        .iter()
+        .zip(got.cids())
+        .filter(|(_, c)| c.ends_with(":videoroom:4242"))
+        .map(|(p, _)| {
+            serde_json::from_slice::<serde_json::Value>(p).unwrap()["event"]["timestamp"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<u64> = ts.into_iter().filter(|t| seen.insert(*t)).collect();
+    assert_eq!(firsts.len(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_drops_are_counted_exactly() {
+    // A TCP collector that never exists, and a queue of 10: of 31 events, the sender
+    // holds at most one batch, the queue 10; the rest is dropped and counted.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut c = config(&[format!("tcp://{free}")]);
+    c.queue.capacity = 10;
+    c.queue.when_full = WhenFull::DropNewest;
+    c.shutdown_timeout_ms = 300;
+    let (a, stop) = agent(c).await;
+    for b in fixture_bodies("echotest-http-only") {
+        assert_eq!(post(a.bound.http.unwrap(), &[], b.as_bytes()).await.0, 200);
+    }
+    let m = a.metrics.clone();
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    let col = &m.collectors[0];
+    let dropped = col
+        .dropped_queue_full
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let at_shutdown = col
+        .dropped_shutdown
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let sent = col.packets.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(sent, 0);
+    assert!(dropped >= 20, "{dropped}");
+    // Every packet is accounted for: dropped when queued, or dropped at shutdown.
+    assert_eq!(m.packets.load(std::sync::atomic::Ordering::Relaxed), 31);
+    assert!(dropped + at_shutdown >= 30, "{dropped} + {at_shutdown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_to_two_collectors() {
+    let (c1, got1) = udp_receiver().await;
+    let got2 = Received::default();
+    let (c2, _t) = tcp_receiver("127.0.0.1:0", got2.clone()).await;
+    let (a, stop) = agent(config(&[format!("udp://{c1}"), format!("tcp://{c2}")])).await;
+    for b in fixture_bodies("sip-call-simple") {
+        assert_eq!(post(a.bound.http.unwrap(), &[], b.as_bytes()).await.0, 200);
+    }
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    assert_eq!(got1.wait_for(87, 5).await, 87);
+    assert_eq!(got2.wait_for(87, 5).await, 87);
+    let (mut x, mut y) = (got1.cids(), got2.cids());
+    x.sort();
+    y.sort();
+    assert_eq!(x, y);
+    assert_eq!(x, expected_cids("sip-call-simple"));
+}
