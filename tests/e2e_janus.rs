@@ -207,6 +207,9 @@ fn drive(j: &Janus) -> (u64, u64, u64, u64) {
     (s1, h1, s2, h2)
 }
 
+/// How many times each (type, subtype, session, handle, timestamp) arrived.
+type EventCounts = BTreeMap<(u64, u64, u64, u64, u64), usize>;
+
 /// The (type, subtype, session, handle, timestamp) of each event in a received payload.
 fn events_of(
     got: &Received,
