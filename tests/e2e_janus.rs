@@ -211,12 +211,7 @@ fn drive(j: &Janus) -> (u64, u64, u64, u64) {
 type EventCounts = BTreeMap<(u64, u64, u64, u64, u64), usize>;
 
 /// The (type, subtype, session, handle, timestamp) of each event in a received payload.
-fn events_of(
-    got: &Received,
-) -> (
-    BTreeMap<(u64, u64, u64, u64, u64), usize>,
-    Vec<(String, Value)>,
-) {
+fn events_of(got: &Received) -> (EventCounts, Vec<(String, Value)>) {
     let mut keys = BTreeMap::new();
     let mut all = Vec::new();
     for (cid, p) in got.0.lock().unwrap().iter() {
