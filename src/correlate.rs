@@ -463,7 +463,13 @@ impl EmitterState {
             } => {
                 let name = transport.as_deref().unwrap_or("unknown");
                 let short = name.strip_prefix("janus.transport.").unwrap_or(name);
-                (id.clone(), *client, format!("{em}:transport:{short}"))
+                // Every HTTP request comes from a new ephemeral port: keep the client's IP
+                // only, so Homer draws one column per client rather than one per request.
+                let client = match client {
+                    Some(c) if short == "http" => Some(SocketAddr::new(c.ip(), 0)),
+                    c => *c,
+                };
+                (id.clone(), client, format!("{em}:transport:{short}"))
             }
             _ => (None, None, format!("{em}:transport:unknown")),
         };
@@ -679,6 +685,11 @@ impl EmitterState {
         out: &mut Vec<Correlated>,
     ) {
         let sid = ev.session_id;
+        // Until ICE names the PeerConnection's client, the session's client (the address
+        // its API requests came from) stands for it.
+        let session_client = sid
+            .and_then(|s| self.sessions.get(&s))
+            .and_then(|s| s.client);
         if !self.handles.contains_key(&hid) && self.handles.len() >= cfg.max_handles {
             // The hard cap: make room before tracking one more handle.
             self.evict(em, cfg, st, now, out);
@@ -693,7 +704,7 @@ impl EmitterState {
             sip: SipPhase::Idle,
             held: Vec::new(),
             gave_up: false,
-            client: None,
+            client: session_client,
             janus: None,
             opaque: None,
             last_seen: now,

@@ -33,6 +33,11 @@ enum Command {
     /// With no configuration: HTTP on 127.0.0.1:8090, WebSocket on 127.0.0.1:8091,
     /// metrics on 127.0.0.1:9466, HEP over UDP to 127.0.0.1:9060.
     Serve(heplink::serve::ServeArgs),
+    /// The main job on an embedded default: a bundled real VideoRoom capture goes through a
+    /// real agent to an embedded HEP listener, which prints the correlated flows.
+    Demo(heplink::demo::DemoArgs),
+    /// Receive HEP over UDP/TCP: print each packet, write pcap/JSONL, summarise the flows.
+    Listen(heplink::listen::ListenArgs),
     /// Validate a configuration and print the effective settings (file + flags + env).
     Check {
         /// The TOML file (none: defaults).
@@ -46,7 +51,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The agent logs its connections; the offline tools only warnings (stdout is theirs).
-    let default = if matches!(cli.command, Command::Serve(_)) {
+    let default = if matches!(cli.command, Command::Serve(_) | Command::Listen(_)) {
         "info"
     } else {
         "warn"
@@ -71,6 +76,21 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("heplink serve: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Demo(args) => match heplink::demo::main(&args) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("heplink demo: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Listen(args) => match heplink::listen::main(&args) {
+            Ok(s) if s.rejected == 0 => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("heplink listen: {e:#}");
                 ExitCode::from(2)
             }
         },

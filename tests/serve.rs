@@ -265,6 +265,19 @@ async fn tcp_collector_restarted_loses_nothing_queued_and_keeps_order() {
     }
     // (a few of them wait for their handle's binding)
     assert!(got.wait_for(95, 5).await >= 95);
+    // Stop the collector at a quiet moment: everything written so far has been read.
+    // (A packet written in the very instant a collector dies sits in a socket buffer no
+    // one reads: TCP has no application acknowledgement; see the README.)
+    let sent = || {
+        a.metrics.collectors[0]
+            .packets
+            .load(std::sync::atomic::Ordering::Relaxed) as usize
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sent() != got.len() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sent(), got.len());
     // The collector goes away; Janus keeps posting and gets its 200s.
     task.abort();
     tokio::time::sleep(Duration::from_millis(100)).await;

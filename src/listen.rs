@@ -1,0 +1,343 @@
+//! A HEP receiver: `heplink listen` (a debugging aid and capture tool without Homer) and
+//! the receiving half of `heplink demo`.
+//!
+//! Packets from any mix of UDP and TCP listeners are decoded strictly, printed (readable
+//! or JSON, as `decode` prints them), optionally written to a pcap (as UDP datagrams from
+//! the sender to the listening address) and a JSONL file, and summarised per correlation
+//! id: time span, packet count, proto types, the IP:port columns Homer would draw and the
+//! participants named in the payloads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use heplink_proto::{decode, next_frame, Mode, Packet};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::capture::Origin;
+use crate::pcap_writer::PcapWriter;
+use crate::render::{error_json, format_utc, packet_json, packet_line};
+
+/// Arguments of `heplink listen`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListenArgs {
+    /// Receive HEP over UDP here (repeatable). Default: 127.0.0.1:9060 when no listener is given.
+    #[arg(long, value_name = "ADDR")]
+    pub udp: Vec<SocketAddr>,
+    /// Receive HEP over TCP here (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    pub tcp: Vec<SocketAddr>,
+    /// Write what arrives to this pcap file.
+    #[arg(short = 'w', long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// Write one JSON object per packet to this file.
+    #[arg(long, value_name = "FILE")]
+    pub jsonl: Option<PathBuf>,
+    /// Print JSON instead of readable lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing per packet: only the flow summary at the end.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the flow summary at exit (always on unless --no-flows).
+    #[arg(long)]
+    pub no_flows: bool,
+    /// Stop after this many packets.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+}
+
+/// What one correlation id looked like.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flow {
+    /// Packets.
+    pub packets: u64,
+    /// First and last HEP timestamps (µs).
+    pub first_us: u64,
+    /// Last HEP timestamp (µs).
+    pub last_us: u64,
+    /// Proto types seen.
+    pub proto_types: BTreeSet<u8>,
+    /// The IP:port columns.
+    pub endpoints: BTreeSet<String>,
+    /// Participants named in payloads (`display (id)`).
+    pub participants: BTreeSet<String>,
+}
+
+/// Flows by correlation id, and counts.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Per correlation id.
+    pub flows: BTreeMap<String, Flow>,
+    /// Packets decoded.
+    pub packets: u64,
+    /// Packets rejected by the strict decoder.
+    pub rejected: u64,
+}
+
+impl Summary {
+    /// Adds a decoded packet.
+    pub fn add(&mut self, p: &Packet<'_>) {
+        self.packets += 1;
+        let cid = String::from_utf8_lossy(p.correlation_id.unwrap_or(b"")).into_owned();
+        let f = self.flows.entry(cid).or_default();
+        f.packets += 1;
+        let ts = p.timestamp_micros().unwrap_or(0);
+        if f.packets == 1 || ts < f.first_us {
+            f.first_us = ts;
+        }
+        f.last_us = f.last_us.max(ts);
+        if let Some(t) = p.proto_type {
+            f.proto_types.insert(t.0);
+        }
+        for (ip, port) in [(p.src_ip, p.src_port), (p.dst_ip, p.dst_port)] {
+            if let (Some(ip), Some(port)) = (ip, port) {
+                f.endpoints.insert(SocketAddr::new(ip, port).to_string());
+            }
+        }
+        if let Some(payload) = p.payload.filter(|b| b.first() == Some(&b'{')) {
+            #[derive(serde::Deserialize)]
+            struct Facts {
+                heplink: Option<Inner>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Inner {
+                participant: Option<serde_json::Value>,
+                display: Option<String>,
+            }
+            if let Ok(Facts { heplink: Some(i) }) = serde_json::from_slice::<Facts>(payload) {
+                if let Some(id) = i.participant {
+                    let id = id.to_string().trim_matches('"').to_string();
+                    f.participants.insert(match i.display {
+                        Some(d) => format!("{d} ({id})"),
+                        None => id,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Prints the summary.
+    pub fn print(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "{} packets, {} rejected, {} correlation ids",
+            self.packets,
+            self.rejected,
+            self.flows.len()
+        )?;
+        for (cid, f) in &self.flows {
+            let span = (f.last_us.saturating_sub(f.first_us)) as f64 / 1e6;
+            let t = |us: u64| format_utc((us / 1_000_000) as u32, (us % 1_000_000) as u32);
+            writeln!(
+                out,
+                "{cid}  {} packets  {} .. {} ({span:.1} s)",
+                f.packets,
+                t(f.first_us),
+                t(f.last_us)
+            )?;
+            let types: Vec<String> = f
+                .proto_types
+                .iter()
+                .map(|t| heplink_proto::ProtoType(*t).to_string())
+                .collect();
+            writeln!(out, "    proto types: {}", types.join(", "))?;
+            writeln!(
+                out,
+                "    columns ({}): {}",
+                f.endpoints.len(),
+                f.endpoints.iter().cloned().collect::<Vec<_>>().join(", ")
+            )?;
+            if !f.participants.is_empty() {
+                writeln!(
+                    out,
+                    "    participants: {}",
+                    f.participants
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A packet as received.
+#[derive(Debug)]
+pub struct Received {
+    /// The bytes.
+    pub bytes: Bytes,
+    /// The sender.
+    pub peer: SocketAddr,
+    /// The listening address.
+    pub local: SocketAddr,
+    /// TCP (else UDP).
+    pub tcp: bool,
+}
+
+/// Binds the listeners; packets (and TCP framing errors, as empty packets with a log
+/// line) go to the returned channel. Returns the bound addresses.
+pub async fn bind(
+    udp: &[SocketAddr],
+    tcp: &[SocketAddr],
+) -> std::io::Result<(mpsc::Receiver<Received>, Vec<SocketAddr>, Vec<SocketAddr>)> {
+    let (tx, rx) = mpsc::channel(65_536);
+    let mut u_bound = Vec::new();
+    for a in udp {
+        let s = UdpSocket::bind(a).await?;
+        let local = s.local_addr()?;
+        u_bound.push(local);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, peer)) = s.recv_from(&mut buf).await {
+                let r = Received {
+                    bytes: Bytes::copy_from_slice(&buf[..n]),
+                    peer,
+                    local,
+                    tcp: false,
+                };
+                if tx.send(r).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let mut t_bound = Vec::new();
+    for a in tcp {
+        let l = TcpListener::bind(a).await?;
+        let local = l.local_addr()?;
+        t_bound.push(local);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, peer)) = l.accept().await {
+                let tx = tx.clone();
+                tracing::info!(%peer, "HEP sender connected over TCP.");
+                tokio::spawn(async move {
+                    let mut buf = BytesMut::with_capacity(1 << 16);
+                    loop {
+                        match s.read_buf(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => loop {
+                                match next_frame(&mut buf) {
+                                    Ok(Some(f)) => {
+                                        let r = Received {
+                                            bytes: f,
+                                            peer,
+                                            local,
+                                            tcp: true,
+                                        };
+                                        if tx.send(r).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                    Ok(None) => break,
+                                    Err(e) => {
+                                        // As heplify-server does: the stream cannot be resynchronised.
+                                        tracing::warn!(%peer, error = %e, "Not a HEP stream: closing the connection.");
+                                        return;
+                                    }
+                                }
+                            },
+                        }
+                    }
+                    tracing::info!(%peer, "HEP sender disconnected.");
+                });
+            }
+        });
+    }
+    Ok((rx, u_bound, t_bound))
+}
+
+/// Runs `heplink listen` until a signal, --count or --duration.
+pub fn main(args: &ListenArgs) -> anyhow::Result<Summary> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let udp = if args.udp.is_empty() && args.tcp.is_empty() { vec!["127.0.0.1:9060".parse()?] } else { args.udp.clone() };
+        let (mut rx, u, t) = bind(&udp, &args.tcp).await?;
+        for a in &u {
+            tracing::info!(listen = %a, "Listening for HEP over UDP.");
+        }
+        for a in &t {
+            tracing::info!(listen = %a, "Listening for HEP over TCP.");
+        }
+        let mut pcap = match &args.write {
+            Some(p) => Some(PcapWriter::new(BufWriter::new(File::create(p)?))?),
+            None => None,
+        };
+        let mut jsonl = match &args.jsonl {
+            Some(p) => Some(BufWriter::new(File::create(p)?)),
+            None => None,
+        };
+        let stdout = std::io::stdout();
+        let mut summary = Summary::default();
+        let deadline = args.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
+        let signals = crate::serve::signals();
+        tokio::pin!(signals);
+        let mut index = 0u64;
+        loop {
+            let r = tokio::select! {
+                r = rx.recv() => match r { Some(r) => r, None => break },
+                _ = &mut signals => break,
+                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+            };
+            if let Some(w) = pcap.as_mut() {
+                let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+                w.udp(ts, r.peer, r.local, &r.bytes)?;
+            }
+            let origin = if r.tcp {
+                Origin::Tcp { frame: index + 1, src: r.peer, dst: r.local }
+            } else {
+                Origin::Udp { frame: index + 1, src: r.peer, dst: r.local }
+            };
+            let (line, json) = match decode(&r.bytes, Mode::Strict) {
+                Ok(p) => {
+                    summary.add(&p);
+                    (packet_line(index, &p), packet_json(index, &p, Some(&origin)))
+                }
+                Err(e) => {
+                    summary.rejected += 1;
+                    (format!("#{index} rejected: {e}"), error_json(index, &e, Some(&origin)))
+                }
+            };
+            if let Some(w) = jsonl.as_mut() {
+                writeln!(w, "{json}")?;
+            }
+            if !args.quiet {
+                let mut o = stdout.lock();
+                if args.json {
+                    writeln!(o, "{json}")?;
+                } else {
+                    writeln!(o, "{line}")?;
+                }
+            }
+            index += 1;
+            if args.count.is_some_and(|c| index >= c) {
+                break;
+            }
+        }
+        if let Some(w) = pcap {
+            w.finish()?.flush()?;
+        }
+        if let Some(mut w) = jsonl {
+            w.flush()?;
+        }
+        if !args.no_flows {
+            summary.print(&mut stdout.lock())?;
+        }
+        Ok(summary)
+    })
+}

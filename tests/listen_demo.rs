@@ -1,0 +1,126 @@
+//! `heplink listen` and `heplink demo` through the real binary.
+
+use std::io::Read;
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use heplink::capture::{read_capture, CaptureEvent};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_heplink"))
+}
+
+#[test]
+fn demo_prints_one_flow_per_room_with_every_peerconnection() {
+    let out = bin().arg("demo").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("300 packets, 0 rejected, 3 correlation ids\n"),
+        "{text}"
+    );
+    let room = text
+        .split("janus-fixtures:videoroom:4242  200 packets")
+        .nth(1)
+        .expect("the room's flow");
+    // 5 PeerConnections: Janus's side and the peer's side of each, plus the API client
+    // and Janus's signalling side.
+    assert!(room.contains("columns (12):"), "{room}");
+    for peer in [
+        "127.0.0.3:54800",
+        "127.0.0.4:56703",
+        "127.0.0.5:55529",
+        "127.0.0.6:50628",
+        "127.0.0.7:45514",
+    ] {
+        assert!(room.contains(peer), "{peer} missing: {room}");
+    }
+    assert!(
+        room.contains("participants: pubA (5725960458842129), pubB (3957083503320980)"),
+        "{room}"
+    );
+}
+
+#[test]
+fn listen_prints_writes_pcap_and_jsonl_and_reports_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (pcap, jsonl) = (dir.path().join("got.pcap"), dir.path().join("got.jsonl"));
+    let mut child = bin()
+        .args([
+            "listen",
+            "--udp",
+            &format!("127.0.0.1:{port}"),
+            "--count",
+            "6",
+            "-w",
+        ])
+        .arg(&pcap)
+        .arg("--jsonl")
+        .arg(&jsonl)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // Five real packets (Kamailio siptrace) and one bad one.
+    let mut sent = Vec::new();
+    let cap = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/hep/kamailio-siptrace-v3.pcap"
+    );
+    read_capture(std::fs::File::open(cap).unwrap(), &mut |ev| {
+        if let CaptureEvent::Packet { bytes, .. } = ev {
+            if sent.len() < 5 {
+                sent.push(bytes.to_vec());
+            }
+        }
+    })
+    .unwrap();
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for p in &sent {
+        s.send_to(p, ("127.0.0.1", port)).unwrap();
+    }
+    s.send_to(b"HEP3\x00\x07x", ("127.0.0.1", port)).unwrap();
+    let status = child.wait().unwrap();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a rejected packet: exit 1\n{stdout}"
+    );
+    assert!(stdout.contains("#5 rejected: "), "{stdout}");
+    assert!(
+        stdout.contains("5 packets, 1 rejected, 1 correlation ids"),
+        "{stdout}"
+    );
+    // The pcap holds exactly the bytes received.
+    let mut got = Vec::new();
+    read_capture(std::fs::File::open(&pcap).unwrap(), &mut |ev| {
+        if let CaptureEvent::Packet { bytes, .. } = ev {
+            got.push(bytes.to_vec());
+        }
+    })
+    .unwrap();
+    let mut want = sent.clone();
+    want.push(b"HEP3\x00\x07x".to_vec());
+    assert_eq!(got, want);
+    let lines = std::fs::read_to_string(&jsonl).unwrap();
+    assert_eq!(lines.lines().count(), 6);
+    assert!(lines.lines().last().unwrap().contains("\"error\""));
+}
