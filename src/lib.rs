@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod pcap_writer;
 pub mod pipeline;
 pub mod render;
+pub mod replay;
 pub mod sender;
 pub mod serve;

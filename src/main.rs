@@ -38,6 +38,10 @@ enum Command {
     Demo(heplink::demo::DemoArgs),
     /// Receive HEP over UDP/TCP: print each packet, write pcap/JSONL, summarise the flows.
     Listen(heplink::listen::ListenArgs),
+    /// Send captures to a collector: Janus JSONL through the pipeline, HEP pcap/raw as is.
+    ///
+    /// Exit status: 0 when every packet was sent, 2 otherwise.
+    Replay(heplink::replay::ReplayArgs),
     /// Validate a configuration and print the effective settings (file + flags + env).
     Check {
         /// The TOML file (none: defaults).
@@ -91,6 +95,13 @@ fn main() -> ExitCode {
             Ok(_) => ExitCode::from(1),
             Err(e) => {
                 eprintln!("heplink listen: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Replay(args) => match heplink::replay::main(&args) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("heplink replay: {e:#}");
                 ExitCode::from(2)
             }
         },

@@ -1,0 +1,259 @@
+//! `heplink replay`: sends captures to a collector.
+//!
+//! - Janus JSONL captures (one event-handler body per line) go through correlator, mapper
+//!   and encoder exactly as `serve` would send them (event time is the clock).
+//! - HEP captures (pcap, pcapng, raw stream) are sent packet by packet, as they are.
+//! - Time stamps are moved so the capture starts now, keeping the spacing (heplify-server
+//!   keeps partitions only around the current day); `--keep-time` sends the originals.
+//! - Pacing: the original timing, `--speed X`, `--rate N` packets/s or `--fast`; `--loop N`.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use heplink_proto::{decode, ChunkType, Mode, Version};
+
+use crate::capture::{read_capture, CaptureEvent};
+use crate::config::WhenFull;
+use crate::metrics::CollectorMetrics;
+use crate::sender::{self, CollectorUrl};
+
+/// Arguments of `heplink replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Captures: Janus JSONL, or HEP in pcap, pcapng or a raw stream.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The collector: `udp://HOST:PORT` or `tcp://HOST:PORT`.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Play faster (2 = twice as fast) or slower than the original timing.
+    #[arg(long, conflicts_with_all = ["rate", "fast"])]
+    pub speed: Option<f64>,
+    /// A fixed rate, packets per second.
+    #[arg(long, conflicts_with = "fast")]
+    pub rate: Option<f64>,
+    /// As fast as possible.
+    #[arg(long)]
+    pub fast: bool,
+    /// Play the captures this many times.
+    #[arg(long = "loop", default_value_t = 1)]
+    pub loops: u32,
+    /// Send the original time stamps instead of moving them to now.
+    #[arg(long)]
+    pub keep_time: bool,
+    /// How long to wait at the end for the collector to take the last packets, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_timeout: f64,
+}
+
+/// A packet to replay and its time stamp (µs).
+#[derive(Debug, Clone)]
+pub struct Timed {
+    /// HEP time stamp, µs (0 when the packet has none).
+    pub ts: u64,
+    /// The packet.
+    pub bytes: Bytes,
+}
+
+/// Loads one capture: Janus JSONL through the pipeline, anything else as HEP.
+pub fn load(path: &std::path::Path) -> anyhow::Result<Vec<Timed>> {
+    let data = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let first = data.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if matches!(first, Some(b'{') | Some(b'[')) {
+        let text = String::from_utf8_lossy(&data).into_owned();
+        let mut lines = text.lines().map(|l| Ok(l.to_string()));
+        let c = crate::convert_cmd::convert(&mut lines, Default::default(), Default::default())?;
+        for (line, msg) in &c.rejected {
+            tracing::warn!(file = %path.display(), line, %msg, "Event rejected.");
+        }
+        return Ok(c
+            .packets
+            .into_iter()
+            .map(|(ts, bytes)| Timed { ts, bytes })
+            .collect());
+    }
+    let mut out = Vec::new();
+    read_capture(std::io::Cursor::new(data), &mut |ev| {
+        if let CaptureEvent::Packet { bytes, .. } = ev {
+            let ts = decode(bytes, Mode::Lenient)
+                .ok()
+                .and_then(|p| p.timestamp_micros())
+                .unwrap_or(0);
+            out.push(Timed {
+                ts,
+                bytes: Bytes::copy_from_slice(bytes),
+            });
+        }
+    })
+    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(out)
+}
+
+/// The packet with its time stamp replaced (HEPv3 chunks 0x09/0x0a; HEPv2 time header).
+/// Everything else stays byte for byte; packets without a time stamp are unchanged.
+pub fn restamp(packet: &[u8], ts_us: u64) -> Bytes {
+    let Ok(p) = decode(packet, Mode::Lenient) else {
+        return Bytes::copy_from_slice(packet);
+    };
+    let sec = u32::try_from(ts_us / 1_000_000).unwrap_or(u32::MAX);
+    let usec = (ts_us % 1_000_000) as u32;
+    let mut out = packet.to_vec();
+    match p.version {
+        Version::V3 => {
+            let mut off = 6;
+            for c in p.chunks() {
+                if c.vendor.0 == 0 && c.body.len() == 4 {
+                    let v = match c.kind {
+                        ChunkType::TS_SEC => Some(sec),
+                        ChunkType::TS_USEC => Some(usec),
+                        _ => None,
+                    };
+                    if let Some(v) = v {
+                        out[off + 6..off + 10].copy_from_slice(&v.to_be_bytes());
+                    }
+                }
+                off += c.wire_len();
+            }
+        }
+        Version::V2 => {
+            let addr = if p.ip_family == Some(10) { 32 } else { 8 };
+            let at = 8 + addr;
+            out[at..at + 4].copy_from_slice(&sec.to_le_bytes());
+            out[at + 4..at + 8].copy_from_slice(&usec.to_le_bytes());
+        }
+        Version::V1 => {}
+    }
+    Bytes::from(out)
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Packets queued for sending.
+    pub queued: u64,
+    /// Packets the sender wrote.
+    pub sent: u64,
+}
+
+/// Runs the replay.
+pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
+    let url = CollectorUrl::parse(&args.to)?;
+    let mut packets = Vec::new();
+    for f in &args.files {
+        packets.extend(load(f)?);
+    }
+    if packets.is_empty() {
+        anyhow::bail!("no packets in the captures");
+    }
+    let first_ts = packets
+        .iter()
+        .map(|p| p.ts)
+        .filter(|t| *t > 0)
+        .min()
+        .unwrap_or(0);
+    let last_ts = packets.iter().map(|p| p.ts).max().unwrap_or(0);
+    let span = last_ts.saturating_sub(first_ts).max(1);
+    let total = packets.len() as u64 * u64::from(args.loops);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let m = Arc::new(CollectorMetrics {
+            url: args.to.clone(),
+            ..Default::default()
+        });
+        let (queue, task) = sender::spawn(url, 4096, WhenFull::Block, 65_507, m.clone());
+        let start = Instant::now();
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_micros() as u64;
+        let tty = std::io::stderr().is_terminal();
+        let mut last_progress = Instant::now();
+        let mut n = 0u64;
+        for l in 0..u64::from(args.loops) {
+            for p in &packets {
+                // Pacing.
+                let due = if args.fast {
+                    None
+                } else if let Some(rate) = args.rate {
+                    Some(Duration::from_secs_f64(n as f64 / rate))
+                } else {
+                    let speed = args.speed.unwrap_or(1.0);
+                    let offset = l * span + p.ts.saturating_sub(first_ts);
+                    Some(Duration::from_secs_f64(offset as f64 / 1e6 / speed))
+                };
+                if let Some(d) = due {
+                    let elapsed = start.elapsed();
+                    if d > elapsed {
+                        tokio::time::sleep(d - elapsed).await;
+                    }
+                }
+                let bytes = if args.keep_time || p.ts == 0 {
+                    p.bytes.clone()
+                } else {
+                    restamp(&p.bytes, now_us + l * span + (p.ts - first_ts))
+                };
+                queue.push(bytes).await;
+                n += 1;
+                if tty && last_progress.elapsed() > Duration::from_millis(200) {
+                    last_progress = Instant::now();
+                    let rate = n as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                    let eta = (total - n) as f64 / rate.max(1e-9);
+                    eprint!("\r{n}/{total} packets  {:.0}/s  ETA {:.0} s   ", rate, eta);
+                }
+            }
+        }
+        drop(queue);
+        let drained = tokio::time::timeout(Duration::from_secs_f64(args.drain_timeout), task).await;
+        let sent = m.packets.load(Relaxed);
+        if tty {
+            eprint!("\r");
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let mut err = std::io::stderr().lock();
+        writeln!(
+            err,
+            "replayed {sent}/{total} packets to {} in {secs:.2} s ({:.0} packets/s)",
+            args.to,
+            sent as f64 / secs.max(1e-9)
+        )?;
+        if drained.is_err() || sent < total {
+            anyhow::bail!(
+                "{} packets could not be sent to {}",
+                total - sent.min(total),
+                args.to
+            );
+        }
+        Ok(ReplaySummary {
+            queued: total,
+            sent,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heplink_proto::{PacketBuilder, ProtoType};
+
+    #[test]
+    fn restamp_changes_only_the_time() {
+        let b = PacketBuilder::new(ProtoType::LOG, "x")
+            .correlation_id("c")
+            .timestamp_micros(1_000_000_123_456)
+            .to_bytes()
+            .unwrap();
+        let r = restamp(&b, 1_795_000_000_654_321);
+        let p = decode(&r, Mode::Strict).unwrap();
+        assert_eq!(p.timestamp_micros(), Some(1_795_000_000_654_321));
+        let q = decode(&b, Mode::Strict).unwrap();
+        assert_eq!((p.payload, p.correlation_id), (q.payload, q.correlation_id));
+        assert_eq!(r.len(), b.len());
+        let diff = r.iter().zip(b.iter()).filter(|(a, b)| a != b).count();
+        assert!(diff <= 8);
+    }
+}
