@@ -3,6 +3,7 @@
 //! rewrites the golden files (review the diff).
 
 use std::path::{Path, PathBuf};
+
 use std::process::Command;
 
 use bytes::BytesMut;
@@ -63,5 +64,44 @@ fn every_captured_packet_reencodes_byte_for_byte() {
         })
         .unwrap();
         assert!(n > 10, "{}: {n} packets", cap.display());
+    }
+}
+
+/// The Janus captures converted to HEP (the bytes `serve` would send) match the
+/// committed pcaps in `fixtures/hep/janus-*.pcap`: any change to mapping or correlation
+/// shows up here (`HEPLINK_REGEN_FIXTURES=1` rewrites them; review the decode diff).
+#[test]
+fn converted_janus_captures_match_the_committed_pcaps() {
+    for scenario in [
+        "videoroom-2pub-2sub-webrtc",
+        "sip-call-simple",
+        "audiobridge-3users",
+        "textroom-datachannel-webrtc",
+        "echotest-webrtc",
+        "echotest-http-only",
+        "grouping-indented",
+        "grouping-compressed",
+    ] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let input = dir.join(format!("fixtures/janus/{scenario}.jsonl"));
+        let text = std::fs::read_to_string(&input).unwrap();
+        let mut lines = text.lines().map(|l| Ok(l.to_string()));
+        let c = heplink::convert_cmd::convert(&mut lines, Default::default(), Default::default()).unwrap();
+        let committed = dir.join(format!("fixtures/hep/janus-{scenario}.pcap"));
+        if std::env::var_os("HEPLINK_REGEN_FIXTURES").is_some() {
+            heplink::convert_cmd::write_pcap(&committed, &c.packets).unwrap();
+        }
+        let mut want = Vec::new();
+        read_capture(std::fs::File::open(&committed).unwrap(), &mut |ev| {
+            if let CaptureEvent::Packet { bytes, .. } = ev {
+                want.push(bytes.to_vec());
+            }
+        })
+        .unwrap();
+        let got: Vec<Vec<u8>> = c.packets.iter().map(|(_, b)| b.to_vec()).collect();
+        assert_eq!(got.len(), want.len(), "{scenario}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g == w, "{scenario}: packet {i} differs");
+        }
     }
 }
