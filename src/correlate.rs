@@ -1018,34 +1018,22 @@ impl EmitterState {
         out: &mut Vec<Correlated>,
     ) {
         // Holds that ran out.
-        let expired_holds: Vec<u64> = self
-            .handles
-            .iter()
-            .filter(|(_, h)| {
-                h.held
-                    .first()
-                    .is_some_and(|e| now.saturating_sub(e.at) >= cfg.hold_us)
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for hid in expired_holds {
+        for hid in ran_out(
+            self.handles.iter().map(|(k, h)| (*k, &h.held)),
+            now,
+            cfg.hold_us,
+        ) {
             if let Some(h) = self.handles.get_mut(&hid) {
                 st.hold_expired += h.held.len() as u64;
                 h.gave_up = true;
             }
             self.release_handle_fallback(em, cfg, hid, now, out);
         }
-        let expired_sessions: Vec<u64> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| {
-                s.held
-                    .first()
-                    .is_some_and(|e| now.saturating_sub(e.at) >= cfg.hold_us)
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for sid in expired_sessions {
+        for sid in ran_out(
+            self.sessions.iter().map(|(k, s)| (*k, &s.held)),
+            now,
+            cfg.hold_us,
+        ) {
             if let Some(s) = self.sessions.get_mut(&sid) {
                 st.hold_expired += s.held.len() as u64;
                 s.gave_up = true;
@@ -1151,6 +1139,20 @@ impl EmitterState {
             }
         }
     }
+}
+
+/// The ids whose oldest held event has waited `hold_us` or more.
+fn ran_out<'a>(
+    held: impl Iterator<Item = (u64, &'a Vec<Held>)>,
+    now: u64,
+    hold_us: u64,
+) -> Vec<u64> {
+    held.filter(|(_, h)| {
+        h.first()
+            .is_some_and(|e| now.saturating_sub(e.at) >= hold_us)
+    })
+    .map(|(k, _)| k)
+    .collect()
 }
 
 fn emit(out: &mut Vec<Correlated>, event: Event, cid: Arc<str>, facts: Facts) {
