@@ -71,6 +71,13 @@ pub struct Output {
     /// UDP packets above this size are still sent, with a warning (IP fragmentation).
     #[serde(default = "default_mtu")]
     pub mtu: usize,
+    /// TLS settings (for `tls://`).
+    #[serde(default, skip_serializing_if = "is_default_tls")]
+    pub tls: crate::tls::TlsClient,
+}
+
+fn is_default_tls(t: &crate::tls::TlsClient) -> bool {
+    *t == crate::tls::TlsClient::default()
 }
 
 fn default_mtu() -> usize {
@@ -143,6 +150,7 @@ impl Default for Config {
             output: vec![Output {
                 url: "udp://127.0.0.1:9060".into(),
                 mtu: default_mtu(),
+                tls: Default::default(),
             }],
             queue: Queue::default(),
             hep: Hep::default(),
@@ -311,6 +319,9 @@ pub struct Overrides {
     /// Metrics address (`metrics.listen`); `off` disables it.
     #[arg(long, env = "HEPLINK_METRICS", value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// TLS settings of `tls://` collectors given with --to (`output.tls`).
+    #[command(flatten)]
+    pub tls: crate::tls::TlsClientArgs,
     /// Shutdown drain time, ms (`shutdown_timeout_ms`).
     #[arg(long, env = "HEPLINK_SHUTDOWN_TIMEOUT_MS")]
     pub shutdown_timeout_ms: Option<u64>,
@@ -383,8 +394,13 @@ impl Config {
                     .map(|u| Output {
                         url: u.clone(),
                         mtu: default_mtu(),
+                        tls: o.tls.settings(),
                     })
                     .collect();
+        } else if o.tls.given() {
+            for out in &mut c.output {
+                out.tls = o.tls.settings();
+            }
         }
         macro_rules! set {
             ($($field:ident => $($path:ident).+;)*) => {

@@ -109,14 +109,18 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<Summary> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let (mut rx, udp, _) = bind(&["127.0.0.1:0".parse()?], &[]).await?;
+        let (mut rx, udp, _, _) = bind(&["127.0.0.1:0".parse()?], &[], &[], None).await?;
         let mut cfg = Config::default();
         cfg.http.listen = "127.0.0.1:0".parse()?;
         cfg.ws.enabled = false;
         cfg.metrics.enabled = false;
         cfg.output = std::iter::once(format!("udp://{}", udp[0]))
             .chain(args.to.iter().cloned())
-            .map(|url| Output { url, mtu: 65_507 })
+            .map(|url| Output {
+                url,
+                mtu: 65_507,
+                tls: Default::default(),
+            })
             .collect();
         cfg.validate()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -23,3 +23,4 @@ pub mod render;
 pub mod replay;
 pub mod sender;
 pub mod serve;
+pub mod tls;

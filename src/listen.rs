@@ -33,6 +33,18 @@ pub struct ListenArgs {
     /// Receive HEP over TCP here (repeatable).
     #[arg(long, value_name = "ADDR")]
     pub tcp: Vec<SocketAddr>,
+    /// Receive HEP over TLS here (repeatable; needs --tls-cert and --tls-key).
+    #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+    pub tls: Vec<SocketAddr>,
+    /// Server certificate chain (PEM) for --tls.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server key (PEM) for --tls.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM) on --tls.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Write what arrives to this pcap file.
     #[arg(short = 'w', long, value_name = "FILE")]
     pub write: Option<PathBuf>,
@@ -186,12 +198,56 @@ pub struct Received {
     pub tcp: bool,
 }
 
-/// Binds the listeners; packets (and TCP framing errors, as empty packets with a log
-/// line) go to the returned channel. Returns the bound addresses.
+/// Reads back-to-back HEP frames from a stream until it ends or stops being HEP.
+async fn read_frames<S: tokio::io::AsyncRead + Unpin>(
+    mut s: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tx: mpsc::Sender<Received>,
+) {
+    let mut buf = BytesMut::with_capacity(1 << 16);
+    loop {
+        match s.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => loop {
+                match next_frame(&mut buf) {
+                    Ok(Some(f)) => {
+                        let r = Received {
+                            bytes: f,
+                            peer,
+                            local,
+                            tcp: true,
+                        };
+                        if tx.send(r).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // As heplify-server does: the stream cannot be resynchronised.
+                        tracing::warn!(%peer, error = %e, "Not a HEP stream: closing the connection.");
+                        return;
+                    }
+                }
+            },
+        }
+    }
+    tracing::info!(%peer, "HEP sender disconnected.");
+}
+
+/// Binds the listeners (TLS ones with `tls`); packets go to the returned channel.
+/// Returns the bound UDP, TCP and TLS addresses.
 pub async fn bind(
     udp: &[SocketAddr],
     tcp: &[SocketAddr],
-) -> std::io::Result<(mpsc::Receiver<Received>, Vec<SocketAddr>, Vec<SocketAddr>)> {
+    tls: &[SocketAddr],
+    tls_cfg: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> std::io::Result<(
+    mpsc::Receiver<Received>,
+    Vec<SocketAddr>,
+    Vec<SocketAddr>,
+    Vec<SocketAddr>,
+)> {
     let (tx, rx) = mpsc::channel(65_536);
     let mut u_bound = Vec::new();
     for a in udp {
@@ -215,49 +271,40 @@ pub async fn bind(
         });
     }
     let mut t_bound = Vec::new();
-    for a in tcp {
+    let mut s_bound = Vec::new();
+    let acceptor = tls_cfg.map(tokio_rustls::TlsAcceptor::from);
+    for (a, secure) in tcp
+        .iter()
+        .map(|a| (a, false))
+        .chain(tls.iter().map(|a| (a, true)))
+    {
         let l = TcpListener::bind(a).await?;
         let local = l.local_addr()?;
-        t_bound.push(local);
+        if secure {
+            s_bound.push(local);
+        } else {
+            t_bound.push(local);
+        }
         let tx = tx.clone();
+        let acceptor = if secure { acceptor.clone() } else { None };
         tokio::spawn(async move {
-            while let Ok((mut s, peer)) = l.accept().await {
+            while let Ok((s, peer)) = l.accept().await {
                 let tx = tx.clone();
-                tracing::info!(%peer, "HEP sender connected over TCP.");
+                let acceptor = acceptor.clone();
+                tracing::info!(%peer, tls = acceptor.is_some(), "HEP sender connected.");
                 tokio::spawn(async move {
-                    let mut buf = BytesMut::with_capacity(1 << 16);
-                    loop {
-                        match s.read_buf(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(_) => loop {
-                                match next_frame(&mut buf) {
-                                    Ok(Some(f)) => {
-                                        let r = Received {
-                                            bytes: f,
-                                            peer,
-                                            local,
-                                            tcp: true,
-                                        };
-                                        if tx.send(r).await.is_err() {
-                                            return;
-                                        }
-                                    }
-                                    Ok(None) => break,
-                                    Err(e) => {
-                                        // As heplify-server does: the stream cannot be resynchronised.
-                                        tracing::warn!(%peer, error = %e, "Not a HEP stream: closing the connection.");
-                                        return;
-                                    }
-                                }
-                            },
-                        }
+                    match acceptor {
+                        None => read_frames(s, peer, local, tx).await,
+                        Some(acc) => match acc.accept(s).await {
+                            Ok(t) => read_frames(t, peer, local, tx).await,
+                            Err(e) => tracing::warn!(%peer, error = %e, "TLS handshake failed."),
+                        },
                     }
-                    tracing::info!(%peer, "HEP sender disconnected.");
                 });
             }
         });
     }
-    Ok((rx, u_bound, t_bound))
+    Ok((rx, u_bound, t_bound, s_bound))
 }
 
 /// Runs `heplink listen` until a signal, --count or --duration.
@@ -266,8 +313,15 @@ pub fn main(args: &ListenArgs) -> anyhow::Result<Summary> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let udp = if args.udp.is_empty() && args.tcp.is_empty() { vec!["127.0.0.1:9060".parse()?] } else { args.udp.clone() };
-        let (mut rx, u, t) = bind(&udp, &args.tcp).await?;
+        let udp = if args.udp.is_empty() && args.tcp.is_empty() && args.tls.is_empty() { vec!["127.0.0.1:9060".parse()?] } else { args.udp.clone() };
+        let tls_cfg = match (&args.tls_cert, &args.tls_key) {
+            (Some(c), Some(k)) => Some(crate::tls::server(c, k, args.tls_client_ca.as_deref())?),
+            _ => None,
+        };
+        let (mut rx, u, t, l) = bind(&udp, &args.tcp, &args.tls, tls_cfg).await?;
+        for a in &l {
+            tracing::info!(listen = %a, "Listening for HEP over TLS.");
+        }
         for a in &u {
             tracing::info!(listen = %a, "Listening for HEP over UDP.");
         }

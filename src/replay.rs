@@ -27,7 +27,7 @@ pub struct ReplayArgs {
     /// Captures: Janus JSONL, or HEP in pcap, pcapng or a raw stream.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// The collector: `udp://HOST:PORT` or `tcp://HOST:PORT`.
+    /// The collector: `udp://`, `tcp://` or `tls://HOST:PORT`.
     #[arg(long, value_name = "URL")]
     pub to: String,
     /// Play faster (2 = twice as fast) or slower than the original timing.
@@ -45,6 +45,9 @@ pub struct ReplayArgs {
     /// Send the original time stamps instead of moving them to now.
     #[arg(long)]
     pub keep_time: bool,
+    /// TLS settings for a `tls://` collector.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsClientArgs,
     /// How long to wait at the end for the collector to take the last packets, seconds.
     #[arg(long, default_value_t = 10.0)]
     pub drain_timeout: f64,
@@ -166,7 +169,14 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             url: args.to.clone(),
             ..Default::default()
         });
-        let (queue, task) = sender::spawn(url, 4096, WhenFull::Block, 65_507, m.clone());
+        let (queue, task) = sender::spawn(
+            url,
+            4096,
+            WhenFull::Block,
+            65_507,
+            &args.tls.settings(),
+            m.clone(),
+        )?;
         let start = Instant::now();
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?

@@ -26,6 +26,8 @@ pub enum Transport {
     Udp,
     /// `tcp://`.
     Tcp,
+    /// `tls://`: TCP framing inside TLS.
+    Tls,
 }
 
 /// A parsed collector URL.
@@ -46,7 +48,14 @@ pub struct UrlError {
 }
 
 impl CollectorUrl {
-    /// Parses `udp://HOST:PORT` or `tcp://HOST:PORT`.
+    /// The host part (for TLS verification and SNI).
+    pub fn host(&self) -> &str {
+        self.address
+            .rsplit_once(':')
+            .map_or(&self.address, |(h, _)| h)
+    }
+
+    /// Parses `udp://HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT`.
     pub fn parse(url: &str) -> Result<CollectorUrl, UrlError> {
         let err = |message| UrlError {
             url: url.into(),
@@ -58,8 +67,8 @@ impl CollectorUrl {
         let transport = match scheme {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
-            "tls" => return Err(err("tls:// is not supported yet; use tcp:// or udp://")),
-            _ => return Err(err("the scheme must be udp or tcp")),
+            "tls" => Transport::Tls,
+            _ => return Err(err("the scheme must be udp, tcp or tls")),
         };
         let rest = rest.trim_end_matches('/');
         let (host, port) = rest
@@ -109,28 +118,98 @@ impl Queue {
     }
 }
 
-/// Starts the task of one collector; returns its queue and the task.
+/// Starts the task of one collector; returns its queue and the task. `tls` applies to
+/// `tls://` collectors.
 pub fn spawn(
     url: CollectorUrl,
     capacity: usize,
     policy: WhenFull,
     mtu: usize,
+    tls: &crate::tls::TlsClient,
     metrics: Arc<CollectorMetrics>,
-) -> (Queue, tokio::task::JoinHandle<()>) {
+) -> Result<(Queue, tokio::task::JoinHandle<()>), crate::tls::TlsError> {
     let (tx, rx) = mpsc::channel(capacity);
     let m = metrics.clone();
     let task = match url.transport {
         Transport::Udp => tokio::spawn(run_udp(url.address, rx, mtu, m)),
-        Transport::Tcp => tokio::spawn(run_tcp(url.address, rx, m)),
+        Transport::Tcp => tokio::spawn(run_tcp(url.address, rx, None, m)),
+        Transport::Tls => {
+            let (cfg, name) = crate::tls::client(tls, url.host())?;
+            let connector = tokio_rustls::TlsConnector::from(cfg);
+            tokio::spawn(run_tcp(url.address, rx, Some((connector, name)), m))
+        }
     };
-    (
+    Ok((
         Queue {
             tx,
             policy,
             metrics,
         },
         task,
-    )
+    ))
+}
+
+/// A collector connection: plain TCP or TLS over TCP.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    /// Whether the collector is still there, closed cleanly, or dropped data.
+    async fn peer(&mut self) -> Peer {
+        match self {
+            Conn::Plain(s) => peer_state(s),
+            Conn::Tls(s) => {
+                // No peeking inside TLS: a read that would wait means the peer is there.
+                use tokio::io::AsyncReadExt;
+                let mut b = [0u8; 256];
+                loop {
+                    match tokio::time::timeout(Duration::ZERO, s.read(&mut b)).await {
+                        Err(_) => return peer_state(s.get_ref().0),
+                        Ok(Ok(0)) => return Peer::Closed,
+                        // A FIN without TLS close_notify: closed after reading.
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            return Peer::Closed
+                        }
+                        Ok(Err(_)) => return Peer::Lost,
+                        Ok(Ok(_)) => continue,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.write_all(b).await,
+            Conn::Tls(s) => {
+                s.write_all(b).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = match self {
+            Conn::Plain(s) => s.shutdown().await,
+            Conn::Tls(s) => s.shutdown().await,
+        };
+    }
+}
+
+type Tls = Option<(
+    tokio_rustls::TlsConnector,
+    rustls::pki_types::ServerName<'static>,
+)>;
+
+async fn connect(address: &str, tls: &Tls) -> std::io::Result<Conn> {
+    let s = TcpStream::connect(resolve(address).await?).await?;
+    let _ = s.set_nodelay(true);
+    match tls {
+        None => Ok(Conn::Plain(s)),
+        Some((c, name)) => Ok(Conn::Tls(Box::new(c.connect(name.clone(), s).await?))),
+    }
 }
 
 async fn resolve(address: &str) -> std::io::Result<SocketAddr> {
@@ -227,15 +306,27 @@ async fn run_udp(
     m.connected.store(0, Relaxed);
 }
 
-/// Whether the collector closed the connection (a read would return end of file).
-fn peer_closed(s: &TcpStream) -> bool {
+/// What a look at the connection found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    /// Still open.
+    Open,
+    /// Closed with a FIN (or TLS close): the collector had read everything we wrote
+    /// (a socket closed with unread data answers with a reset instead).
+    Closed,
+    /// Reset, TLS alert, or error: what we wrote last may not have been read.
+    Lost,
+}
+
+/// Looks at a plain TCP connection without blocking.
+fn peer_state(s: &TcpStream) -> Peer {
     let mut b = [0u8; 64];
     loop {
         match s.try_read(&mut b) {
-            Ok(0) => return true,
+            Ok(0) => return Peer::Closed,
             Ok(_) => continue, // the collector said something: ignore it
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-            Err(_) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Peer::Open,
+            Err(_) => return Peer::Lost,
         }
     }
 }
@@ -243,19 +334,39 @@ fn peer_closed(s: &TcpStream) -> bool {
 /// Most bytes written in one batch.
 const BATCH_BYTES: usize = 256 * 1024;
 
-async fn run_tcp(address: String, mut rx: mpsc::Receiver<Bytes>, m: Arc<CollectorMetrics>) {
+/// How long the queue may be idle before the last batch is confirmed by a liveness check.
+const CONFIRM_IDLE: Duration = Duration::from_millis(200);
+
+/// The TCP/TLS sender. The batch last written stays "unconfirmed" until a later check
+/// finds the connection still open (before the next write, after a quiet moment, or at
+/// shutdown when the collector answers our FIN with its own): a collector that died or
+/// refused us (TLS 1.3 rejects a client certificate only after the handshake) right
+/// after a write that succeeded gets that batch again on the next connection. At least
+/// once: a batch the collector had read before dying may arrive twice.
+async fn run_tcp(
+    address: String,
+    mut rx: mpsc::Receiver<Bytes>,
+    tls: Tls,
+    m: Arc<CollectorMetrics>,
+) {
     let mut backoff = Backoff::default();
     let mut batch = BytesMut::with_capacity(BATCH_BYTES);
     let mut batch_packets = 0u64;
+    let mut unconfirmed = BytesMut::new();
+    let mut unconfirmed_packets = 0u64;
     let mut first = true;
+    let mut closing = false;
     'connect: loop {
+        // What was written but not confirmed goes first on the new connection.
+        if !unconfirmed.is_empty() {
+            unconfirmed.extend_from_slice(&batch);
+            batch = std::mem::take(&mut unconfirmed);
+            batch_packets += unconfirmed_packets;
+            unconfirmed_packets = 0;
+        }
         let mut stream = loop {
-            let attempt = async { TcpStream::connect(resolve(&address).await?).await };
-            match attempt.await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    break s;
-                }
+            match connect(&address, &tls).await {
+                Ok(s) => break s,
                 Err(e) => {
                     m.send_errors.fetch_add(1, Relaxed);
                     let d = backoff.next_delay();
@@ -275,40 +386,71 @@ async fn run_tcp(address: String, mut rx: mpsc::Receiver<Bytes>, m: Arc<Collecto
         m.connected.store(1, Relaxed);
         tracing::info!(collector = %address, "Connected to the collector.");
         loop {
-            if batch.is_empty() {
-                match rx.recv().await {
-                    Some(p) => {
+            if batch.is_empty() && !closing {
+                let next = if unconfirmed.is_empty() {
+                    rx.recv().await.map(Some)
+                } else {
+                    match tokio::time::timeout(CONFIRM_IDLE, rx.recv()).await {
+                        Ok(p) => p.map(Some),
+                        Err(_) => Some(None), // quiet: confirm below
+                    }
+                };
+                match next {
+                    Some(Some(p)) => {
                         m.queue_depth.fetch_sub(1, Relaxed);
                         batch.extend_from_slice(&p);
                         batch_packets = 1;
-                    }
-                    None => {
-                        let _ = stream.shutdown().await;
-                        m.connected.store(0, Relaxed);
-                        return;
-                    }
-                }
-                while batch.len() < BATCH_BYTES {
-                    match rx.try_recv() {
-                        Ok(p) => {
-                            m.queue_depth.fetch_sub(1, Relaxed);
-                            batch.extend_from_slice(&p);
-                            batch_packets += 1;
+                        while batch.len() < BATCH_BYTES {
+                            match rx.try_recv() {
+                                Ok(p) => {
+                                    m.queue_depth.fetch_sub(1, Relaxed);
+                                    batch.extend_from_slice(&p);
+                                    batch_packets += 1;
+                                }
+                                Err(_) => break,
+                            }
                         }
-                        Err(_) => break,
                     }
+                    Some(None) => {}
+                    None => closing = true,
                 }
             }
-            if peer_closed(&stream) {
-                tracing::warn!(collector = %address, "The collector closed the connection.");
-                m.connected.store(0, Relaxed);
-                continue 'connect;
+            match stream.peer().await {
+                Peer::Open => {}
+                state => {
+                    if state == Peer::Closed {
+                        // It read everything before closing: confirmed.
+                        m.packets.fetch_add(unconfirmed_packets, Relaxed);
+                        unconfirmed.clear();
+                        unconfirmed_packets = 0;
+                    }
+                    tracing::warn!(collector = %address, ?state, "The collector closed the connection.");
+                    m.connected.store(0, Relaxed);
+                    if closing && batch.is_empty() && unconfirmed.is_empty() {
+                        return;
+                    }
+                    continue 'connect;
+                }
+            }
+            // Still open: what was written before has been taken.
+            m.packets.fetch_add(unconfirmed_packets, Relaxed);
+            unconfirmed.clear();
+            unconfirmed_packets = 0;
+            if batch.is_empty() {
+                if closing {
+                    // Our FIN; a collector that read everything closes in turn.
+                    stream.shutdown().await;
+                    m.connected.store(0, Relaxed);
+                    return;
+                }
+                continue;
             }
             match stream.write_all(&batch).await {
                 Ok(()) => {
-                    m.packets.fetch_add(batch_packets, Relaxed);
                     m.bytes.fetch_add(batch.len() as u64, Relaxed);
-                    batch.clear();
+                    unconfirmed = std::mem::take(&mut batch);
+                    unconfirmed_packets = batch_packets;
+                    batch_packets = 0;
                     backoff.reset();
                 }
                 Err(e) => {
@@ -351,7 +493,7 @@ mod tests {
             "udp://x",
             "udp://:1",
             "udp://x:99999",
-            "tls://x:1",
+            "wss://x:1",
         ] {
             assert!(CollectorUrl::parse(bad).is_err(), "{bad}");
         }

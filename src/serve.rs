@@ -88,8 +88,9 @@ pub async fn start(
             cfg.queue.capacity,
             cfg.queue.when_full,
             o.mtu,
+            &o.tls,
             m.clone(),
-        );
+        )?;
         collector_metrics.push(m);
         queues.push(q);
         senders.push(task);

@@ -256,6 +256,7 @@ async fn scenario(
         c.output = vec![Output {
             url: format!("udp://{collector}"),
             mtu: 1472,
+            tls: Default::default(),
         }];
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let a = heplink::serve::start(c, async move {

@@ -1,0 +1,282 @@
+//! HEP over TLS: `replay` → `listen --tls` byte for byte, `serve` to a TLS collector, a
+//! wrong CA refused, the insecure mode, client certificates. Certificates are made here
+//! with rcgen.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use heplink::capture::{read_capture, CaptureEvent};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn make_ca(dir: &Path, name: &str) -> (PathBuf, Issuer<'static, KeyPair>) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, name);
+    let cert = p.self_signed(&key).unwrap();
+    let path = dir.join(format!("{name}.pem"));
+    std::fs::write(&path, cert.pem()).unwrap();
+    (path, Issuer::new(p, key))
+}
+
+fn leaf(
+    dir: &Path,
+    name: &str,
+    sans: &[&str],
+    issuer: &Issuer<'static, KeyPair>,
+) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().unwrap();
+    let mut p =
+        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, name);
+    let cert = p.signed_by(&key, issuer).unwrap();
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn pki(dir: &Path) -> Pki {
+    let (ca, issuer) = make_ca(dir, "test-ca");
+    let (cert, key) = leaf(dir, "collector", &["localhost", "127.0.0.1"], &issuer);
+    let (client_cert, client_key) = leaf(dir, "agent", &["agent.heplink"], &issuer);
+    Pki {
+        ca,
+        cert,
+        key,
+        client_cert,
+        client_key,
+    }
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_heplink"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn packets(path: &Path) -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = read_capture(f, &mut |ev| {
+            if let CaptureEvent::Packet { bytes, .. } = ev {
+                v.push(bytes.to_vec());
+            }
+        });
+    }
+    v
+}
+
+fn listen_tls(p: &Pki, port: u16, count: usize, out: &Path, client_ca: bool, secs: u32) -> Child {
+    let mut c = bin();
+    c.args([
+        "listen",
+        "-q",
+        "--no-flows",
+        "--tls",
+        &format!("127.0.0.1:{port}"),
+        "--count",
+        &count.to_string(),
+    ])
+    .args(["--duration", &secs.to_string()])
+    .arg("--tls-cert")
+    .arg(&p.cert)
+    .arg("--tls-key")
+    .arg(&p.key)
+    .arg("-w")
+    .arg(out);
+    if client_ca {
+        c.arg("--tls-client-ca").arg(&p.ca);
+    }
+    let child = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    child
+}
+
+fn kamailio() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hep/kamailio-siptrace-v3.pcap")
+}
+
+#[test]
+fn replay_over_tls_is_byte_identical_with_the_right_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let want = packets(&kamailio());
+    let port = free_port();
+    let out = dir.path().join("got.pcap");
+    let mut l = listen_tls(&p, port, want.len(), &out, false, 20);
+    let st = bin()
+        .arg("replay")
+        .arg(kamailio())
+        .args([
+            "--to",
+            &format!("tls://localhost:{port}"),
+            "--fast",
+            "--keep-time",
+            "--tls-ca",
+        ])
+        .arg(&p.ca)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(l.wait().unwrap().success());
+    assert_eq!(packets(&out), want);
+}
+
+#[test]
+fn a_wrong_ca_is_refused_and_the_insecure_mode_is_explicit() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let (other_ca, _) = make_ca(dir.path(), "other-ca");
+    let want = packets(&kamailio());
+    let port = free_port();
+    let out = dir.path().join("got.pcap");
+    let mut l = listen_tls(&p, port, want.len(), &out, false, 20);
+    let refused = bin()
+        .arg("replay")
+        .arg(kamailio())
+        .args([
+            "--to",
+            &format!("tls://127.0.0.1:{port}"),
+            "--fast",
+            "--drain-timeout",
+            "1",
+            "--tls-ca",
+        ])
+        .arg(&other_ca)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("could not be sent"));
+    let ok = bin()
+        .arg("replay")
+        .arg(kamailio())
+        .args([
+            "--to",
+            &format!("tls://127.0.0.1:{port}"),
+            "--fast",
+            "--keep-time",
+            "--tls-insecure-skip-verify",
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert!(l.wait().unwrap().success());
+    assert_eq!(packets(&out), want, "only the insecure run got through");
+}
+
+#[test]
+fn client_certificates_when_the_collector_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let want = packets(&kamailio());
+    let port = free_port();
+    let out = dir.path().join("got.pcap");
+    let mut l = listen_tls(&p, port, want.len(), &out, true, 20);
+    let without = bin()
+        .arg("replay")
+        .arg(kamailio())
+        .args([
+            "--to",
+            &format!("tls://localhost:{port}"),
+            "--fast",
+            "--drain-timeout",
+            "1",
+            "--tls-ca",
+        ])
+        .arg(&p.ca)
+        .output()
+        .unwrap();
+    assert_eq!(without.status.code(), Some(2));
+    let with = bin()
+        .arg("replay")
+        .arg(kamailio())
+        .args([
+            "--to",
+            &format!("tls://localhost:{port}"),
+            "--fast",
+            "--keep-time",
+            "--tls-ca",
+        ])
+        .arg(&p.ca)
+        .arg("--tls-cert")
+        .arg(&p.client_cert)
+        .arg("--tls-key")
+        .arg(&p.client_key)
+        .status()
+        .unwrap();
+    assert!(with.success());
+    assert!(l.wait().unwrap().success());
+    assert_eq!(packets(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_sends_every_event_to_a_tls_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let server = heplink::tls::server(&p.cert, &p.key, None).unwrap();
+    let (mut rx, _, _, tls) =
+        heplink::listen::bind(&[], &[], &["127.0.0.1:0".parse().unwrap()], Some(server))
+            .await
+            .unwrap();
+    let mut c = heplink::config::Config::default();
+    c.http.listen = "127.0.0.1:0".parse().unwrap();
+    c.ws.enabled = false;
+    c.metrics.enabled = false;
+    c.output = vec![heplink::config::Output {
+        url: format!("tls://localhost:{}", tls[0].port()),
+        mtu: 1472,
+        tls: heplink::tls::TlsClient {
+            ca_file: Some(p.ca.clone()),
+            ..Default::default()
+        },
+    }];
+    let (tx, stop) = tokio::sync::oneshot::channel::<()>();
+    let a = heplink::serve::start(c, async move {
+        let _ = stop.await;
+    })
+    .await
+    .unwrap();
+    for b in common::fixture_bodies("audiobridge-3users") {
+        assert_eq!(
+            common::post(a.bound.http.unwrap(), &[], b.as_bytes())
+                .await
+                .0,
+            200
+        );
+    }
+    tx.send(()).unwrap();
+    a.wait().await.unwrap();
+    let mut cids = Vec::new();
+    while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+        let p = heplink::proto::decode(&r.bytes, heplink::proto::Mode::Strict).unwrap();
+        cids.push(String::from_utf8(p.correlation_id.unwrap().to_vec()).unwrap());
+    }
+    cids.sort();
+    assert_eq!(cids, common::expected_cids("audiobridge-3users"));
+}
