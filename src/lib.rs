@@ -13,6 +13,7 @@ pub mod convert_cmd;
 pub mod correlate;
 pub mod decode_cmd;
 pub mod demo;
+pub mod flow;
 pub mod janus;
 pub mod listen;
 pub mod mapper;

@@ -42,6 +42,9 @@ enum Command {
     ///
     /// Exit status: 0 when every packet was sent, 2 otherwise.
     Replay(heplink::replay::ReplayArgs),
+    /// Draw each correlated flow of a capture (Janus JSONL or HEP) as Homer would: a
+    /// self-contained HTML page (click an arrow for its payload), optionally an SVG.
+    Flow(heplink::flow::FlowArgs),
     /// Validate a configuration and print the effective settings (file + flags + env).
     Check {
         /// The TOML file (none: defaults).
@@ -102,6 +105,13 @@ fn main() -> ExitCode {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("heplink replay: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Flow(args) => match heplink::flow::main(&args) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("heplink flow: {e:#}");
                 ExitCode::from(2)
             }
         },

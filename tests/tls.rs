@@ -280,3 +280,40 @@ async fn serve_sends_every_event_to_a_tls_collector() {
     cids.sort();
     assert_eq!(cids, common::expected_cids("audiobridge-3users"));
 }
+
+#[test]
+fn janus_jsonl_replayed_over_tls_equals_convert_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let jsonl =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/janus/audiobridge-3users.jsonl");
+    let converted = dir.path().join("converted.pcap");
+    assert!(bin()
+        .arg("convert")
+        .arg(&jsonl)
+        .arg("-o")
+        .arg(&converted)
+        .status()
+        .unwrap()
+        .success());
+    let want = packets(&converted);
+    let port = free_port();
+    let out = dir.path().join("got.pcap");
+    let mut l = listen_tls(&p, port, want.len(), &out, false, 20);
+    let st = bin()
+        .arg("replay")
+        .arg(&jsonl)
+        .args([
+            "--to",
+            &format!("tls://localhost:{port}"),
+            "--fast",
+            "--keep-time",
+            "--tls-ca",
+        ])
+        .arg(&p.ca)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(l.wait().unwrap().success());
+    assert_eq!(packets(&out), want);
+}
