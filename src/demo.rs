@@ -29,6 +29,9 @@ pub struct DemoArgs {
     /// Keep the capture's timestamps (default: shifted so it ends now, as Homer needs).
     #[arg(long)]
     pub keep_time: bool,
+    /// Where to write the HTML picture of the flows.
+    #[arg(long, default_value = "heplink-demo.html")]
+    pub html: PathBuf,
     /// Print every packet received, not only the flows.
     #[arg(long, short)]
     pub verbose: bool,
@@ -141,8 +144,10 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<Summary> {
         let mut summary = Summary::default();
         let stdout = std::io::stdout();
         let mut index = 0u64;
+        let mut received = Vec::new();
         // Everything has been sent when the agent stopped; collect until quiet.
         while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+            received.push(r.bytes.clone());
             if let Ok(p) = heplink_proto::decode(&r.bytes, heplink_proto::Mode::Strict) {
                 if args.verbose {
                     writeln!(stdout.lock(), "{}", crate::render::packet_line(index, &p))?;
@@ -154,6 +159,9 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<Summary> {
             index += 1;
         }
         summary.print(&mut stdout.lock())?;
+        let flows = crate::flow::from_packets(received.iter().map(|b| &b[..]));
+        std::fs::write(&args.html, crate::flow::html(&flows)).map_err(|e| anyhow::anyhow!("{}: {e}", args.html.display()))?;
+        eprintln!("heplink demo: the flows as Homer would draw them: {}", args.html.display());
         if failed > 0 {
             anyhow::bail!("{failed} bodies were not accepted");
         }

@@ -109,10 +109,15 @@ pub fn label(proto: Option<ProtoType>, payload: &[u8]) -> String {
 /// Reads a capture into flows: Janus JSONL through the pipeline, or HEP as it is.
 pub fn load(path: &Path) -> anyhow::Result<Flows> {
     let packets = crate::replay::load(path)?;
+    Ok(from_packets(packets.iter().map(|p| &p.bytes[..])))
+}
+
+/// Groups HEP packets into flows by correlation id, each in time order.
+pub fn from_packets<'a>(packets: impl Iterator<Item = &'a [u8]>) -> Flows {
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     let mut flows: Flows = Vec::new();
-    for p in &packets {
-        let Ok(d) = decode(&p.bytes, Mode::Lenient) else {
+    for p in packets {
+        let Ok(d) = decode(p, Mode::Lenient) else {
             continue;
         };
         let cid = String::from_utf8_lossy(d.correlation_id.unwrap_or(b"")).into_owned();
@@ -162,7 +167,7 @@ pub fn load(path: &Path) -> anyhow::Result<Flows> {
     for (_, steps) in &mut flows {
         steps.sort_by_key(|s| s.ts);
     }
-    Ok(flows)
+    flows
 }
 
 fn pretty(payload: &[u8]) -> String {
