@@ -13,7 +13,9 @@ fn bin() -> Command {
 
 #[test]
 fn demo_prints_one_flow_per_room_with_every_peerconnection() {
-    let out = bin().arg("demo").output().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("demo.html");
+    let out = bin().arg("demo").arg("--html").arg(&html).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -44,6 +46,10 @@ fn demo_prints_one_flow_per_room_with_every_peerconnection() {
         room.contains("participants: pubA (5725960458842129), pubB (3957083503320980)"),
         "{room}"
     );
+    // The HTML picture of the same flows was written.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches(r#"class="flow""#).count(), 3);
+    assert_eq!(page.matches(r#"class="arrow""#).count(), 300);
 }
 
 #[test]
