@@ -20,11 +20,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Agent {
@@ -35,11 +42,21 @@ struct Agent {
 impl Agent {
     fn start(collector: SocketAddr) -> Agent {
         let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/heplink");
-        assert!(std::path::Path::new(bin).exists(), "build the release binary first: cargo build --release");
+        assert!(
+            std::path::Path::new(bin).exists(),
+            "build the release binary first: cargo build --release"
+        );
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let child = Command::new("taskset")
             .args(["-c", "0", bin, "serve", "--ws", "off", "--metrics", "off"])
-            .args(["--http", &http.to_string(), "--to", &format!("udp://{collector}"), "--queue-capacity", "1000000"])
+            .args([
+                "--http",
+                &http.to_string(),
+                "--to",
+                &format!("udp://{collector}"),
+                "--queue-capacity",
+                "1000000",
+            ])
             .env("HEPLINK_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -57,8 +74,16 @@ impl Agent {
     fn usage(&self) -> (f64, u64) {
         let pid = self.child.id();
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         let cpu = (ticks(11) + ticks(12)) / 100.0;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let hwm = status
@@ -88,7 +113,8 @@ struct Receiver {
 
 fn receiver() -> (SocketAddr, Receiver) {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let addr = s.local_addr().unwrap();
     let r = Receiver {
         count: Arc::new(AtomicU64::new(0)),
@@ -143,13 +169,21 @@ fn http_post(s: &mut TcpStream, addr: SocketAddr, body: &[u8], keep_alive: bool)
         buf.extend_from_slice(&b[..n]);
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
             if buf.len() >= end + 4 + len {
                 break;
             }
         }
     }
-    String::from_utf8_lossy(&buf).split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A 16-digit timestamp stand-in, overwritten in place by [`stamp`].
@@ -188,7 +222,14 @@ fn report(name: &str, sent: u64, got: u64, secs: f64, lat: &mut Vec<u64>, cpu: f
 
 /// Posts `events` in bodies of `per_post` from `conns` parallel connections; with
 /// `rate`, paced to that many events/s in total.
-fn run(name: &str, events: &[Value], per_post: usize, conns: usize, keep_alive: bool, rate: Option<f64>) {
+fn run(
+    name: &str,
+    events: &[Value],
+    per_post: usize,
+    conns: usize,
+    keep_alive: bool,
+    rate: Option<f64>,
+) {
     let (collector, rx) = receiver();
     let agent = Agent::start(collector);
     let (cpu0, _) = agent.usage();
@@ -202,7 +243,12 @@ fn run(name: &str, events: &[Value], per_post: usize, conns: usize, keep_alive: 
             for e in &mut batch {
                 e["timestamp"] = PLACEHOLDER.into();
             }
-            if per_post == 1 { batch[0].to_string() } else { Value::Array(batch).to_string() }.into_bytes()
+            if per_post == 1 {
+                batch[0].to_string()
+            } else {
+                Value::Array(batch).to_string()
+            }
+            .into_bytes()
         })
         .collect();
     let next = Arc::new(AtomicU64::new(0));
@@ -261,19 +307,46 @@ fn run(name: &str, events: &[Value], per_post: usize, conns: usize, keep_alive: 
 
 fn main() {
     // `cargo bench` passes --bench; any argument naming a mode runs only that mode.
-    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let want = |m: &str| only.is_empty() || only.iter().any(|o| o == m);
     let ev = events();
-    println!("{} fixture events (the real mix, replicated with distinct ids)", ev.len());
+    println!(
+        "{} fixture events (the real mix, replicated with distinct ids)",
+        ev.len()
+    );
     if want("batch") {
-        run("batch: 100-event POSTs, 2 keep-alive connections", &ev, 100, 2, true, None);
+        run(
+            "batch: 100-event POSTs, 4 keep-alive connections",
+            &ev,
+            100,
+            4,
+            true,
+            None,
+        );
     }
     if want("single") {
         let n = ev.len().min(40_000);
-        run("single: 1-event POSTs, new connection each, 4 senders", &ev[..n], 1, 4, false, None);
+        run(
+            "single: 1-event POSTs, new connection each, 32 senders",
+            &ev[..n],
+            1,
+            32,
+            false,
+            None,
+        );
     }
     if want("latency") {
         let n = ev.len().min(50_000);
-        run("latency: 10,000 events/s in 1-event POSTs, 4 senders", &ev[..n], 1, 4, false, Some(10_000.0));
+        run(
+            "latency: 10,000 events/s in 1-event POSTs, 4 senders",
+            &ev[..n],
+            1,
+            4,
+            false,
+            Some(10_000.0),
+        );
     }
 }

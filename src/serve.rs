@@ -240,10 +240,11 @@ async fn run_pipeline(
             }
             _ = tick.tick() => {
                 p.tick(now_us(), &mut |o| encode_into(o.packet, &mut buf, &mut packets));
+                // Gauges walk the correlator's tables: on the tick, not per request.
+                update_gauges(&p, &metrics);
             }
         }
         send_all(&mut packets, &queues, &metrics).await;
-        update_gauges(&p, &metrics);
     }
     p.flush(now_us(), &mut |o| {
         encode_into(o.packet, &mut buf, &mut packets)
