@@ -207,7 +207,7 @@ fn percentile(v: &mut [u64], p: f64) -> u64 {
     v[((v.len() - 1) as f64 * p) as usize]
 }
 
-fn report(name: &str, sent: u64, got: u64, secs: f64, lat: &mut Vec<u64>, cpu: f64, rss_kib: u64) {
+fn report(name: &str, sent: u64, got: u64, secs: f64, lat: &mut [u64], cpu: f64, rss_kib: u64) {
     println!(
         "{name}: {sent} events posted, {got} HEP packets received ({:.1}%) in {secs:.2} s = {:.0} packets/s; agent CPU {cpu:.2} s ({:.0}% of one core), peak RSS {:.1} MiB; latency p50 {} µs, p99 {} µs, max {} µs",
         100.0 * got as f64 / sent.max(1) as f64,
