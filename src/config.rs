@@ -22,6 +22,8 @@ pub struct Config {
     pub output: Vec<Output>,
     /// The queue between mapping and sending (one per collector).
     pub queue: Queue,
+    /// The disk spool of TCP/TLS collectors.
+    pub spool: Spool,
     /// HEP header fields.
     pub hep: Hep,
     /// Correlation settings.
@@ -104,6 +106,26 @@ pub struct Queue {
     pub when_full: WhenFull,
 }
 
+/// Disk spool settings: what TCP/TLS collectors have not confirmed survives outages and
+/// agent restarts. (UDP has no delivery to confirm: no spool.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spool {
+    /// Directory (one subdirectory per collector); empty: no spool.
+    pub dir: String,
+    /// Most bytes kept per collector; beyond it the oldest are dropped (counted).
+    pub max_bytes: u64,
+}
+
+impl Default for Spool {
+    fn default() -> Self {
+        Spool {
+            dir: String::new(),
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
 /// HEP header settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -153,6 +175,7 @@ impl Default for Config {
                 tls: Default::default(),
             }],
             queue: Queue::default(),
+            spool: Spool::default(),
             hep: Hep::default(),
             correlation: Correlation::default(),
             metrics: Metrics::default(),
@@ -292,6 +315,12 @@ pub struct Overrides {
     /// Full-queue policy (`queue.when_full`).
     #[arg(long, env = "HEPLINK_WHEN_FULL", value_enum)]
     pub when_full: Option<WhenFull>,
+    /// Spool directory for TCP/TLS collectors (`spool.dir`).
+    #[arg(long, env = "HEPLINK_SPOOL_DIR", value_name = "DIR")]
+    pub spool_dir: Option<String>,
+    /// Spool cap per collector, bytes (`spool.max_bytes`).
+    #[arg(long, env = "HEPLINK_SPOOL_MAX_BYTES")]
+    pub spool_max_bytes: Option<u64>,
     /// HEP capture id (`hep.capture_id`).
     #[arg(long, env = "HEPLINK_CAPTURE_ID")]
     pub capture_id: Option<u32>,
@@ -415,6 +444,8 @@ impl Config {
             ws_max_message_bytes => ws.max_message_bytes;
             queue_capacity => queue.capacity;
             when_full => queue.when_full;
+            spool_dir => spool.dir;
+            spool_max_bytes => spool.max_bytes;
             capture_id => hep.capture_id;
             node_name => hep.node_name;
             auth_key => hep.auth_key;

@@ -24,4 +24,5 @@ pub mod render;
 pub mod replay;
 pub mod sender;
 pub mod serve;
+pub mod spool;
 pub mod tls;

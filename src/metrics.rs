@@ -110,6 +110,10 @@ pub struct CollectorMetrics {
     pub dropped_shutdown: AtomicU64,
     /// UDP packets larger than the configured MTU (sent anyway).
     pub over_mtu: AtomicU64,
+    /// Bytes in the disk spool not yet confirmed by the collector.
+    pub spool_bytes: AtomicU64,
+    /// Packets dropped by the spool's cap (or a failed spool write).
+    pub dropped_spool: AtomicU64,
 }
 
 /// All the agent's metrics.
@@ -213,7 +217,7 @@ impl Metrics {
                 );
             }
         }
-        let plain: [(&str, &str, &str, &AtomicU64); 12] = [
+        let plain: [(&str, &str, &str, &AtomicU64); 11] = [
             (
                 "heplink_http_requests_total",
                 "counter",
@@ -280,19 +284,25 @@ impl Metrics {
                 "Events that could not be encoded as HEP.",
                 &self.unencodable,
             ),
-            (
-                "heplink_spool_bytes",
-                "gauge",
-                "Bytes in the disk spool (no spool yet: always 0).",
-                &AtomicU64::new(0),
-            ),
         ];
         for (name, kind, help, v) in plain {
             head(&mut s, name, kind, help);
             let _ = writeln!(s, "{name} {}", v.load(Relaxed));
         }
         type Field = fn(&CollectorMetrics) -> &AtomicU64;
-        let per: [(&str, &str, &str, Field); 9] = [
+        let per: [(&str, &str, &str, Field); 11] = [
+            (
+                "heplink_spool_bytes",
+                "gauge",
+                "Bytes spooled to disk and not yet confirmed, per collector.",
+                |c| &c.spool_bytes,
+            ),
+            (
+                "heplink_dropped_spool_total",
+                "counter",
+                "Packets dropped by the spool's cap or a failed spool write.",
+                |c| &c.dropped_spool,
+            ),
             (
                 "heplink_sent_packets_total",
                 "counter",

@@ -175,6 +175,8 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             WhenFull::Block,
             65_507,
             &args.tls.settings(),
+            None,
+            true,
             m.clone(),
         )?;
         let start = Instant::now();

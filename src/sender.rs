@@ -126,18 +126,23 @@ pub fn spawn(
     policy: WhenFull,
     mtu: usize,
     tls: &crate::tls::TlsClient,
+    spool: Option<crate::spool::Spool>,
+    fin_confirms: bool,
     metrics: Arc<CollectorMetrics>,
 ) -> Result<(Queue, tokio::task::JoinHandle<()>), crate::tls::TlsError> {
     let (tx, rx) = mpsc::channel(capacity);
     let m = metrics.clone();
-    let task = match url.transport {
-        Transport::Udp => tokio::spawn(run_udp(url.address, rx, mtu, m)),
-        Transport::Tcp => tokio::spawn(run_tcp(url.address, rx, None, m)),
+    let connector = match url.transport {
         Transport::Tls => {
             let (cfg, name) = crate::tls::client(tls, url.host())?;
-            let connector = tokio_rustls::TlsConnector::from(cfg);
-            tokio::spawn(run_tcp(url.address, rx, Some((connector, name)), m))
+            Some((tokio_rustls::TlsConnector::from(cfg), name))
         }
+        _ => None,
+    };
+    let task = match (url.transport, spool) {
+        (Transport::Udp, _) => tokio::spawn(run_udp(url.address, rx, mtu, m)),
+        (_, None) => tokio::spawn(run_tcp(url.address, rx, connector, fin_confirms, m)),
+        (_, Some(sp)) => tokio::spawn(run_spooled(url.address, rx, connector, m, sp)),
     };
     Ok((
         Queue {
@@ -158,6 +163,35 @@ enum Conn {
 impl Conn {
     /// Whether the collector is still there, closed cleanly, or dropped data.
     async fn peer(&mut self) -> Peer {
+        self.peer_with(|| {}).await
+    }
+
+    /// As [`Conn::peer`], calling `meanwhile` while it waits (the spool keeps draining
+    /// the queue).
+    async fn peer_with(&mut self, mut meanwhile: impl FnMut()) -> Peer {
+        let state = self.peer_now().await;
+        if state != Peer::Closed {
+            return state;
+        }
+        // Linux reports a FIN as end of file even when the data we wrote after it was
+        // answered with a reset (that only shows in SO_ERROR). Give a reset the time to
+        // come before calling the close clean.
+        let tcp = match self {
+            Conn::Plain(s) => &*s,
+            Conn::Tls(s) => s.get_ref().0,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+        while tokio::time::Instant::now() < deadline {
+            if !matches!(tcp.take_error(), Ok(None)) {
+                return Peer::Lost;
+            }
+            meanwhile();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Peer::Closed
+    }
+
+    async fn peer_now(&mut self) -> Peer {
         match self {
             Conn::Plain(s) => peer_state(s),
             Conn::Tls(s) => {
@@ -193,7 +227,12 @@ impl Conn {
     async fn shutdown(&mut self) {
         let _ = match self {
             Conn::Plain(s) => s.shutdown().await,
-            Conn::Tls(s) => s.shutdown().await,
+            // Only the TCP FIN: a TLS close_notify is data, and a collector that already
+            // exited answers data with a reset, which would read as "not delivered".
+            Conn::Tls(s) => {
+                let _ = s.flush().await;
+                s.get_mut().0.shutdown().await
+            }
         };
     }
 }
@@ -334,35 +373,49 @@ fn peer_state(s: &TcpStream) -> Peer {
 /// Most bytes written in one batch.
 const BATCH_BYTES: usize = 256 * 1024;
 
-/// How long the queue may be idle before the last batch is confirmed by a liveness check.
+/// How long the queue may be idle before a liveness check confirms what was written.
 const CONFIRM_IDLE: Duration = Duration::from_millis(200);
 
-/// The TCP/TLS sender. The batch last written stays "unconfirmed" until a later check
-/// finds the connection still open (before the next write, after a quiet moment, or at
-/// shutdown when the collector answers our FIN with its own): a collector that died or
-/// refused us (TLS 1.3 rejects a client certificate only after the handshake) right
-/// after a write that succeeded gets that batch again on the next connection. At least
-/// once: a batch the collector had read before dying may arrive twice.
+/// What was written in this last span of time is written again when the connection is
+/// lost: a collector that dies loses what sits unread in its socket buffer, and neither
+/// TCP nor HEP tells the sender (there is no application acknowledgement).
+pub const RESEND_WINDOW: Duration = Duration::from_secs(2);
+
+/// Most bytes kept for resending (older batches beyond it count as delivered).
+const RESEND_MAX_BYTES: usize = 16 << 20;
+
+/// The TCP/TLS sender. Batches written in the last [`RESEND_WINDOW`] are kept and written
+/// again on the next connection when this one is lost (reset, error, or closed by the
+/// collector while we still had traffic): at least once, duplicates possible. A batch
+/// counts as sent once it is older than the window and the connection is still up, or
+/// when the collector closes cleanly after we said we were done.
 async fn run_tcp(
     address: String,
     mut rx: mpsc::Receiver<Bytes>,
     tls: Tls,
+    fin_confirms: bool,
     m: Arc<CollectorMetrics>,
 ) {
     let mut backoff = Backoff::default();
     let mut batch = BytesMut::with_capacity(BATCH_BYTES);
     let mut batch_packets = 0u64;
-    let mut unconfirmed = BytesMut::new();
-    let mut unconfirmed_packets = 0u64;
+    // (written at, bytes, packets), oldest first.
+    let mut window: std::collections::VecDeque<(std::time::Instant, Bytes, u64)> =
+        Default::default();
+    let mut window_bytes = 0usize;
     let mut first = true;
     let mut closing = false;
     'connect: loop {
-        // What was written but not confirmed goes first on the new connection.
-        if !unconfirmed.is_empty() {
-            unconfirmed.extend_from_slice(&batch);
-            batch = std::mem::take(&mut unconfirmed);
-            batch_packets += unconfirmed_packets;
-            unconfirmed_packets = 0;
+        // What may not have been read goes first on the new connection, in order.
+        if !window.is_empty() {
+            let mut again = BytesMut::with_capacity(window_bytes + batch.len());
+            for (_, b, n) in window.drain(..) {
+                again.extend_from_slice(&b);
+                batch_packets += n;
+            }
+            again.extend_from_slice(&batch);
+            batch = again;
+            window_bytes = 0;
         }
         let mut stream = loop {
             match connect(&address, &tls).await {
@@ -371,7 +424,6 @@ async fn run_tcp(
                     m.send_errors.fetch_add(1, Relaxed);
                     let d = backoff.next_delay();
                     tracing::debug!(collector = %address, error = %e, delay_ms = d.as_millis() as u64, "Collector unreachable, retrying.");
-                    // Nothing to send and the queue closed: shutting down.
                     if batch.is_empty() && rx.is_closed() && rx.is_empty() {
                         return;
                     }
@@ -387,12 +439,12 @@ async fn run_tcp(
         tracing::info!(collector = %address, "Connected to the collector.");
         loop {
             if batch.is_empty() && !closing {
-                let next = if unconfirmed.is_empty() {
+                let next = if window.is_empty() {
                     rx.recv().await.map(Some)
                 } else {
                     match tokio::time::timeout(CONFIRM_IDLE, rx.recv()).await {
                         Ok(p) => p.map(Some),
-                        Err(_) => Some(None), // quiet: confirm below
+                        Err(_) => Some(None),
                     }
                 };
                 match next {
@@ -417,29 +469,44 @@ async fn run_tcp(
             }
             match stream.peer().await {
                 Peer::Open => {}
-                state => {
-                    if state == Peer::Closed {
-                        // It read everything before closing: confirmed.
-                        m.packets.fetch_add(unconfirmed_packets, Relaxed);
-                        unconfirmed.clear();
-                        unconfirmed_packets = 0;
+                Peer::Closed if batch.is_empty() && (closing || fin_confirms) => {
+                    // The collector closed at the end, after reading: all delivered.
+                    for (_, _, n) in window.drain(..) {
+                        m.packets.fetch_add(n, Relaxed);
                     }
+                    m.connected.store(0, Relaxed);
+                    return;
+                }
+                state => {
                     tracing::warn!(collector = %address, ?state, "The collector closed the connection.");
                     m.connected.store(0, Relaxed);
-                    if closing && batch.is_empty() && unconfirmed.is_empty() {
-                        return;
-                    }
                     continue 'connect;
                 }
             }
-            // Still open: what was written before has been taken.
-            m.packets.fetch_add(unconfirmed_packets, Relaxed);
-            unconfirmed.clear();
-            unconfirmed_packets = 0;
+            // Still up: batches older than the window count as delivered.
+            while let Some((at, _, _)) = window.front() {
+                if at.elapsed() < RESEND_WINDOW && window_bytes <= RESEND_MAX_BYTES {
+                    break;
+                }
+                let (_, b, n) = window.pop_front().expect("present");
+                window_bytes -= b.len();
+                m.packets.fetch_add(n, Relaxed);
+            }
             if batch.is_empty() {
                 if closing {
                     // Our FIN; a collector that read everything closes in turn.
                     stream.shutdown().await;
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                    while tokio::time::Instant::now() < deadline {
+                        match stream.peer().await {
+                            Peer::Open => tokio::time::sleep(Duration::from_millis(10)).await,
+                            Peer::Closed => break,
+                            Peer::Lost => continue 'connect,
+                        }
+                    }
+                    for (_, _, n) in window.drain(..) {
+                        m.packets.fetch_add(n, Relaxed);
+                    }
                     m.connected.store(0, Relaxed);
                     return;
                 }
@@ -448,8 +515,9 @@ async fn run_tcp(
             match stream.write_all(&batch).await {
                 Ok(()) => {
                     m.bytes.fetch_add(batch.len() as u64, Relaxed);
-                    unconfirmed = std::mem::take(&mut batch);
-                    unconfirmed_packets = batch_packets;
+                    let b = std::mem::take(&mut batch).freeze();
+                    window_bytes += b.len();
+                    window.push_back((std::time::Instant::now(), b, batch_packets));
                     batch_packets = 0;
                     backoff.reset();
                 }
@@ -508,5 +576,196 @@ mod tests {
         assert!(d[9] <= 6250 && d[9] >= 3750, "{d:?}");
         b.reset();
         assert!(b.next_delay().as_millis() <= 125);
+    }
+}
+
+/// Moves what is queued into the spool without waiting; true when the queue closed.
+fn spool_queued(
+    rx: &mut mpsc::Receiver<Bytes>,
+    spool: &mut crate::spool::Spool,
+    m: &CollectorMetrics,
+    first: Option<Bytes>,
+) -> bool {
+    let mut batch: Vec<Bytes> = first.into_iter().collect();
+    let mut closed = false;
+    loop {
+        match rx.try_recv() {
+            Ok(p) => batch.push(p),
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        m.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
+        if let Err(e) = spool.append(&batch) {
+            // The disk failed: these packets are lost, and counted.
+            m.dropped_spool.fetch_add(batch.len() as u64, Relaxed);
+            tracing::error!(error = %e, "Spool write failed: packets dropped.");
+        }
+    }
+    m.dropped_spool.fetch_max(spool.dropped, Relaxed);
+    m.spool_bytes.store(spool.pending_bytes(), Relaxed);
+    closed
+}
+
+/// The TCP/TLS sender with a disk spool: everything queued goes to disk first and is sent
+/// from there. The spool's committed position lags [`RESEND_WINDOW`] behind what was
+/// written, as in [`run_tcp`]; a lost connection rewinds to it and sends again from there.
+async fn run_spooled(
+    address: String,
+    mut rx: mpsc::Receiver<Bytes>,
+    tls: Tls,
+    m: Arc<CollectorMetrics>,
+    mut spool: crate::spool::Spool,
+) {
+    let mut backoff = Backoff::default();
+    let mut closing = false;
+    let mut first = true;
+    let mut last_sync = std::time::Instant::now();
+    // Whatever a previous run left unsent is sent first.
+    m.spool_bytes.store(spool.pending_bytes(), Relaxed);
+    'connect: loop {
+        spool.rewind();
+        // (written at, position after the batch, packets), oldest first.
+        let mut window: std::collections::VecDeque<(std::time::Instant, crate::spool::Pos, u64)> =
+            Default::default();
+        let mut stream = loop {
+            closing |= spool_queued(&mut rx, &mut spool, &m, None);
+            match connect(&address, &tls).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    m.send_errors.fetch_add(1, Relaxed);
+                    let d = backoff.next_delay();
+                    tracing::debug!(collector = %address, error = %e, "Collector unreachable, spooling.");
+                    // Keep taking packets into the spool while waiting.
+                    let sleep = tokio::time::sleep(d);
+                    tokio::pin!(sleep);
+                    loop {
+                        tokio::select! {
+                            _ = &mut sleep => break,
+                            p = rx.recv(), if !closing => match p {
+                                Some(p) => closing |= spool_queued(&mut rx, &mut spool, &m, Some(p)),
+                                None => closing = true,
+                            },
+                        }
+                    }
+                }
+            }
+        };
+        if !first {
+            m.reconnects.fetch_add(1, Relaxed);
+        }
+        first = false;
+        m.connected.store(1, Relaxed);
+        tracing::info!(collector = %address, spooled = spool.pending_bytes(), "Connected to the collector.");
+        loop {
+            closing |= spool_queued(&mut rx, &mut spool, &m, None);
+            if last_sync.elapsed() > Duration::from_secs(1) {
+                let _ = spool.sync();
+                last_sync = std::time::Instant::now();
+            }
+            let done = closing && !spool.has_unread();
+            match stream
+                .peer_with(|| closing |= spool_queued(&mut rx, &mut spool, &m, None))
+                .await
+            {
+                Peer::Open => {}
+                Peer::Closed if done => {
+                    confirm(&mut spool, window.drain(..), &m);
+                    m.connected.store(0, Relaxed);
+                    return;
+                }
+                state => {
+                    tracing::warn!(collector = %address, ?state, "The collector closed the connection.");
+                    m.connected.store(0, Relaxed);
+                    continue 'connect;
+                }
+            }
+            // Still up: what is older than the window counts as delivered.
+            let old = window
+                .iter()
+                .take_while(|(at, _, _)| at.elapsed() >= RESEND_WINDOW)
+                .count();
+            confirm(&mut spool, window.drain(..old), &m);
+            match spool.read_batch(BATCH_BYTES) {
+                Ok(Some((bytes, n, end))) => match stream.write_all(&bytes).await {
+                    Ok(()) => {
+                        m.bytes.fetch_add(bytes.len() as u64, Relaxed);
+                        window.push_back((std::time::Instant::now(), end, n));
+                        backoff.reset();
+                    }
+                    Err(e) => {
+                        m.send_errors.fetch_add(1, Relaxed);
+                        tracing::warn!(collector = %address, error = %e, "Write to the collector failed; reconnecting.");
+                        m.connected.store(0, Relaxed);
+                        continue 'connect;
+                    }
+                },
+                Ok(None) if closing => {
+                    // Our FIN; a collector that read everything closes in turn.
+                    stream.shutdown().await;
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                    while tokio::time::Instant::now() < deadline {
+                        match stream
+                            .peer_with(|| closing |= spool_queued(&mut rx, &mut spool, &m, None))
+                            .await
+                        {
+                            Peer::Open => tokio::time::sleep(Duration::from_millis(10)).await,
+                            Peer::Closed => {
+                                confirm(&mut spool, window.drain(..), &m);
+                                break;
+                            }
+                            // Not read: send it again (within the shutdown drain time).
+                            Peer::Lost => {
+                                m.connected.store(0, Relaxed);
+                                continue 'connect;
+                            }
+                        }
+                    }
+                    let _ = spool.sync();
+                    m.spool_bytes.store(spool.pending_bytes(), Relaxed);
+                    m.connected.store(0, Relaxed);
+                    return;
+                }
+                Ok(None) => {
+                    let next = if window.is_empty() {
+                        Ok(rx.recv().await)
+                    } else {
+                        tokio::time::timeout(CONFIRM_IDLE, rx.recv()).await
+                    };
+                    match next {
+                        Ok(Some(p)) => closing |= spool_queued(&mut rx, &mut spool, &m, Some(p)),
+                        Ok(None) => closing = true,
+                        Err(_) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(collector = %address, error = %e, "Spool read failed.");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Commits the spool up to the last of these batches and counts them as sent.
+fn confirm(
+    spool: &mut crate::spool::Spool,
+    batches: impl Iterator<Item = (std::time::Instant, crate::spool::Pos, u64)>,
+    m: &CollectorMetrics,
+) {
+    let mut last = None;
+    for (_, pos, n) in batches {
+        m.packets.fetch_add(n, Relaxed);
+        last = Some(pos);
+    }
+    if let Some(pos) = last {
+        if let Err(e) = spool.commit(pos) {
+            tracing::error!(error = %e, "Spool commit failed.");
+        }
+        m.spool_bytes.store(spool.pending_bytes(), Relaxed);
     }
 }

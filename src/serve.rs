@@ -83,12 +83,23 @@ pub async fn start(
             url: o.url.clone(),
             ..Default::default()
         });
+        let spool = if cfg.spool.dir.is_empty() || url.transport == sender::Transport::Udp {
+            None
+        } else {
+            let dir = std::path::Path::new(&cfg.spool.dir).join(crate::spool::dir_name(&o.url));
+            Some(
+                crate::spool::Spool::open(&dir, cfg.spool.max_bytes)
+                    .map_err(|e| anyhow::anyhow!("spool {}: {e}", dir.display()))?,
+            )
+        };
         let (q, task) = sender::spawn(
             url,
             cfg.queue.capacity,
             cfg.queue.when_full,
             o.mtu,
             &o.tls,
+            spool,
+            false,
             m.clone(),
         )?;
         collector_metrics.push(m);
