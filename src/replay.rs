@@ -171,12 +171,14 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
         });
         let (queue, task) = sender::spawn(
             url,
-            4096,
-            WhenFull::Block,
-            65_507,
+            sender::SendOptions {
+                capacity: 4096,
+                policy: WhenFull::Block,
+                mtu: 65_507,
+                fin_confirms: true,
+            },
             &args.tls.settings(),
             None,
-            true,
             m.clone(),
         )?;
         let start = Instant::now();

@@ -118,18 +118,36 @@ impl Queue {
     }
 }
 
+/// How a collector's queue and sender behave.
+#[derive(Debug, Clone, Copy)]
+pub struct SendOptions {
+    /// Packets the queue holds.
+    pub capacity: usize,
+    /// The full policy.
+    pub policy: WhenFull,
+    /// UDP: warn above this size.
+    pub mtu: usize,
+    /// TCP/TLS without spool: a collector that closes cleanly (FIN, not a reset) once
+    /// everything is written has received it (one-shot senders like `replay`); otherwise
+    /// the last [`RESEND_WINDOW`] is sent again on the next connection.
+    pub fin_confirms: bool,
+}
+
 /// Starts the task of one collector; returns its queue and the task. `tls` applies to
 /// `tls://` collectors.
 pub fn spawn(
     url: CollectorUrl,
-    capacity: usize,
-    policy: WhenFull,
-    mtu: usize,
+    opts: SendOptions,
     tls: &crate::tls::TlsClient,
     spool: Option<crate::spool::Spool>,
-    fin_confirms: bool,
     metrics: Arc<CollectorMetrics>,
 ) -> Result<(Queue, tokio::task::JoinHandle<()>), crate::tls::TlsError> {
+    let SendOptions {
+        capacity,
+        policy,
+        mtu,
+        fin_confirms,
+    } = opts;
     let (tx, rx) = mpsc::channel(capacity);
     let m = metrics.clone();
     let connector = match url.transport {
@@ -532,53 +550,6 @@ async fn run_tcp(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            CollectorUrl::parse("udp://127.0.0.1:9060").unwrap(),
-            CollectorUrl {
-                transport: Transport::Udp,
-                address: "127.0.0.1:9060".into()
-            }
-        );
-        assert_eq!(
-            CollectorUrl::parse("tcp://homer.example:9061/")
-                .unwrap()
-                .address,
-            "homer.example:9061"
-        );
-        assert_eq!(
-            CollectorUrl::parse("tcp://[::1]:9061").unwrap().address,
-            "[::1]:9061"
-        );
-        for bad in [
-            "127.0.0.1:9060",
-            "http://x:1",
-            "udp://x",
-            "udp://:1",
-            "udp://x:99999",
-            "wss://x:1",
-        ] {
-            assert!(CollectorUrl::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn backoff_grows_capped_with_jitter() {
-        let mut b = Backoff::default();
-        let d: Vec<u64> = (0..10).map(|_| b.next_delay().as_millis() as u64).collect();
-        assert!((75..=125).contains(&d[0]), "{d:?}");
-        assert!((150..=250).contains(&d[1]), "{d:?}");
-        assert!(d[9] <= 6250 && d[9] >= 3750, "{d:?}");
-        b.reset();
-        assert!(b.next_delay().as_millis() <= 125);
-    }
-}
-
 /// Moves what is queued into the spool without waiting; true when the queue closed.
 fn spool_queued(
     rx: &mut mpsc::Receiver<Bytes>,
@@ -767,5 +738,52 @@ fn confirm(
             tracing::error!(error = %e, "Spool commit failed.");
         }
         m.spool_bytes.store(spool.pending_bytes(), Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            CollectorUrl::parse("udp://127.0.0.1:9060").unwrap(),
+            CollectorUrl {
+                transport: Transport::Udp,
+                address: "127.0.0.1:9060".into()
+            }
+        );
+        assert_eq!(
+            CollectorUrl::parse("tcp://homer.example:9061/")
+                .unwrap()
+                .address,
+            "homer.example:9061"
+        );
+        assert_eq!(
+            CollectorUrl::parse("tcp://[::1]:9061").unwrap().address,
+            "[::1]:9061"
+        );
+        for bad in [
+            "127.0.0.1:9060",
+            "http://x:1",
+            "udp://x",
+            "udp://:1",
+            "udp://x:99999",
+            "wss://x:1",
+        ] {
+            assert!(CollectorUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_capped_with_jitter() {
+        let mut b = Backoff::default();
+        let d: Vec<u64> = (0..10).map(|_| b.next_delay().as_millis() as u64).collect();
+        assert!((75..=125).contains(&d[0]), "{d:?}");
+        assert!((150..=250).contains(&d[1]), "{d:?}");
+        assert!(d[9] <= 6250 && d[9] >= 3750, "{d:?}");
+        b.reset();
+        assert!(b.next_delay().as_millis() <= 125);
     }
 }

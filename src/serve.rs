@@ -94,12 +94,14 @@ pub async fn start(
         };
         let (q, task) = sender::spawn(
             url,
-            cfg.queue.capacity,
-            cfg.queue.when_full,
-            o.mtu,
+            sender::SendOptions {
+                capacity: cfg.queue.capacity,
+                policy: cfg.queue.when_full,
+                mtu: o.mtu,
+                fin_confirms: false,
+            },
             &o.tls,
             spool,
-            false,
             m.clone(),
         )?;
         collector_metrics.push(m);
