@@ -50,6 +50,10 @@ pub struct HttpInput {
     pub max_body_bytes: usize,
     /// Largest body after gzip decompression, bytes (413 beyond; gzip bombs stop here).
     pub max_decompressed_bytes: usize,
+    /// HTTPS: the server certificate chain (PEM); empty: plain HTTP.
+    pub tls_cert: String,
+    /// HTTPS: the server key (PEM).
+    pub tls_key: String,
 }
 
 /// WebSocket input settings.
@@ -76,6 +80,14 @@ pub struct Output {
     /// TLS settings (for `tls://`).
     #[serde(default, skip_serializing_if = "is_default_tls")]
     pub tls: crate::tls::TlsClient,
+    /// With backups (`url = "tcp://a:9061|tcp://b:9061"`): how often, in seconds, a sender
+    /// on a backup looks whether the preferred collector is back.
+    #[serde(default = "default_failback")]
+    pub failback_s: u64,
+}
+
+fn default_failback() -> u64 {
+    30
 }
 
 fn is_default_tls(t: &crate::tls::TlsClient) -> bool {
@@ -173,6 +185,7 @@ impl Default for Config {
                 url: "udp://127.0.0.1:9060".into(),
                 mtu: default_mtu(),
                 tls: Default::default(),
+                failback_s: default_failback(),
             }],
             queue: Queue::default(),
             spool: Spool::default(),
@@ -193,6 +206,8 @@ impl Default for HttpInput {
             password: String::new(),
             max_body_bytes: 16 << 20,
             max_decompressed_bytes: 64 << 20,
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -295,6 +310,12 @@ pub struct Overrides {
     /// Largest body after gzip, bytes (`http.max_decompressed_bytes`).
     #[arg(long, env = "HEPLINK_HTTP_MAX_DECOMPRESSED_BYTES")]
     pub http_max_decompressed_bytes: Option<usize>,
+    /// HTTPS certificate chain for the HTTP input (`http.tls_cert`).
+    #[arg(long, env = "HEPLINK_HTTP_TLS_CERT", value_name = "FILE")]
+    pub http_tls_cert: Option<String>,
+    /// HTTPS key for the HTTP input (`http.tls_key`).
+    #[arg(long, env = "HEPLINK_HTTP_TLS_KEY", value_name = "FILE")]
+    pub http_tls_key: Option<String>,
     /// WebSocket input address (`ws.listen`); `off` disables it.
     #[arg(long, env = "HEPLINK_WS", value_name = "ADDR")]
     pub ws: Option<String>,
@@ -424,6 +445,7 @@ impl Config {
                         url: u.clone(),
                         mtu: default_mtu(),
                         tls: o.tls.settings(),
+                        failback_s: default_failback(),
                     })
                     .collect();
         } else if o.tls.given() {
@@ -441,6 +463,8 @@ impl Config {
             http_password => http.password;
             http_max_body_bytes => http.max_body_bytes;
             http_max_decompressed_bytes => http.max_decompressed_bytes;
+            http_tls_cert => http.tls_cert;
+            http_tls_key => http.tls_key;
             ws_max_message_bytes => ws.max_message_bytes;
             queue_capacity => queue.capacity;
             when_full => queue.when_full;
@@ -485,6 +509,9 @@ impl Config {
                         .into(),
                 );
             }
+        }
+        if self.http.tls_cert.is_empty() != self.http.tls_key.is_empty() {
+            return bad("http.tls_cert", "tls_cert and tls_key go together".into());
         }
         if self.http.username.is_empty() != self.http.password.is_empty() {
             return bad("http.username", "username and password go together".into());

@@ -123,6 +123,7 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<Summary> {
                 url,
                 mtu: 65_507,
                 tls: Default::default(),
+            failback_s: 30,
             })
             .collect();
         cfg.validate()?;

@@ -176,6 +176,7 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
                 policy: WhenFull::Block,
                 mtu: 65_507,
                 fin_confirms: true,
+                failback: std::time::Duration::from_secs(30),
             },
             &args.tls.settings(),
             None,

@@ -37,6 +37,9 @@ pub struct CollectorUrl {
     pub transport: Transport,
     /// `HOST:PORT` as written (a host name is resolved when connecting).
     pub address: String,
+    /// Backup collectors, in order of preference (`tcp://a:9061|tcp://b:9061`): used while
+    /// the ones before them cannot be reached.
+    pub failover: Vec<CollectorUrl>,
 }
 
 /// A collector URL that cannot be used.
@@ -55,8 +58,25 @@ impl CollectorUrl {
             .map_or(&self.address, |(h, _)| h)
     }
 
-    /// Parses `udp://HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT`.
+    /// Parses `udp://HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT`, optionally
+    /// followed by backups: `tcp://a:9061|tcp://b:9061` (TCP/TLS only, same transport).
     pub fn parse(url: &str) -> Result<CollectorUrl, UrlError> {
+        let mut parts = url.split('|');
+        let mut main = Self::parse_one(parts.next().unwrap_or(""))?;
+        for b in parts {
+            let b = Self::parse_one(b)?;
+            if main.transport == Transport::Udp || b.transport != main.transport {
+                return Err(UrlError {
+                    url: url.into(),
+                    message: "failover needs TCP or TLS collectors of one transport",
+                });
+            }
+            main.failover.push(b);
+        }
+        Ok(main)
+    }
+
+    fn parse_one(url: &str) -> Result<CollectorUrl, UrlError> {
         let err = |message| UrlError {
             url: url.into(),
             message,
@@ -80,6 +100,7 @@ impl CollectorUrl {
         Ok(CollectorUrl {
             transport,
             address: rest.into(),
+            failover: Vec::new(),
         })
     }
 }
@@ -131,6 +152,8 @@ pub struct SendOptions {
     /// everything is written has received it (one-shot senders like `replay`); otherwise
     /// the last [`RESEND_WINDOW`] is sent again on the next connection.
     pub fin_confirms: bool,
+    /// On a backup collector, how often to look whether the preferred one is back.
+    pub failback: Duration,
 }
 
 /// Starts the task of one collector; returns its queue and the task. `tls` applies to
@@ -147,20 +170,25 @@ pub fn spawn(
         policy,
         mtu,
         fin_confirms,
+        failback,
     } = opts;
     let (tx, rx) = mpsc::channel(capacity);
     let m = metrics.clone();
-    let connector = match url.transport {
-        Transport::Tls => {
-            let (cfg, name) = crate::tls::client(tls, url.host())?;
-            Some((tokio_rustls::TlsConnector::from(cfg), name))
-        }
-        _ => None,
-    };
+    let mut targets: Vec<(String, Tls)> = Vec::new();
+    for u in std::iter::once(&url).chain(url.failover.iter()) {
+        let tls = match u.transport {
+            Transport::Tls => {
+                let (cfg, name) = crate::tls::client(tls, u.host())?;
+                Some((tokio_rustls::TlsConnector::from(cfg), name))
+            }
+            _ => None,
+        };
+        targets.push((u.address.clone(), tls));
+    }
     let task = match (url.transport, spool) {
         (Transport::Udp, _) => tokio::spawn(run_udp(url.address, rx, mtu, m)),
-        (_, None) => tokio::spawn(run_tcp(url.address, rx, connector, fin_confirms, m)),
-        (_, Some(sp)) => tokio::spawn(run_spooled(url.address, rx, connector, m, sp)),
+        (_, None) => tokio::spawn(run_tcp(targets, rx, fin_confirms, failback, m)),
+        (_, Some(sp)) => tokio::spawn(run_spooled(targets, rx, failback, m, sp)),
     };
     Ok((
         Queue {
@@ -267,6 +295,42 @@ async fn connect(address: &str, tls: &Tls) -> std::io::Result<Conn> {
         None => Ok(Conn::Plain(s)),
         Some((c, name)) => Ok(Conn::Tls(Box::new(c.connect(name.clone(), s).await?))),
     }
+}
+
+/// Connects to the first target that answers, in order of preference.
+async fn connect_first(targets: &[(String, Tls)]) -> std::io::Result<(Conn, usize)> {
+    let mut last = None;
+    for (i, (address, tls)) in targets.iter().enumerate() {
+        match connect(address, tls).await {
+            Ok(c) => return Ok((c, i)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no collector")))
+}
+
+/// Ends a connection with our FIN and waits (1 s at most) for the collector's: true when
+/// it closed cleanly, having read everything.
+async fn close_cleanly(stream: &mut Conn) -> bool {
+    stream.shutdown().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        match stream.peer().await {
+            Peer::Open => tokio::time::sleep(Duration::from_millis(10)).await,
+            Peer::Closed => return true,
+            Peer::Lost => return false,
+        }
+    }
+    false
+}
+
+/// Whether the preferred collector accepts connections again.
+async fn preferred_back(targets: &[(String, Tls)]) -> bool {
+    let probe = async { TcpStream::connect(resolve(&targets[0].0).await?).await };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), probe).await,
+        Ok(Ok(_))
+    )
 }
 
 async fn resolve(address: &str) -> std::io::Result<SocketAddr> {
@@ -408,12 +472,15 @@ const RESEND_MAX_BYTES: usize = 16 << 20;
 /// counts as sent once it is older than the window and the connection is still up, or
 /// when the collector closes cleanly after we said we were done.
 async fn run_tcp(
-    address: String,
+    targets: Vec<(String, Tls)>,
     mut rx: mpsc::Receiver<Bytes>,
-    tls: Tls,
     fin_confirms: bool,
+    failback: Duration,
     m: Arc<CollectorMetrics>,
 ) {
+    let mut address = targets[0].0.clone();
+    let mut current = 0usize;
+    let mut since;
     let mut backoff = Backoff::default();
     let mut batch = BytesMut::with_capacity(BATCH_BYTES);
     let mut batch_packets = 0u64;
@@ -436,8 +503,16 @@ async fn run_tcp(
             window_bytes = 0;
         }
         let mut stream = loop {
-            match connect(&address, &tls).await {
-                Ok(s) => break s,
+            match connect_first(&targets).await {
+                Ok((s, i)) => {
+                    if i != current {
+                        tracing::warn!(collector = %targets[i].0, preferred = %targets[0].0, "Failing over to another collector.");
+                    }
+                    current = i;
+                    address = targets[i].0.clone();
+                    since = std::time::Instant::now();
+                    break s;
+                }
                 Err(e) => {
                     m.send_errors.fetch_add(1, Relaxed);
                     let d = backoff.next_delay();
@@ -509,6 +584,21 @@ async fn run_tcp(
                 let (_, b, n) = window.pop_front().expect("present");
                 window_bytes -= b.len();
                 m.packets.fetch_add(n, Relaxed);
+            }
+            // On a backup: back to the preferred collector when it answers again.
+            if current > 0 && since.elapsed() >= failback {
+                since = std::time::Instant::now();
+                if preferred_back(&targets).await {
+                    tracing::info!(collector = %targets[0].0, "The preferred collector is back.");
+                    if close_cleanly(&mut stream).await {
+                        for (_, _, n) in window.drain(..) {
+                            m.packets.fetch_add(n, Relaxed);
+                        }
+                        window_bytes = 0;
+                    }
+                    m.connected.store(0, Relaxed);
+                    continue 'connect;
+                }
             }
             if batch.is_empty() {
                 if closing {
@@ -586,12 +676,15 @@ fn spool_queued(
 /// from there. The spool's committed position lags [`RESEND_WINDOW`] behind what was
 /// written, as in [`run_tcp`]; a lost connection rewinds to it and sends again from there.
 async fn run_spooled(
-    address: String,
+    targets: Vec<(String, Tls)>,
     mut rx: mpsc::Receiver<Bytes>,
-    tls: Tls,
+    failback: Duration,
     m: Arc<CollectorMetrics>,
     mut spool: crate::spool::Spool,
 ) {
+    let mut address = targets[0].0.clone();
+    let mut current = 0usize;
+    let mut since;
     let mut backoff = Backoff::default();
     let mut closing = false;
     let mut first = true;
@@ -605,8 +698,16 @@ async fn run_spooled(
             Default::default();
         let mut stream = loop {
             closing |= spool_queued(&mut rx, &mut spool, &m, None);
-            match connect(&address, &tls).await {
-                Ok(s) => break s,
+            match connect_first(&targets).await {
+                Ok((s, i)) => {
+                    if i != current {
+                        tracing::warn!(collector = %targets[i].0, preferred = %targets[0].0, "Failing over to another collector.");
+                    }
+                    current = i;
+                    address = targets[i].0.clone();
+                    since = std::time::Instant::now();
+                    break s;
+                }
                 Err(e) => {
                     m.send_errors.fetch_add(1, Relaxed);
                     let d = backoff.next_delay();
@@ -661,6 +762,18 @@ async fn run_spooled(
                 .take_while(|(at, _, _)| at.elapsed() >= RESEND_WINDOW)
                 .count();
             confirm(&mut spool, window.drain(..old), &m);
+            // On a backup: back to the preferred collector when it answers again.
+            if current > 0 && since.elapsed() >= failback {
+                since = std::time::Instant::now();
+                if preferred_back(&targets).await {
+                    tracing::info!(collector = %targets[0].0, "The preferred collector is back.");
+                    if close_cleanly(&mut stream).await {
+                        confirm(&mut spool, window.drain(..), &m);
+                    }
+                    m.connected.store(0, Relaxed);
+                    continue 'connect;
+                }
+            }
             match spool.read_batch(BATCH_BYTES) {
                 Ok(Some((bytes, n, end))) => match stream.write_all(&bytes).await {
                     Ok(()) => {
@@ -751,7 +864,8 @@ mod tests {
             CollectorUrl::parse("udp://127.0.0.1:9060").unwrap(),
             CollectorUrl {
                 transport: Transport::Udp,
-                address: "127.0.0.1:9060".into()
+                address: "127.0.0.1:9060".into(),
+                failover: vec![]
             }
         );
         assert_eq!(

@@ -99,6 +99,7 @@ pub async fn start(
                 policy: cfg.queue.when_full,
                 mtu: o.mtu,
                 fin_confirms: false,
+                failback: std::time::Duration::from_secs(o.failback_s),
             },
             &o.tls,
             spool,
@@ -135,7 +136,20 @@ pub async fn start(
             max_decompressed: cfg.http.max_decompressed_bytes,
         });
         let app = Router::new().fallback(http_ingest).with_state(st);
-        servers.push(tokio::spawn(serve_router(l, app, stop_rx.clone())));
+        if cfg.http.tls_cert.is_empty() {
+            servers.push(tokio::spawn(serve_router(l, app, stop_rx.clone())));
+        } else {
+            let tls = crate::tls::server(
+                std::path::Path::new(&cfg.http.tls_cert),
+                std::path::Path::new(&cfg.http.tls_key),
+                None,
+            )?;
+            servers.push(tokio::spawn(serve_tls_router(
+                TlsListener::new(l, tls)?,
+                app,
+                stop_rx.clone(),
+            )));
+        }
         tracing::info!(listen = %bound.http.unwrap_or(cfg.http.listen), "HTTP input ready.");
     }
     if cfg.ws.enabled {
@@ -207,6 +221,73 @@ pub async fn start(
         metrics,
         done,
     })
+}
+
+/// An HTTPS listener for axum: TLS handshakes run on their own tasks (a slow or broken
+/// client cannot hold up the others) and finished connections are handed over.
+struct TlsListener {
+    rx: mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    fn new(l: TcpListener, cfg: Arc<rustls::ServerConfig>) -> std::io::Result<TlsListener> {
+        let local = l.local_addr()?;
+        let (tx, rx) = mpsc::channel(128);
+        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, peer)) = l.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(s)).await {
+                        Ok(Ok(t)) => {
+                            let _ = tx.send((t, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::warn!(%peer, error = %e, "HTTPS handshake failed."),
+                        Err(_) => tracing::warn!(%peer, "HTTPS handshake timed out."),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { rx, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+async fn serve_tls_router(l: TlsListener, app: Router, mut stop: watch::Receiver<bool>) {
+    let r = axum::serve(l, app.into_make_service())
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "HTTPS listener failed.");
+    }
 }
 
 async fn serve_router(l: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {

@@ -257,6 +257,7 @@ async fn scenario(
             url: format!("udp://{collector}"),
             mtu: 1472,
             tls: Default::default(),
+            failback_s: 30,
         }];
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let a = heplink::serve::start(c, async move {

@@ -23,6 +23,7 @@ fn config(outputs: &[String]) -> Config {
             url: u.clone(),
             mtu: 1472,
             tls: Default::default(),
+            failback_s: 30,
         })
         .collect();
     c
@@ -487,4 +488,41 @@ async fn tcp_collector_killed_and_restarted_20_times_loses_nothing_and_keeps_ord
         let g: Vec<_> = firsts.iter().filter(|k| k.0 == cid).collect();
         assert_eq!(g, w, "order of {cid}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_a_backup_and_back_to_the_preferred_collector() {
+    let primary_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (got_b, got_a) = (Received::default(), Received::default());
+    let (backup, _tb) = tcp_receiver("127.0.0.1:0", got_b.clone()).await;
+    let mut c = config(&[format!("tcp://127.0.0.1:{primary_port}|tcp://{backup}")]);
+    c.output[0].failback_s = 1;
+    let (a, stop) = agent(c).await;
+    let bodies = fixture_bodies("videoroom-2pub-2sub-webrtc");
+    // The preferred collector is down: the backup gets the traffic.
+    for b in &bodies[..150] {
+        assert_eq!(post(a.bound.http.unwrap(), &[], b.as_bytes()).await.0, 200);
+    }
+    assert!(got_b.wait_for(140, 5).await >= 140);
+    // The preferred one comes up: within the failback period the agent moves back to it.
+    let (_, _ta) = tcp_receiver(&format!("127.0.0.1:{primary_port}"), got_a.clone()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for b in &bodies[150..] {
+        assert_eq!(post(a.bound.http.unwrap(), &[], b.as_bytes()).await.0, 200);
+    }
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    got_a.wait_for(100, 5).await;
+    assert!(got_a.len() > 0, "the preferred collector got traffic again");
+    // Nothing lost across the two (duplicates possible: at least once).
+    let distinct: std::collections::HashSet<Vec<u8>> = got_a
+        .payloads()
+        .into_iter()
+        .chain(got_b.payloads())
+        .collect();
+    assert!(distinct.len() >= 300, "{} distinct packets", distinct.len());
 }

@@ -108,6 +108,7 @@ fn config(port: u16, spool: &std::path::Path) -> Config {
         url: format!("tcp://127.0.0.1:{port}"),
         mtu: 1472,
         tls: Default::default(),
+        failback_s: 30,
     }];
     c.spool.dir = spool.display().to_string();
     c

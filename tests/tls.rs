@@ -255,6 +255,7 @@ async fn serve_sends_every_event_to_a_tls_collector() {
             ca_file: Some(p.ca.clone()),
             ..Default::default()
         },
+        failback_s: 30,
     }];
     let (tx, stop) = tokio::sync::oneshot::channel::<()>();
     let a = heplink::serve::start(c, async move {
@@ -316,4 +317,67 @@ fn janus_jsonl_replayed_over_tls_equals_convert_byte_for_byte() {
     assert!(st.success());
     assert!(l.wait().unwrap().success());
     assert_eq!(packets(&out), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_input_takes_janus_posts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let (collector, got) = common::udp_receiver().await;
+    let mut c = heplink::config::Config::default();
+    c.http.listen = "127.0.0.1:0".parse().unwrap();
+    c.http.tls_cert = p.cert.display().to_string();
+    c.http.tls_key = p.key.display().to_string();
+    c.ws.enabled = false;
+    c.metrics.enabled = false;
+    c.output = vec![heplink::config::Output {
+        url: format!("udp://{collector}"),
+        mtu: 1472,
+        tls: Default::default(),
+        failback_s: 30,
+    }];
+    let (tx, stop) = tokio::sync::oneshot::channel::<()>();
+    let a = heplink::serve::start(c, async move {
+        let _ = stop.await;
+    })
+    .await
+    .unwrap();
+    let addr = a.bound.http.unwrap();
+    let (cfg, name) = heplink::tls::client(
+        &heplink::tls::TlsClient {
+            ca_file: Some(p.ca.clone()),
+            ..Default::default()
+        },
+        "localhost",
+    )
+    .unwrap();
+    let bodies = common::fixture_bodies("echotest-http-only");
+    for b in &bodies[..3] {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut s = tokio_rustls::TlsConnector::from(cfg.clone())
+            .connect(name.clone(), tcp)
+            .await
+            .unwrap();
+        let req = format!("POST /janus-events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len());
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp).await;
+        assert!(
+            String::from_utf8_lossy(&resp).starts_with("HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    // Plain HTTP on the HTTPS port gets no answer.
+    let (status, _) = tokio::time::timeout(
+        Duration::from_secs(5),
+        common::post(addr, &[], bodies[3].as_bytes()),
+    )
+    .await
+    .unwrap_or((0, String::new()));
+    assert_ne!(status, 200);
+    tx.send(()).unwrap();
+    a.wait().await.unwrap();
+    assert_eq!(got.wait_for(3, 5).await, 3);
 }
