@@ -297,6 +297,33 @@ async fn connect(address: &str, tls: &Tls) -> std::io::Result<Conn> {
     }
 }
 
+/// Which of a collector's targets (preferred one, then backups) is in use, since when.
+struct Route {
+    address: String,
+    current: usize,
+    since: std::time::Instant,
+}
+
+impl Route {
+    fn new(targets: &[(String, Tls)]) -> Route {
+        Route {
+            address: targets[0].0.clone(),
+            current: 0,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// A connection to target `i` is up.
+    fn connected(&mut self, targets: &[(String, Tls)], i: usize) {
+        if i != self.current {
+            tracing::warn!(collector = %targets[i].0, preferred = %targets[0].0, "Failing over to another collector.");
+        }
+        self.current = i;
+        self.address = targets[i].0.clone();
+        self.since = std::time::Instant::now();
+    }
+}
+
 /// Connects to the first target that answers, in order of preference.
 async fn connect_first(targets: &[(String, Tls)]) -> std::io::Result<(Conn, usize)> {
     let mut last = None;
@@ -478,9 +505,7 @@ async fn run_tcp(
     failback: Duration,
     m: Arc<CollectorMetrics>,
 ) {
-    let mut address = targets[0].0.clone();
-    let mut current = 0usize;
-    let mut since;
+    let mut route = Route::new(&targets);
     let mut backoff = Backoff::default();
     let mut batch = BytesMut::with_capacity(BATCH_BYTES);
     let mut batch_packets = 0u64;
@@ -505,18 +530,13 @@ async fn run_tcp(
         let mut stream = loop {
             match connect_first(&targets).await {
                 Ok((s, i)) => {
-                    if i != current {
-                        tracing::warn!(collector = %targets[i].0, preferred = %targets[0].0, "Failing over to another collector.");
-                    }
-                    current = i;
-                    address = targets[i].0.clone();
-                    since = std::time::Instant::now();
+                    route.connected(&targets, i);
                     break s;
                 }
                 Err(e) => {
                     m.send_errors.fetch_add(1, Relaxed);
                     let d = backoff.next_delay();
-                    tracing::debug!(collector = %address, error = %e, delay_ms = d.as_millis() as u64, "Collector unreachable, retrying.");
+                    tracing::debug!(collector = %route.address, error = %e, delay_ms = d.as_millis() as u64, "Collector unreachable, retrying.");
                     if batch.is_empty() && rx.is_closed() && rx.is_empty() {
                         return;
                     }
@@ -529,7 +549,7 @@ async fn run_tcp(
         }
         first = false;
         m.connected.store(1, Relaxed);
-        tracing::info!(collector = %address, "Connected to the collector.");
+        tracing::info!(collector = %route.address, "Connected to the collector.");
         loop {
             if batch.is_empty() && !closing {
                 let next = if window.is_empty() {
@@ -571,7 +591,7 @@ async fn run_tcp(
                     return;
                 }
                 state => {
-                    tracing::warn!(collector = %address, ?state, "The collector closed the connection.");
+                    tracing::warn!(collector = %route.address, ?state, "The collector closed the connection.");
                     m.connected.store(0, Relaxed);
                     continue 'connect;
                 }
@@ -586,8 +606,8 @@ async fn run_tcp(
                 m.packets.fetch_add(n, Relaxed);
             }
             // On a backup: back to the preferred collector when it answers again.
-            if current > 0 && since.elapsed() >= failback {
-                since = std::time::Instant::now();
+            if route.current > 0 && route.since.elapsed() >= failback {
+                route.since = std::time::Instant::now();
                 if preferred_back(&targets).await {
                     tracing::info!(collector = %targets[0].0, "The preferred collector is back.");
                     if close_cleanly(&mut stream).await {
@@ -631,7 +651,7 @@ async fn run_tcp(
                 }
                 Err(e) => {
                     m.send_errors.fetch_add(1, Relaxed);
-                    tracing::warn!(collector = %address, error = %e, "Write to the collector failed; reconnecting.");
+                    tracing::warn!(collector = %route.address, error = %e, "Write to the collector failed; reconnecting.");
                     m.connected.store(0, Relaxed);
                     continue 'connect;
                 }
@@ -682,9 +702,7 @@ async fn run_spooled(
     m: Arc<CollectorMetrics>,
     mut spool: crate::spool::Spool,
 ) {
-    let mut address = targets[0].0.clone();
-    let mut current = 0usize;
-    let mut since;
+    let mut route = Route::new(&targets);
     let mut backoff = Backoff::default();
     let mut closing = false;
     let mut first = true;
@@ -700,18 +718,13 @@ async fn run_spooled(
             closing |= spool_queued(&mut rx, &mut spool, &m, None);
             match connect_first(&targets).await {
                 Ok((s, i)) => {
-                    if i != current {
-                        tracing::warn!(collector = %targets[i].0, preferred = %targets[0].0, "Failing over to another collector.");
-                    }
-                    current = i;
-                    address = targets[i].0.clone();
-                    since = std::time::Instant::now();
+                    route.connected(&targets, i);
                     break s;
                 }
                 Err(e) => {
                     m.send_errors.fetch_add(1, Relaxed);
                     let d = backoff.next_delay();
-                    tracing::debug!(collector = %address, error = %e, "Collector unreachable, spooling.");
+                    tracing::debug!(collector = %route.address, error = %e, "Collector unreachable, spooling.");
                     // Keep taking packets into the spool while waiting.
                     let sleep = tokio::time::sleep(d);
                     tokio::pin!(sleep);
@@ -732,7 +745,7 @@ async fn run_spooled(
         }
         first = false;
         m.connected.store(1, Relaxed);
-        tracing::info!(collector = %address, spooled = spool.pending_bytes(), "Connected to the collector.");
+        tracing::info!(collector = %route.address, spooled = spool.pending_bytes(), "Connected to the collector.");
         loop {
             closing |= spool_queued(&mut rx, &mut spool, &m, None);
             if last_sync.elapsed() > Duration::from_secs(1) {
@@ -751,7 +764,7 @@ async fn run_spooled(
                     return;
                 }
                 state => {
-                    tracing::warn!(collector = %address, ?state, "The collector closed the connection.");
+                    tracing::warn!(collector = %route.address, ?state, "The collector closed the connection.");
                     m.connected.store(0, Relaxed);
                     continue 'connect;
                 }
@@ -763,8 +776,8 @@ async fn run_spooled(
                 .count();
             confirm(&mut spool, window.drain(..old), &m);
             // On a backup: back to the preferred collector when it answers again.
-            if current > 0 && since.elapsed() >= failback {
-                since = std::time::Instant::now();
+            if route.current > 0 && route.since.elapsed() >= failback {
+                route.since = std::time::Instant::now();
                 if preferred_back(&targets).await {
                     tracing::info!(collector = %targets[0].0, "The preferred collector is back.");
                     if close_cleanly(&mut stream).await {
@@ -783,7 +796,7 @@ async fn run_spooled(
                     }
                     Err(e) => {
                         m.send_errors.fetch_add(1, Relaxed);
-                        tracing::warn!(collector = %address, error = %e, "Write to the collector failed; reconnecting.");
+                        tracing::warn!(collector = %route.address, error = %e, "Write to the collector failed; reconnecting.");
                         m.connected.store(0, Relaxed);
                         continue 'connect;
                     }
@@ -827,7 +840,7 @@ async fn run_spooled(
                     }
                 }
                 Err(e) => {
-                    tracing::error!(collector = %address, error = %e, "Spool read failed.");
+                    tracing::error!(collector = %route.address, error = %e, "Spool read failed.");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
