@@ -28,7 +28,7 @@ enum Command {
     ///
     /// Exit status: 0 when every event was used, 1 when any was rejected, 2 on errors.
     Convert(heplink::convert_cmd::ConvertArgs),
-    /// Run the agent: take Janus events over HTTP and WebSocket, send correlated HEP.
+    /// Run the agent: take Janus events over HTTP(S) and WebSocket, send correlated HEP.
     ///
     /// With no configuration: HTTP on 127.0.0.1:8090, WebSocket on 127.0.0.1:8091,
     /// metrics on 127.0.0.1:9466, HEP over UDP to 127.0.0.1:9060.
@@ -36,7 +36,7 @@ enum Command {
     /// The main job on an embedded default: a bundled real VideoRoom capture goes through a
     /// real agent to an embedded HEP listener, which prints the correlated flows.
     Demo(heplink::demo::DemoArgs),
-    /// Receive HEP over UDP/TCP: print each packet, write pcap/JSONL, summarise the flows.
+    /// Receive HEP over UDP, TCP and TLS: print each packet, write pcap/JSONL, summarise the flows.
     Listen(heplink::listen::ListenArgs),
     /// Send captures to a collector: Janus JSONL through the pipeline, HEP pcap/raw as is.
     ///
