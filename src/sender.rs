@@ -336,19 +336,20 @@ async fn connect_first(targets: &[(String, Tls)]) -> std::io::Result<(Conn, usiz
     Err(last.unwrap_or_else(|| std::io::Error::other("no collector")))
 }
 
-/// Ends a connection with our FIN and waits (1 s at most) for the collector's: true when
-/// it closed cleanly, having read everything.
-async fn close_cleanly(stream: &mut Conn) -> bool {
+/// Ends a connection with our FIN and waits (1 s at most) for the collector's answer:
+/// `Closed` when it closed cleanly, having read everything; `Lost` when it reset (what
+/// we wrote last may be unread); `Open` when it did not answer in time. `meanwhile` runs
+/// while waiting.
+async fn finish(stream: &mut Conn, mut meanwhile: impl FnMut()) -> Peer {
     stream.shutdown().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     while tokio::time::Instant::now() < deadline {
-        match stream.peer().await {
+        match stream.peer_with(&mut meanwhile).await {
             Peer::Open => tokio::time::sleep(Duration::from_millis(10)).await,
-            Peer::Closed => return true,
-            Peer::Lost => return false,
+            done => return done,
         }
     }
-    false
+    Peer::Open
 }
 
 /// Whether the preferred collector accepts connections again.
@@ -610,7 +611,7 @@ async fn run_tcp(
                 route.since = std::time::Instant::now();
                 if preferred_back(&targets).await {
                     tracing::info!(collector = %targets[0].0, "The preferred collector is back.");
-                    if close_cleanly(&mut stream).await {
+                    if finish(&mut stream, || {}).await == Peer::Closed {
                         for (_, _, n) in window.drain(..) {
                             m.packets.fetch_add(n, Relaxed);
                         }
@@ -623,14 +624,8 @@ async fn run_tcp(
             if batch.is_empty() {
                 if closing {
                     // Our FIN; a collector that read everything closes in turn.
-                    stream.shutdown().await;
-                    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-                    while tokio::time::Instant::now() < deadline {
-                        match stream.peer().await {
-                            Peer::Open => tokio::time::sleep(Duration::from_millis(10)).await,
-                            Peer::Closed => break,
-                            Peer::Lost => continue 'connect,
-                        }
+                    if finish(&mut stream, || {}).await == Peer::Lost {
+                        continue 'connect;
                     }
                     for (_, _, n) in window.drain(..) {
                         m.packets.fetch_add(n, Relaxed);
@@ -780,7 +775,12 @@ async fn run_spooled(
                 route.since = std::time::Instant::now();
                 if preferred_back(&targets).await {
                     tracing::info!(collector = %targets[0].0, "The preferred collector is back.");
-                    if close_cleanly(&mut stream).await {
+                    if finish(&mut stream, || {
+                        closing |= spool_queued(&mut rx, &mut spool, &m, None)
+                    })
+                    .await
+                        == Peer::Closed
+                    {
                         confirm(&mut spool, window.drain(..), &m);
                     }
                     m.connected.store(0, Relaxed);
@@ -803,24 +803,19 @@ async fn run_spooled(
                 },
                 Ok(None) if closing => {
                     // Our FIN; a collector that read everything closes in turn.
-                    stream.shutdown().await;
-                    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-                    while tokio::time::Instant::now() < deadline {
-                        match stream
-                            .peer_with(|| closing |= spool_queued(&mut rx, &mut spool, &m, None))
-                            .await
-                        {
-                            Peer::Open => tokio::time::sleep(Duration::from_millis(10)).await,
-                            Peer::Closed => {
-                                confirm(&mut spool, window.drain(..), &m);
-                                break;
-                            }
-                            // Not read: send it again (within the shutdown drain time).
-                            Peer::Lost => {
-                                m.connected.store(0, Relaxed);
-                                continue 'connect;
-                            }
+                    match finish(&mut stream, || {
+                        closing |= spool_queued(&mut rx, &mut spool, &m, None)
+                    })
+                    .await
+                    {
+                        Peer::Closed => confirm(&mut spool, window.drain(..), &m),
+                        // Not read: send it again (within the shutdown drain time).
+                        Peer::Lost => {
+                            m.connected.store(0, Relaxed);
+                            continue 'connect;
                         }
+                        // No answer: it stays in the spool for the next run.
+                        Peer::Open => {}
                     }
                     let _ = spool.sync();
                     m.spool_bytes.store(spool.pending_bytes(), Relaxed);
