@@ -1,0 +1,200 @@
+//! End to end with a real WebRTC peer: the real Janus (Debian's 1.1.2) runs its echotest
+//! with an aiortc PeerConnection (Opus audio + VP8 video, real ICE, DTLS and SRTP), its
+//! sample event handler posts to `heplink serve`, which sends HEP over UDP to
+//! `heplink listen --jsonl`. Everything runs in a network namespace of its own (see
+//! `tests/webrtc/run.sh`), so the fixed ports cannot clash and nothing leaves it.
+//!
+//! The assertions are what an operator looks for in Homer after a call: every ICE, DTLS,
+//! WebRTC-up and hangup event and the media statistics arrived, each once, as valid HEP
+//! under the session's correlation id, with the media events addressed by the ICE
+//! selected pair, and media counters that show RTP really flowed.
+//!
+//! Needs `janus`, `iproute2`, `unshare` and a Python with aiortc (`.ci/run` creates it in
+//! `target/webrtc-venv`; set `HEPLINK_WEBRTC_PYTHON` to use another one).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn python() -> PathBuf {
+    match std::env::var_os("HEPLINK_WEBRTC_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/webrtc-venv/bin/python"),
+    }
+}
+
+/// Runs the scenario and returns the decoded packets and the peer's session/handle ids.
+fn run_scenario() -> (Vec<Value>, u64, u64, String) {
+    let py = python();
+    assert!(
+        py.exists(),
+        "{} is missing: create it with `python3 -m venv target/webrtc-venv && \
+         target/webrtc-venv/bin/pip install -r tests/webrtc/requirements.txt` (as .ci/run does)",
+        py.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/run.sh");
+    let mut cmd = Command::new("unshare");
+    // Unprivileged, a user namespace maps us to root inside it, enough for its own netns.
+    if !nix_is_root() {
+        cmd.arg("-r");
+    }
+    let out = cmd
+        .arg("--net")
+        .arg("bash")
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_heplink"))
+        .arg(&py)
+        .arg(dir.path())
+        .output()
+        .expect("unshare runs");
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "scenario failed: {}\nstderr: {}\npeer: {}\nserve: {}\njanus: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        read("peer.log"),
+        read("serve.log"),
+        read("janus.log"),
+    );
+    let peer: Value = serde_json::from_str(read("peer.json").trim()).expect("peer ids");
+    let sid = peer["session_id"].as_u64().unwrap();
+    let hid = peer["handle_id"].as_u64().unwrap();
+    let packets = read("hep.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("listen writes JSON lines"))
+        .collect();
+    (packets, sid, hid, read("flows.txt"))
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn aiortc_echotest_call_reaches_hep_under_one_session_id() {
+    let (packets, sid, hid, flows) = run_scenario();
+    assert!(
+        flows.contains(" 0 rejected"),
+        "listen rejected packets: {flows}"
+    );
+    let want_cid = format!("heplink-webrtc:session:{sid}");
+
+    // (type, subtype, detail) -> count, for the peer's handle; plus the pair's addresses.
+    let mut seen: BTreeMap<(u64, u64, String), usize> = BTreeMap::new();
+    let mut pair: Option<(String, u64, String, u64)> = None;
+    let mut audio_rx = 0u64;
+    let mut video_rx = 0u64;
+    let mut echoed = 0u64;
+    let mut timestamps = Vec::new();
+    for p in &packets {
+        assert_eq!(p["version"], 3);
+        assert_eq!(p["proto_type"], 100, "Janus events are sent as LOG");
+        let body: Value = serde_json::from_str(p["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            body["heplink"]["cid"], p["correlation_id"],
+            "payload stamp and HEP chunk 17 agree"
+        );
+        let ev = &body["event"];
+        if ev["session_id"].as_u64() == Some(sid) {
+            assert_eq!(p["correlation_id"], want_cid.as_str(), "{ev}");
+        }
+        if ev["handle_id"].as_u64() != Some(hid) {
+            continue;
+        }
+        let (t, st) = (
+            ev["type"].as_u64().unwrap(),
+            ev["subtype"].as_u64().unwrap_or(0),
+        );
+        let inner = &ev["event"];
+        let detail = match (t, st) {
+            (16, 1) => inner["ice"].as_str().unwrap_or("").to_string(),
+            (16, 5) => inner["dtls"].as_str().unwrap_or("").to_string(),
+            (16, 6) => inner["connection"].as_str().unwrap_or("").to_string(),
+            (32, _) => inner["media"].as_str().unwrap_or("").to_string(),
+            _ => String::new(),
+        };
+        *seen.entry((t, st, detail)).or_default() += 1;
+        if (t, st) == (16, 4) {
+            let c = &inner["candidates"];
+            pair = Some((
+                c["local"]["address"].as_str().unwrap().to_string(),
+                c["local"]["port"].as_u64().unwrap(),
+                c["remote"]["address"].as_str().unwrap().to_string(),
+                c["remote"]["port"].as_u64().unwrap(),
+            ));
+        }
+        if (t, st) == (32, 3) {
+            let rx = inner["packets-received"].as_u64().unwrap();
+            echoed = echoed.max(inner["packets-sent"].as_u64().unwrap());
+            match inner["media"].as_str() {
+                Some("audio") => audio_rx = audio_rx.max(rx),
+                Some("video") => video_rx = video_rx.max(rx),
+                _ => {}
+            }
+        }
+        // Once the pair is known, media-plane events are addressed by it.
+        if let (Some((la, lp, ra, rp)), true) = (&pair, t == 32 || (t == 16 && st != 2 && st != 3))
+        {
+            assert_eq!(
+                (
+                    p["src_ip"].as_str().unwrap(),
+                    p["src_port"].as_u64().unwrap()
+                ),
+                (la.as_str(), *lp),
+                "{ev}"
+            );
+            assert_eq!(
+                (
+                    p["dst_ip"].as_str().unwrap(),
+                    p["dst_port"].as_u64().unwrap()
+                ),
+                (ra.as_str(), *rp),
+                "{ev}"
+            );
+        }
+        timestamps.push(ev["timestamp"].as_u64().unwrap());
+    }
+    let count = |t: u64, st: u64, d: &str| seen.get(&(t, st, d.to_string())).copied().unwrap_or(0);
+    let any = |t: u64, st: u64| {
+        seen.iter()
+            .filter(|((a, b, _), _)| *a == t && *b == st)
+            .map(|(_, n)| n)
+            .sum::<usize>()
+    };
+    assert_eq!(count(2, 0, ""), 2, "attached + detached: {seen:?}");
+    assert_eq!(count(8, 0, ""), 2, "remote offer + local answer: {seen:?}");
+    for state in ["gathering", "connecting", "connected", "ready"] {
+        assert_eq!(count(16, 1, state), 1, "ICE {state}: {seen:?}");
+    }
+    assert!(any(16, 2) >= 1, "local candidates: {seen:?}");
+    assert!(any(16, 3) >= 1, "remote candidates: {seen:?}");
+    assert_eq!(any(16, 4), 1, "selected pair: {seen:?}");
+    assert_eq!(count(16, 5, "connected"), 1, "DTLS connected: {seen:?}");
+    assert_eq!(count(16, 6, "webrtcup"), 1, "{seen:?}");
+    assert_eq!(count(16, 6, "hangup"), 1, "{seen:?}");
+    assert!(
+        count(32, 3, "audio") >= 2 && count(32, 3, "video") >= 2,
+        "{seen:?}"
+    );
+    let (la, _, ra, _) = pair.expect("a selected pair");
+    assert_eq!((la.as_str(), ra.as_str()), ("127.0.0.2", "127.0.0.3"));
+    assert!(audio_rx > 50, "Opus RTP reached Janus: {audio_rx} packets");
+    assert!(video_rx > 10, "VP8 RTP reached Janus: {video_rx} packets");
+    assert!(echoed > 50, "the echotest sent RTP back: {echoed} packets");
+    // HTTP delivery keeps Janus's order within one handle.
+    assert!(
+        timestamps.windows(2).all(|w| w[0] <= w[1]),
+        "{timestamps:?}"
+    );
+}
