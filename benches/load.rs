@@ -6,7 +6,9 @@
 //!     cargo build --release && taskset -c 1 cargo bench --bench load
 //!
 //! Modes: 100-event arrays on keep-alive connections (Janus with grouping), 1-event POSTs
-//! on a new connection each (Janus's default), and a fixed 10,000 events/s for latency.
+//! on a new connection each (Janus's default), a fixed 10,000 events/s for latency, and
+//! the same 10,000 events/s with the collector absent (a TCP port nobody listens on), where
+//! what matters is the HTTP input's answer time. Every mode reports the POSTs' answer time.
 
 mod common;
 
@@ -40,7 +42,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(collector: SocketAddr) -> Agent {
+    fn start(to: &str) -> Agent {
         let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/heplink");
         assert!(
             std::path::Path::new(bin).exists(),
@@ -53,7 +55,7 @@ impl Agent {
                 "--http",
                 &http.to_string(),
                 "--to",
-                &format!("udp://{collector}"),
+                to,
                 "--queue-capacity",
                 "1000000",
             ])
@@ -207,21 +209,36 @@ fn percentile(v: &mut [u64], p: f64) -> u64 {
     v[((v.len() - 1) as f64 * p) as usize]
 }
 
-fn report(name: &str, sent: u64, got: u64, secs: f64, lat: &mut [u64], cpu: f64, rss_kib: u64) {
+#[allow(clippy::too_many_arguments)]
+fn report(
+    name: &str,
+    sent: u64,
+    got: u64,
+    secs: f64,
+    lat: &mut [u64],
+    answer: &mut [u64],
+    cpu: f64,
+    rss_kib: u64,
+) {
     println!(
-        "{name}: {sent} events posted, {got} HEP packets received ({:.1}%) in {secs:.2} s = {:.0} packets/s; agent CPU {cpu:.2} s ({:.0}% of one core), peak RSS {:.1} MiB; latency p50 {} µs, p99 {} µs, max {} µs",
+        "{name}: {sent} events posted, {got} HEP packets received ({:.1}%) in {secs:.2} s = {:.0} packets/s; agent CPU {cpu:.2} s ({:.0}% of one core), peak RSS {:.1} MiB; latency p50 {} µs, p99 {} µs, max {} µs; HTTP answer p50 {} µs, p99 {} µs, max {} µs",
         100.0 * got as f64 / sent.max(1) as f64,
         got as f64 / secs,
         100.0 * cpu / secs,
         rss_kib as f64 / 1024.0,
         percentile(lat, 0.5),
         percentile(lat, 0.99),
-        lat.iter().max().copied().unwrap_or(0)
+        lat.iter().max().copied().unwrap_or(0),
+        percentile(answer, 0.5),
+        percentile(answer, 0.99),
+        answer.iter().max().copied().unwrap_or(0)
     );
 }
 
 /// Posts `events` in bodies of `per_post` from `conns` parallel connections; with
-/// `rate`, paced to that many events/s in total.
+/// `rate`, paced to that many events/s in total. With `absent`, the agent's collector
+/// is a closed TCP port and nothing is expected to arrive.
+#[allow(clippy::too_many_arguments)]
 fn run(
     name: &str,
     events: &[Value],
@@ -229,9 +246,16 @@ fn run(
     conns: usize,
     keep_alive: bool,
     rate: Option<f64>,
+    absent: bool,
 ) {
     let (collector, rx) = receiver();
-    let agent = Agent::start(collector);
+    let to = if absent {
+        format!("tcp://127.0.0.1:{}", free_port())
+    } else {
+        format!("udp://{collector}")
+    };
+    let agent = Agent::start(&to);
+    let answers = Arc::new(Mutex::new(Vec::new()));
     let (cpu0, _) = agent.usage();
     let start = Instant::now();
     // Bodies are serialised once, every timestamp a fixed-width placeholder that is
@@ -256,6 +280,7 @@ fn run(
     let mut threads = Vec::new();
     for _ in 0..conns {
         let (next, chunks, addr) = (next.clone(), chunks.clone(), agent.http);
+        let answers = answers.clone();
         threads.push(std::thread::spawn(move || {
             let mut conn: Option<TcpStream> = None;
             loop {
@@ -270,6 +295,7 @@ fn run(
                     }
                 }
                 let mut body = chunks[i].clone();
+                let t0 = Instant::now();
                 stamp(&mut body, now_us());
                 let mut s = match conn.take() {
                     Some(s) if keep_alive => s,
@@ -277,6 +303,10 @@ fn run(
                 };
                 let _ = s.set_nodelay(true);
                 assert_eq!(http_post(&mut s, addr, &body, keep_alive), 200);
+                answers
+                    .lock()
+                    .unwrap()
+                    .push(t0.elapsed().as_micros() as u64);
                 if keep_alive {
                     conn = Some(s);
                 }
@@ -289,7 +319,7 @@ fn run(
     let sent = events.len() as u64;
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = 0;
-    while Instant::now() < deadline {
+    while !absent && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(300));
         let c = rx.count.load(Relaxed);
         if c >= sent || (c == last && c > 0) {
@@ -302,7 +332,17 @@ fn run(
     rx.stop.store(true, Relaxed);
     let got = rx.count.load(Relaxed);
     let mut lat = rx.latencies.lock().unwrap().clone();
-    report(name, sent, got, secs, &mut lat, cpu1 - cpu0, rss);
+    let mut answer = answers.lock().unwrap().clone();
+    report(
+        name,
+        sent,
+        got,
+        secs,
+        &mut lat,
+        &mut answer,
+        cpu1 - cpu0,
+        rss,
+    );
 }
 
 fn main() {
@@ -325,6 +365,7 @@ fn main() {
             4,
             true,
             None,
+            false,
         );
     }
     if want("single") {
@@ -336,6 +377,7 @@ fn main() {
             32,
             false,
             None,
+            false,
         );
     }
     if want("latency") {
@@ -347,6 +389,19 @@ fn main() {
             4,
             false,
             Some(10_000.0),
+            false,
+        );
+    }
+    if want("absent") {
+        let n = ev.len().min(50_000);
+        run(
+            "absent: 10,000 events/s in 1-event POSTs, 4 senders, collector absent",
+            &ev[..n],
+            1,
+            4,
+            false,
+            Some(10_000.0),
+            true,
         );
     }
 }
