@@ -4,10 +4,14 @@
 //! `heplink listen --jsonl`. Everything runs in a network namespace of its own (see
 //! `tests/webrtc/run.sh`), so the fixed ports cannot clash and nothing leaves it.
 //!
+//! A second scenario runs a VideoRoom: two publishers and a viewer subscribed to both
+//! feeds (a session each, plus an admin session that creates and destroys the room).
+//!
 //! The assertions are what an operator looks for in Homer after a call: every ICE, DTLS,
 //! WebRTC-up and hangup event and the media statistics arrived, each once, as valid HEP
 //! under the session's correlation id, with the media events addressed by the ICE
-//! selected pair, and media counters that show RTP really flowed.
+//! selected pair, and media counters that show RTP really flowed; in the VideoRoom, the
+//! room's correlation id on every event of its sessions and handles and on nothing else.
 //!
 //! Needs `janus`, `iproute2`, `unshare` and a Python with aiortc (`.ci/run` creates it in
 //! `target/webrtc-venv`; set `HEPLINK_WEBRTC_PYTHON` to use another one).
@@ -25,8 +29,9 @@ fn python() -> PathBuf {
     }
 }
 
-/// Runs the scenario and returns the decoded packets and the peer's session/handle ids.
-fn run_scenario() -> (Vec<Value>, u64, u64, String) {
+/// Runs a scenario of `tests/webrtc/run.sh`; returns the packets `listen` decoded, the
+/// ids the peer script printed, and `listen`'s flow summary.
+fn run_scenario(scenario: &str) -> (Vec<Value>, Value, String) {
     let py = python();
     assert!(
         py.exists(),
@@ -48,6 +53,7 @@ fn run_scenario() -> (Vec<Value>, u64, u64, String) {
         .arg(env!("CARGO_BIN_EXE_heplink"))
         .arg(&py)
         .arg(dir.path())
+        .arg(scenario)
         .output()
         .expect("unshare runs");
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
@@ -61,13 +67,23 @@ fn run_scenario() -> (Vec<Value>, u64, u64, String) {
         read("janus.log"),
     );
     let peer: Value = serde_json::from_str(read("peer.json").trim()).expect("peer ids");
-    let sid = peer["session_id"].as_u64().unwrap();
-    let hid = peer["handle_id"].as_u64().unwrap();
     let packets = read("hep.jsonl")
         .lines()
         .map(|l| serde_json::from_str(l).expect("listen writes JSON lines"))
         .collect();
-    (packets, sid, hid, read("flows.txt"))
+    (packets, peer, read("flows.txt"))
+}
+
+/// The Janus event a packet carries, after checking it is valid HEP as heplink sends it.
+fn event_of(p: &Value) -> Value {
+    assert_eq!(p["version"], 3);
+    assert_eq!(p["proto_type"], 100, "Janus events are sent as LOG");
+    let mut body: Value = serde_json::from_str(p["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body["heplink"]["cid"], p["correlation_id"],
+        "payload stamp and HEP chunk 17 agree"
+    );
+    body["event"].take()
 }
 
 fn nix_is_root() -> bool {
@@ -83,7 +99,9 @@ fn nix_is_root() -> bool {
 
 #[test]
 fn aiortc_echotest_call_reaches_hep_under_one_session_id() {
-    let (packets, sid, hid, flows) = run_scenario();
+    let (packets, peer, flows) = run_scenario("echotest");
+    let sid = peer["session_id"].as_u64().unwrap();
+    let hid = peer["handle_id"].as_u64().unwrap();
     assert!(
         flows.contains(" 0 rejected"),
         "listen rejected packets: {flows}"
@@ -98,14 +116,7 @@ fn aiortc_echotest_call_reaches_hep_under_one_session_id() {
     let mut echoed = 0u64;
     let mut timestamps = Vec::new();
     for p in &packets {
-        assert_eq!(p["version"], 3);
-        assert_eq!(p["proto_type"], 100, "Janus events are sent as LOG");
-        let body: Value = serde_json::from_str(p["payload"].as_str().unwrap()).unwrap();
-        assert_eq!(
-            body["heplink"]["cid"], p["correlation_id"],
-            "payload stamp and HEP chunk 17 agree"
-        );
-        let ev = &body["event"];
+        let ev = &event_of(p);
         if ev["session_id"].as_u64() == Some(sid) {
             assert_eq!(p["correlation_id"], want_cid.as_str(), "{ev}");
         }
@@ -196,5 +207,105 @@ fn aiortc_echotest_call_reaches_hep_under_one_session_id() {
     assert!(
         timestamps.windows(2).all(|w| w[0] <= w[1]),
         "{timestamps:?}"
+    );
+}
+
+#[test]
+fn aiortc_videoroom_publishers_and_subscriber_share_the_room_id() {
+    let (packets, peer, flows) = run_scenario("videoroom");
+    assert!(
+        flows.contains(" 0 rejected"),
+        "listen rejected packets: {flows}"
+    );
+    assert!(
+        flows.contains("pubA (") && flows.contains("pubB ("),
+        "publishers named in the flow summary: {flows}"
+    );
+    let room = peer["room"].as_u64().unwrap();
+    let room_cid = format!("heplink-webrtc:videoroom:{room}");
+    let ids = |who: &str| {
+        (
+            peer[who][0].as_u64().unwrap(),
+            peer[who][1].as_u64().unwrap(),
+        )
+    };
+    let who = ["admin", "pubA", "pubB", "subC"];
+    let sessions: Vec<u64> = who.iter().map(|w| ids(w).0).collect();
+    let name_of = |hid: Option<u64>| who.iter().find(|w| Some(ids(w).1) == hid).copied();
+
+    // (participant, type, subtype, detail) -> count.
+    let mut seen: BTreeMap<(&str, u64, u64, String), usize> = BTreeMap::new();
+    let mut in_room = 0;
+    let mut sent_to_subscriber = 0u64;
+    let mut received_from = BTreeMap::new();
+    for p in &packets {
+        let ev = event_of(p);
+        let cid = p["correlation_id"].as_str().unwrap();
+        let ours = ev["session_id"]
+            .as_u64()
+            .is_some_and(|s| sessions.contains(&s))
+            || ev["event"]["data"]["room"].as_u64() == Some(room);
+        // The room's id on every event of its sessions, handles and id-less plugin events,
+        // and on nothing else (core and transport events keep their own).
+        assert_eq!(cid == room_cid, ours, "{cid}: {ev}");
+        in_room += usize::from(ours);
+        let Some(name) = name_of(ev["handle_id"].as_u64()) else {
+            continue;
+        };
+        let (t, st) = (
+            ev["type"].as_u64().unwrap(),
+            ev["subtype"].as_u64().unwrap_or(0),
+        );
+        let inner = &ev["event"];
+        let detail = match (t, st) {
+            (16, 5) => inner["dtls"].as_str().unwrap_or("").to_string(),
+            (16, 6) => inner["connection"].as_str().unwrap_or("").to_string(),
+            (32, _) => inner["media"].as_str().unwrap_or("").to_string(),
+            (64, _) => inner["data"]["event"].as_str().unwrap_or("").to_string(),
+            _ => String::new(),
+        };
+        if (t, st) == (32, 3) {
+            if name == "subC" {
+                sent_to_subscriber =
+                    sent_to_subscriber.max(inner["packets-sent"].as_u64().unwrap());
+            } else {
+                let rx = inner["packets-received"].as_u64().unwrap();
+                let e = received_from.entry(name).or_insert(0u64);
+                *e = (*e).max(rx);
+            }
+        }
+        *seen.entry((name, t, st, detail)).or_default() += 1;
+    }
+    let count = |w: &str, t: u64, st: u64, d: &str| {
+        seen.get(&(w, t, st, d.to_string())).copied().unwrap_or(0)
+    };
+    assert!(in_room > 100, "{in_room} packets in the room");
+    for w in ["pubA", "pubB", "subC"] {
+        assert_eq!(count(w, 2, 0, ""), 2, "{w} attached + detached: {seen:?}");
+        assert_eq!(count(w, 8, 0, ""), 2, "{w} offer + answer: {seen:?}");
+        assert_eq!(count(w, 16, 4, ""), 1, "{w} selected pair: {seen:?}");
+        assert_eq!(count(w, 16, 5, "connected"), 1, "{w} DTLS: {seen:?}");
+        assert_eq!(count(w, 16, 6, "webrtcup"), 1, "{w}: {seen:?}");
+        assert_eq!(count(w, 16, 6, "hangup"), 1, "{w}: {seen:?}");
+        assert!(
+            count(w, 32, 3, "audio") >= 2 && count(w, 32, 3, "video") >= 2,
+            "{w} media stats: {seen:?}"
+        );
+    }
+    for w in ["pubA", "pubB"] {
+        assert_eq!(count(w, 64, 0, "joined"), 1, "{w}: {seen:?}");
+        assert_eq!(count(w, 64, 0, "published"), 1, "{w}: {seen:?}");
+        assert!(
+            received_from[w] > 50,
+            "{w}'s RTP reached Janus: {received_from:?}"
+        );
+    }
+    assert_eq!(count("subC", 64, 0, "subscribing"), 1, "{seen:?}");
+    assert_eq!(count("subC", 64, 0, "subscribed"), 1, "{seen:?}");
+    assert_eq!(count("admin", 64, 0, "created"), 1, "{seen:?}");
+    assert_eq!(count("admin", 64, 0, "destroyed"), 1, "{seen:?}");
+    assert!(
+        sent_to_subscriber > 50,
+        "Janus forwarded the feeds to the subscriber: {sent_to_subscriber}"
     );
 }

@@ -3,10 +3,10 @@
 # of its own (unshare --net): the real Janus with its sample event handler posting to
 # `heplink serve`, which sends HEP to `heplink listen`, while a real aiortc peer runs an
 # echotest PeerConnection. Janus gathers no ICE candidates on loopback, so a veth carries
-# 127.0.0.2 (Janus media) and 127.0.0.3 (the peer); APIs stay on 127.0.0.1.
-#   run.sh HEPLINK PYTHON WORKDIR
+# 127.0.0.2 (Janus media) and 127.0.0.3 (the peers); APIs stay on 127.0.0.1.
+#   run.sh HEPLINK PYTHON WORKDIR echotest|videoroom
 set -euo pipefail
-HEPLINK="$1"; PY="$2"; WORK="$3"; HERE="$(cd "$(dirname "$0")" && pwd)"
+HEPLINK="$1"; PY="$2"; WORK="$3"; SCENARIO="$4"; HERE="$(cd "$(dirname "$0")" && pwd)"
 ip link set lo up
 ip link add hl0 type veth peer name hl1
 ip addr add 127.0.0.2/32 dev hl0
@@ -19,7 +19,7 @@ cat > "$WORK/cfg/janus.jcfg" <<JCFG
 general: { configs_folder = "$WORK/cfg" plugins_folder = "$P/plugins" transports_folder = "$P/transports" events_folder = "$P/events" loggers_folder = "$P/loggers" debug_level = 4 server_name = "heplink-webrtc" }
 media: { rtp_port_range = "20000-20999" }
 nat: { ice_enforce_list = "127.0.0.2" ignore_mdns = true }
-plugins: { disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_lua.so,libjanus_nosip.so,libjanus_recordplay.so,libjanus_sip.so,libjanus_streaming.so,libjanus_videocall.so,libjanus_voicemail.so,libjanus_textroom.so,libjanus_videoroom.so" }
+plugins: { disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_lua.so,libjanus_nosip.so,libjanus_recordplay.so,libjanus_sip.so,libjanus_streaming.so,libjanus_videocall.so,libjanus_voicemail.so,libjanus_textroom.so" }
 transports: { disable = "libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_pfunix.so,libjanus_rabbitmq.so,libjanus_websockets.so" }
 loggers: { disable = "libjanus_jsonlog.so" }
 events: { broadcast = true stats_period = 1 disable = "libjanus_gelfevh.so,libjanus_mqttevh.so,libjanus_nanomsgevh.so,libjanus_rabbitmqevh.so,libjanus_wsevh.so" }
@@ -29,6 +29,7 @@ admin: { admin_http = false }
 cors: { }' > "$WORK/cfg/janus.transport.http.jcfg"
 echo 'general: { enabled = true events = "all" grouping = false json = "compact" backend = "http://127.0.0.1:8090/janus-events" }' > "$WORK/cfg/janus.eventhandler.sampleevh.jcfg"
 echo 'general: { events = true }' > "$WORK/cfg/janus.plugin.echotest.jcfg"
+echo 'general: { events = true }' > "$WORK/cfg/janus.plugin.videoroom.jcfg"
 
 "$HEPLINK" listen --udp 127.0.0.1:9060 -q --jsonl "$WORK/hep.jsonl" > "$WORK/flows.txt" 2> "$WORK/listen.log" &
 LISTEN=$!
@@ -39,7 +40,12 @@ JANUS=$!
 for _ in $(seq 1 100); do
   (exec 3<>/dev/tcp/127.0.0.1/8088) 2> /dev/null && break || sleep 0.1
 done
-"$PY" "$HERE/echotest_peer.py" http://127.0.0.1:8088/janus 127.0.0.3 4 > "$WORK/peer.json" 2> "$WORK/peer.log" || { cat "$WORK/peer.log" >&2; exit 3; }
+case "$SCENARIO" in
+  echotest) PEER=("$HERE/echotest_peer.py" http://127.0.0.1:8088/janus 127.0.0.3 4) ;;
+  videoroom) PEER=("$HERE/videoroom_peer.py" http://127.0.0.1:8088/janus 127.0.0.3 4 5151) ;;
+  *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
+esac
+"$PY" "${PEER[@]}" > "$WORK/peer.json" 2> "$WORK/peer.log" || { cat "$WORK/peer.log" >&2; exit 3; }
 sleep 1
 kill -INT "$JANUS"; wait "$JANUS" || true
 sleep 0.5
