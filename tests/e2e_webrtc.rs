@@ -4,8 +4,9 @@
 //! `heplink listen --jsonl`. Everything runs in a network namespace of its own (see
 //! `tests/webrtc/run.sh`), so the fixed ports cannot clash and nothing leaves it.
 //!
-//! A second scenario runs a VideoRoom: two publishers and a viewer subscribed to both
-//! feeds (a session each, plus an admin session that creates and destroys the room).
+//! A second scenario runs a VideoRoom: two publishers, a viewer subscribed to both feeds
+//! and one to a single feed (a session each, plus an admin session that creates and
+//! destroys the room).
 //!
 //! The assertions are what an operator looks for in Homer after a call: every ICE, DTLS,
 //! WebRTC-up and hangup event and the media statistics arrived, each once, as valid HEP
@@ -229,17 +230,19 @@ fn aiortc_videoroom_publishers_and_subscriber_share_the_room_id() {
             peer[who][1].as_u64().unwrap(),
         )
     };
-    let who = ["admin", "pubA", "pubB", "subC"];
+    let who = ["admin", "pubA", "pubB", "subC", "subD"];
     let sessions: Vec<u64> = who.iter().map(|w| ids(w).0).collect();
     let name_of = |hid: Option<u64>| who.iter().find(|w| Some(ids(w).1) == hid).copied();
 
     // (participant, type, subtype, detail) -> count.
     let mut seen: BTreeMap<(&str, u64, u64, String), usize> = BTreeMap::new();
     let mut in_room = 0;
-    let mut sent_to_subscriber = 0u64;
+    let mut sent_to = BTreeMap::new();
+    let mut distinct = std::collections::HashSet::new();
     let mut received_from = BTreeMap::new();
     for p in &packets {
         let ev = event_of(p);
+        assert!(distinct.insert(ev.to_string()), "sent twice: {ev}");
         let cid = p["correlation_id"].as_str().unwrap();
         let ours = ev["session_id"]
             .as_u64()
@@ -265,9 +268,10 @@ fn aiortc_videoroom_publishers_and_subscriber_share_the_room_id() {
             _ => String::new(),
         };
         if (t, st) == (32, 3) {
-            if name == "subC" {
-                sent_to_subscriber =
-                    sent_to_subscriber.max(inner["packets-sent"].as_u64().unwrap());
+            if name.starts_with("sub") {
+                let tx = inner["packets-sent"].as_u64().unwrap();
+                let e = sent_to.entry(name).or_insert(0u64);
+                *e = (*e).max(tx);
             } else {
                 let rx = inner["packets-received"].as_u64().unwrap();
                 let e = received_from.entry(name).or_insert(0u64);
@@ -280,7 +284,7 @@ fn aiortc_videoroom_publishers_and_subscriber_share_the_room_id() {
         seen.get(&(w, t, st, d.to_string())).copied().unwrap_or(0)
     };
     assert!(in_room > 100, "{in_room} packets in the room");
-    for w in ["pubA", "pubB", "subC"] {
+    for w in ["pubA", "pubB", "subC", "subD"] {
         assert_eq!(count(w, 2, 0, ""), 2, "{w} attached + detached: {seen:?}");
         assert_eq!(count(w, 8, 0, ""), 2, "{w} offer + answer: {seen:?}");
         assert_eq!(count(w, 16, 4, ""), 1, "{w} selected pair: {seen:?}");
@@ -300,12 +304,11 @@ fn aiortc_videoroom_publishers_and_subscriber_share_the_room_id() {
             "{w}'s RTP reached Janus: {received_from:?}"
         );
     }
-    assert_eq!(count("subC", 64, 0, "subscribing"), 1, "{seen:?}");
-    assert_eq!(count("subC", 64, 0, "subscribed"), 1, "{seen:?}");
+    for w in ["subC", "subD"] {
+        assert_eq!(count(w, 64, 0, "subscribing"), 1, "{w}: {seen:?}");
+        assert_eq!(count(w, 64, 0, "subscribed"), 1, "{w}: {seen:?}");
+        assert!(sent_to[w] > 50, "Janus forwarded feeds to {w}: {sent_to:?}");
+    }
     assert_eq!(count("admin", 64, 0, "created"), 1, "{seen:?}");
     assert_eq!(count("admin", 64, 0, "destroyed"), 1, "{seen:?}");
-    assert!(
-        sent_to_subscriber > 50,
-        "Janus forwarded the feeds to the subscriber: {sent_to_subscriber}"
-    );
 }

@@ -4,7 +4,8 @@
   videoroom_peer.py JANUS_URL PEER_IP SECONDS ROOM
 
 An admin session creates ROOM; publishers A and B (a session each) join and publish Opus
-+ VP8; viewer C (a session of its own) subscribes to both feeds on one PeerConnection.
++ VP8; viewer C (a session of its own) subscribes to both feeds on one PeerConnection,
+viewer D (another session) to A's feed only.
 After SECONDS of media everyone hangs up, detaches and leaves, the room is destroyed and
 the sessions too. Prints the ids as JSON on its last line.
 """
@@ -75,11 +76,12 @@ async def main():
     a = await publish("pubA")
     b = await publish("pubB")
     c = await subscribe("subC", [a["feed"], b["feed"]])
+    d = await subscribe("subD", [a["feed"]])
     await asyncio.sleep(SECONDS)
-    for p in (c, b, a):
+    for p in (d, c, b, a):
         call(f"{BASE}/{p['session']}/{p['handle']}", {"janus": "hangup"})
     await asyncio.sleep(0.5)
-    for p in (c, b, a):
+    for p in (d, c, b, a):
         await close_pc(p["pc"])
         call(f"{BASE}/{p['session']}/{p['handle']}", {"janus": "detach"})
         call(f"{BASE}/{p['session']}", {"janus": "destroy"})
@@ -87,7 +89,7 @@ async def main():
     call(f"{BASE}/{ms}/{mh}", {"janus": "detach"})
     call(f"{BASE}/{ms}", {"janus": "destroy"})
     print(json.dumps({"room": ROOM, "admin": [ms, mh], "pubA": [a["session"], a["handle"]],
-                      "pubB": [b["session"], b["handle"]], "subC": [c["session"], c["handle"]]}))
+                      "pubB": [b["session"], b["handle"]], "subC": [c["session"], c["handle"]], "subD": [d["session"], d["handle"]]}))
 
 
 asyncio.run(main())
