@@ -7,8 +7,9 @@
 //! before the next call's offer), so moving an event across that boundary moves it to
 //! the other call by design.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use bytes::Bytes;
 use heplink::correlate::{self, Correlator};
@@ -16,17 +17,12 @@ use heplink::janus::EventParser;
 use proptest::prelude::*;
 use serde_json::Value;
 
+/// The fixture's events, one JSON text each.
 fn fixture(scenario: &str) -> Vec<String> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/janus/{scenario}.jsonl"));
-    let mut out = Vec::new();
-    for line in std::fs::read_to_string(path).unwrap().lines() {
-        match serde_json::from_str::<Value>(line).unwrap() {
-            Value::Array(a) => out.extend(a.into_iter().map(|v| v.to_string())),
-            v => out.push(v.to_string()),
-        }
-    }
-    out
+    common::fixture_events(scenario)
+        .iter()
+        .map(Value::to_string)
+        .collect()
 }
 
 fn ts(raw: &str) -> u64 {

@@ -1,27 +1,16 @@
 //! One test per correlation rule, built from real fixture events (ids edited where a case
 //! needs it).
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use bytes::Bytes;
 use heplink::correlate::{self, Correlated, Correlator, Fallback};
 use heplink::janus::{split_events, EventParser};
 use serde_json::{json, Value};
 
-/// The events of a fixture, as JSON values, in order.
-fn fixture(scenario: &str) -> Vec<Value> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/janus/{scenario}.jsonl"));
-    let mut out = Vec::new();
-    for line in std::fs::read_to_string(path).unwrap().lines() {
-        match serde_json::from_str::<Value>(line).unwrap() {
-            Value::Array(a) => out.extend(a),
-            v => out.push(v),
-        }
-    }
-    out
-}
+use common::fixture_events as fixture;
 
 fn ts(v: &Value) -> u64 {
     v["timestamp"].as_u64().unwrap()

@@ -22,14 +22,6 @@ use serde_json::{json, Value};
 
 const PLUGINS: &str = "/usr/lib/x86_64-linux-gnu/janus";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Janus {
     child: Child,
     api: SocketAddr,

@@ -44,7 +44,7 @@ fn run_scenario(scenario: &str) -> (Vec<Value>, Value, String) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/run.sh");
     let mut cmd = Command::new("unshare");
     // Unprivileged, a user namespace maps us to root inside it, enough for its own netns.
-    if !nix_is_root() {
+    if !is_root() {
         cmd.arg("-r");
     }
     let out = cmd
@@ -87,7 +87,22 @@ fn event_of(p: &Value) -> Value {
     body["event"].take()
 }
 
-fn nix_is_root() -> bool {
+/// What tells events of one kind apart: ICE or DTLS state, connection, medium, or the
+/// plugin's event name.
+fn detail(t: u64, st: u64, inner: &Value) -> String {
+    let field = match (t, st) {
+        (16, 1) => &inner["ice"],
+        (16, 5) => &inner["dtls"],
+        (16, 6) => &inner["connection"],
+        (32, _) => &inner["media"],
+        (64, _) => &inner["data"]["event"],
+        _ => return String::new(),
+    };
+    field.as_str().unwrap_or("").to_string()
+}
+
+/// Whether the effective user is root (from /proc, no extra crate).
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -129,13 +144,7 @@ fn aiortc_echotest_call_reaches_hep_under_one_session_id() {
             ev["subtype"].as_u64().unwrap_or(0),
         );
         let inner = &ev["event"];
-        let detail = match (t, st) {
-            (16, 1) => inner["ice"].as_str().unwrap_or("").to_string(),
-            (16, 5) => inner["dtls"].as_str().unwrap_or("").to_string(),
-            (16, 6) => inner["connection"].as_str().unwrap_or("").to_string(),
-            (32, _) => inner["media"].as_str().unwrap_or("").to_string(),
-            _ => String::new(),
-        };
+        let detail = detail(t, st, inner);
         *seen.entry((t, st, detail)).or_default() += 1;
         if (t, st) == (16, 4) {
             let c = &inner["candidates"];
@@ -260,13 +269,7 @@ fn aiortc_videoroom_publishers_and_subscriber_share_the_room_id() {
             ev["subtype"].as_u64().unwrap_or(0),
         );
         let inner = &ev["event"];
-        let detail = match (t, st) {
-            (16, 5) => inner["dtls"].as_str().unwrap_or("").to_string(),
-            (16, 6) => inner["connection"].as_str().unwrap_or("").to_string(),
-            (32, _) => inner["media"].as_str().unwrap_or("").to_string(),
-            (64, _) => inner["data"]["event"].as_str().unwrap_or("").to_string(),
-            _ => String::new(),
-        };
+        let detail = detail(t, st, inner);
         if (t, st) == (32, 3) {
             if name.starts_with("sub") {
                 let tx = inner["packets-sent"].as_u64().unwrap();

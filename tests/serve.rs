@@ -210,17 +210,7 @@ async fn websocket_input_with_two_janus_instances_at_once() {
         );
         clients.push(ws);
     }
-    let frames: Vec<String> = {
-        let path = format!(
-            "{}/fixtures/janus/textroom-datachannel-webrtc.wsevh.jsonl",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(path)
-            .unwrap()
-            .lines()
-            .map(String::from)
-            .collect()
-    };
+    let frames = fixture_bodies("textroom-datachannel-webrtc.wsevh");
     // Interleave the same capture over both connections: the second as another emitter.
     for f in &frames {
         clients[0]

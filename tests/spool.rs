@@ -3,21 +3,12 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::*;
 use heplink::config::{Config, Output};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// (cid, type, subtype, timestamp) of each first arrival, and of what convert makes.
 type Key = (String, Option<u64>, Option<u64>, Option<u64>);

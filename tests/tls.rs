@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::net::TcpListener;
+use common::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -66,14 +66,6 @@ fn pki(dir: &Path) -> Pki {
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_heplink"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn packets(path: &Path) -> Vec<Vec<u8>> {

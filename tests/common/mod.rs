@@ -158,6 +158,27 @@ pub fn metric(text: &str, series: &str) -> u64 {
         .unwrap_or_else(|| panic!("no series {series}"))
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The fixture's events in order, arrays (grouped bodies) flattened.
+pub fn fixture_events(scenario: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for line in fixture_bodies(scenario) {
+        match serde_json::from_str(&line).unwrap() {
+            serde_json::Value::Array(a) => out.extend(a),
+            v => out.push(v),
+        }
+    }
+    out
+}
+
 /// The fixture's bodies, one per line.
 pub fn fixture_bodies(scenario: &str) -> Vec<String> {
     let path = format!(
