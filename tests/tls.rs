@@ -114,6 +114,13 @@ fn kamailio() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hep/kamailio-siptrace-v3.pcap")
 }
 
+/// `heplink replay` of the Kamailio capture, as fast as it goes, to `to`.
+fn replay_kamailio(to: &str) -> Command {
+    let mut c = bin();
+    c.arg("replay").arg(kamailio()).args(["--to", to, "--fast"]);
+    c
+}
+
 #[test]
 fn replay_over_tls_is_byte_identical_with_the_right_ca() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,16 +129,8 @@ fn replay_over_tls_is_byte_identical_with_the_right_ca() {
     let port = free_port();
     let out = dir.path().join("got.pcap");
     let mut l = listen_tls(&p, port, want.len(), &out, false, 20);
-    let st = bin()
-        .arg("replay")
-        .arg(kamailio())
-        .args([
-            "--to",
-            &format!("tls://localhost:{port}"),
-            "--fast",
-            "--keep-time",
-            "--tls-ca",
-        ])
+    let st = replay_kamailio(&format!("tls://localhost:{port}"))
+        .args(["--keep-time", "--tls-ca"])
         .arg(&p.ca)
         .status()
         .unwrap();
@@ -149,32 +148,15 @@ fn a_wrong_ca_is_refused_and_the_insecure_mode_is_explicit() {
     let port = free_port();
     let out = dir.path().join("got.pcap");
     let mut l = listen_tls(&p, port, want.len(), &out, false, 20);
-    let refused = bin()
-        .arg("replay")
-        .arg(kamailio())
-        .args([
-            "--to",
-            &format!("tls://127.0.0.1:{port}"),
-            "--fast",
-            "--drain-timeout",
-            "1",
-            "--tls-ca",
-        ])
+    let refused = replay_kamailio(&format!("tls://127.0.0.1:{port}"))
+        .args(["--drain-timeout", "1", "--tls-ca"])
         .arg(&other_ca)
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("could not be sent"));
-    let ok = bin()
-        .arg("replay")
-        .arg(kamailio())
-        .args([
-            "--to",
-            &format!("tls://127.0.0.1:{port}"),
-            "--fast",
-            "--keep-time",
-            "--tls-insecure-skip-verify",
-        ])
+    let ok = replay_kamailio(&format!("tls://127.0.0.1:{port}"))
+        .args(["--keep-time", "--tls-insecure-skip-verify"])
         .status()
         .unwrap();
     assert!(ok.success());
@@ -190,31 +172,14 @@ fn client_certificates_when_the_collector_asks() {
     let port = free_port();
     let out = dir.path().join("got.pcap");
     let mut l = listen_tls(&p, port, want.len(), &out, true, 20);
-    let without = bin()
-        .arg("replay")
-        .arg(kamailio())
-        .args([
-            "--to",
-            &format!("tls://localhost:{port}"),
-            "--fast",
-            "--drain-timeout",
-            "1",
-            "--tls-ca",
-        ])
+    let without = replay_kamailio(&format!("tls://localhost:{port}"))
+        .args(["--drain-timeout", "1", "--tls-ca"])
         .arg(&p.ca)
         .output()
         .unwrap();
     assert_eq!(without.status.code(), Some(2));
-    let with = bin()
-        .arg("replay")
-        .arg(kamailio())
-        .args([
-            "--to",
-            &format!("tls://localhost:{port}"),
-            "--fast",
-            "--keep-time",
-            "--tls-ca",
-        ])
+    let with = replay_kamailio(&format!("tls://localhost:{port}"))
+        .args(["--keep-time", "--tls-ca"])
         .arg(&p.ca)
         .arg("--tls-cert")
         .arg(&p.client_cert)
