@@ -425,44 +425,9 @@ async fn tcp_collector_killed_and_restarted_20_times_loses_nothing_and_keeps_ord
             >= 10
     );
     // Zero loss: every packet convert makes arrived at least once, first arrivals in
-    // order. Events are identified by (correlation id, type, subtype, timestamp): the
-    // payloads themselves differ in `held_us` (event-time clock vs wall clock).
-    let key = |cid: &str, p: &[u8]| {
-        let v: serde_json::Value = serde_json::from_slice(p).unwrap();
-        let e = &v["event"];
-        (
-            cid.to_string(),
-            e["type"].as_u64(),
-            e["subtype"].as_u64(),
-            e["timestamp"].as_u64(),
-        )
-    };
-    let mut lines = bodies.iter().map(|b| Ok(b.clone()));
-    let c =
-        heplink::convert_cmd::convert(&mut lines, Default::default(), Default::default()).unwrap();
-    let want: Vec<_> = c
-        .packets
-        .iter()
-        .zip(&c.cids)
-        .map(|((_, b), cid)| {
-            key(
-                cid,
-                heplink::proto::decode(b, heplink::proto::Mode::Strict)
-                    .unwrap()
-                    .payload
-                    .unwrap(),
-            )
-        })
-        .collect();
-    let mut seen = std::collections::HashSet::new();
-    let firsts: Vec<_> = got
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(cid, p)| key(cid, p))
-        .filter(|k| seen.insert(k.clone()))
-        .collect();
+    // order (events identified by `common::key`).
+    let want = converted(&bodies);
+    let firsts = firsts(&got);
     assert_eq!(
         firsts.len(),
         want.len(),

@@ -10,60 +10,6 @@ use std::time::Duration;
 use common::*;
 use heplink::config::{Config, Output};
 
-/// (cid, type, subtype, timestamp) of each first arrival, and of what convert makes.
-type Key = (String, Option<u64>, Option<u64>, Option<u64>);
-
-fn key(cid: &str, p: &[u8]) -> Key {
-    match serde_json::from_slice::<serde_json::Value>(p) {
-        Ok(v) => {
-            let e = &v["event"];
-            (
-                cid.to_string(),
-                e["type"].as_u64(),
-                e["subtype"].as_u64(),
-                e["timestamp"].as_u64(),
-            )
-        }
-        // A SIP message: identified by its bytes.
-        Err(_) => {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            p.hash(&mut h);
-            (cid.to_string(), Some(1), None, Some(h.finish()))
-        }
-    }
-}
-
-fn firsts(got: &Received) -> Vec<Key> {
-    let mut seen = std::collections::HashSet::new();
-    got.0
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(c, p)| key(c, p))
-        .filter(|k| seen.insert(k.clone()))
-        .collect()
-}
-
-fn converted(bodies: &[String]) -> Vec<Key> {
-    let mut lines = bodies.iter().map(|b| Ok(b.clone()));
-    let c =
-        heplink::convert_cmd::convert(&mut lines, Default::default(), Default::default()).unwrap();
-    c.packets
-        .iter()
-        .zip(&c.cids)
-        .map(|((_, b), cid)| {
-            key(
-                cid,
-                heplink::proto::decode(b, heplink::proto::Mode::Strict)
-                    .unwrap()
-                    .payload
-                    .unwrap(),
-            )
-        })
-        .collect()
-}
-
 fn assert_same_per_cid(got: &[Key], want: &[Key]) {
     if got.len() != want.len() {
         let g: std::collections::HashSet<&Key> = got.iter().collect();

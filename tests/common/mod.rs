@@ -201,3 +201,61 @@ pub fn expected_cids(scenario: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// (cid, type, subtype, timestamp) of each first arrival, and of what convert makes.
+pub type Key = (String, Option<u64>, Option<u64>, Option<u64>);
+
+/// An event's key: its correlation id, type, subtype and timestamp (payloads differ in
+/// `held_us`), or for SIP a hash of its bytes.
+pub fn key(cid: &str, p: &[u8]) -> Key {
+    match serde_json::from_slice::<serde_json::Value>(p) {
+        Ok(v) => {
+            let e = &v["event"];
+            (
+                cid.to_string(),
+                e["type"].as_u64(),
+                e["subtype"].as_u64(),
+                e["timestamp"].as_u64(),
+            )
+        }
+        // A SIP message: identified by its bytes.
+        Err(_) => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            p.hash(&mut h);
+            (cid.to_string(), Some(1), None, Some(h.finish()))
+        }
+    }
+}
+
+/// The keys of the packets received, each at its first arrival.
+pub fn firsts(got: &Received) -> Vec<Key> {
+    let mut seen = std::collections::HashSet::new();
+    got.0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(c, p)| key(c, p))
+        .filter(|k| seen.insert(k.clone()))
+        .collect()
+}
+
+/// The keys of what `convert` makes of the bodies: what `serve` must send.
+pub fn converted(bodies: &[String]) -> Vec<Key> {
+    let mut lines = bodies.iter().map(|b| Ok(b.clone()));
+    let c =
+        heplink::convert_cmd::convert(&mut lines, Default::default(), Default::default()).unwrap();
+    c.packets
+        .iter()
+        .zip(&c.cids)
+        .map(|((_, b), cid)| {
+            key(
+                cid,
+                heplink::proto::decode(b, heplink::proto::Mode::Strict)
+                    .unwrap()
+                    .payload
+                    .unwrap(),
+            )
+        })
+        .collect()
+}
