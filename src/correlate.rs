@@ -629,21 +629,17 @@ impl EmitterState {
             return;
         }
         let held = std::mem::take(&mut s.held);
-        let client = s.client;
+        let base = Facts {
+            client: s.client,
+            ..Facts::default()
+        };
         let groups = self.session_groups(sid);
-        let fallback = self.session_cid(em, cfg, sid);
-        for h in held {
-            let facts = Facts {
-                client,
-                held_us: now.saturating_sub(h.at).min(u64::MAX / 2),
-                ..Facts::default()
-            };
-            if groups.is_empty() {
-                emit(out, h.event, fallback.clone(), facts);
-            } else {
-                emit_groups(out, h.event, &groups, facts);
-            }
-        }
+        let to = if groups.is_empty() {
+            To::Cid(self.session_cid(em, cfg, sid))
+        } else {
+            To::Groups(&groups)
+        };
+        release_held(out, held, &base, now, &to);
     }
 
     fn handle_cid(&self, em: &str, cfg: &Config, hid: u64, h: &HandleState) -> Arc<str> {
@@ -911,14 +907,7 @@ impl EmitterState {
             return;
         }
         let held = std::mem::take(&mut h.held);
-        let base = Self::handle_facts(h);
-        for e in held {
-            let facts = Facts {
-                held_us: now.saturating_sub(e.at),
-                ..base.clone()
-            };
-            emit_groups(out, e.event, groups, facts);
-        }
+        release_held(out, held, &Self::handle_facts(h), now, &To::Groups(groups));
     }
 
     /// Releases a handle's held events to the fallback id.
@@ -943,14 +932,7 @@ impl EmitterState {
         let cid = self.handle_cid(em, cfg, hid, h);
         let h = self.handles.get_mut(&hid).expect("present");
         let held = std::mem::take(&mut h.held);
-        let base = Self::handle_facts(h);
-        for e in held {
-            let facts = Facts {
-                held_us: now.saturating_sub(e.at).min(u64::MAX / 2),
-                ..base.clone()
-            };
-            emit(out, e.event, cid.clone(), facts);
-        }
+        release_held(out, held, &Self::handle_facts(h), now, &To::Cid(cid));
     }
 
     fn room_event(
@@ -1153,6 +1135,26 @@ fn ran_out<'a>(
     })
     .map(|(k, _)| k)
     .collect()
+}
+
+/// Where released events go: a bound handle's or session's groups, or a fallback id.
+enum To<'a> {
+    Groups(&'a [Group]),
+    Cid(Arc<str>),
+}
+
+/// Emits held events in order, each with `base` and the time it was held.
+fn release_held(out: &mut Vec<Correlated>, held: Vec<Held>, base: &Facts, now: u64, to: &To) {
+    for h in held {
+        let facts = Facts {
+            held_us: now.saturating_sub(h.at),
+            ..base.clone()
+        };
+        match to {
+            To::Groups(groups) => emit_groups(out, h.event, groups, facts),
+            To::Cid(cid) => emit(out, h.event, cid.clone(), facts),
+        }
+    }
 }
 
 fn emit(out: &mut Vec<Correlated>, event: Event, cid: Arc<str>, facts: Facts) {
