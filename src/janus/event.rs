@@ -11,9 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+
+use super::scan::{self, Num, Scalar, ScanError, Scanner};
 
 /// Event type values (the `type` bit mask of Janus).
 pub mod kind {
@@ -276,72 +275,66 @@ impl EventError {
     }
 }
 
-/// Parses events and interns emitter names (every event of one Janus shares one `Arc`).
+/// Parses events, interning emitter names and the short names events repeat (every
+/// event of one Janus shares one `Arc` for its emitter, every `attached` one for its name).
 #[derive(Debug, Default)]
 pub struct EventParser {
     emitters: Vec<Arc<str>>,
+    names: Vec<Arc<str>>,
 }
 
-/// A u64 given as a number or a decimal string.
-struct U64Lenient(u64);
+/// Bounded caches: a flood of distinct names must not grow them without end.
+const MAX_INTERNED: usize = 64;
+/// Only names up to this length are interned (event names, SDP types, transports).
+const MAX_INTERNED_LEN: usize = 40;
 
-impl<'de> Deserialize<'de> for U64Lenient {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = U64Lenient;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an unsigned integer id")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<U64Lenient, E> {
-                Ok(U64Lenient(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<U64Lenient, E> {
-                u64::try_from(v).map(U64Lenient).map_err(E::custom)
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<U64Lenient, E> {
-                if v >= 0.0 && v.fract() == 0.0 && v < 1.8e19 {
-                    Ok(U64Lenient(v as u64))
-                } else {
-                    Err(E::custom("not an unsigned integer"))
-                }
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<U64Lenient, E> {
-                v.parse().map(U64Lenient).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+fn intern(cache: &mut Vec<Arc<str>>, name: &str) -> Arc<str> {
+    if let Some(e) = cache.iter().find(|e| &***e == name) {
+        return e.clone();
     }
-}
-
-impl<'de> Deserialize<'de> for RoomId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = RoomId;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a room or participant id (number or string)")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RoomId, E> {
-                Ok(RoomId::Num(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RoomId, E> {
-                Ok(RoomId::Str(v.to_string().into()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RoomId, E> {
-                Ok(RoomId::Str(v.to_string().into()))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RoomId, E> {
-                Ok(RoomId::Str(v.into()))
-            }
-        }
-        d.deserialize_any(V)
+    let e: Arc<str> = name.into();
+    if cache.len() < MAX_INTERNED && name.len() <= MAX_INTERNED_LEN {
+        cache.push(e.clone());
     }
+    e
 }
 
-/// The top level of an event, parsed in one pass: when `type` comes before `event` (the
-/// order Janus writes), `event` is parsed straight into the typed body of that type;
-/// otherwise it is kept raw and parsed afterwards.
+fn scan_err(e: ScanError) -> EventError {
+    EventError::Json(e.to_string())
+}
+
+fn type_err(msg: &'static str, at: usize) -> ScanError {
+    ScanError { msg, at }
+}
+
+/// A u64 given as a number or a decimal string, or `null`.
+fn opt_u64_lenient(sc: &mut Scanner<'_>) -> scan::R<Option<u64>> {
+    let at = sc.pos();
+    Ok(match sc.opt_scalar()? {
+        None => None,
+        Some(Scalar::Num(Num::U(v))) => Some(v),
+        Some(Scalar::Num(Num::F(v))) if v >= 0.0 && v.fract() == 0.0 && v < 1.8e19 => {
+            Some(v as u64)
+        }
+        Some(Scalar::Num(_)) => return Err(type_err("expected an unsigned integer id", at)),
+        Some(Scalar::Str(s)) => Some(
+            s.parse()
+                .map_err(|_| type_err("expected an unsigned integer id", at))?,
+        ),
+    })
+}
+
+/// A room or participant id (number or string), or `null`.
+fn opt_room_id(sc: &mut Scanner<'_>) -> scan::R<Option<RoomId>> {
+    Ok(sc.opt_scalar()?.map(|v| match v {
+        Scalar::Num(Num::U(v)) => RoomId::Num(v),
+        Scalar::Num(Num::I(v)) => RoomId::Str(v.to_string().into()),
+        Scalar::Num(Num::F(v)) => RoomId::Str(v.to_string().into()),
+        Scalar::Str(s) => RoomId::Str(s.into()),
+    }))
+}
+
+/// The top level of an event, as read.
 #[derive(Default)]
 struct Top<'a> {
     emitter: Option<Cow<'a, str>>,
@@ -351,244 +344,6 @@ struct Top<'a> {
     session_id: Option<u64>,
     handle_id: Option<u64>,
     opaque_id: Option<Cow<'a, str>>,
-    event: Option<EventField<'a>>,
-}
-
-// Lives on the stack for one parse; boxing the large variant would allocate per event.
-#[allow(clippy::large_enum_variant)]
-enum EventField<'a> {
-    Parsed(Parsed<'a>),
-    Raw(&'a RawValue),
-}
-
-/// A string that borrows from the input when it has no escapes.
-struct BStr<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for BStr<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = BStr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<BStr<'de>, E> {
-                Ok(BStr(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<BStr<'de>, E> {
-                Ok(BStr(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for Top<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Top<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a Janus event object")
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut m: A) -> Result<Top<'de>, A::Error> {
-                let mut t = Top::default();
-                while let Some(key) = m.next_key::<BStr<'de>>()? {
-                    match &*key.0 {
-                        "emitter" => t.emitter = m.next_value::<Option<BStr<'de>>>()?.map(|b| b.0),
-                        "type" => t.kind = m.next_value()?,
-                        "subtype" => t.subtype = m.next_value()?,
-                        "timestamp" => {
-                            t.timestamp = m.next_value::<Option<U64Lenient>>()?.map(|v| v.0)
-                        }
-                        "session_id" => {
-                            t.session_id = m.next_value::<Option<U64Lenient>>()?.map(|v| v.0)
-                        }
-                        "handle_id" => {
-                            t.handle_id = m.next_value::<Option<U64Lenient>>()?.map(|v| v.0)
-                        }
-                        "opaque_id" => {
-                            t.opaque_id = m.next_value::<Option<BStr<'de>>>()?.map(|b| b.0)
-                        }
-                        "event" => {
-                            t.event = Some(match t.kind {
-                                Some(kind) => EventField::Parsed(
-                                    m.next_value_seed(TypedSeed(kind, t.subtype))?,
-                                ),
-                                None => EventField::Raw(m.next_value()?),
-                            })
-                        }
-                        _ => {
-                            m.next_value::<de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(t)
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// Deserializes an `event` object into the typed body of its event type (and subtype,
-/// when known: ICE-state and DTLS bodies hold nothing heplink reads, so they are skipped).
-struct TypedSeed(u16, Option<u16>);
-
-impl<'de> de::DeserializeSeed<'de> for TypedSeed {
-    type Value = Parsed<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Parsed<'de>, D::Error> {
-        if self.0 == kind::WEBRTC && matches!(self.1, Some(1 | 5)) {
-            de::IgnoredAny::deserialize(d)?;
-            return Ok(Parsed::WebRtc(WebRtcBody::default()));
-        }
-        parse_typed(self.0, d)
-    }
-}
-
-/// The typed body of each event type, still borrowing the input.
-// Lives on the stack for one parse; boxing the large variants would allocate per event.
-#[allow(clippy::large_enum_variant)]
-enum Parsed<'a> {
-    Session(SessionBody<'a>),
-    Handle(HandleBody<'a>),
-    Jsep(JsepBody<'a>),
-    WebRtc(WebRtcBody<'a>),
-    Plugin(PluginBody<'a>),
-    Transport(TransportBody<'a>),
-    Other,
-}
-
-fn parse_typed<'de, D: Deserializer<'de>>(kind: u16, d: D) -> Result<Parsed<'de>, D::Error> {
-    Ok(match kind {
-        kind::SESSION => Parsed::Session(SessionBody::deserialize(d)?),
-        kind::HANDLE => Parsed::Handle(HandleBody::deserialize(d)?),
-        kind::JSEP => Parsed::Jsep(JsepBody::deserialize(d)?),
-        kind::WEBRTC => Parsed::WebRtc(WebRtcBody::deserialize(d)?),
-        kind::PLUGIN => Parsed::Plugin(PluginBody::deserialize(d)?),
-        kind::TRANSPORT => Parsed::Transport(TransportBody::deserialize(d)?),
-        _ => {
-            de::IgnoredAny::deserialize(d)?;
-            Parsed::Other
-        }
-    })
-}
-
-#[derive(Deserialize)]
-struct SessionBody<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    transport: Option<SessionTransport<'a>>,
-}
-
-#[derive(Deserialize)]
-struct SessionTransport<'a> {
-    #[serde(borrow, default)]
-    transport: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct HandleBody<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    plugin: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct JsepBody<'a> {
-    #[serde(borrow, default)]
-    owner: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    jsep: Option<JsepInner<'a>>,
-}
-
-#[derive(Deserialize)]
-struct JsepInner<'a> {
-    #[serde(borrow, default, rename = "type")]
-    kind: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize, Default)]
-struct WebRtcBody<'a> {
-    #[serde(borrow, default, rename = "local-candidate")]
-    local_candidate: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "remote-candidate")]
-    remote_candidate: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "selected-pair")]
-    selected_pair: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    connection: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct PluginBody<'a> {
-    #[serde(borrow, default)]
-    plugin: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    data: Option<PluginData<'a>>,
-}
-
-#[derive(Deserialize)]
-struct PluginData<'a> {
-    #[serde(borrow, default)]
-    event: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    videoroom: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    audiobridge: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    textroom: Option<Cow<'a, str>>,
-    #[serde(default)]
-    room: Option<RoomId>,
-    #[serde(default)]
-    id: Option<RoomId>,
-    #[serde(default)]
-    publisher_id: Option<RoomId>,
-    #[serde(default)]
-    private_id: Option<U64Lenient>,
-    #[serde(borrow, default)]
-    display: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    username: Option<&'a RawValue>,
-    #[serde(default)]
-    streams: Option<Vec<Stream>>,
-    #[serde(default)]
-    feed: Option<RoomId>,
-    #[serde(borrow, default, rename = "call-id")]
-    call_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    sip: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Stream {
-    #[serde(default)]
-    feed_id: Option<RoomId>,
-}
-
-#[derive(Deserialize)]
-struct TransportBody<'a> {
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    transport: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    data: Option<TransportData<'a>>,
-}
-
-#[derive(Deserialize)]
-struct TransportData<'a> {
-    #[serde(borrow, default)]
-    ip: Option<Cow<'a, str>>,
-    #[serde(default)]
-    port: Option<u16>,
-}
-
-fn json_err(e: serde_json::Error) -> EventError {
-    EventError::Json(e.to_string())
 }
 
 impl EventParser {
@@ -597,36 +352,55 @@ impl EventParser {
         Self::default()
     }
 
-    fn emitter(&mut self, name: &str) -> Arc<str> {
-        if let Some(e) = self.emitters.iter().find(|e| &***e == name) {
-            return e.clone();
-        }
-        let e: Arc<str> = name.into();
-        // A bounded cache: a flood of distinct emitters must not grow it without end.
-        if self.emitters.len() < 64 {
-            self.emitters.push(e.clone());
-        }
-        e
+    fn name(&mut self, s: Option<Cow<'_, str>>) -> Option<Arc<str>> {
+        s.map(|s| intern(&mut self.names, &s))
     }
 
     /// Parses one event object (as cut out by [`crate::janus::split_events`]).
     pub fn parse(&mut self, raw: Bytes) -> Result<Event, EventError> {
-        // One UTF-8 check of the whole event, then serde reads strings without re-checking.
+        // One UTF-8 check of the whole event; the scanner then reads it as text.
         let text = std::str::from_utf8(&raw)
             .map_err(|e| EventError::Json(format!("invalid UTF-8: {e}")))?;
-        let top: Top<'_> = serde_json::from_str(text).map_err(json_err)?;
-        let kind = top.kind.ok_or(EventError::NoType)?;
-        let parsed = match top.event {
-            Some(EventField::Parsed(p)) => p,
-            Some(EventField::Raw(r)) => {
-                parse_typed(kind, &mut serde_json::Deserializer::from_str(r.get()))
-                    .map_err(json_err)?
+        let mut sc = Scanner::new(text);
+        let mut top = Top::default();
+        let mut body = None;
+        let mut event_at = None;
+        if sc.peek().map_err(scan_err)? != b'{' {
+            return Err(EventError::Json("an event must be a JSON object".into()));
+        }
+        sc.object(|sc, key| {
+            match &*key {
+                "emitter" => top.emitter = sc.opt_str()?,
+                "type" => top.kind = sc.opt_u16()?,
+                "subtype" => top.subtype = sc.opt_u16()?,
+                "timestamp" => top.timestamp = opt_u64_lenient(sc)?,
+                "session_id" => top.session_id = opt_u64_lenient(sc)?,
+                "handle_id" => top.handle_id = opt_u64_lenient(sc)?,
+                "opaque_id" => top.opaque_id = sc.opt_str()?,
+                "event" => match top.kind {
+                    // Janus writes `type` (and `subtype`) before `event`: read it typed now.
+                    Some(kind) => body = Some(self.body(sc, kind, top.subtype)?),
+                    None => {
+                        sc.peek()?;
+                        event_at = Some(sc.pos());
+                        sc.skip()?;
+                    }
+                },
+                _ => sc.skip()?,
             }
-            None => Parsed::Other,
+            Ok(())
+        })
+        .and_then(|()| sc.end())
+        .map_err(scan_err)?;
+        let kind = top.kind.ok_or(EventError::NoType)?;
+        let body = match (body, event_at) {
+            (Some(b), _) => b,
+            (None, Some(at)) => self
+                .body(&mut Scanner::at(text, at), kind, top.subtype)
+                .map_err(scan_err)?,
+            (None, None) => Body::Other,
         };
-        let body = build_body(top.subtype, parsed);
-        let emitter = self.emitter(top.emitter.as_deref().unwrap_or(""));
-        let opaque_id = top.opaque_id.map(|o| Arc::from(&*o));
+        let emitter = intern(&mut self.emitters, top.emitter.as_deref().unwrap_or(""));
         Ok(Event {
             emitter,
             kind,
@@ -634,99 +408,236 @@ impl EventParser {
             timestamp: top.timestamp,
             session_id: top.session_id,
             handle_id: top.handle_id,
-            opaque_id,
+            opaque_id: top.opaque_id.map(|o| Arc::from(&*o)),
             body,
             raw,
         })
     }
-}
 
-fn arc(s: Option<Cow<'_, str>>) -> Option<Arc<str>> {
-    s.map(|s| Arc::from(&*s))
-}
-
-/// A string-valued field, or `None` when it is absent or of another type.
-fn lenient_str(v: Option<&RawValue>) -> Option<Arc<str>> {
-    let v = v?;
-    serde_json::from_str::<Cow<'_, str>>(v.get())
-        .ok()
-        .map(|s| Arc::from(&*s))
-}
-
-fn build_body(subtype: Option<u16>, parsed: Parsed<'_>) -> Body {
-    match parsed {
-        Parsed::Session(b) => {
-            let (transport, transport_id) = match b.transport {
-                Some(t) => (arc(t.transport), arc(t.id)),
-                None => (None, None),
-            };
-            Body::Session {
-                name: arc(b.name).unwrap_or_else(|| "".into()),
-                transport_id,
-                transport,
-            }
-        }
-        Parsed::Handle(b) => Body::Handle {
-            name: arc(b.name).unwrap_or_else(|| "".into()),
-            plugin: b.plugin.as_deref().map(Plugin::from_package),
-        },
-        Parsed::Jsep(b) => Body::Jsep {
-            remote: b.owner.as_deref() == Some("remote"),
-            sdp_type: arc(b.jsep.and_then(|j| j.kind)).unwrap_or_else(|| "".into()),
-        },
-        Parsed::WebRtc(b) => {
-            let mut w = WebRtc::default();
-            match subtype {
-                Some(2) => w.local = b.local_candidate.as_deref().and_then(candidate_addr),
-                Some(3) => w.remote = b.remote_candidate.as_deref().and_then(candidate_addr),
-                Some(4) => {
-                    if let Some((l, r)) = b.selected_pair.as_deref().and_then(selected_pair) {
-                        w.local = Some(l);
-                        w.remote = Some(r);
+    /// Reads an `event` object into the typed body of its event type (and subtype: ICE-state
+    /// and DTLS bodies hold nothing heplink reads, so they are only checked).
+    fn body(&mut self, sc: &mut Scanner<'_>, kind: u16, subtype: Option<u16>) -> scan::R<Body> {
+        Ok(match kind {
+            kind::SESSION => {
+                let (mut name, mut transport, mut transport_id) = (None, None, None);
+                sc.object(|sc, key| {
+                    match &*key {
+                        "name" => name = self.name(sc.opt_str()?),
+                        "transport" => {
+                            sc.opt_object(|sc, key| {
+                                match &*key {
+                                    "transport" => transport = self.name(sc.opt_str()?),
+                                    "id" => transport_id = sc.opt_str()?.map(|s| Arc::from(&*s)),
+                                    _ => sc.skip()?,
+                                }
+                                Ok(())
+                            })?;
+                        }
+                        _ => sc.skip()?,
                     }
+                    Ok(())
+                })?;
+                Body::Session {
+                    name: name.unwrap_or_else(|| intern(&mut self.names, "")),
+                    transport_id,
+                    transport,
                 }
-                Some(6) => w.hangup = b.connection.as_deref() == Some("hangup"),
-                _ => {}
             }
-            Body::WebRtc(w)
-        }
-        Parsed::Plugin(b) => {
-            let mut p = PluginEvent {
-                plugin: b.plugin.as_deref().map(Plugin::from_package),
-                ..Default::default()
-            };
-            if let Some(d) = b.data {
-                p.name = arc(d.event.or(d.videoroom).or(d.audiobridge).or(d.textroom));
-                p.room = d.room;
-                p.participant = d.id.or(d.publisher_id);
-                p.private_id = d.private_id.map(|p| p.0);
-                p.display = lenient_str(d.display).or_else(|| lenient_str(d.username));
-                p.feeds = d
-                    .streams
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|s| s.feed_id)
-                    .collect();
-                p.feeds.extend(d.feed);
+            kind::HANDLE => {
+                let (mut name, mut plugin) = (None, None);
+                sc.object(|sc, key| {
+                    match &*key {
+                        "name" => name = self.name(sc.opt_str()?),
+                        "plugin" => plugin = sc.opt_str()?.map(|p| Plugin::from_package(&p)),
+                        _ => sc.skip()?,
+                    }
+                    Ok(())
+                })?;
+                Body::Handle {
+                    name: name.unwrap_or_else(|| intern(&mut self.names, "")),
+                    plugin,
+                }
+            }
+            kind::JSEP => {
+                let (mut remote, mut sdp_type) = (false, None);
+                sc.object(|sc, key| {
+                    match &*key {
+                        "owner" => remote = sc.opt_str()?.as_deref() == Some("remote"),
+                        "jsep" => {
+                            sc.opt_object(|sc, key| {
+                                match &*key {
+                                    "type" => sdp_type = self.name(sc.opt_str()?),
+                                    _ => sc.skip()?,
+                                }
+                                Ok(())
+                            })?;
+                        }
+                        _ => sc.skip()?,
+                    }
+                    Ok(())
+                })?;
+                Body::Jsep {
+                    remote,
+                    sdp_type: sdp_type.unwrap_or_else(|| intern(&mut self.names, "")),
+                }
+            }
+            kind::WEBRTC if matches!(subtype, Some(1 | 5)) => {
+                sc.skip()?;
+                Body::WebRtc(WebRtc::default())
+            }
+            kind::WEBRTC => {
+                let mut w = WebRtc::default();
+                sc.object(|sc, key| {
+                    match (&*key, subtype) {
+                        ("local-candidate", Some(2)) => {
+                            w.local = sc.opt_str()?.as_deref().and_then(candidate_addr)
+                        }
+                        ("remote-candidate", Some(3)) => {
+                            w.remote = sc.opt_str()?.as_deref().and_then(candidate_addr)
+                        }
+                        ("selected-pair", Some(4)) => {
+                            if let Some((l, r)) = sc.opt_str()?.as_deref().and_then(selected_pair) {
+                                w.local = Some(l);
+                                w.remote = Some(r);
+                            }
+                        }
+                        ("connection", Some(6)) => {
+                            w.hangup = sc.opt_str()?.as_deref() == Some("hangup")
+                        }
+                        (
+                            "local-candidate" | "remote-candidate" | "selected-pair" | "connection",
+                            _,
+                        ) => {
+                            sc.opt_str()?;
+                        }
+                        _ => sc.skip()?,
+                    }
+                    Ok(())
+                })?;
+                Body::WebRtc(w)
+            }
+            kind::PLUGIN => {
+                let mut p = PluginEvent::default();
+                sc.object(|sc, key| {
+                    match &*key {
+                        "plugin" => p.plugin = sc.opt_str()?.map(|s| Plugin::from_package(&s)),
+                        "data" => {
+                            sc.opt_object(|sc, key| self.plugin_data(sc, &key, &mut p))?;
+                        }
+                        _ => sc.skip()?,
+                    }
+                    Ok(())
+                })?;
                 p.feeds.dedup();
-                p.sip = arc(d.sip);
-                p.call_id = arc(d.call_id)
-                    .or_else(|| p.sip.as_deref().and_then(sip_call_id).map(Arc::from));
+                if p.call_id.is_none() {
+                    p.call_id = p.sip.as_deref().and_then(sip_call_id).map(Arc::from);
+                }
+                Body::Plugin(Box::new(p))
             }
-            Body::Plugin(Box::new(p))
-        }
-        Parsed::Transport(b) => {
-            let client = b.data.and_then(|d| {
-                let ip: IpAddr = d.ip?.parse().ok()?;
-                Some(SocketAddr::new(ip, d.port.unwrap_or(0)))
-            });
-            Body::Transport {
-                id: arc(b.id),
-                transport: arc(b.transport),
-                client,
+            kind::TRANSPORT => {
+                let (mut id, mut transport, mut ip, mut port) = (None, None, None, None);
+                sc.object(|sc, key| {
+                    match &*key {
+                        "id" => id = sc.opt_str()?.map(|s| Arc::from(&*s)),
+                        "transport" => transport = self.name(sc.opt_str()?),
+                        "data" => {
+                            sc.opt_object(|sc, key| {
+                                match &*key {
+                                    "ip" => {
+                                        ip = sc.opt_str()?.and_then(|s| s.parse::<IpAddr>().ok())
+                                    }
+                                    "port" => port = sc.opt_u16()?,
+                                    _ => sc.skip()?,
+                                }
+                                Ok(())
+                            })?;
+                        }
+                        _ => sc.skip()?,
+                    }
+                    Ok(())
+                })?;
+                Body::Transport {
+                    id,
+                    transport,
+                    client: ip.map(|ip| SocketAddr::new(ip, port.unwrap_or(0))),
+                }
             }
+            _ => {
+                sc.skip()?;
+                Body::Other
+            }
+        })
+    }
+
+    /// One field of a plugin event's `data`.
+    fn plugin_data<'a>(
+        &mut self,
+        sc: &mut Scanner<'a>,
+        key: &str,
+        p: &mut PluginEvent,
+    ) -> scan::R<()> {
+        match key {
+            // `event` wins over the plugin-named fields, whatever their order.
+            "event" => {
+                if let Some(n) = self.name(sc.opt_str()?) {
+                    p.name = Some(n);
+                }
+            }
+            "videoroom" | "audiobridge" | "textroom" => {
+                let n = self.name(sc.opt_str()?);
+                if p.name.is_none() {
+                    p.name = n;
+                }
+            }
+            "room" => p.room = opt_room_id(sc)?,
+            "id" => {
+                if let Some(id) = opt_room_id(sc)? {
+                    p.participant = Some(id);
+                }
+            }
+            "publisher_id" => {
+                let id = opt_room_id(sc)?;
+                if p.participant.is_none() {
+                    p.participant = id;
+                }
+            }
+            "private_id" => p.private_id = opt_u64_lenient(sc)?,
+            "display" => {
+                if let Some(d) = sc.any_str()? {
+                    p.display = Some(Arc::from(&*d));
+                }
+            }
+            "username" => {
+                let d = sc.any_str()?;
+                if p.display.is_none() {
+                    p.display = d.map(|d| Arc::from(&*d));
+                }
+            }
+            "streams" => {
+                if sc.peek()? == b'n' {
+                    sc.skip()?;
+                } else {
+                    sc.array(|sc| {
+                        sc.object(|sc, key| {
+                            match &*key {
+                                "feed_id" => p.feeds.extend(opt_room_id(sc)?),
+                                _ => sc.skip()?,
+                            }
+                            Ok(())
+                        })
+                    })?;
+                }
+            }
+            "feed" => p.feeds.extend(opt_room_id(sc)?),
+            "call-id" => {
+                if let Some(c) = sc.opt_str()? {
+                    p.call_id = Some(Arc::from(&*c));
+                }
+            }
+            "sip" => p.sip = sc.opt_str()?.map(|s| Arc::from(&*s)),
+            _ => sc.skip()?,
         }
-        Parsed::Other => Body::Other,
+        Ok(())
     }
 }
 

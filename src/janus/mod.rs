@@ -1,6 +1,7 @@
 //! Janus events: splitting bodies into events, and the typed event model.
 
 pub mod event;
+pub mod scan;
 pub mod split;
 
 pub use event::{Event, EventError, EventParser};
