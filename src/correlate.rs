@@ -250,6 +250,8 @@ struct EmitterState {
     transport_sessions: HashMap<Arc<str>, SmallVec<[u64; 2]>>,
     /// Interned groups; an entry goes when no handle or session refers to it any more.
     groups: HashMap<GroupKey, Group>,
+    /// Recent fallback ids (read from `&self` methods too, hence the cell).
+    cids: std::cell::RefCell<CidCache>,
 }
 
 /// The correlator. See the module documentation for the rules.
@@ -362,10 +364,68 @@ impl Correlator {
     }
 }
 
-fn session_fallback(emitter: &str, sid: Option<u64>) -> Arc<str> {
-    match sid {
-        Some(s) => format!("{emitter}:session:{s}").into(),
-        None => format!("{emitter}:core").into(),
+/// What a fallback or emitter-level correlation id is made of (besides the emitter).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum CidKey {
+    Core,
+    External,
+    Session(u64),
+    Handle(u64),
+    Opaque(Arc<str>),
+    /// A transport plugin's package name (`janus.transport.http`), or `None`.
+    Transport(Option<Arc<str>>),
+    /// Plugin events with neither handle, session nor room.
+    Plugin(Plugin),
+}
+
+impl CidKey {
+    fn session(sid: Option<u64>) -> CidKey {
+        sid.map_or(CidKey::Core, CidKey::Session)
+    }
+
+    fn format(&self, em: &str) -> String {
+        match self {
+            CidKey::Core => format!("{em}:core"),
+            CidKey::External => format!("{em}:external"),
+            CidKey::Session(s) => format!("{em}:session:{s}"),
+            CidKey::Handle(h) => format!("{em}:handle:{h}"),
+            CidKey::Opaque(o) => format!("{em}:opaque:{o}"),
+            CidKey::Transport(t) => {
+                let name = t.as_deref().unwrap_or("unknown");
+                let short = name.strip_prefix("janus.transport.").unwrap_or(name);
+                format!("{em}:transport:{short}")
+            }
+            CidKey::Plugin(p) => format!("{em}:{}", p.short()),
+        }
+    }
+}
+
+/// Slots of the [`CidCache`] of an emitter.
+const CID_SLOTS: usize = 256;
+
+/// Recent fallback ids. An id is a pure function of (emitter, [`CidKey`]), so this
+/// direct-mapped cache can never give a wrong one: it only spares formatting and
+/// allocating a new `Arc<str>` for every event of a session, handle or transport (and
+/// lets the mapper reuse the id's bytes). Bounded to [`CID_SLOTS`] entries per emitter.
+#[derive(Debug, Default)]
+struct CidCache {
+    slots: Vec<Option<(CidKey, Arc<str>)>>,
+}
+
+impl CidCache {
+    fn get(&mut self, em: &str, key: CidKey) -> Arc<str> {
+        if self.slots.is_empty() {
+            self.slots.resize(CID_SLOTS, None);
+        }
+        let i = (ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(&key) as usize) % CID_SLOTS;
+        if let Some((k, v)) = &self.slots[i] {
+            if *k == key {
+                return v.clone();
+            }
+        }
+        let v: Arc<str> = key.format(em).into();
+        self.slots[i] = Some((key, v.clone()));
+        v
     }
 }
 
@@ -376,6 +436,11 @@ fn push_unique(groups: &mut Groups, g: Group) {
 }
 
 impl EmitterState {
+    /// The fallback id of `key` for emitter `em`.
+    fn cid(&self, em: &str, key: CidKey) -> Arc<str> {
+        self.cids.borrow_mut().get(em, key)
+    }
+
     fn push(
         &mut self,
         cfg: &Config,
@@ -387,14 +452,14 @@ impl EmitterState {
         let emitter = ev.emitter.clone();
         let em = &*emitter;
         match ev.kind {
-            kind::CORE => emit(out, ev, format!("{em}:core").into(), Facts::default()),
+            kind::CORE => emit(out, ev, self.cid(em, CidKey::Core), Facts::default()),
             kind::EXTERNAL if ev.session_id.is_none() => {
-                emit(out, ev, format!("{em}:external").into(), Facts::default())
+                emit(out, ev, self.cid(em, CidKey::External), Facts::default())
             }
             kind::TRANSPORT => self.transport_event(em, cfg, st, ev, now, out),
             kind::SESSION => {
                 let Some(sid) = ev.session_id else {
-                    return emit(out, ev, format!("{em}:core").into(), Facts::default());
+                    return emit(out, ev, self.cid(em, CidKey::Core), Facts::default());
                 };
                 let s = self.sessions.entry(sid).or_default();
                 s.last_seen = now;
@@ -441,7 +506,7 @@ impl EmitterState {
                     self.sessions.entry(sid).or_default().last_seen = now;
                     self.session_event(em, cfg, st, sid, ev, now, out)
                 }
-                (None, None) => emit(out, ev, format!("{em}:core").into(), Facts::default()),
+                (None, None) => emit(out, ev, self.cid(em, CidKey::Core), Facts::default()),
             },
         }
     }
@@ -469,12 +534,12 @@ impl EmitterState {
                     Some(c) if short == "http" => Some(SocketAddr::new(c.ip(), 0)),
                     c => *c,
                 };
-                (id.clone(), client, format!("{em}:transport:{short}"))
+                (id.clone(), client, CidKey::Transport(transport.clone()))
             }
-            _ => (None, None, format!("{em}:transport:unknown")),
+            _ => (None, None, CidKey::Transport(None)),
         };
         let Some(id) = id else {
-            return emit(out, ev, flow.into(), Facts::default());
+            return emit(out, ev, self.cid(em, flow), Facts::default());
         };
         if self.transports.len() < 65_536 || self.transports.contains_key(&id) {
             self.transports
@@ -492,7 +557,7 @@ impl EmitterState {
             return emit(
                 out,
                 ev,
-                flow.into(),
+                self.cid(em, flow),
                 Facts {
                     client,
                     ..Facts::default()
@@ -607,10 +672,10 @@ impl EmitterState {
                     .iter()
                     .find_map(|h| self.handles.get(h).and_then(|h| h.opaque.clone()))
             }) {
-                return format!("{em}:opaque:{o}").into();
+                return self.cid(em, CidKey::Opaque(o));
             }
         }
-        session_fallback(em, Some(sid))
+        self.cid(em, CidKey::Session(sid))
     }
 
     /// Releases a session's held events to its groups, or to the fallback when it has none.
@@ -644,12 +709,12 @@ impl EmitterState {
 
     fn handle_cid(&self, em: &str, cfg: &Config, hid: u64, h: &HandleState) -> Arc<str> {
         match cfg.fallback {
-            Fallback::Handle => format!("{em}:handle:{hid}").into(),
+            Fallback::Handle => self.cid(em, CidKey::Handle(hid)),
             Fallback::OpaqueId => match &h.opaque {
-                Some(o) => format!("{em}:opaque:{o}").into(),
-                None => session_fallback(em, h.session),
+                Some(o) => self.cid(em, CidKey::Opaque(o.clone())),
+                None => self.cid(em, CidKey::session(h.session)),
             },
-            Fallback::Session => session_fallback(em, h.session),
+            Fallback::Session => self.cid(em, CidKey::session(h.session)),
         }
     }
 
@@ -945,19 +1010,14 @@ impl EmitterState {
         out: &mut Vec<Correlated>,
     ) {
         let Some(p) = ev.plugin() else {
-            return emit(out, ev, format!("{em}:core").into(), Facts::default());
+            return emit(out, ev, self.cid(em, CidKey::Core), Facts::default());
         };
         let pl = p.plugin.unwrap_or(Plugin::Other);
         let (Some(room), true) = (p.room.clone(), pl.binds() && pl != Plugin::Sip) else {
             // A plugin event with no handle and no room: the session, if any, else core.
             return match ev.session_id {
                 Some(sid) => self.session_event(em, cfg, st, sid, ev, now, out),
-                None => emit(
-                    out,
-                    ev,
-                    format!("{em}:{}", pl.short()).into(),
-                    Facts::default(),
-                ),
+                None => emit(out, ev, self.cid(em, CidKey::Plugin(pl)), Facts::default()),
             };
         };
         let key = GroupKey::Room(pl, room.clone());

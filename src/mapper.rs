@@ -86,11 +86,22 @@ fn room_hash(r: &RoomId) -> u64 {
     }
 }
 
+/// Slots of the mapper's cache of correlation-id bytes.
+const CID_SLOTS: usize = 16;
+/// Payloads are written into blocks of this size, split off one by one (one allocation
+/// per block rather than per packet).
+const PAYLOAD_BLOCK: usize = 64 * 1024;
+
 /// Turns correlated events into HEP packets.
 #[derive(Debug, Default)]
 pub struct Mapper {
     cfg: MapConfig,
     last_node: Option<(Arc<str>, Bytes)>,
+    /// The bytes of recent correlation ids, by the id's `Arc` (the correlator shares one
+    /// `Arc` per group and fallback id). Holding the `Arc` keeps its address from being
+    /// reused, so pointer equality is exact.
+    cids: Vec<Option<(Arc<str>, Bytes)>>,
+    block: BytesMut,
 }
 
 impl Mapper {
@@ -99,7 +110,25 @@ impl Mapper {
         Mapper {
             cfg,
             last_node: None,
+            cids: vec![None; CID_SLOTS],
+            block: BytesMut::new(),
         }
+    }
+
+    /// The correlation id as bytes, shared with earlier packets of the same id.
+    fn cid_bytes(&mut self, cid: &Arc<str>) -> Bytes {
+        if self.cids.is_empty() {
+            self.cids.resize(CID_SLOTS, None);
+        }
+        let slot = (Arc::as_ptr(cid) as *const u8 as usize >> 4) % CID_SLOTS;
+        if let Some((a, b)) = &self.cids[slot] {
+            if Arc::ptr_eq(a, cid) {
+                return b.clone();
+            }
+        }
+        let b = Bytes::copy_from_slice(cid.as_bytes());
+        self.cids[slot] = Some((cid.clone(), b.clone()));
+        b
     }
 
     /// Builds the HEP packet of one correlated event; `now_us` stamps events without a
@@ -122,7 +151,7 @@ impl Mapper {
             let payload = self.payload(c);
             PacketBuilder::new(self.cfg.event_proto, payload)
                 .udp((src.ip(), src.port()), (dst.ip(), dst.port()))
-                .correlation_id(Bytes::from(c.cid.to_string()))
+                .correlation_id(self.cid_bytes(&c.cid))
         };
         b = b
             .timestamp_micros(ts)
@@ -156,9 +185,13 @@ impl Mapper {
 
     /// `{"heplink":{facts},"event":<raw>}`: the facts are written as JSON text, the
     /// event is copied byte for byte (heplify-server drops invalid UTF-8 itself).
-    fn payload(&self, c: &Correlated) -> Bytes {
+    fn payload(&mut self, c: &Correlated) -> Bytes {
         let f = &c.facts;
-        let mut s = BytesMut::with_capacity(c.event.raw.len() + 200);
+        let need = c.event.raw.len() + 256;
+        if self.block.capacity() < need {
+            self.block = BytesMut::with_capacity(need.max(PAYLOAD_BLOCK));
+        }
+        let mut s = std::mem::take(&mut self.block);
         s.extend_from_slice(b"{\"heplink\":{\"cid\":");
         write_json_str(&mut s, &c.cid);
         match &f.group {
@@ -197,7 +230,9 @@ impl Mapper {
         s.extend_from_slice(b"},\"event\":");
         s.extend_from_slice(&c.event.raw);
         s.extend_from_slice(b"}");
-        s.freeze()
+        let payload = s.split().freeze();
+        self.block = s;
+        payload
     }
 
     /// The node name of an emitter, cached for the last emitter seen.
