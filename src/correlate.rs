@@ -463,6 +463,8 @@ impl EmitterState {
                 };
                 let s = self.sessions.entry(sid).or_default();
                 s.last_seen = now;
+                // A session event without a readable body still goes out (to the session).
+                let mut ending = false;
                 if let Body::Session {
                     name,
                     transport_id,
@@ -488,15 +490,15 @@ impl EmitterState {
                             s.client = t.client;
                         }
                     }
-                    let ending = matches!(&**name, "destroyed" | "timeout");
-                    self.session_event(em, cfg, st, sid, ev, now, out);
-                    if ending {
-                        if let Some(s) = self.sessions.get_mut(&sid) {
-                            s.ended_at = Some(now);
-                        }
-                        // Held events stay until the grace period ends: a binding may
-                        // still arrive (events can come out of order).
+                    ending = matches!(&**name, "destroyed" | "timeout");
+                }
+                self.session_event(em, cfg, st, sid, ev, now, out);
+                if ending {
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.ended_at = Some(now);
                     }
+                    // Held events stay until the grace period ends: a binding may
+                    // still arrive (events can come out of order).
                 }
             }
             _ => match (ev.handle_id, ev.session_id) {

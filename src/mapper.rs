@@ -137,29 +137,38 @@ impl Mapper {
         let ev = &c.event;
         let ts = ev.timestamp.unwrap_or(now_us);
         let node = self.node(&ev.emitter);
-        let mut b = if let (true, Some((sip, inbound))) = (self.cfg.sip_as_sip, ev.sip_message()) {
-            let (src, dst) = sip_endpoints(sip, inbound, c);
-            let cid = crate::janus::event::sip_call_id(sip).map_or_else(
-                || Bytes::from(c.cid.to_string()),
-                |s| Bytes::from(s.to_string()),
-            );
-            PacketBuilder::new(ProtoType::SIP, Bytes::from(sip.to_string()))
-                .udp((src.ip(), src.port()), (dst.ip(), dst.port()))
-                .correlation_id(cid)
-        } else {
-            let (src, dst) = event_endpoints(c);
-            let payload = self.payload(c);
-            PacketBuilder::new(self.cfg.event_proto, payload)
-                .udp((src.ip(), src.port()), (dst.ip(), dst.port()))
-                .correlation_id(self.cid_bytes(&c.cid))
-        };
-        b = b
-            .timestamp_micros(ts)
-            .capture_id(self.cfg.capture_id)
-            .node_name(node);
-        if let Some(k) = &self.cfg.auth_key {
-            b = b.auth_key(k.clone());
-        }
+        let (proto, payload, (src, dst), cid) =
+            if let (true, Some((sip, inbound))) = (self.cfg.sip_as_sip, ev.sip_message()) {
+                let cid = crate::janus::event::sip_call_id(sip).map_or_else(
+                    || self.cid_bytes(&c.cid),
+                    |s| Bytes::copy_from_slice(s.as_bytes()),
+                );
+                (
+                    ProtoType::SIP,
+                    Bytes::copy_from_slice(sip.as_bytes()),
+                    sip_endpoints(sip, inbound, c),
+                    cid,
+                )
+            } else {
+                let ends = event_endpoints(c);
+                (
+                    self.cfg.event_proto,
+                    self.payload(c),
+                    ends,
+                    self.cid_bytes(&c.cid),
+                )
+            };
+        // Built in place (the by-value builder methods would move it once per call).
+        let mut b = PacketBuilder::new(proto, payload);
+        b.ip_proto = Some(heplink_proto::registry::ip_proto::UDP);
+        (b.src_ip, b.src_port) = (Some(src.ip()), Some(src.port()));
+        (b.dst_ip, b.dst_port) = (Some(dst.ip()), Some(dst.port()));
+        b.ts_sec = Some(u32::try_from(ts / 1_000_000).unwrap_or(u32::MAX));
+        b.ts_usec = Some((ts % 1_000_000) as u32);
+        b.capture_id = Some(self.cfg.capture_id);
+        b.node_name = Some(node);
+        b.correlation_id = Some(cid);
+        b.auth_key = self.cfg.auth_key.as_ref().map(|k| Bytes::from(k.clone()));
         match b.validate() {
             Err(EncodeError::TooLarge { .. }) => {
                 // A huge event (an SDP of tens of KB): send its head instead, marked.

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use heplink_proto::{EncodeError, PacketBuilder};
 
 use crate::correlate::{self, Correlated, Correlator};
-use crate::janus::{split_events, EventParser};
+use crate::janus::scan::Scanner;
+use crate::janus::split::{split_events_full, split_rest, split_rest_in_array, Piece};
+use crate::janus::EventParser;
 use crate::mapper::{MapConfig, Mapper};
 
 /// A packet ready to encode, with the event it came from.
@@ -79,6 +81,11 @@ impl Pipeline {
 
     /// Takes one event-handler body at time `now`; calls `sink` for every packet released
     /// and returns the events of the body that were rejected.
+    ///
+    /// The common shapes are read in one pass: a one-line object (Janus with `grouping =
+    /// false`) and an array of objects (`grouping = true`). Anything else, and the rest of
+    /// a body from its first bad event on, is cut into pieces first
+    /// ([`crate::janus::split`]) so that one malformed event never takes down the others.
     pub fn push_body(
         &mut self,
         body: &Bytes,
@@ -86,49 +93,94 @@ impl Pipeline {
         sink: &mut dyn FnMut(Output<'_>),
     ) -> Vec<Rejected> {
         let mut rejected = Vec::new();
-        let mut pieces = split_events(body);
-        // The fast path hands a one-line object body on whole: if it does not parse (e.g.
-        // `{…}{…}` on one line), split it value by value and parse the pieces.
-        if let [Ok(whole)] = &pieces[..] {
-            if whole.len() == body.len() {
-                match self.parser.parse(whole.clone()) {
+        let b = &body[..];
+        let rest = match (b.first(), b.last()) {
+            (Some(b'{'), Some(b'}')) if memchr::memchr(b'\n', b).is_none() => {
+                match self.parser.parse(body.clone()) {
                     Ok(ev) => {
-                        self.stats.events += 1;
-                        self.stats.by_type[crate::metrics::type_index(ev.kind)] += 1;
-                        self.correlator.push(ev, now, &mut self.buf);
-                        self.drain(now, sink);
-                        return rejected;
+                        self.accept(ev, now);
+                        None
                     }
-                    Err(_) => pieces = crate::janus::split::split_events_full(body),
+                    // E.g. `{…}{…}` on one line: split it value by value.
+                    Err(_) => Some((0, split_events_full(body))),
                 }
             }
-        }
-        for (index, piece) in pieces.into_iter().enumerate() {
-            let parsed = piece
-                .map_err(|e| ("not_an_event", e.to_string()))
-                .and_then(|raw| {
-                    self.parser
-                        .parse(raw)
-                        .map_err(|e| (e.reason(), e.to_string()))
-                });
-            match parsed {
-                Ok(ev) => {
-                    self.stats.events += 1;
-                    self.stats.by_type[crate::metrics::type_index(ev.kind)] += 1;
-                    self.correlator.push(ev, now, &mut self.buf);
-                }
-                Err((reason, message)) => {
-                    *self.stats.rejected.entry(reason).or_default() += 1;
-                    rejected.push(Rejected {
-                        index,
-                        reason,
-                        message,
+            (Some(b'['), _) => self.push_array(body, now),
+            _ => Some((0, split_events_full(body))),
+        };
+        if let Some((first_index, pieces)) = rest {
+            for (i, piece) in pieces.into_iter().enumerate() {
+                let parsed = piece
+                    .map_err(|e| ("not_an_event", e.to_string()))
+                    .and_then(|raw| {
+                        self.parser
+                            .parse(raw)
+                            .map_err(|e| (e.reason(), e.to_string()))
                     });
+                match parsed {
+                    Ok(ev) => self.accept(ev, now),
+                    Err((reason, message)) => {
+                        *self.stats.rejected.entry(reason).or_default() += 1;
+                        rejected.push(Rejected {
+                            index: first_index + i,
+                            reason,
+                            message,
+                        });
+                    }
                 }
             }
         }
         self.drain(now, sink);
         rejected
+    }
+
+    /// Reads a body that opens with `[` element by element; at the first element that
+    /// does not read, returns the number of events taken and the pieces of the rest.
+    fn push_array(&mut self, body: &Bytes, now: u64) -> Option<(usize, Vec<Piece>)> {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return Some((0, split_events_full(body)));
+        };
+        let mut sc = Scanner::new(text);
+        if sc.array_open().is_err() {
+            return Some((0, split_events_full(body)));
+        }
+        let mut n = 0;
+        let mut first = true;
+        loop {
+            let at = sc.pos();
+            match sc.array_next(first) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(_) => return Some((n, split_rest_in_array(body, 0, at))),
+            }
+            first = false;
+            let at = sc.pos();
+            match self
+                .parser
+                .read_event(&mut sc, false, |s, e| body.slice(s..e))
+            {
+                Ok(ev) => {
+                    self.accept(ev, now);
+                    n += 1;
+                }
+                Err(_) => return Some((n, split_rest_in_array(body, 0, at))),
+            }
+        }
+        // More after the array (NDJSON of arrays): cut the rest.
+        if sc.end().is_err() {
+            let mut at = sc.pos();
+            if body[at] == b',' {
+                at += 1;
+            }
+            return Some((n, split_rest(body, at)));
+        }
+        None
+    }
+
+    fn accept(&mut self, ev: crate::janus::Event, now: u64) {
+        self.stats.events += 1;
+        self.stats.by_type[crate::metrics::type_index(ev.kind)] += 1;
+        self.correlator.push(ev, now, &mut self.buf);
     }
 
     /// Advances the clock: releases holds that ran out, forgets old state.
@@ -144,8 +196,9 @@ impl Pipeline {
     }
 
     fn drain(&mut self, now: u64, sink: &mut dyn FnMut(Output<'_>)) {
-        for c in self.buf.drain(..) {
-            let packet = self.mapper.map(&c, now);
+        // By reference, then cleared: a `Correlated` is a few hundred bytes, not worth moving.
+        for c in &self.buf {
+            let packet = self.mapper.map(c, now);
             match &packet {
                 Ok(_) => self.stats.packets += 1,
                 Err(e) => {
@@ -154,9 +207,127 @@ impl Pipeline {
                 }
             }
             sink(Output {
-                correlated: &c,
+                correlated: c,
                 packet,
             });
+        }
+        self.buf.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What splitting every body first (the path before the one-pass reading) gives: the
+    /// raw bytes of the accepted events (sorted) and (index, reason) of each rejected piece.
+    fn reference(body: &Bytes) -> (Vec<Bytes>, Vec<(usize, &'static str)>) {
+        let mut parser = EventParser::new();
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        for (i, piece) in crate::janus::split_events(body).into_iter().enumerate() {
+            let piece = match piece {
+                Ok(p) => p,
+                Err(_) => {
+                    bad.push((i, "not_an_event"));
+                    continue;
+                }
+            };
+            match parser.parse(piece.clone()) {
+                Ok(_) => ok.push(piece),
+                Err(e) => bad.push((i, e.reason())),
+            }
+        }
+        ok.sort();
+        (ok, bad)
+    }
+
+    fn run(body: &Bytes) -> (Vec<Bytes>, Vec<(usize, &'static str)>) {
+        let mut p = Pipeline::new(correlate::Config::default(), MapConfig::default());
+        let mut ok = Vec::new();
+        let rejected = p.push_body(body, 1, &mut |o| ok.push(o.correlated.event.raw.clone()));
+        p.flush(1, &mut |o| ok.push(o.correlated.event.raw.clone()));
+        let bad = rejected.iter().map(|r| (r.index, r.reason)).collect();
+        // The correlator may hold an event for a while: compare what, not in which order.
+        ok.sort();
+        (ok, bad)
+    }
+
+    const E1: &str =
+        r#"{"emitter":"j","type":1,"timestamp":1,"session_id":7,"event":{"name":"created"}}"#;
+    const E2: &str = r#"{"emitter":"j","type":256,"subtype":2,"event":{"status":"update"}}"#;
+
+    #[test]
+    fn one_pass_arrays_agree_with_splitting_first() {
+        let bodies = [
+            format!("[{E1},{E2}]"),
+            format!("[ {E1} ,\n {E2} ]\n"),
+            format!("[{E1},{{\"type\":}},{E2}]"),
+            format!("[{E1},42,{E2}]"),
+            format!("[{E1},{E2},]"),
+            format!("[{E1},{{\"emitter\":\"j\"}},{E2}]"),
+            format!("[{E1}]\n[{E2}]"),
+            format!("[{E1}],[{E2}]"),
+            format!("[{E1}]\n{E2}\n"),
+            format!("[{E1},[{E2}]]"),
+            "[]".to_string(),
+            "[".to_string(),
+            format!("[{E1},{{\"type\":1,\"x\":\"\\q\"}},{E2}]"),
+        ];
+        for b in bodies {
+            let body = Bytes::from(b.clone());
+            assert_eq!(run(&body), reference(&body), "{b}");
+        }
+        // A missing comma: splitting first loses both events in one bad piece; the
+        // one-pass reading takes the first, then cuts the rest and takes the second.
+        let body = Bytes::from(format!("[{E1} {E2}]"));
+        assert_eq!(reference(&body).0.len(), 0);
+        assert_eq!(run(&body).0.len(), 2);
+        // A body cut after a whole event: the cut is reported, the event is not lost.
+        let body = Bytes::from(format!("[{E1},{E2}"));
+        assert_eq!(reference(&body).0.len(), 1);
+        assert_eq!(
+            run(&body),
+            (
+                reference(&Bytes::from(format!("[{E1},{E2}]"))).0,
+                vec![(2, "not_an_event")]
+            )
+        );
+    }
+
+    /// The one-pass reading loses no event splitting first would deliver, and reports a
+    /// rejection whenever splitting does, unless it recovered more events instead.
+    fn no_worse(body: &Bytes) -> Result<(), TestCaseError> {
+        let (fast, fast_bad) = run(body);
+        let (slow, slow_bad) = reference(body);
+        let mut rest = fast.clone();
+        for e in &slow {
+            let Some(i) = rest.iter().position(|x| x == e) else {
+                return Err(TestCaseError::fail(format!("lost {e:?} of {body:?}")));
+            };
+            rest.remove(i);
+        }
+        prop_assert!(
+            !fast_bad.is_empty() || slow_bad.is_empty() || fast.len() > slow.len(),
+            "{:?}: no rejection, splitting rejects {:?}",
+            body,
+            slow_bad
+        );
+        Ok(())
+    }
+
+    proptest! {
+        /// Any byte of a grouped body overwritten: the one-pass reading accepts and
+        /// rejects exactly what splitting first does.
+        #[test]
+        fn one_pass_agrees_after_any_corruption(at in 0usize..200, byte in prop_oneof![
+            Just(b'"'), Just(b'{'), Just(b'}'), Just(b','), Just(b']'), Just(b'\\'), Just(b'x'),
+            Just(0u8), Just(b' ')]) {
+            let mut b = format!("[{E1},{E2},{E1}]").into_bytes();
+            let at = at % b.len();
+            b[at] = byte;
+            let body = Bytes::from(b);
+            no_worse(&body)?;
         }
     }
 }

@@ -362,12 +362,25 @@ impl EventParser {
         let text = std::str::from_utf8(&raw)
             .map_err(|e| EventError::Json(format!("invalid UTF-8: {e}")))?;
         let mut sc = Scanner::new(text);
+        self.read_event(&mut sc, true, |_, _| raw.clone())
+    }
+
+    /// Reads the event object at the scanner's position (in a text already checked as
+    /// UTF-8); `raw(start, end)` gives the bytes of the object's span. With `whole`, only
+    /// whitespace may follow the object.
+    pub fn read_event(
+        &mut self,
+        sc: &mut Scanner<'_>,
+        whole: bool,
+        raw: impl FnOnce(usize, usize) -> Bytes,
+    ) -> Result<Event, EventError> {
         let mut top = Top::default();
         let mut body = None;
         let mut event_at = None;
         if sc.peek().map_err(scan_err)? != b'{' {
             return Err(EventError::Json("an event must be a JSON object".into()));
         }
+        let start = sc.pos();
         sc.object(|sc, key| {
             match &*key {
                 "emitter" => top.emitter = sc.opt_str()?,
@@ -390,13 +403,16 @@ impl EventParser {
             }
             Ok(())
         })
-        .and_then(|()| sc.end())
         .map_err(scan_err)?;
+        let end = sc.pos();
+        if whole {
+            sc.end().map_err(scan_err)?;
+        }
         let kind = top.kind.ok_or(EventError::NoType)?;
         let body = match (body, event_at) {
             (Some(b), _) => b,
             (None, Some(at)) => self
-                .body(&mut Scanner::at(text, at), kind, top.subtype)
+                .body(&mut sc.at_pos(at), kind, top.subtype)
                 .map_err(scan_err)?,
             (None, None) => Body::Other,
         };
@@ -410,7 +426,7 @@ impl EventParser {
             handle_id: top.handle_id,
             opaque_id: top.opaque_id.map(|o| Arc::from(&*o)),
             body,
-            raw,
+            raw: raw(start, end),
         })
     }
 

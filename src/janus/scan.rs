@@ -72,6 +72,38 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// A scanner over the same text at byte `pos`.
+    pub fn at_pos(&self, pos: usize) -> Scanner<'a> {
+        Scanner::at(self.s, pos)
+    }
+
+    /// Consumes the `[` of an array the caller reads element by element with
+    /// [`array_next`](Self::array_next) (the array itself does not count towards the depth).
+    pub fn array_open(&mut self) -> R<()> {
+        if self.peek()? != b'[' {
+            return self.err("expected an array");
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// After `[` (`first`) or after an element: consumes `,` or `]`, and says whether an
+    /// element follows.
+    pub fn array_next(&mut self, first: bool) -> R<bool> {
+        match self.peek()? {
+            b']' => {
+                self.pos += 1;
+                Ok(false)
+            }
+            _ if first => Ok(true),
+            b',' => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => self.err("expected ',' or ']'"),
+        }
+    }
+
     /// The current byte offset.
     pub fn pos(&self) -> usize {
         self.pos

@@ -44,12 +44,35 @@ pub fn split_events(body: &Bytes) -> Vec<Piece> {
 /// Cuts `body` into events, scanning every value.
 pub fn split_events_full(body: &Bytes) -> Vec<Piece> {
     let b = &body[..];
-    let mut out = Vec::new();
     let mut pos = skip_ws(b, 0);
     // A UTF-8 byte order mark is tolerated at the start.
     if b[pos..].starts_with(&[0xef, 0xbb, 0xbf]) {
         pos = skip_ws(b, pos + 3);
     }
+    split_rest(body, pos)
+}
+
+/// Cuts the rest of `body` into events from `pos`, a position between top-level values.
+pub fn split_rest(body: &Bytes, pos: usize) -> Vec<Piece> {
+    let mut out = Vec::new();
+    split_top(body, pos, &mut out);
+    out
+}
+
+/// Cuts the rest of `body` into events from `pos`, the start of an element of the
+/// top-level array that opens at `array_start`, then the values after that array.
+pub fn split_rest_in_array(body: &Bytes, array_start: usize, pos: usize) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut next = body.len();
+    if split_elements(body, array_start, pos, &mut out, &mut next) {
+        split_top(body, next, &mut out);
+    }
+    out
+}
+
+fn split_top(body: &Bytes, mut pos: usize, out: &mut Vec<Piece>) {
+    let b = &body[..];
+    pos = skip_ws(b, pos);
     while pos < b.len() {
         match b[pos] {
             b'{' => match value_end(b, pos) {
@@ -59,12 +82,12 @@ pub fn split_events_full(body: &Bytes) -> Vec<Piece> {
                 }
                 None => {
                     out.push(Err(SplitError::Unterminated { offset: pos }));
-                    return out;
+                    return;
                 }
             },
             b'[' => {
-                if !split_array(body, pos, &mut out, &mut pos) {
-                    return out;
+                if !split_elements(body, pos, pos + 1, out, &mut pos) {
+                    return;
                 }
             }
             c => {
@@ -84,13 +107,19 @@ pub fn split_events_full(body: &Bytes) -> Vec<Piece> {
             pos = skip_ws(b, pos + 1);
         }
     }
-    out
 }
 
-/// Splits the array starting at `start`; returns false when the rest of the body is lost.
-fn split_array(body: &Bytes, start: usize, out: &mut Vec<Piece>, next: &mut usize) -> bool {
+/// Splits the elements of the array opening at `start`, from `pos` (an element or the
+/// first byte after `[`); returns false when the rest of the body is lost.
+fn split_elements(
+    body: &Bytes,
+    start: usize,
+    pos: usize,
+    out: &mut Vec<Piece>,
+    next: &mut usize,
+) -> bool {
     let b = &body[..];
-    let mut pos = skip_ws(b, start + 1);
+    let mut pos = skip_ws(b, pos);
     loop {
         if pos >= b.len() {
             out.push(Err(SplitError::Unterminated { offset: start }));
