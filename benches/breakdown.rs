@@ -74,6 +74,39 @@ fn main() {
             black_box(parser.parse(ice.clone()).unwrap());
         }
         println!("our parse: {} ns", t.elapsed().as_nanos() / 100_000);
+        let media = pieces
+            .iter()
+            .find(|p| {
+                p.windows(13).any(|w| w == b"\"subtype\":3,\"")
+                    && p.windows(9).any(|w| w == b"\"type\":32")
+            })
+            .unwrap()
+            .clone();
+        let ms = std::str::from_utf8(&media).unwrap();
+        let t = Instant::now();
+        for _ in 0..100_000 {
+            let mut sc = heplink::janus::scan::Scanner::new(black_box(ms));
+            sc.skip().unwrap();
+            black_box(sc.pos());
+        }
+        println!(
+            "skip media {} B: {} ns",
+            ms.len(),
+            t.elapsed().as_nanos() / 100_000
+        );
+        let t = Instant::now();
+        for _ in 0..100_000 {
+            black_box(serde_json::from_str::<serde::de::IgnoredAny>(black_box(ms)).unwrap());
+        }
+        println!(
+            "serde IgnoredAny media: {} ns",
+            t.elapsed().as_nanos() / 100_000
+        );
+        let t = Instant::now();
+        for _ in 0..100_000 {
+            black_box(parser.parse(media.clone()).unwrap());
+        }
+        println!("our parse media: {} ns", t.elapsed().as_nanos() / 100_000);
     }
     // per type
     let mut by: std::collections::BTreeMap<(u16, Option<u16>), (usize, usize, u128)> =

@@ -417,7 +417,13 @@ impl CidCache {
         if self.slots.is_empty() {
             self.slots.resize(CID_SLOTS, None);
         }
-        let i = (ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(&key) as usize) % CID_SLOTS;
+        let h = match &key {
+            CidKey::Session(id) | CidKey::Handle(id) => {
+                id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32
+            }
+            k => ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(k),
+        };
+        let i = (h as usize) % CID_SLOTS;
         if let Some((k, v)) = &self.slots[i] {
             if *k == key {
                 return v.clone();

@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use heplink_proto::{EncodeError, PacketBuilder, ProtoType};
 
 use crate::correlate::{Correlated, GroupKey};
-use crate::janus::event::{kind, sip_header, write_json_str, Body, Event, RoomId};
+use crate::janus::event::{kind, sip_header, write_json_str, write_u64, Body, Event, RoomId};
 
 /// Mapper settings.
 #[derive(Debug, Clone)]
@@ -205,7 +205,9 @@ impl Mapper {
         write_json_str(&mut s, &c.cid);
         match &f.group {
             Some(GroupKey::Room(p, r)) => {
-                let _ = write!(s, ",\"group\":\"{}\",\"room\":", p.short());
+                s.extend_from_slice(b",\"group\":\"");
+                s.extend_from_slice(p.short().as_bytes());
+                s.extend_from_slice(b"\",\"room\":");
                 r.write_json(&mut s);
             }
             Some(GroupKey::Call(_)) => s.extend_from_slice(b",\"group\":\"sip\""),
@@ -234,7 +236,8 @@ impl Mapper {
             write_json_str(&mut s, call);
         }
         if f.held_us > 0 {
-            let _ = write!(s, ",\"held_us\":{}", f.held_us);
+            s.extend_from_slice(b",\"held_us\":");
+            write_u64(&mut s, f.held_us);
         }
         s.extend_from_slice(b"},\"event\":");
         s.extend_from_slice(&c.event.raw);

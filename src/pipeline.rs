@@ -95,13 +95,13 @@ impl Pipeline {
         let mut rejected = Vec::new();
         let b = &body[..];
         let rest = match (b.first(), b.last()) {
-            (Some(b'{'), Some(b'}')) if memchr::memchr(b'\n', b).is_none() => {
+            (Some(b'{'), Some(b'}')) => {
                 match self.parser.parse(body.clone()) {
                     Ok(ev) => {
                         self.accept(ev, now);
                         None
                     }
-                    // E.g. `{…}{…}` on one line: split it value by value.
+                    // E.g. NDJSON, or `{…}{…}` on one line: split it value by value.
                     Err(_) => Some((0, split_events_full(body))),
                 }
             }

@@ -58,12 +58,26 @@ impl RoomId {
     /// Writes the id as a JSON value (number or string).
     pub fn write_json<W: fmt::Write>(&self, out: &mut W) {
         match self {
-            RoomId::Num(n) => {
-                let _ = write!(out, "{n}");
-            }
+            RoomId::Num(n) => write_u64(out, *n),
             RoomId::Str(s) => write_json_str(out, s),
         }
     }
+}
+
+/// Writes `n` in decimal (without the formatting machinery: this runs for most events).
+pub fn write_u64<W: fmt::Write>(out: &mut W, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    let _ = out.write_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
 }
 
 /// Writes `s` as a JSON string literal.
@@ -299,12 +313,12 @@ fn intern(cache: &mut Vec<Arc<str>>, name: &str) -> Arc<str> {
     e
 }
 
-fn scan_err(e: ScanError) -> EventError {
+fn scan_err(e: Box<ScanError>) -> EventError {
     EventError::Json(e.to_string())
 }
 
-fn type_err(msg: &'static str, at: usize) -> ScanError {
-    ScanError { msg, at }
+fn type_err(msg: &'static str, at: usize) -> Box<ScanError> {
+    ScanError::new(msg, at)
 }
 
 /// A u64 given as a number or a decimal string, or `null`.

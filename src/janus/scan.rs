@@ -31,8 +31,17 @@ impl fmt::Display for ScanError {
     }
 }
 
+impl ScanError {
+    /// A boxed error (errors are rare; a one-pointer `Result` keeps the happy path lean).
+    #[cold]
+    #[inline(never)]
+    pub fn new(msg: &'static str, at: usize) -> Box<ScanError> {
+        Box::new(ScanError { msg, at })
+    }
+}
+
 /// Result of a read.
-pub type R<T> = Result<T, ScanError>;
+pub type R<T> = Result<T, Box<ScanError>>;
 
 /// A JSON number as read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,8 +118,10 @@ impl<'a> Scanner<'a> {
         self.pos
     }
 
+    #[cold]
+    #[inline(never)]
     fn err<T>(&self, msg: &'static str) -> R<T> {
-        Err(ScanError { msg, at: self.pos })
+        Err(ScanError::new(msg, self.pos))
     }
 
     #[inline]
@@ -415,10 +426,7 @@ impl<'a> Scanner<'a> {
 
     fn hex4(&self, at: usize) -> R<u32> {
         let Some(h) = self.b.get(at..at + 4) else {
-            return Err(ScanError {
-                msg: "unterminated \\u escape",
-                at,
-            });
+            return Err(ScanError::new("unterminated \\u escape", at));
         };
         let mut v = 0u32;
         for &c in h {
@@ -426,12 +434,7 @@ impl<'a> Scanner<'a> {
                 b'0'..=b'9' => c - b'0',
                 b'a'..=b'f' => c - b'a' + 10,
                 b'A'..=b'F' => c - b'A' + 10,
-                _ => {
-                    return Err(ScanError {
-                        msg: "invalid hex digit in a \\u escape",
-                        at,
-                    })
-                }
+                _ => return Err(ScanError::new("invalid hex digit in a \\u escape", at)),
             };
             v = v * 16 + u32::from(d);
         }
@@ -541,10 +544,9 @@ impl<'a> Scanner<'a> {
                 }
             }
         }
-        text.parse::<f64>().map(Num::F).map_err(|_| ScanError {
-            msg: "invalid number",
-            at: start,
-        })
+        text.parse::<f64>()
+            .map(Num::F)
+            .map_err(|_| ScanError::new("invalid number", start))
     }
 
     /// A string or `null`; any other type is an error.
@@ -580,14 +582,10 @@ impl<'a> Scanner<'a> {
         match self.peek()? {
             b'n' => self.literal(b"null").map(|()| None),
             b'-' | b'0'..=b'9' => match self.number()? {
-                Num::U(v) => u16::try_from(v).map(Some).map_err(|_| ScanError {
-                    msg: "number out of range for a 16-bit field",
-                    at,
-                }),
-                _ => Err(ScanError {
-                    msg: "expected an unsigned integer",
-                    at,
-                }),
+                Num::U(v) => u16::try_from(v)
+                    .map(Some)
+                    .map_err(|_| ScanError::new("number out of range for a 16-bit field", at)),
+                _ => Err(ScanError::new("expected an unsigned integer", at)),
             },
             _ => self.err("expected an unsigned integer"),
         }
