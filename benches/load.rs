@@ -58,6 +58,8 @@ impl Agent {
                 to,
                 "--queue-capacity",
                 "1000000",
+                "--hold-ms",
+                &HOLD_MS.to_string(),
             ])
             .env("HEPLINK_LOG", "warn")
             .stdout(Stdio::null())
@@ -98,6 +100,25 @@ impl Agent {
     }
 }
 
+/// (busy, total) jiffies of CPU `cpu` from /proc/stat: whether the agent's core is
+/// saturated, softirq work charged to `ksoftirqd` included.
+fn core_jiffies(cpu: usize) -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let name = format!("cpu{cpu} ");
+    let Some(line) = stat.lines().find(|l| l.starts_with(&name)) else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    // user nice system idle iowait irq softirq steal …
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -106,62 +127,154 @@ impl Drop for Agent {
 }
 
 /// Counts packets and records the latency of each (receive time − event timestamp, which
-/// the load sets to the send time).
+/// the load sets to the send time). The receiving thread keeps its latencies to itself
+/// until it stops: no lock per packet on the load's core.
 struct Receiver {
     count: Arc<AtomicU64>,
-    latencies: Arc<Mutex<Vec<u64>>>,
+    /// When the last packet not released from a hold came, µs since the Unix epoch.
+    last_us: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<u64>>,
+}
+
+impl Receiver {
+    /// Packets received and their latencies.
+    fn finish(self) -> (u64, Vec<u64>) {
+        self.stop.store(true, Relaxed);
+        let lat = self.thread.join().unwrap();
+        (self.count.load(Relaxed), lat)
+    }
 }
 
 fn receiver() -> (SocketAddr, Receiver) {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
+    // A deep socket buffer (forced past rmem_max when run as root) and no blocking read:
+    // a reader asleep on its socket is woken by every datagram, and on loopback that
+    // wake-up is paid by the sender's softirq, i.e. charged to the agent's core. A
+    // collector under load is busy reading, not asleep; polling models that.
+    let sock = socket2::SockRef::from(&s);
+    let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBufForce, &(256 << 20));
+    if sock.recv_buffer_size().unwrap_or(0) < (64 << 20) {
+        let _ = sock.set_recv_buffer_size(64 << 20);
+    }
+    s.set_nonblocking(true).unwrap();
     let addr = s.local_addr().unwrap();
-    let r = Receiver {
-        count: Arc::new(AtomicU64::new(0)),
-        latencies: Arc::new(Mutex::new(Vec::new())),
-        stop: Arc::new(AtomicBool::new(false)),
-    };
-    let (count, lat, stop) = (r.count.clone(), r.latencies.clone(), r.stop.clone());
-    std::thread::spawn(move || {
+    let count = Arc::new(AtomicU64::new(0));
+    let last_us = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (c, st, lu) = (count.clone(), stop.clone(), last_us.clone());
+    let thread = std::thread::spawn(move || {
         let mut buf = vec![0u8; 65_536];
-        while !stop.load(Relaxed) {
-            if let Ok(n) = s.recv(&mut buf) {
-                count.fetch_add(1, Relaxed);
-                if let Ok(p) = heplink::proto::decode(&buf[..n], heplink::proto::Mode::Lenient) {
-                    if let Some(ts) = p.timestamp_micros() {
-                        lat.lock().unwrap().push(now_us().saturating_sub(ts));
+        let mut lat = Vec::with_capacity(1 << 20);
+        while !st.load(Relaxed) {
+            match s.recv(&mut buf) {
+                Ok(n) => {
+                    c.fetch_add(1, Relaxed);
+                    // Events released from a hold (marked `held_us`) come when their hold
+                    // ends, not with the stream: they do not extend its time.
+                    if memchr::memmem::find(&buf[..n], b"\"held_us\":").is_none() {
+                        lu.store(now_us(), Relaxed);
+                    }
+                    if let Ok(p) = heplink::proto::decode(&buf[..n], heplink::proto::Mode::Lenient)
+                    {
+                        if let Some(ts) = p.timestamp_micros() {
+                            lat.push(now_us().saturating_sub(ts));
+                        }
                     }
                 }
+                Err(_) => std::thread::sleep(Duration::from_micros(200)),
             }
         }
+        lat
     });
-    (addr, r)
+    (
+        addr,
+        Receiver {
+            count,
+            last_us,
+            stop,
+            thread,
+        },
+    )
 }
 
-/// The fixture mix as single events, each re-stamped at send time.
-fn events() -> Vec<Value> {
+/// The fixture mix (`copies` times, with distinct ids), at most `limit` events, as
+/// requests of `per_post` events each, every timestamp a placeholder re-stamped at send
+/// time. Returns the requests and the number of events in them.
+fn requests(copies: usize, limit: usize, per_post: usize, keep_alive: bool) -> (Vec<Request>, u64) {
     let mut out = Vec::new();
-    for line in common::replicated(160) {
-        match serde_json::from_str::<Value>(&line).unwrap() {
-            Value::Array(a) => out.extend(a),
-            v => out.push(v),
+    let mut batch: Vec<Value> = Vec::with_capacity(per_post);
+    let mut n = 0u64;
+    let flush = |batch: &mut Vec<Value>, out: &mut Vec<Request>| {
+        if batch.is_empty() {
+            return;
+        }
+        let body = if per_post == 1 {
+            batch[0].to_string()
+        } else {
+            Value::Array(std::mem::take(batch)).to_string()
+        };
+        batch.clear();
+        out.push(request(body.as_bytes(), keep_alive));
+    };
+    'lines: for line in common::replicated(copies) {
+        let events = match serde_json::from_str::<Value>(&line).unwrap() {
+            Value::Array(a) => a,
+            v => vec![v],
+        };
+        for mut e in events {
+            if n as usize == limit {
+                break 'lines;
+            }
+            e["timestamp"] = PLACEHOLDER.into();
+            batch.push(e);
+            n += 1;
+            if batch.len() == per_post {
+                flush(&mut batch, &mut out);
+            }
         }
     }
-    out
+    flush(&mut batch, &mut out);
+    (out, n)
 }
 
-fn http_post(s: &mut TcpStream, addr: SocketAddr, body: &[u8], keep_alive: bool) -> u16 {
-    let head = format!(
-        "POST /janus-events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
+/// A whole HTTP request (head and body) with the offsets of its timestamp placeholders.
+struct Request {
+    bytes: Vec<u8>,
+    stamps: Vec<usize>,
+}
+
+/// A 16-digit timestamp stand-in, overwritten in place just before each POST.
+const PLACEHOLDER: u64 = 1_000_000_000_000_000;
+
+/// The agent's hold for events waiting for a binding, shorter than its default (10 s) so
+/// that a run waits less for the stragglers.
+const HOLD_MS: u64 = 2_000;
+
+fn request(body: &[u8], keep_alive: bool) -> Request {
+    let mut bytes = format!(
+        "POST /janus-events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
         body.len(),
         if keep_alive { "" } else { "Connection: close\r\n" }
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    )
+    .into_bytes();
+    bytes.extend_from_slice(body);
+    let ph = PLACEHOLDER.to_string();
+    let stamps = memchr::memmem::find_iter(&bytes, ph.as_bytes()).collect();
+    Request { bytes, stamps }
+}
+
+/// Sends `req` stamped with `t` (one write) and reads the answer; returns its status.
+fn http_post(s: &mut TcpStream, req: &Request, buf: &mut Vec<u8>, t: u64) -> u16 {
+    buf.clear();
+    buf.extend_from_slice(&req.bytes);
+    let ts = format!("{t:016}");
+    for &o in &req.stamps {
+        buf[o..o + 16].copy_from_slice(ts.as_bytes());
+    }
+    s.write_all(buf).unwrap();
     // Read the response head and its body (Content-Length).
-    let mut buf = Vec::with_capacity(256);
+    buf.clear();
     let mut b = [0u8; 512];
     loop {
         let n = s.read(&mut b).unwrap();
@@ -181,24 +294,11 @@ fn http_post(s: &mut TcpStream, addr: SocketAddr, body: &[u8], keep_alive: bool)
             }
         }
     }
-    String::from_utf8_lossy(&buf)
+    String::from_utf8_lossy(buf)
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
-}
-
-/// A 16-digit timestamp stand-in, overwritten in place by [`stamp`].
-const PLACEHOLDER: u64 = 1_000_000_000_000_000;
-
-/// Writes `t` (16 digits) over every placeholder in the body.
-fn stamp(body: &mut [u8], t: u64) {
-    let (from, to) = (PLACEHOLDER.to_string(), format!("{t:016}"));
-    let mut i = 0;
-    while let Some(p) = body[i..].windows(16).position(|w| w == from.as_bytes()) {
-        body[i + p..i + p + 16].copy_from_slice(to.as_bytes());
-        i += p + 16;
-    }
 }
 
 fn percentile(v: &mut [u64], p: f64) -> u64 {
@@ -213,7 +313,7 @@ fn percentile(v: &mut [u64], p: f64) -> u64 {
 fn report(
     name: &str,
     sent: u64,
-    got: u64,
+    (stream, got): (u64, u64),
     secs: f64,
     lat: &mut [u64],
     answer: &mut [u64],
@@ -221,9 +321,9 @@ fn report(
     rss_kib: u64,
 ) {
     println!(
-        "{name}: {sent} events posted, {got} HEP packets received ({:.1}%) in {secs:.2} s = {:.0} packets/s; agent CPU {cpu:.2} s ({:.0}% of one core), peak RSS {:.1} MiB; latency p50 {} µs, p99 {} µs, max {} µs; HTTP answer p50 {} µs, p99 {} µs, max {} µs",
+        "{name}: {sent} events posted, {got} HEP packets received ({:.1}%), {stream} in the stream's {secs:.2} s = {:.0} packets/s; agent CPU {cpu:.2} s ({:.0}% of one core), peak RSS {:.1} MiB; latency p50 {} µs, p99 {} µs, max {} µs; HTTP answer p50 {} µs, p99 {} µs, max {} µs",
         100.0 * got as f64 / sent.max(1) as f64,
-        got as f64 / secs,
+        stream as f64 / secs,
         100.0 * cpu / secs,
         rss_kib as f64 / 1024.0,
         percentile(lat, 0.5),
@@ -235,13 +335,13 @@ fn report(
     );
 }
 
-/// Posts `events` in bodies of `per_post` from `conns` parallel connections; with
-/// `rate`, paced to that many events/s in total. With `absent`, the agent's collector
-/// is a closed TCP port and nothing is expected to arrive.
+/// Posts `chunks` (of `per_post` events, `sent` in all) from `conns` parallel
+/// connections; with `rate`, paced to that many events/s in total. With `absent`, the
+/// agent's collector is a closed TCP port and nothing is expected to arrive.
 #[allow(clippy::too_many_arguments)]
 fn run(
     name: &str,
-    events: &[Value],
+    (chunks, sent): (Vec<Request>, u64),
     per_post: usize,
     conns: usize,
     keep_alive: bool,
@@ -257,24 +357,9 @@ fn run(
     let agent = Agent::start(&to);
     let answers = Arc::new(Mutex::new(Vec::new()));
     let (cpu0, _) = agent.usage();
+    let (core0, load0) = (core_jiffies(0), core_jiffies(1));
     let start = Instant::now();
-    // Bodies are serialised once, every timestamp a fixed-width placeholder that is
-    // overwritten with the send time (same width) just before each POST.
-    let chunks: Vec<Vec<u8>> = events
-        .chunks(per_post)
-        .map(|c| {
-            let mut batch = c.to_vec();
-            for e in &mut batch {
-                e["timestamp"] = PLACEHOLDER.into();
-            }
-            if per_post == 1 {
-                batch[0].to_string()
-            } else {
-                Value::Array(batch).to_string()
-            }
-            .into_bytes()
-        })
-        .collect();
+    let start_us = now_us();
     let next = Arc::new(AtomicU64::new(0));
     let chunks = Arc::new(chunks);
     let mut threads = Vec::new();
@@ -283,9 +368,12 @@ fn run(
         let answers = answers.clone();
         threads.push(std::thread::spawn(move || {
             let mut conn: Option<TcpStream> = None;
+            let mut buf = Vec::new();
+            let mut mine = Vec::new();
             loop {
                 let i = next.fetch_add(1, Relaxed) as usize;
                 if i >= chunks.len() {
+                    answers.lock().unwrap().extend(mine);
                     return;
                 }
                 if let Some(r) = rate {
@@ -294,19 +382,15 @@ fn run(
                         std::thread::sleep(wait);
                     }
                 }
-                let mut body = chunks[i].clone();
                 let t0 = Instant::now();
-                stamp(&mut body, now_us());
                 let mut s = match conn.take() {
                     Some(s) if keep_alive => s,
                     _ => TcpStream::connect(addr).unwrap(),
                 };
                 let _ = s.set_nodelay(true);
-                assert_eq!(http_post(&mut s, addr, &body, keep_alive), 200);
-                answers
-                    .lock()
-                    .unwrap()
-                    .push(t0.elapsed().as_micros() as u64);
+                let req = &chunks[i];
+                assert_eq!(http_post(&mut s, req, &mut buf, now_us()), 200);
+                mine.push(t0.elapsed().as_micros() as u64);
                 if keep_alive {
                     conn = Some(s);
                 }
@@ -316,27 +400,59 @@ fn run(
     for t in threads {
         t.join().unwrap();
     }
-    let sent = events.len() as u64;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = 0;
-    while !absent && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(300));
-        let c = rx.count.load(Relaxed);
-        if c >= sent || (c == last && c > 0) {
-            break;
+    // The stream ends when nothing more comes for 300 ms; its rate is measured up to the
+    // last packet of it. Events still held for a binding (bodies processed out of order
+    // across connections) come when their hold runs out: waited for, reported apart.
+    let wait_stable = |quiet: Duration, limit: Duration| {
+        let deadline = Instant::now() + limit;
+        let mut last = u64::MAX;
+        while Instant::now() < deadline {
+            let c = rx.count.load(Relaxed);
+            if c >= sent || c == last {
+                break;
+            }
+            last = c;
+            std::thread::sleep(quiet);
         }
-        last = c;
+    };
+    if !absent {
+        wait_stable(Duration::from_millis(300), Duration::from_secs(20));
     }
-    let secs = start.elapsed().as_secs_f64();
+    let main_got = rx.count.load(Relaxed);
+    let main_secs = rx.last_us.load(Relaxed).saturating_sub(start_us) as f64 / 1e6;
     let (cpu1, rss) = agent.usage();
-    rx.stop.store(true, Relaxed);
-    let got = rx.count.load(Relaxed);
-    let mut lat = rx.latencies.lock().unwrap().clone();
+    let (core1, load1) = (core_jiffies(0), core_jiffies(1));
+    let busy =
+        |a: (u64, u64), b: (u64, u64)| 100.0 * (b.0 - a.0) as f64 / (b.1 - a.1).max(1) as f64;
+    println!(
+        "  core 0 (the agent's) busy {:.0}% (softirq and ksoftirqd included), core 1 (the load's) busy {:.0}%",
+        busy(core0, core1),
+        busy(load0, load1)
+    );
+    if !absent && main_got < sent {
+        wait_stable(
+            Duration::from_millis(HOLD_MS + 1000),
+            Duration::from_secs(30),
+        );
+    }
+    let (got, mut lat) = rx.finish();
+    if got > main_got {
+        println!(
+            "  {} events came after the stream, released when their hold ({HOLD_MS} ms) ran out",
+            got - main_got
+        );
+    }
+    // From the first POST to the last packet of the stream.
+    let secs = if absent {
+        start.elapsed().as_secs_f64()
+    } else {
+        main_secs
+    };
     let mut answer = answers.lock().unwrap().clone();
     report(
         name,
         sent,
-        got,
+        (main_got, got),
         secs,
         &mut lat,
         &mut answer,
@@ -352,27 +468,21 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let want = |m: &str| only.is_empty() || only.iter().any(|o| o == m);
-    let ev = events();
-    println!(
-        "{} fixture events (the real mix, replicated with distinct ids)",
-        ev.len()
-    );
     if want("batch") {
         run(
-            "batch: 100-event POSTs, 4 keep-alive connections",
-            &ev,
+            "batch: 100-event POSTs, 16 keep-alive connections",
+            requests(800, usize::MAX, 100, true),
             100,
-            4,
+            16,
             true,
             None,
             false,
         );
     }
     if want("single") {
-        let n = ev.len().min(40_000);
         run(
             "single: 1-event POSTs, new connection each, 32 senders",
-            &ev[..n],
+            requests(160, 40_000, 1, false),
             1,
             32,
             false,
@@ -381,10 +491,9 @@ fn main() {
         );
     }
     if want("latency") {
-        let n = ev.len().min(50_000);
         run(
             "latency: 10,000 events/s in 1-event POSTs, 4 senders",
-            &ev[..n],
+            requests(160, 50_000, 1, false),
             1,
             4,
             false,
@@ -393,10 +502,9 @@ fn main() {
         );
     }
     if want("absent") {
-        let n = ev.len().min(50_000);
         run(
             "absent: 10,000 events/s in 1-event POSTs, 4 senders, collector absent",
-            &ev[..n],
+            requests(160, 50_000, 1, false),
             1,
             4,
             false,
