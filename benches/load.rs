@@ -335,36 +335,23 @@ fn report(
     );
 }
 
-/// Posts `chunks` (of `per_post` events, `sent` in all) from `conns` parallel
-/// connections; with `rate`, paced to that many events/s in total. With `absent`, the
-/// agent's collector is a closed TCP port and nothing is expected to arrive.
-#[allow(clippy::too_many_arguments)]
-fn run(
-    name: &str,
-    (chunks, sent): (Vec<Request>, u64),
+/// Posts every request from `conns` threads (paced to `rate` events/s if given); returns
+/// each POST's answer time, µs.
+fn post_all(
+    chunks: Vec<Request>,
+    addr: SocketAddr,
     per_post: usize,
     conns: usize,
     keep_alive: bool,
     rate: Option<f64>,
-    absent: bool,
-) {
-    let (collector, rx) = receiver();
-    let to = if absent {
-        format!("tcp://127.0.0.1:{}", free_port())
-    } else {
-        format!("udp://{collector}")
-    };
-    let agent = Agent::start(&to);
+    start: Instant,
+) -> Vec<u64> {
     let answers = Arc::new(Mutex::new(Vec::new()));
-    let (cpu0, _) = agent.usage();
-    let (core0, load0) = (core_jiffies(0), core_jiffies(1));
-    let start = Instant::now();
-    let start_us = now_us();
     let next = Arc::new(AtomicU64::new(0));
     let chunks = Arc::new(chunks);
     let mut threads = Vec::new();
     for _ in 0..conns {
-        let (next, chunks, addr) = (next.clone(), chunks.clone(), agent.http);
+        let (next, chunks) = (next.clone(), chunks.clone());
         let answers = answers.clone();
         threads.push(std::thread::spawn(move || {
             let mut conn: Option<TcpStream> = None;
@@ -400,6 +387,104 @@ fn run(
     for t in threads {
         t.join().unwrap();
     }
+    let v = answers.lock().unwrap().clone();
+    v
+}
+
+/// The floor of the 1-event mode on this machine: a minimal blocking HTTP server (accept,
+/// read one request, answer 200, close; no runtime, no parsing) in place of the agent,
+/// pinned the same way, fed by the same load. What it manages bounds what any agent can.
+fn baseline_server(port: u16) {
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    for s in l.incoming() {
+        let Ok(mut s) = s else { continue };
+        let mut got = 0;
+        // Read up to the end of the head, then Content-Length bytes of body.
+        let need = loop {
+            match s.read(&mut buf[got..]) {
+                Ok(0) | Err(_) => break None,
+                Ok(n) => got += n,
+            }
+            if let Some(end) = memchr::memmem::find(&buf[..got], b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                break Some(end + 4 + len);
+            }
+        };
+        let Some(need) = need else { continue };
+        while got < need {
+            match s.read(&mut buf[got..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    }
+}
+
+fn run_baseline(name: &str, (chunks, sent): (Vec<Request>, u64), conns: usize) {
+    let port = free_port();
+    let mut child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["serve-baseline", &port.to_string()])
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    while TcpStream::connect(addr).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (core0, load0) = (core_jiffies(0), core_jiffies(1));
+    let start = Instant::now();
+    let mut answers = post_all(chunks, addr, 1, conns, false, None, start);
+    let secs = start.elapsed().as_secs_f64();
+    let (core1, load1) = (core_jiffies(0), core_jiffies(1));
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "{name}: {sent} POSTs in {secs:.2} s = {:.0} connections/s; core 0 (server) busy {:.0}%, core 1 (load) busy {:.0}%; answer p50 {} µs, p99 {} µs",
+        sent as f64 / secs,
+        busy(core0, core1),
+        busy(load0, load1),
+        percentile(&mut answers, 0.5),
+        percentile(&mut answers, 0.99)
+    );
+}
+
+fn busy(a: (u64, u64), b: (u64, u64)) -> f64 {
+    100.0 * (b.0 - a.0) as f64 / (b.1 - a.1).max(1) as f64
+}
+
+/// Posts `chunks` (of `per_post` events, `sent` in all) from `conns` parallel
+/// connections; with `rate`, paced to that many events/s in total. With `absent`, the
+/// agent's collector is a closed TCP port and nothing is expected to arrive.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    name: &str,
+    (chunks, sent): (Vec<Request>, u64),
+    per_post: usize,
+    conns: usize,
+    keep_alive: bool,
+    rate: Option<f64>,
+    absent: bool,
+) {
+    let (collector, rx) = receiver();
+    let to = if absent {
+        format!("tcp://127.0.0.1:{}", free_port())
+    } else {
+        format!("udp://{collector}")
+    };
+    let agent = Agent::start(&to);
+    let (cpu0, _) = agent.usage();
+    let (core0, load0) = (core_jiffies(0), core_jiffies(1));
+    let start = Instant::now();
+    let start_us = now_us();
+    let answers = post_all(chunks, agent.http, per_post, conns, keep_alive, rate, start);
     // The stream ends when nothing more comes for 300 ms; its rate is measured up to the
     // last packet of it. Events still held for a binding (bodies processed out of order
     // across connections) come when their hold runs out: waited for, reported apart.
@@ -448,7 +533,7 @@ fn run(
     } else {
         main_secs
     };
-    let mut answer = answers.lock().unwrap().clone();
+    let mut answer = answers;
     report(
         name,
         sent,
@@ -467,6 +552,9 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    if only.first().map(String::as_str) == Some("serve-baseline") {
+        return baseline_server(only[1].parse().unwrap());
+    }
     let want = |m: &str| only.is_empty() || only.iter().any(|o| o == m);
     if want("batch") {
         run(
@@ -488,6 +576,24 @@ fn main() {
             false,
             None,
             false,
+        );
+    }
+    if want("single-keepalive") {
+        run(
+            "single-keepalive: 1-event POSTs, 32 keep-alive connections",
+            requests(160, 116_800, 1, true),
+            1,
+            32,
+            true,
+            None,
+            false,
+        );
+    }
+    if want("baseline") {
+        run_baseline(
+            "baseline: 1-event POSTs to a minimal blocking server, new connection each, 32 senders",
+            requests(160, 40_000, 1, false),
+            32,
         );
     }
     if want("latency") {
