@@ -481,3 +481,49 @@ async fn failover_to_a_backup_and_back_to_the_preferred_collector() {
         .collect();
     assert!(distinct.len() >= 300, "{} distinct packets", distinct.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_collector_down_counts_errors_then_a_whole_capture_in_one_body_arrives() {
+    // A UDP port nobody listens on: loopback answers ICMP port unreachable, which the
+    // connected socket reports on the next send (of the next `sendmmsg`).
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let (a, stop) = agent(config(&[format!("udp://127.0.0.1:{port}")])).await;
+    let http = a.bound.http.unwrap();
+    for b in fixture_bodies("echotest-http-only") {
+        assert_eq!(post(http, &[], b.as_bytes()).await.0, 200);
+    }
+    let m = a.metrics.clone();
+    let errors = || {
+        m.collectors[0]
+            .send_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    for _ in 0..100 {
+        if errors() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(errors() > 0, "refused sends are counted");
+    // The collector comes up on that port: every event of a capture posted as one array
+    // (300 events, sent in batches) arrives once.
+    let (_, got) = udp_receiver_at(&format!("127.0.0.1:{port}")).await;
+    let events: Vec<serde_json::Value> = fixture_bodies("videoroom-2pub-2sub-webrtc")
+        .iter()
+        .flat_map(|b| match serde_json::from_str(b).unwrap() {
+            serde_json::Value::Array(a) => a,
+            v => vec![v],
+        })
+        .collect();
+    let body = serde_json::Value::Array(events).to_string();
+    assert_eq!(post(http, &[], body.as_bytes()).await.0, 200);
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    assert_eq!(got.wait_for(300, 5).await, 300);
+    let mut cids = got.cids();
+    cids.sort();
+    assert_eq!(cids, expected_cids("videoroom-2pub-2sub-webrtc"));
+}

@@ -64,7 +64,12 @@ impl Received {
 
 /// A UDP HEP receiver on 127.0.0.1:0.
 pub async fn udp_receiver() -> (SocketAddr, Received) {
-    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp_receiver_at("127.0.0.1:0").await
+}
+
+/// A UDP HEP receiver bound to `addr`.
+pub async fn udp_receiver_at(addr: &str) -> (SocketAddr, Received) {
+    let s = UdpSocket::bind(addr).await.unwrap();
     let addr = s.local_addr().unwrap();
     let r = Received::default();
     let r2 = r.clone();
