@@ -134,12 +134,12 @@ struct Receiver {
     /// When the last packet not released from a hold came, µs since the Unix epoch.
     last_us: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<u64>>,
+    thread: std::thread::JoinHandle<Vec<(u64, bool)>>,
 }
 
 impl Receiver {
-    /// Packets received and their latencies.
-    fn finish(self) -> (u64, Vec<u64>) {
+    /// Packets received and their latencies (and whether each was held for a binding).
+    fn finish(self) -> (u64, Vec<(u64, bool)>) {
         self.stop.store(true, Relaxed);
         let lat = self.thread.join().unwrap();
         (self.count.load(Relaxed), lat)
@@ -172,13 +172,14 @@ fn receiver() -> (SocketAddr, Receiver) {
                     c.fetch_add(1, Relaxed);
                     // Events released from a hold (marked `held_us`) come when their hold
                     // ends, not with the stream: they do not extend its time.
-                    if memchr::memmem::find(&buf[..n], b"\"held_us\":").is_none() {
+                    let held = memchr::memmem::find(&buf[..n], b"\"held_us\":").is_some();
+                    if !held {
                         lu.store(now_us(), Relaxed);
                     }
                     if let Ok(p) = heplink::proto::decode(&buf[..n], heplink::proto::Mode::Lenient)
                     {
                         if let Some(ts) = p.timestamp_micros() {
-                            lat.push(now_us().saturating_sub(ts));
+                            lat.push((now_us().saturating_sub(ts), held));
                         }
                     }
                 }
@@ -520,7 +521,18 @@ fn run(
             Duration::from_secs(30),
         );
     }
-    let (got, mut lat) = rx.finish();
+    let (got, lat) = rx.finish();
+    let mut direct: Vec<u64> = lat.iter().filter(|l| !l.1).map(|l| l.0).collect();
+    let mut lat: Vec<u64> = lat.iter().map(|l| l.0).collect();
+    if direct.len() < lat.len() {
+        println!(
+            "  latency of the {} events not held for a binding: p50 {} µs, p99 {} µs, max {} µs",
+            direct.len(),
+            percentile(&mut direct, 0.5),
+            percentile(&mut direct, 0.99),
+            direct.iter().max().copied().unwrap_or(0)
+        );
+    }
     if got > main_got {
         println!(
             "  {} events came after the stream, released when their hold ({HOLD_MS} ms) ran out",
