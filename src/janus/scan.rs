@@ -162,17 +162,43 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
-    /// Reads an object; `f` gets each key with the scanner before its value and must read
-    /// (or [`skip`](Self::skip)) exactly that value.
-    pub fn object(&mut self, mut f: impl FnMut(&mut Self, Cow<'a, str>) -> R<()>) -> R<()> {
-        if self.peek()? != b'{' {
-            return self.err("expected an object");
+    /// Consumes `open` and enters a level; true when `close` follows at once (consumed,
+    /// level left): the container is empty.
+    fn open(&mut self, open: u8, close: u8, what: &'static str) -> R<bool> {
+        if self.peek()? != open {
+            return self.err(what);
         }
         self.enter()?;
         self.pos += 1;
-        if self.peek()? == b'}' {
+        if self.peek()? == close {
             self.pos += 1;
             self.depth -= 1;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// After a member: consumes `,` (true: another follows) or `close` (false: the level
+    /// is left).
+    fn more(&mut self, close: u8, what: &'static str) -> R<bool> {
+        match self.peek()? {
+            b',' => {
+                self.pos += 1;
+                Ok(true)
+            }
+            c if c == close => {
+                self.pos += 1;
+                self.depth -= 1;
+                Ok(false)
+            }
+            _ => self.err(what),
+        }
+    }
+
+    /// Reads an object; `f` gets each key with the scanner before its value and must read
+    /// (or [`skip`](Self::skip)) exactly that value.
+    pub fn object(&mut self, mut f: impl FnMut(&mut Self, Cow<'a, str>) -> R<()>) -> R<()> {
+        if self.open(b'{', b'}', "expected an object")? {
             return Ok(());
         }
         loop {
@@ -185,17 +211,10 @@ impl<'a> Scanner<'a> {
             }
             self.pos += 1;
             f(self, key)?;
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    break;
-                }
-                _ => return self.err("expected ',' or '}'"),
+            if !self.more(b'}', "expected ',' or '}'")? {
+                return Ok(());
             }
         }
-        self.depth -= 1;
-        Ok(())
     }
 
     /// An object, or `null` (returns false).
@@ -209,29 +228,15 @@ impl<'a> Scanner<'a> {
 
     /// Reads an array; `f` must read (or skip) each element.
     pub fn array(&mut self, mut f: impl FnMut(&mut Self) -> R<()>) -> R<()> {
-        if self.peek()? != b'[' {
-            return self.err("expected an array");
-        }
-        self.enter()?;
-        self.pos += 1;
-        if self.peek()? == b']' {
-            self.pos += 1;
-            self.depth -= 1;
+        if self.open(b'[', b']', "expected an array")? {
             return Ok(());
         }
         loop {
             f(self)?;
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    break;
-                }
-                _ => return self.err("expected ',' or ']'"),
+            if !self.more(b']', "expected ',' or ']'")? {
+                return Ok(());
             }
         }
-        self.depth -= 1;
-        Ok(())
     }
 
     fn literal(&mut self, word: &'static [u8]) -> R<()> {
@@ -247,36 +252,7 @@ impl<'a> Scanner<'a> {
     pub fn skip(&mut self) -> R<()> {
         match self.peek()? {
             b'"' => self.skip_string(),
-            b'{' => {
-                self.enter()?;
-                self.pos += 1;
-                if self.peek()? == b'}' {
-                    self.pos += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
-                loop {
-                    if self.peek()? != b'"' {
-                        return self.err("expected a string key");
-                    }
-                    self.skip_string()?;
-                    if self.peek()? != b':' {
-                        return self.err("expected ':'");
-                    }
-                    self.pos += 1;
-                    self.skip()?;
-                    match self.peek()? {
-                        b',' => self.pos += 1,
-                        b'}' => {
-                            self.pos += 1;
-                            break;
-                        }
-                        _ => return self.err("expected ',' or '}'"),
-                    }
-                }
-                self.depth -= 1;
-                Ok(())
-            }
+            b'{' => self.object(|s, _| s.skip()),
             b'[' => self.array(|s| s.skip()),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),

@@ -207,6 +207,17 @@ pub fn expected_cids(scenario: &str) -> Vec<String> {
     v
 }
 
+impl Received {
+    /// Waits for `n` packets (up to `secs`) and checks that they are exactly the fixture's
+    /// events with the ids `convert` gives them (in any order).
+    pub async fn assert_scenario(&self, scenario: &str, n: usize, secs: u64) {
+        assert_eq!(self.wait_for(n, secs).await, n);
+        let mut cids = self.cids();
+        cids.sort();
+        assert_eq!(cids, expected_cids(scenario));
+    }
+}
+
 /// (cid, type, subtype, timestamp) of each first arrival, and of what convert makes.
 pub type Key = (String, Option<u64>, Option<u64>, Option<u64>);
 
