@@ -459,9 +459,15 @@ async fn run_udp(
         let mut done = 0;
         while done < batch.len() {
             let rest = &batch[done..];
-            let sent = match sock.writable().await {
-                Ok(()) => sock.try_io(tokio::io::Interest::WRITABLE, || send_batch(&sock, rest)),
-                Err(e) => Err(e),
+            let sent = if rest.len() == 1 {
+                sock.send(&rest[0]).await.map(|_| 1)
+            } else {
+                match sock.writable().await {
+                    Ok(()) => {
+                        sock.try_io(tokio::io::Interest::WRITABLE, || send_batch(&sock, rest))
+                    }
+                    Err(e) => Err(e),
+                }
             };
             match sent {
                 Ok(n) => {
@@ -496,9 +502,6 @@ fn send_batch(sock: &UdpSocket, pkts: &[Bytes]) -> std::io::Result<usize> {
     use std::io::IoSlice;
     use std::os::fd::AsRawFd;
     let n = pkts.len().min(UDP_BATCH);
-    if n == 1 {
-        return sock.try_send(&pkts[0]).map(|_| 1);
-    }
     let iovs: Vec<[IoSlice<'_>; 1]> = pkts[..n].iter().map(|p| [IoSlice::new(p)]).collect();
     // The socket is connected: no address per message.
     let addrs: Vec<Option<SockaddrStorage>> = vec![None; n];
