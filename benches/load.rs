@@ -265,6 +265,19 @@ fn request(body: &[u8], keep_alive: bool) -> Request {
     Request { bytes, stamps }
 }
 
+/// The length of the HTTP message that `buf` starts with (head, then `Content-Length`
+/// bytes of body), once its head is complete.
+fn message_len(buf: &[u8]) -> Option<usize> {
+    let end = memchr::memmem::find(buf, b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Some(end + 4 + len)
+}
+
 /// Sends `req` stamped with `t` (one write) and reads the answer; returns its status.
 fn http_post(s: &mut TcpStream, req: &Request, buf: &mut Vec<u8>, t: u64) -> u16 {
     buf.clear();
@@ -283,16 +296,8 @@ fn http_post(s: &mut TcpStream, req: &Request, buf: &mut Vec<u8>, t: u64) -> u16
             break;
         }
         buf.extend_from_slice(&b[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                break;
-            }
+        if message_len(buf).is_some_and(|len| buf.len() >= len) {
+            break;
         }
     }
     String::from_utf8_lossy(buf)
@@ -407,14 +412,8 @@ fn baseline_server(port: u16) {
                 Ok(0) | Err(_) => break None,
                 Ok(n) => got += n,
             }
-            if let Some(end) = memchr::memmem::find(&buf[..got], b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                break Some(end + 4 + len);
+            if let Some(len) = message_len(&buf[..got]) {
+                break Some(len);
             }
         };
         let Some(need) = need else { continue };
@@ -461,19 +460,92 @@ fn busy(a: (u64, u64), b: (u64, u64)) -> f64 {
     100.0 * (b.0 - a.0) as f64 / (b.1 - a.1).max(1) as f64
 }
 
-/// Posts `chunks` (of `per_post` events, `sent` in all) from `conns` parallel
-/// connections; with `rate`, paced to that many events/s in total. With `absent`, the
-/// agent's collector is a closed TCP port and nothing is expected to arrive.
-#[allow(clippy::too_many_arguments)]
-fn run(
-    name: &str,
-    (chunks, sent): (Vec<Request>, u64),
+/// A load mode: `per_post` events per POST from `conns` parallel connections, the fixture
+/// mix `copies` times (at most `limit` events); with `rate`, paced to that many events/s
+/// in total. With `absent`, the agent's collector is a closed TCP port and nothing is
+/// expected to arrive.
+struct Mode {
+    key: &'static str,
+    label: &'static str,
+    copies: usize,
+    limit: usize,
     per_post: usize,
     conns: usize,
     keep_alive: bool,
     rate: Option<f64>,
     absent: bool,
-) {
+}
+
+/// The agent's modes (`baseline` runs without the agent).
+const MODES: &[Mode] = &[
+    Mode {
+        key: "batch",
+        label: "100-event POSTs, 16 keep-alive connections",
+        copies: 800,
+        limit: usize::MAX,
+        per_post: 100,
+        conns: 16,
+        keep_alive: true,
+        rate: None,
+        absent: false,
+    },
+    Mode {
+        key: "single",
+        label: "1-event POSTs, new connection each, 32 senders",
+        copies: 160,
+        limit: 40_000,
+        per_post: 1,
+        conns: 32,
+        keep_alive: false,
+        rate: None,
+        absent: false,
+    },
+    Mode {
+        key: "single-keepalive",
+        label: "1-event POSTs, 32 keep-alive connections",
+        copies: 160,
+        limit: 116_800,
+        per_post: 1,
+        conns: 32,
+        keep_alive: true,
+        rate: None,
+        absent: false,
+    },
+    Mode {
+        key: "latency",
+        label: "10,000 events/s in 1-event POSTs, 4 senders",
+        copies: 160,
+        limit: 50_000,
+        per_post: 1,
+        conns: 4,
+        keep_alive: false,
+        rate: Some(10_000.0),
+        absent: false,
+    },
+    Mode {
+        key: "absent",
+        label: "10,000 events/s in 1-event POSTs, 4 senders, collector absent",
+        copies: 160,
+        limit: 50_000,
+        per_post: 1,
+        conns: 4,
+        keep_alive: false,
+        rate: Some(10_000.0),
+        absent: true,
+    },
+];
+
+fn run(m: &Mode) {
+    let name = format!("{}: {}", m.key, m.label);
+    let (chunks, sent) = requests(m.copies, m.limit, m.per_post, m.keep_alive);
+    let Mode {
+        per_post,
+        conns,
+        keep_alive,
+        rate,
+        absent,
+        ..
+    } = *m;
     let (collector, rx) = receiver();
     let to = if absent {
         format!("tcp://127.0.0.1:{}", free_port())
@@ -547,7 +619,7 @@ fn run(
     };
     let mut answer = answers;
     report(
-        name,
+        &name,
         sent,
         (main_got, got),
         secs,
@@ -568,66 +640,16 @@ fn main() {
         return baseline_server(only[1].parse().unwrap());
     }
     let want = |m: &str| only.is_empty() || only.iter().any(|o| o == m);
-    if want("batch") {
-        run(
-            "batch: 100-event POSTs, 16 keep-alive connections",
-            requests(800, usize::MAX, 100, true),
-            100,
-            16,
-            true,
-            None,
-            false,
-        );
-    }
-    if want("single") {
-        run(
-            "single: 1-event POSTs, new connection each, 32 senders",
-            requests(160, 40_000, 1, false),
-            1,
-            32,
-            false,
-            None,
-            false,
-        );
-    }
-    if want("single-keepalive") {
-        run(
-            "single-keepalive: 1-event POSTs, 32 keep-alive connections",
-            requests(160, 116_800, 1, true),
-            1,
-            32,
-            true,
-            None,
-            false,
-        );
+    for m in MODES {
+        if want(m.key) {
+            run(m);
+        }
     }
     if want("baseline") {
         run_baseline(
             "baseline: 1-event POSTs to a minimal blocking server, new connection each, 32 senders",
             requests(160, 40_000, 1, false),
             32,
-        );
-    }
-    if want("latency") {
-        run(
-            "latency: 10,000 events/s in 1-event POSTs, 4 senders",
-            requests(160, 50_000, 1, false),
-            1,
-            4,
-            false,
-            Some(10_000.0),
-            false,
-        );
-    }
-    if want("absent") {
-        run(
-            "absent: 10,000 events/s in 1-event POSTs, 4 senders, collector absent",
-            requests(160, 50_000, 1, false),
-            1,
-            4,
-            false,
-            Some(10_000.0),
-            true,
         );
     }
 }
