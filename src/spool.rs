@@ -4,7 +4,7 @@
 //! order, when the collector is back or the agent starts again.
 //!
 //! Layout: `<dir>/<collector>/NNNNNNNNNNNN.hep` segments of back-to-back HEP packets (the
-//! HEP length frames them), and `committed`: "<segment> <offset>" of the first byte not
+//! HEP length frames them), and `committed`: `"<segment> <offset>"` of the first byte not
 //! yet confirmed, replaced atomically. A cap in bytes drops the oldest segments (counted).
 
 use std::fs::{self, File, OpenOptions};

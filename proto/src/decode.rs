@@ -1,7 +1,7 @@
 //! The zero-copy nom decoder: HEPv3 (strict and lenient) and HEPv1/v2 (read-only).
 //!
 //! [`decode`] takes one whole packet (a UDP datagram, or a frame cut by
-//! [`crate::frame`]) and returns a [`Packet`] view whose byte fields borrow the input.
+//! [`crate::frame()`]) and returns a [`Packet`] view whose byte fields borrow the input.
 //! The building blocks are free nom parsers ([`parse_hep3_header`], [`parse_chunk`])
 //! with their own error type [`Fault`].
 
