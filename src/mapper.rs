@@ -163,8 +163,7 @@ impl Mapper {
         b.ip_proto = Some(heplink_proto::registry::ip_proto::UDP);
         (b.src_ip, b.src_port) = (Some(src.ip()), Some(src.port()));
         (b.dst_ip, b.dst_port) = (Some(dst.ip()), Some(dst.port()));
-        b.ts_sec = Some(u32::try_from(ts / 1_000_000).unwrap_or(u32::MAX));
-        b.ts_usec = Some((ts % 1_000_000) as u32);
+        b.set_timestamp_micros(ts);
         b.capture_id = Some(self.cfg.capture_id);
         b.node_name = Some(node);
         b.correlation_id = Some(cid);

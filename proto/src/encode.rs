@@ -80,10 +80,15 @@ impl PacketBuilder {
 
     /// Sets the timestamp from microseconds since the Unix epoch.
     pub fn timestamp_micros(mut self, us: u64) -> Self {
+        self.set_timestamp_micros(us);
+        self
+    }
+
+    /// Sets the timestamp from microseconds since the Unix epoch, in place.
+    pub fn set_timestamp_micros(&mut self, us: u64) {
         // Seconds beyond u32 (year 2106) saturate rather than wrap.
         self.ts_sec = Some(u32::try_from(us / 1_000_000).unwrap_or(u32::MAX));
         self.ts_usec = Some((us % 1_000_000) as u32);
-        self
     }
 
     /// Sets the capture agent id.
