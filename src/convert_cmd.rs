@@ -103,9 +103,9 @@ pub fn convert(
     corr: correlate::Config,
     map: MapConfig,
 ) -> io::Result<Converted> {
-    let mut p = Pipeline::new(corr, map);
+    // Event time is the clock: each body is correlated at its newest timestamp.
+    let mut p = Pipeline::new(corr, map).event_time();
     let mut res = Converted::default();
-    let mut now = 0u64;
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut sink = |o: Output| {
         let c = o.correlated;
@@ -144,29 +144,15 @@ pub fn convert(
             continue;
         }
         let body = Bytes::from(line);
-        // Event time is the clock: the newest timestamp of the body.
-        for piece in crate::janus::split_events(&body).into_iter().flatten() {
-            if let Some(ts) = quick_timestamp(&piece) {
-                now = now.max(ts);
-            }
-        }
-        for r in p.push_body(&body, now, &mut sink) {
+        for r in p.push_body(&body, 0, &mut sink) {
             res.rejected
                 .push((lineno + 1, format!("event {}: {}", r.index, r.message)));
         }
     }
+    let now = p.now();
     p.flush(now, &mut sink);
     res.events = p.stats().events;
     Ok(res)
-}
-
-/// The `timestamp` of an event object, without parsing the rest.
-fn quick_timestamp(raw: &[u8]) -> Option<u64> {
-    #[derive(serde::Deserialize)]
-    struct Ts {
-        timestamp: Option<u64>,
-    }
-    serde_json::from_slice::<Ts>(raw).ok()?.timestamp
 }
 
 /// Writes the packets as UDP datagrams from [`AGENT`] to [`COLLECTOR`].

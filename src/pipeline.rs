@@ -55,6 +55,11 @@ pub struct Pipeline {
     mapper: Mapper,
     buf: Vec<Correlated>,
     stats: PipelineStats,
+    /// With event time as the clock ([`Pipeline::event_time`]): a body's events, until
+    /// its newest timestamp is known.
+    pending: Option<Vec<crate::janus::Event>>,
+    /// The newest clock value seen.
+    now: u64,
 }
 
 impl Pipeline {
@@ -66,7 +71,22 @@ impl Pipeline {
             mapper: Mapper::new(map),
             buf: Vec::new(),
             stats: PipelineStats::default(),
+            pending: None,
+            now: 0,
         }
+    }
+
+    /// Takes the events' own time as the clock (captures, `convert`): each body is
+    /// correlated at the newest of its timestamps (or the clock so far, if that is later),
+    /// and the `now` given to [`Pipeline::push_body`] only sets a floor.
+    pub fn event_time(mut self) -> Self {
+        self.pending = Some(Vec::new());
+        self
+    }
+
+    /// The clock: the newest time seen so far.
+    pub fn now(&self) -> u64 {
+        self.now
     }
 
     /// The counters.
@@ -130,8 +150,24 @@ impl Pipeline {
                 }
             }
         }
+        let now = self.settle(now);
         self.drain(now, sink);
         rejected
+    }
+
+    /// Advances the clock to `now` (and with event time, to the body's newest timestamp)
+    /// and correlates the events that waited for it; returns the clock.
+    fn settle(&mut self, now: u64) -> u64 {
+        self.now = self.now.max(now);
+        if let Some(mut pending) = self.pending.take() {
+            let newest = pending.iter().filter_map(|e| e.timestamp).max();
+            self.now = self.now.max(newest.unwrap_or(0));
+            for ev in pending.drain(..) {
+                self.correlator.push(ev, self.now, &mut self.buf);
+            }
+            self.pending = Some(pending);
+        }
+        self.now
     }
 
     /// Reads a body that opens with `[` element by element; at the first element that
@@ -180,7 +216,10 @@ impl Pipeline {
     fn accept(&mut self, ev: crate::janus::Event, now: u64) {
         self.stats.events += 1;
         self.stats.by_type[crate::metrics::type_index(ev.kind)] += 1;
-        self.correlator.push(ev, now, &mut self.buf);
+        match &mut self.pending {
+            Some(p) => p.push(ev),
+            None => self.correlator.push(ev, now, &mut self.buf),
+        }
     }
 
     /// Advances the clock: releases holds that ran out, forgets old state.
@@ -314,6 +353,27 @@ mod tests {
             slow_bad
         );
         Ok(())
+    }
+
+    #[test]
+    fn event_time_clock_follows_the_newest_timestamp_of_each_body() {
+        let ev = |ts: &str| format!(r#"{{"emitter":"j","type":256,"subtype":2{ts},"event":{{}}}}"#);
+        let mut p = Pipeline::new(correlate::Config::default(), MapConfig::default()).event_time();
+        let mut stamps = Vec::new();
+        let mut sink = |o: Output<'_>| stamps.push(o.packet.unwrap().ts_sec.unwrap());
+        let body = Bytes::from(format!(
+            "[{},{},{}]",
+            ev(r#","timestamp":5000000"#),
+            ev(""),
+            ev(r#","timestamp":9000000"#)
+        ));
+        p.push_body(&body, 0, &mut sink);
+        assert_eq!(p.now(), 9_000_000);
+        // A later body with an older timestamp does not move the clock back.
+        p.push_body(&Bytes::from(ev(r#","timestamp":3000000"#)), 0, &mut sink);
+        assert_eq!(p.now(), 9_000_000);
+        // The event without a timestamp is stamped with its body's clock.
+        assert_eq!(stamps, vec![5, 9, 9, 3]);
     }
 
     proptest! {

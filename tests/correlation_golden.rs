@@ -26,22 +26,20 @@ struct Run {
 
 fn run(scenario: &str, cfg: correlate::Config) -> Run {
     let text = std::fs::read_to_string(dir().join(format!("{scenario}.jsonl"))).unwrap();
-    let mut p = Pipeline::new(cfg, MapConfig::default());
+    // Event time is the clock, as in `convert`.
+    let mut p = Pipeline::new(cfg, MapConfig::default()).event_time();
     let mut order: HashMap<usize, usize> = HashMap::new();
     let mut events: Vec<Event> = Vec::new();
     let mut outputs: Vec<(usize, String, bool)> = Vec::new();
-    let mut now = 0;
     let mut parser = heplink::janus::EventParser::new();
     for line in text.lines() {
         let body = Bytes::from(line.to_string());
         for piece in split_events(&body) {
             let piece = piece.unwrap();
             order.insert(piece.as_ptr() as usize, events.len());
-            let ev = parser.parse(piece).unwrap();
-            now = ev.timestamp.unwrap_or(now).max(now);
-            events.push(ev);
+            events.push(parser.parse(piece).unwrap());
         }
-        let rejected = p.push_body(&body, now, &mut |o| {
+        let rejected = p.push_body(&body, 0, &mut |o| {
             outputs.push((
                 o.correlated.event.raw.as_ptr() as usize,
                 o.correlated.cid.to_string(),
@@ -50,6 +48,7 @@ fn run(scenario: &str, cfg: correlate::Config) -> Run {
         });
         assert!(rejected.is_empty(), "{rejected:?}");
     }
+    let now = p.now();
     p.flush(now, &mut |o| {
         outputs.push((
             o.correlated.event.raw.as_ptr() as usize,
