@@ -17,7 +17,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use heplink::config::{Config, Output};
 use serde_json::{json, Value};
 
 const PLUGINS: &str = "/usr/lib/x86_64-linux-gnu/janus";
@@ -237,27 +236,12 @@ async fn scenario(
     let mut receivers = Vec::new();
     for _ in 0..2 {
         let (collector, got) = udp_receiver().await;
-        let mut c = Config::default();
-        c.http.listen = "127.0.0.1:0".parse().unwrap();
-        c.ws.listen = "127.0.0.1:0".parse().unwrap();
-        c.metrics.enabled = false;
+        let mut c = agent_config(&[format!("udp://{collector}")]);
         if let Some((u, p)) = auth {
             c.http.username = u.into();
             c.http.password = p.into();
         }
-        c.output = vec![Output {
-            url: format!("udp://{collector}"),
-            mtu: 1472,
-            tls: Default::default(),
-            failback_s: 30,
-        }];
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let a = heplink::serve::start(c, async move {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-        agents.push((a, tx));
+        agents.push(start_agent(c).await);
         receivers.push(got);
     }
     let http = agents[0].0.bound.http.unwrap();

@@ -1,21 +1,24 @@
 //! `heplink listen` and `heplink demo` through the real binary.
 
+mod common;
+
 use std::io::Read;
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use heplink::capture::{read_capture, CaptureEvent};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_heplink"))
-}
 
 #[test]
 fn demo_prints_one_flow_per_room_with_every_peerconnection() {
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("demo.html");
-    let out = bin().arg("demo").arg("--html").arg(&html).output().unwrap();
+    let out = common::bin()
+        .arg("demo")
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -61,7 +64,7 @@ fn listen_prints_writes_pcap_and_jsonl_and_reports_rejects() {
         .unwrap()
         .port();
     let (pcap, jsonl) = (dir.path().join("got.pcap"), dir.path().join("got.jsonl"));
-    let mut child = bin()
+    let mut child = common::bin()
         .args([
             "listen",
             "--udp",

@@ -1,28 +1,14 @@
 //! Round trips through the real binary: replay → listen gives back, byte for byte, what
 //! `convert` makes of a Janus capture, or the HEP capture itself; over UDP and TCP.
 
+mod common;
+
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use heplink::capture::{read_capture, CaptureEvent};
 use heplink::proto::{decode, Mode};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_heplink"))
-}
-
-fn packets(path: &Path) -> Vec<Vec<u8>> {
-    let mut v = Vec::new();
-    read_capture(std::fs::File::open(path).unwrap(), &mut |ev| {
-        if let CaptureEvent::Packet { bytes, .. } = ev {
-            v.push(bytes.to_vec());
-        }
-    })
-    .unwrap();
-    v
-}
 
 fn listener(transport: &str, count: usize, out: &Path) -> (String, Child) {
     let port = match transport {
@@ -37,7 +23,7 @@ fn listener(transport: &str, count: usize, out: &Path) -> (String, Child) {
             .unwrap()
             .port(),
     };
-    let child = bin()
+    let child = common::bin()
         .args([
             "listen",
             "-q",
@@ -58,7 +44,7 @@ fn listener(transport: &str, count: usize, out: &Path) -> (String, Child) {
 }
 
 fn replay(files: &[&Path], to: &str, extra: &[&str]) {
-    let st = bin()
+    let st = common::bin()
         .arg("replay")
         .args(files)
         .args(["--to", to, "--fast"])
@@ -72,23 +58,14 @@ fn replay(files: &[&Path], to: &str, extra: &[&str]) {
 fn janus_jsonl_replayed_equals_convert_byte_for_byte_udp_and_tcp() {
     let dir = tempfile::tempdir().unwrap();
     let jsonl = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/janus/sip-call-simple.jsonl");
-    let converted = dir.path().join("converted.pcap");
-    assert!(bin()
-        .arg("convert")
-        .arg(&jsonl)
-        .arg("-o")
-        .arg(&converted)
-        .status()
-        .unwrap()
-        .success());
-    let want = packets(&converted);
+    let want = common::convert_to_pcap(&jsonl, &dir.path().join("converted.pcap"));
     assert_eq!(want.len(), 87);
     for transport in ["udp", "tcp"] {
         let got_path = dir.path().join(format!("got-{transport}.pcap"));
         let (to, mut child) = listener(transport, want.len(), &got_path);
         replay(&[&jsonl], &to, &["--keep-time"]);
         assert!(child.wait().unwrap().success());
-        assert_eq!(packets(&got_path), want, "{transport}");
+        assert_eq!(common::pcap_packets(&got_path), want, "{transport}");
     }
 }
 
@@ -96,20 +73,20 @@ fn janus_jsonl_replayed_equals_convert_byte_for_byte_udp_and_tcp() {
 fn hep_pcap_replayed_is_byte_identical_and_restamping_changes_only_time() {
     let dir = tempfile::tempdir().unwrap();
     let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hep/kamailio-siptrace-v3.pcap");
-    let want = packets(&cap);
+    let want = common::pcap_packets(&cap);
     for transport in ["udp", "tcp"] {
         let got_path = dir.path().join(format!("got-{transport}.pcap"));
         let (to, mut child) = listener(transport, want.len(), &got_path);
         replay(&[&cap], &to, &["--keep-time"]);
         assert!(child.wait().unwrap().success());
-        assert_eq!(packets(&got_path), want, "{transport}");
+        assert_eq!(common::pcap_packets(&got_path), want, "{transport}");
     }
     // Re-stamped: same packets but the time, which now starts about now, same spacing.
     let got_path = dir.path().join("restamped.pcap");
     let (to, mut child) = listener("udp", want.len(), &got_path);
     replay(&[&cap], &to, &[]);
     assert!(child.wait().unwrap().success());
-    let got = packets(&got_path);
+    let got = common::pcap_packets(&got_path);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -148,7 +125,7 @@ fn replay_to_an_absent_collector_fails_with_a_count() {
         .unwrap()
         .port();
     let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hep/kamailio-siptrace-v3.pcap");
-    let out = bin()
+    let out = common::bin()
         .arg("replay")
         .arg(&cap)
         .args([

@@ -8,36 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::SinkExt;
-use heplink::config::{Config, Output, WhenFull};
-use heplink::serve::{start, Agent};
-use tokio::sync::oneshot;
-
-fn config(outputs: &[String]) -> Config {
-    let mut c = Config::default();
-    c.http.listen = "127.0.0.1:0".parse().unwrap();
-    c.ws.listen = "127.0.0.1:0".parse().unwrap();
-    c.metrics.listen = "127.0.0.1:0".parse().unwrap();
-    c.output = outputs
-        .iter()
-        .map(|u| Output {
-            url: u.clone(),
-            mtu: 1472,
-            tls: Default::default(),
-            failback_s: 30,
-        })
-        .collect();
-    c
-}
-
-async fn agent(c: Config) -> (Agent, oneshot::Sender<()>) {
-    let (tx, rx) = oneshot::channel::<()>();
-    let a = start(c, async move {
-        let _ = rx.await;
-    })
-    .await
-    .unwrap();
-    (a, tx)
-}
+use heplink::config::WhenFull;
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
@@ -48,7 +19,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_posted_arrives_once_with_its_correlation_id() {
     let (collector, got) = udp_receiver().await;
-    let (a, stop) = agent(config(&[format!("udp://{collector}")])).await;
+    let (a, stop) = start_agent(agent_config(&[format!("udp://{collector}")])).await;
     let http = a.bound.http.unwrap();
     for body in fixture_bodies("videoroom-2pub-2sub-webrtc") {
         let (status, _) = post(http, &[], body.as_bytes()).await;
@@ -65,10 +36,10 @@ async fn every_event_posted_arrives_once_with_its_correlation_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grouped_gzip_and_ndjson_bodies_and_basic_auth() {
     let (collector, got) = udp_receiver().await;
-    let mut c = config(&[format!("udp://{collector}")]);
+    let mut c = agent_config(&[format!("udp://{collector}")]);
     c.http.username = "janus".into();
     c.http.password = "s3cret".into();
-    let (a, stop) = agent(c).await;
+    let (a, stop) = start_agent(c).await;
     let http = a.bound.http.unwrap();
     let auth = ("Authorization", "Basic amFudXM6czNjcmV0"); // janus:s3cret
                                                             // The real grouped + gzip capture, as Janus sent it.
@@ -125,10 +96,10 @@ async fn grouped_gzip_and_ndjson_bodies_and_basic_auth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_right_status_and_a_counter_and_good_events_still_go() {
     let (collector, got) = udp_receiver().await;
-    let mut c = config(&[format!("udp://{collector}")]);
+    let mut c = agent_config(&[format!("udp://{collector}")]);
     c.http.max_body_bytes = 64 * 1024;
     c.http.max_decompressed_bytes = 256 * 1024;
-    let (a, stop) = agent(c).await;
+    let (a, stop) = start_agent(c).await;
     let http = a.bound.http.unwrap();
     let good = fixture_bodies("echotest-http-only");
     // Invalid JSON between good events: 400 naming it, the good ones delivered.
@@ -188,7 +159,7 @@ async fn bad_input_gets_the_right_status_and_a_counter_and_good_events_still_go(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_input_with_two_janus_instances_at_once() {
     let (collector, got) = udp_receiver().await;
-    let (a, stop) = agent(config(&[format!("udp://{collector}")])).await;
+    let (a, stop) = start_agent(agent_config(&[format!("udp://{collector}")])).await;
     let url = format!("ws://{}/janus-ws-events", a.bound.ws.unwrap());
     let mut clients = Vec::new();
     for _ in 0..2 {
@@ -246,7 +217,7 @@ async fn websocket_input_with_two_janus_instances_at_once() {
 async fn tcp_collector_restarted_loses_nothing_queued_and_keeps_order() {
     let got = Received::default();
     let (addr, task) = tcp_receiver("127.0.0.1:0", got.clone()).await;
-    let (a, stop) = agent(config(&[format!("tcp://{addr}")])).await;
+    let (a, stop) = start_agent(agent_config(&[format!("tcp://{addr}")])).await;
     let http = a.bound.http.unwrap();
     let bodies = fixture_bodies("videoroom-2pub-2sub-webrtc");
     let (first, rest) = bodies.split_at(100);
@@ -345,11 +316,11 @@ async fn full_queue_drops_are_counted_exactly() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut c = config(&[format!("tcp://{free}")]);
+    let mut c = agent_config(&[format!("tcp://{free}")]);
     c.queue.capacity = 10;
     c.queue.when_full = WhenFull::DropNewest;
     c.shutdown_timeout_ms = 300;
-    let (a, stop) = agent(c).await;
+    let (a, stop) = start_agent(c).await;
     for b in fixture_bodies("echotest-http-only") {
         assert_eq!(post(a.bound.http.unwrap(), &[], b.as_bytes()).await.0, 200);
     }
@@ -376,7 +347,11 @@ async fn fan_out_to_two_collectors() {
     let (c1, got1) = udp_receiver().await;
     let got2 = Received::default();
     let (c2, _t) = tcp_receiver("127.0.0.1:0", got2.clone()).await;
-    let (a, stop) = agent(config(&[format!("udp://{c1}"), format!("tcp://{c2}")])).await;
+    let (a, stop) = start_agent(agent_config(&[
+        format!("udp://{c1}"),
+        format!("tcp://{c2}"),
+    ]))
+    .await;
     for b in fixture_bodies("sip-call-simple") {
         assert_eq!(post(a.bound.http.unwrap(), &[], b.as_bytes()).await.0, 200);
     }
@@ -395,9 +370,9 @@ async fn fan_out_to_two_collectors() {
 async fn tcp_collector_killed_and_restarted_20_times_loses_nothing_and_keeps_order() {
     let got = Received::default();
     let (addr, mut task) = tcp_receiver("127.0.0.1:0", got.clone()).await;
-    let mut c = config(&[format!("tcp://{addr}")]);
+    let mut c = agent_config(&[format!("tcp://{addr}")]);
     c.shutdown_timeout_ms = 10_000;
-    let (a, stop) = agent(c).await;
+    let (a, stop) = start_agent(c).await;
     let http = a.bound.http.unwrap();
     let bodies = fixture_bodies("videoroom-2pub-2sub-webrtc");
     for (i, b) in bodies.iter().enumerate() {
@@ -452,9 +427,9 @@ async fn failover_to_a_backup_and_back_to_the_preferred_collector() {
         .port();
     let (got_b, got_a) = (Received::default(), Received::default());
     let (backup, _tb) = tcp_receiver("127.0.0.1:0", got_b.clone()).await;
-    let mut c = config(&[format!("tcp://127.0.0.1:{primary_port}|tcp://{backup}")]);
+    let mut c = agent_config(&[format!("tcp://127.0.0.1:{primary_port}|tcp://{backup}")]);
     c.output[0].failback_s = 1;
-    let (a, stop) = agent(c).await;
+    let (a, stop) = start_agent(c).await;
     let bodies = fixture_bodies("videoroom-2pub-2sub-webrtc");
     // The preferred collector is down: the backup gets the traffic.
     for b in &bodies[..150] {
@@ -488,7 +463,7 @@ async fn udp_collector_down_counts_errors_then_a_whole_capture_in_one_body_arriv
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         s.local_addr().unwrap().port()
     };
-    let (a, stop) = agent(config(&[format!("udp://127.0.0.1:{port}")])).await;
+    let (a, stop) = start_agent(agent_config(&[format!("udp://127.0.0.1:{port}")])).await;
     let http = a.bound.http.unwrap();
     for b in fixture_bodies("echotest-http-only") {
         assert_eq!(post(http, &[], b.as_bytes()).await.0, 200);

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::*;
-use heplink::config::{Config, Output};
+use heplink::config::Config;
 
 fn assert_same_per_cid(got: &[Key], want: &[Key]) {
     if got.len() != want.len() {
@@ -37,16 +37,7 @@ fn assert_same_per_cid(got: &[Key], want: &[Key]) {
 }
 
 fn config(port: u16, spool: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.http.listen = "127.0.0.1:0".parse().unwrap();
-    c.ws.enabled = false;
-    c.metrics.enabled = false;
-    c.output = vec![Output {
-        url: format!("tcp://127.0.0.1:{port}"),
-        mtu: 1472,
-        tls: Default::default(),
-        failback_s: 30,
-    }];
+    let mut c = agent_config(&[format!("tcp://127.0.0.1:{port}")]);
     c.spool.dir = spool.display().to_string();
     c
 }
@@ -58,12 +49,7 @@ async fn an_outage_longer_than_the_queue_loses_nothing() {
     let mut c = config(port, dir.path());
     c.queue.capacity = 10;
     c.shutdown_timeout_ms = 10_000;
-    let (tx, stop) = tokio::sync::oneshot::channel::<()>();
-    let a = heplink::serve::start(c, async move {
-        let _ = stop.await;
-    })
-    .await
-    .unwrap();
+    let (a, tx) = start_agent(c).await;
     let bodies = fixture_bodies("videoroom-2pub-2sub-webrtc");
     for b in &bodies {
         assert_eq!(post(a.bound.http.unwrap(), &[], b.as_bytes()).await.0, 200);
@@ -91,7 +77,7 @@ async fn the_agent_killed_with_sigkill_sends_its_spool_after_a_restart() {
     let port = free_port();
     let (http, metrics) = (free_port(), free_port());
     let start = || {
-        Command::new(env!("CARGO_BIN_EXE_heplink"))
+        bin()
             .args([
                 "serve",
                 "--ws",
@@ -157,12 +143,7 @@ async fn twenty_collector_restarts_with_the_spool_lose_nothing() {
     let mut c = config(addr.port(), dir.path());
     c.queue.capacity = 50;
     c.shutdown_timeout_ms = 10_000;
-    let (tx, stop) = tokio::sync::oneshot::channel::<()>();
-    let a = heplink::serve::start(c, async move {
-        let _ = stop.await;
-    })
-    .await
-    .unwrap();
+    let (a, tx) = start_agent(c).await;
     let bodies = fixture_bodies("videoroom-2pub-2sub-webrtc");
     for (i, b) in bodies.iter().enumerate() {
         assert_eq!(post(a.bound.http.unwrap(), &[], b.as_bytes()).await.0, 200);

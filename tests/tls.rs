@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use heplink::capture::{read_capture, CaptureEvent};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 struct Pki {
@@ -64,24 +63,8 @@ fn pki(dir: &Path) -> Pki {
     }
 }
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_heplink"))
-}
-
-fn packets(path: &Path) -> Vec<Vec<u8>> {
-    let mut v = Vec::new();
-    if let Ok(f) = std::fs::File::open(path) {
-        let _ = read_capture(f, &mut |ev| {
-            if let CaptureEvent::Packet { bytes, .. } = ev {
-                v.push(bytes.to_vec());
-            }
-        });
-    }
-    v
-}
-
 fn listen_tls(p: &Pki, port: u16, count: usize, out: &Path, client_ca: bool, secs: u32) -> Child {
-    let mut c = bin();
+    let mut c = common::bin();
     c.args([
         "listen",
         "-q",
@@ -116,7 +99,7 @@ fn kamailio() -> PathBuf {
 
 /// `heplink replay` of the Kamailio capture, as fast as it goes, to `to`.
 fn replay_kamailio(to: &str) -> Command {
-    let mut c = bin();
+    let mut c = common::bin();
     c.arg("replay").arg(kamailio()).args(["--to", to, "--fast"]);
     c
 }
@@ -125,7 +108,7 @@ fn replay_kamailio(to: &str) -> Command {
 fn replay_over_tls_is_byte_identical_with_the_right_ca() {
     let dir = tempfile::tempdir().unwrap();
     let p = pki(dir.path());
-    let want = packets(&kamailio());
+    let want = common::pcap_packets(&kamailio());
     let port = free_port();
     let out = dir.path().join("got.pcap");
     let mut l = listen_tls(&p, port, want.len(), &out, false, 20);
@@ -136,7 +119,7 @@ fn replay_over_tls_is_byte_identical_with_the_right_ca() {
         .unwrap();
     assert!(st.success());
     assert!(l.wait().unwrap().success());
-    assert_eq!(packets(&out), want);
+    assert_eq!(common::pcap_packets(&out), want);
 }
 
 #[test]
@@ -144,7 +127,7 @@ fn a_wrong_ca_is_refused_and_the_insecure_mode_is_explicit() {
     let dir = tempfile::tempdir().unwrap();
     let p = pki(dir.path());
     let (other_ca, _) = make_ca(dir.path(), "other-ca");
-    let want = packets(&kamailio());
+    let want = common::pcap_packets(&kamailio());
     let port = free_port();
     let out = dir.path().join("got.pcap");
     let mut l = listen_tls(&p, port, want.len(), &out, false, 20);
@@ -161,14 +144,18 @@ fn a_wrong_ca_is_refused_and_the_insecure_mode_is_explicit() {
         .unwrap();
     assert!(ok.success());
     assert!(l.wait().unwrap().success());
-    assert_eq!(packets(&out), want, "only the insecure run got through");
+    assert_eq!(
+        common::pcap_packets(&out),
+        want,
+        "only the insecure run got through"
+    );
 }
 
 #[test]
 fn client_certificates_when_the_collector_asks() {
     let dir = tempfile::tempdir().unwrap();
     let p = pki(dir.path());
-    let want = packets(&kamailio());
+    let want = common::pcap_packets(&kamailio());
     let port = free_port();
     let out = dir.path().join("got.pcap");
     let mut l = listen_tls(&p, port, want.len(), &out, true, 20);
@@ -189,7 +176,7 @@ fn client_certificates_when_the_collector_asks() {
         .unwrap();
     assert!(with.success());
     assert!(l.wait().unwrap().success());
-    assert_eq!(packets(&out), want);
+    assert_eq!(common::pcap_packets(&out), want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,25 +188,9 @@ async fn serve_sends_every_event_to_a_tls_collector() {
         heplink::listen::bind(&[], &[], &["127.0.0.1:0".parse().unwrap()], Some(server))
             .await
             .unwrap();
-    let mut c = heplink::config::Config::default();
-    c.http.listen = "127.0.0.1:0".parse().unwrap();
-    c.ws.enabled = false;
-    c.metrics.enabled = false;
-    c.output = vec![heplink::config::Output {
-        url: format!("tls://localhost:{}", tls[0].port()),
-        mtu: 1472,
-        tls: heplink::tls::TlsClient {
-            ca_file: Some(p.ca.clone()),
-            ..Default::default()
-        },
-        failback_s: 30,
-    }];
-    let (tx, stop) = tokio::sync::oneshot::channel::<()>();
-    let a = heplink::serve::start(c, async move {
-        let _ = stop.await;
-    })
-    .await
-    .unwrap();
+    let mut c = common::agent_config(&[format!("tls://localhost:{}", tls[0].port())]);
+    c.output[0].tls.ca_file = Some(p.ca.clone());
+    let (a, tx) = common::start_agent(c).await;
     for b in common::fixture_bodies("audiobridge-3users") {
         assert_eq!(
             common::post(a.bound.http.unwrap(), &[], b.as_bytes())
@@ -245,20 +216,11 @@ fn janus_jsonl_replayed_over_tls_equals_convert_byte_for_byte() {
     let p = pki(dir.path());
     let jsonl =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/janus/audiobridge-3users.jsonl");
-    let converted = dir.path().join("converted.pcap");
-    assert!(bin()
-        .arg("convert")
-        .arg(&jsonl)
-        .arg("-o")
-        .arg(&converted)
-        .status()
-        .unwrap()
-        .success());
-    let want = packets(&converted);
+    let want = common::convert_to_pcap(&jsonl, &dir.path().join("converted.pcap"));
     let port = free_port();
     let out = dir.path().join("got.pcap");
     let mut l = listen_tls(&p, port, want.len(), &out, false, 20);
-    let st = bin()
+    let st = common::bin()
         .arg("replay")
         .arg(&jsonl)
         .args([
@@ -273,7 +235,7 @@ fn janus_jsonl_replayed_over_tls_equals_convert_byte_for_byte() {
         .unwrap();
     assert!(st.success());
     assert!(l.wait().unwrap().success());
-    assert_eq!(packets(&out), want);
+    assert_eq!(common::pcap_packets(&out), want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,24 +244,10 @@ async fn https_input_takes_janus_posts() {
     let dir = tempfile::tempdir().unwrap();
     let p = pki(dir.path());
     let (collector, got) = common::udp_receiver().await;
-    let mut c = heplink::config::Config::default();
-    c.http.listen = "127.0.0.1:0".parse().unwrap();
+    let mut c = common::agent_config(&[format!("udp://{collector}")]);
     c.http.tls_cert = p.cert.display().to_string();
     c.http.tls_key = p.key.display().to_string();
-    c.ws.enabled = false;
-    c.metrics.enabled = false;
-    c.output = vec![heplink::config::Output {
-        url: format!("udp://{collector}"),
-        mtu: 1472,
-        tls: Default::default(),
-        failback_s: 30,
-    }];
-    let (tx, stop) = tokio::sync::oneshot::channel::<()>();
-    let a = heplink::serve::start(c, async move {
-        let _ = stop.await;
-    })
-    .await
-    .unwrap();
+    let (a, tx) = common::start_agent(c).await;
     let addr = a.bound.http.unwrap();
     let (cfg, name) = heplink::tls::client(
         &heplink::tls::TlsClient {

@@ -275,3 +275,67 @@ pub fn converted(bodies: &[String]) -> Vec<Key> {
         })
         .collect()
 }
+
+/// The `heplink` binary under test.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_heplink"))
+}
+
+/// The packets of a pcap or pcapng file (none if it does not exist or does not read).
+pub fn pcap_packets(path: &std::path::Path) -> Vec<Vec<u8>> {
+    use heplink::capture::{read_capture, CaptureEvent};
+    let mut v = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = read_capture(f, &mut |ev| {
+            if let CaptureEvent::Packet { bytes, .. } = ev {
+                v.push(bytes.to_vec());
+            }
+        });
+    }
+    v
+}
+
+/// `heplink convert JSONL -o OUT`; returns the packets written.
+pub fn convert_to_pcap(jsonl: &std::path::Path, out: &std::path::Path) -> Vec<Vec<u8>> {
+    assert!(bin()
+        .arg("convert")
+        .arg(jsonl)
+        .arg("-o")
+        .arg(out)
+        .status()
+        .unwrap()
+        .success());
+    pcap_packets(out)
+}
+
+/// An agent configuration on loopback (HTTP, WebSocket and metrics on ephemeral ports)
+/// sending to `outputs`.
+pub fn agent_config(outputs: &[String]) -> heplink::config::Config {
+    let mut c = heplink::config::Config::default();
+    c.http.listen = "127.0.0.1:0".parse().unwrap();
+    c.ws.listen = "127.0.0.1:0".parse().unwrap();
+    c.metrics.listen = "127.0.0.1:0".parse().unwrap();
+    c.output = outputs
+        .iter()
+        .map(|u| heplink::config::Output {
+            url: u.clone(),
+            mtu: 1472,
+            tls: Default::default(),
+            failback_s: 30,
+        })
+        .collect();
+    c
+}
+
+/// Starts an agent in this runtime; dropping or sending on the sender stops it.
+pub async fn start_agent(
+    c: heplink::config::Config,
+) -> (heplink::serve::Agent, tokio::sync::oneshot::Sender<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let a = heplink::serve::start(c, async move {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    (a, tx)
+}
