@@ -3,6 +3,8 @@
 //! (`fixtures/janus/<scenario>.cids.tsv`; `HEPLINK_REGEN_FIXTURES=1` rewrites them), and
 //! the rules of the VideoRoom scenario asserted directly.
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -86,20 +88,9 @@ fn describe(e: &Event) -> String {
     format!("{kind}\t{}\t{}\t{what}", id(e.session_id), id(e.handle_id))
 }
 
-const SCENARIOS: &[&str] = &[
-    "videoroom-2pub-2sub-webrtc",
-    "sip-call-simple",
-    "audiobridge-3users",
-    "textroom-datachannel-webrtc",
-    "echotest-webrtc",
-    "echotest-http-only",
-    "grouping-indented",
-    "grouping-compressed",
-];
-
 #[test]
 fn every_event_gets_the_golden_correlation_id() {
-    for scenario in SCENARIOS {
+    for scenario in common::CAPTURES {
         let r = run(scenario, correlate::Config::default());
         let mut got = String::from("# index\ttype\tsession\thandle\tevent\tcorrelation ids\n");
         for (i, (e, c)) in r.events.iter().zip(&r.cids).enumerate() {

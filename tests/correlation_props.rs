@@ -118,16 +118,6 @@ fn mutilate(raw: &str, what: usize) -> String {
     v.to_string()
 }
 
-const ALL_CAPTURES: &[&str] = &[
-    "videoroom-2pub-2sub-webrtc",
-    "audiobridge-3users",
-    "textroom-datachannel-webrtc",
-    "echotest-webrtc",
-    "echotest-http-only",
-    "grouping-compressed",
-    "sip-call-simple",
-];
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
@@ -135,10 +125,10 @@ proptest! {
     /// session event without a body was once dropped silently).
     #[test]
     fn every_event_gives_a_packet_whatever_it_lacks(
-        which in 0..ALL_CAPTURES.len(),
+        which in 0..common::CAPTURES.len(),
         cuts in proptest::collection::vec((0usize..400, 0usize..6), 1..40),
     ) {
-        let mut events = fixture(ALL_CAPTURES[which]);
+        let mut events = fixture(common::CAPTURES[which]);
         for (at, what) in cuts {
             let i = at % events.len();
             events[i] = mutilate(&events[i], what);

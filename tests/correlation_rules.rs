@@ -359,14 +359,7 @@ fn fallback_policies() {
 
 #[test]
 fn every_capture_leaves_no_state_once_its_sessions_ended() {
-    for scenario in [
-        "videoroom-2pub-2sub-webrtc",
-        "sip-call-simple",
-        "audiobridge-3users",
-        "textroom-datachannel-webrtc",
-        "echotest-webrtc",
-        "grouping-compressed",
-    ] {
+    for scenario in common::CAPTURES {
         let events = fixture(scenario);
         let last = events.iter().map(ts).max().unwrap();
         let (_, mut c) = run(&events, correlate::Config::default());

@@ -2,6 +2,8 @@
 //! and every packet in them re-encodes byte for byte. `HEPLINK_REGEN_FIXTURES=1`
 //! rewrites the golden files (review the diff).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use std::process::Command;
@@ -72,16 +74,7 @@ fn every_captured_packet_reencodes_byte_for_byte() {
 /// shows up here (`HEPLINK_REGEN_FIXTURES=1` rewrites them; review the decode diff).
 #[test]
 fn converted_janus_captures_match_the_committed_pcaps() {
-    for scenario in [
-        "videoroom-2pub-2sub-webrtc",
-        "sip-call-simple",
-        "audiobridge-3users",
-        "textroom-datachannel-webrtc",
-        "echotest-webrtc",
-        "echotest-http-only",
-        "grouping-indented",
-        "grouping-compressed",
-    ] {
+    for scenario in common::CAPTURES {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
         let input = dir.join(format!("fixtures/janus/{scenario}.jsonl"));
         let text = std::fs::read_to_string(&input).unwrap();

@@ -184,6 +184,18 @@ pub fn fixture_events(scenario: &str) -> Vec<serde_json::Value> {
     out
 }
 
+/// Every Janus capture of `fixtures/janus/` posted by the HTTP event handler.
+pub const CAPTURES: &[&str] = &[
+    "videoroom-2pub-2sub-webrtc",
+    "sip-call-simple",
+    "audiobridge-3users",
+    "textroom-datachannel-webrtc",
+    "echotest-webrtc",
+    "echotest-http-only",
+    "grouping-indented",
+    "grouping-compressed",
+];
+
 /// The fixture's bodies, one per line.
 pub fn fixture_bodies(scenario: &str) -> Vec<String> {
     let path = format!(
