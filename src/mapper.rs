@@ -93,7 +93,7 @@ const CID_SLOTS: usize = 16;
 const PAYLOAD_BLOCK: usize = 64 * 1024;
 
 /// Turns correlated events into HEP packets.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Mapper {
     cfg: MapConfig,
     last_node: Option<(Arc<str>, Bytes)>,
@@ -117,9 +117,6 @@ impl Mapper {
 
     /// The correlation id as bytes, shared with earlier packets of the same id.
     fn cid_bytes(&mut self, cid: &Arc<str>) -> Bytes {
-        if self.cids.is_empty() {
-            self.cids.resize(CID_SLOTS, None);
-        }
         let slot = (Arc::as_ptr(cid) as *const u8 as usize >> 4) % CID_SLOTS;
         if let Some((a, b)) = &self.cids[slot] {
             if Arc::ptr_eq(a, cid) {

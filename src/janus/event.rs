@@ -314,12 +314,8 @@ fn intern(cache: &mut Vec<Arc<str>>, name: &str) -> Arc<str> {
     e
 }
 
-fn scan_err(e: Box<ScanError>) -> EventError {
+fn scan_err(e: ScanError) -> EventError {
     EventError::Json(e.to_string())
-}
-
-fn type_err(msg: &'static str, at: usize) -> Box<ScanError> {
-    ScanError::new(msg, at)
 }
 
 /// A u64 given as a number or a decimal string, or `null`.
@@ -331,10 +327,10 @@ fn opt_u64_lenient(sc: &mut Scanner<'_>) -> scan::R<Option<u64>> {
         Some(Scalar::Num(Num::F(v))) if v >= 0.0 && v.fract() == 0.0 && v < 1.8e19 => {
             Some(v as u64)
         }
-        Some(Scalar::Num(_)) => return Err(type_err("expected an unsigned integer id", at)),
+        Some(Scalar::Num(_)) => return Err(ScanError::new("expected an unsigned integer id", at)),
         Some(Scalar::Str(s)) => Some(
             s.parse()
-                .map_err(|_| type_err("expected an unsigned integer id", at))?,
+                .map_err(|_| ScanError::new("expected an unsigned integer id", at))?,
         ),
     })
 }

@@ -32,16 +32,14 @@ impl fmt::Display for ScanError {
 }
 
 impl ScanError {
-    /// A boxed error (errors are rare; a one-pointer `Result` keeps the happy path lean).
-    #[cold]
-    #[inline(never)]
-    pub fn new(msg: &'static str, at: usize) -> Box<ScanError> {
-        Box::new(ScanError { msg, at })
+    /// An error noticed at byte `at`.
+    pub fn new(msg: &'static str, at: usize) -> ScanError {
+        ScanError { msg, at }
     }
 }
 
 /// Result of a read.
-pub type R<T> = Result<T, Box<ScanError>>;
+pub type R<T> = Result<T, ScanError>;
 
 /// A JSON number as read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,17 +71,12 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A scanner at byte `pos` of `s` (a position an earlier scan returned).
-    pub fn at(s: &'a str, pos: usize) -> Self {
-        Scanner {
-            pos,
-            ..Scanner::new(s)
-        }
-    }
-
     /// A scanner over the same text at byte `pos`.
     pub fn at_pos(&self, pos: usize) -> Scanner<'a> {
-        Scanner::at(self.s, pos)
+        Scanner {
+            pos,
+            ..Scanner::new(self.s)
+        }
     }
 
     /// Consumes the `[` of an array the caller reads element by element with
