@@ -323,14 +323,14 @@ fn report(
     secs: f64,
     lat: &mut [u64],
     answer: &mut [u64],
-    cpu: f64,
+    (cpu, cpu_window): (f64, f64),
     rss_kib: u64,
 ) {
     println!(
-        "{name}: {sent} events posted, {got} HEP packets received ({:.1}%), {stream} in the stream's {secs:.2} s = {:.0} packets/s; agent CPU {cpu:.2} s ({:.0}% of one core), peak RSS {:.1} MiB; latency p50 {} µs, p99 {} µs, max {} µs; HTTP answer p50 {} µs, p99 {} µs, max {} µs",
+        "{name}: {sent} events posted, {got} HEP packets received ({:.1}%), {stream} in the stream's {secs:.2} s = {:.0} packets/s; agent CPU {cpu:.2} s in {cpu_window:.2} s ({:.0}% of one core), peak RSS {:.1} MiB; latency p50 {} µs, p99 {} µs, max {} µs; HTTP answer p50 {} µs, p99 {} µs, max {} µs",
         100.0 * got as f64 / sent.max(1) as f64,
         stream as f64 / secs,
-        100.0 * cpu / secs,
+        100.0 * cpu / cpu_window,
         rss_kib as f64 / 1024.0,
         percentile(lat, 0.5),
         percentile(lat, 0.99),
@@ -579,6 +579,9 @@ fn run(m: &Mode) {
     let main_got = rx.count.load(Relaxed);
     let main_secs = rx.last_us.load(Relaxed).saturating_sub(start_us) as f64 / 1e6;
     let (cpu1, rss) = agent.usage();
+    // CPU is read here, so its share is of the time up to here (the stream and its quiet
+    // tail), not of the stream's time alone.
+    let cpu_window = start.elapsed().as_secs_f64();
     let (core1, load1) = (core_jiffies(0), core_jiffies(1));
     let busy =
         |a: (u64, u64), b: (u64, u64)| 100.0 * (b.0 - a.0) as f64 / (b.1 - a.1).max(1) as f64;
@@ -625,7 +628,7 @@ fn run(m: &Mode) {
         secs,
         &mut lat,
         &mut answer,
-        cpu1 - cpu0,
+        (cpu1 - cpu0, cpu_window),
         rss,
     );
 }
