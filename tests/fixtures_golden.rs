@@ -6,7 +6,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use std::process::Command;
 
 use bytes::BytesMut;
 use heplink::capture::{read_capture, CaptureEvent};
@@ -27,7 +26,7 @@ fn captures() -> Vec<PathBuf> {
 #[test]
 fn decode_matches_golden() {
     for cap in captures() {
-        let out = Command::new(env!("CARGO_BIN_EXE_heplink"))
+        let out = common::bin()
             .args(["decode", "--json"])
             .arg(&cap)
             .output()
