@@ -6,7 +6,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-
 use bytes::BytesMut;
 use heplink::capture::{read_capture, CaptureEvent};
 use heplink::proto::{decode, Mode};

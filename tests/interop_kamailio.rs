@@ -4,6 +4,8 @@
 //! sent must arrive as a HEP payload byte for byte. Needs `kamailio` and `sipp` (installed
 //! by `.ci/run`).
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -36,15 +38,7 @@ impl Drop for Kamailio {
         if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
             let _ = Command::new("kill").arg(pid.trim()).status();
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        common::wait_or_kill(&mut self.child, Duration::from_secs(5));
     }
 }
 

@@ -378,13 +378,8 @@ async fn tcp_collector_killed_and_restarted_20_times_loses_nothing_and_keeps_ord
     for (i, b) in bodies.iter().enumerate() {
         assert_eq!(post(http, &[], b.as_bytes()).await.0, 200);
         if i % 15 == 14 {
-            // Killed at whatever moment it is: unread data is answered with a reset.
-            task.abort();
-            let _ = (&mut task).await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            task = tcp_receiver(&addr.to_string(), got.clone()).await.1;
-            // Give the sender the time to notice (it waits up to 200 ms for a reset).
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Killed at whatever moment it is, then back.
+            restart_tcp_receiver(&mut task, addr, &got).await;
         }
     }
     let metrics = a.metrics.clone();

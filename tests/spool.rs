@@ -148,12 +148,8 @@ async fn twenty_collector_restarts_with_the_spool_lose_nothing() {
     for (i, b) in bodies.iter().enumerate() {
         assert_eq!(post(a.bound.http.unwrap(), &[], b.as_bytes()).await.0, 200);
         if i % 15 == 14 {
-            task.abort();
-            let _ = (&mut task).await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            task = tcp_receiver(&addr.to_string(), got.clone()).await.1;
-            // Give the sender the time to notice (it waits up to 200 ms for a reset).
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Killed at whatever moment it is, then back.
+            restart_tcp_receiver(&mut task, addr, &got).await;
         }
     }
     let m = a.metrics.collectors[0].clone();

@@ -351,3 +351,31 @@ pub async fn start_agent(
     .unwrap();
     (a, tx)
 }
+
+/// Waits up to `within` for a child that was asked to stop, then kills it.
+pub fn wait_or_kill(child: &mut std::process::Child, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Takes a TCP receiver down (whatever it has unread is answered with a reset) and
+/// brings it back on the same address, leaving the sender time to notice.
+pub async fn restart_tcp_receiver(
+    task: &mut tokio::task::JoinHandle<()>,
+    addr: SocketAddr,
+    got: &Received,
+) {
+    task.abort();
+    let _ = (&mut *task).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    *task = tcp_receiver(&addr.to_string(), got.clone()).await.1;
+    // The sender waits up to 200 ms for a reset before it counts a write as read.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
