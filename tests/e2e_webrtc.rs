@@ -87,6 +87,15 @@ fn event_of(p: &Value) -> Value {
     body["event"].take()
 }
 
+/// An event's type, subtype (0 when absent) and [`detail`].
+fn kind_of(ev: &Value) -> (u64, u64, String) {
+    let (t, st) = (
+        ev["type"].as_u64().unwrap(),
+        ev["subtype"].as_u64().unwrap_or(0),
+    );
+    (t, st, detail(t, st, &ev["event"]))
+}
+
 /// What tells events of one kind apart: ICE or DTLS state, connection, medium, or the
 /// plugin's event name.
 fn detail(t: u64, st: u64, inner: &Value) -> String {
@@ -139,12 +148,8 @@ fn aiortc_echotest_call_reaches_hep_under_one_session_id() {
         if ev["handle_id"].as_u64() != Some(hid) {
             continue;
         }
-        let (t, st) = (
-            ev["type"].as_u64().unwrap(),
-            ev["subtype"].as_u64().unwrap_or(0),
-        );
+        let (t, st, detail) = kind_of(ev);
         let inner = &ev["event"];
-        let detail = detail(t, st, inner);
         *seen.entry((t, st, detail)).or_default() += 1;
         if (t, st) == (16, 4) {
             let c = &inner["candidates"];
@@ -264,12 +269,8 @@ fn aiortc_videoroom_publishers_and_subscriber_share_the_room_id() {
         let Some(name) = name_of(ev["handle_id"].as_u64()) else {
             continue;
         };
-        let (t, st) = (
-            ev["type"].as_u64().unwrap(),
-            ev["subtype"].as_u64().unwrap_or(0),
-        );
+        let (t, st, detail) = kind_of(&ev);
         let inner = &ev["event"];
-        let detail = detail(t, st, inner);
         if (t, st) == (32, 3) {
             if name.starts_with("sub") {
                 let tx = inner["packets-sent"].as_u64().unwrap();
