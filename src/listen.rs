@@ -235,6 +235,29 @@ async fn read_frames<S: tokio::io::AsyncRead + Unpin>(
     tracing::info!(%peer, "HEP sender disconnected.");
 }
 
+/// Receive buffer a HEP receiver asks for: 8 MiB (the kernel doubles it for its own
+/// bookkeeping). Linux's default is 208 KiB, which a burst of a few hundred packets
+/// (one `sendmmsg` of the agent) overflows while the reader is busy.
+pub const UDP_RECEIVE_BUFFER: usize = 8 << 20;
+
+/// Binds a UDP socket for receiving HEP with a large receive buffer: `SO_RCVBUFFORCE`
+/// where allowed (root or `CAP_NET_ADMIN`, past `net.core.rmem_max`), else `SO_RCVBUF`
+/// (capped by `rmem_max`). Also turns on `SO_RXQ_OVFL`, so that `recvmsg` tells how
+/// many datagrams the kernel dropped because the buffer was full. Returns the socket (in
+/// blocking mode) and the buffer size the kernel granted.
+pub fn udp_receive_socket(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, usize)> {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    let s = std::net::UdpSocket::bind(addr)?;
+    let want = UDP_RECEIVE_BUFFER;
+    if setsockopt(&s, sockopt::RcvBufForce, &want).is_err() {
+        // Not privileged: take what rmem_max allows.
+        let _ = setsockopt(&s, sockopt::RcvBuf, &want);
+    }
+    let _ = setsockopt(&s, sockopt::RxqOvfl, &1);
+    let got = getsockopt(&s, sockopt::RcvBuf).unwrap_or(0);
+    Ok((s, got))
+}
+
 /// Binds the listeners (TLS ones with `tls`); packets go to the returned channel.
 /// Returns the bound UDP, TCP and TLS addresses.
 pub async fn bind(
@@ -251,8 +274,11 @@ pub async fn bind(
     let (tx, rx) = mpsc::channel(65_536);
     let mut u_bound = Vec::new();
     for a in udp {
-        let s = UdpSocket::bind(a).await?;
+        let (s, granted) = udp_receive_socket(*a)?;
+        s.set_nonblocking(true)?;
+        let s = UdpSocket::from_std(s)?;
         let local = s.local_addr()?;
+        tracing::debug!(%local, receive_buffer = granted, "UDP receive buffer.");
         u_bound.push(local);
         let tx = tx.clone();
         tokio::spawn(async move {

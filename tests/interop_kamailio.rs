@@ -142,7 +142,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 fn run(hep_version: u8) {
     let dir = tempfile::tempdir().unwrap();
-    let hep = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Kamailio's packets wait in the socket until sipp is done: a large buffer keeps them.
+    let (hep, _) = heplink::listen::udp_receive_socket("127.0.0.1:0".parse().unwrap()).unwrap();
     hep.set_read_timeout(Some(Duration::from_millis(1500)))
         .unwrap();
     let hep_port = hep.local_addr().unwrap().port();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use heplink::proto::{decode, next_frame, Mode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 
 /// What a receiver got: each packet's correlation id and payload, in arrival order.
 #[derive(Clone, Default)]
@@ -67,15 +67,18 @@ pub async fn udp_receiver() -> (SocketAddr, Received) {
     udp_receiver_at("127.0.0.1:0").await
 }
 
-/// A UDP HEP receiver bound to `addr`.
+/// A UDP HEP receiver bound to `addr`. It reads on a thread of its own (not a task of the
+/// test's runtime, which the in-process agent may keep busy while it bursts) from a socket
+/// with a large receive buffer ([`heplink::listen::udp_receive_socket`]), so the tests do
+/// not depend on the host's `net.core.rmem_default`.
 pub async fn udp_receiver_at(addr: &str) -> (SocketAddr, Received) {
-    let s = UdpSocket::bind(addr).await.unwrap();
+    let (s, _) = heplink::listen::udp_receive_socket(addr.parse().unwrap()).unwrap();
     let addr = s.local_addr().unwrap();
     let r = Received::default();
     let r2 = r.clone();
-    tokio::spawn(async move {
+    std::thread::spawn(move || {
         let mut buf = vec![0u8; 65_536];
-        while let Ok(n) = s.recv(&mut buf).await {
+        while let Ok(n) = s.recv(&mut buf) {
             r2.push(&buf[..n]);
         }
     });
