@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use heplink::correlate::{self, Correlator};
 use heplink::janus::{split_events, EventParser};
-use heplink::mapper::{MapConfig, Mapper};
+use heplink::map::{MapConfig, Mapper};
 
 fn main() {
     let bodies: Vec<Bytes> = common::replicated(8).into_iter().map(Bytes::from).collect();

@@ -60,6 +60,10 @@ impl Agent {
                 "1000000",
                 "--hold-ms",
                 &HOLD_MS.to_string(),
+                // Unpaced unless LOAD_UDP_RATE says otherwise: the receiver here reads
+                // as fast as it can from a 256 MiB buffer.
+                "--udp-rate",
+                &std::env::var("LOAD_UDP_RATE").unwrap_or_else(|_| "0".into()),
             ])
             .env("HEPLINK_LOG", "warn")
             .stdout(Stdio::null())

@@ -13,7 +13,7 @@ use std::hint::black_box;
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use heplink::correlate;
-use heplink::mapper::MapConfig;
+use heplink::map::MapConfig;
 use heplink::pipeline::Pipeline;
 
 fn bench(c: &mut Criterion) {

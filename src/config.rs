@@ -84,6 +84,43 @@ pub struct Output {
     /// on a backup looks whether the preferred collector is back.
     #[serde(default = "default_failback")]
     pub failback_s: u64,
+    /// UDP: packets per second at most (0: unpaced). A collector that keeps the kernel's
+    /// default receive buffer loses what a burst puts beyond it.
+    #[serde(default = "default_udp_rate")]
+    pub udp_rate: u32,
+    /// UDP: packets that may leave at once before `udp_rate` applies.
+    #[serde(default = "default_udp_burst")]
+    pub udp_burst: u32,
+}
+
+impl Output {
+    /// A collector at `url` with every other setting at its default.
+    pub fn new(url: impl Into<String>) -> Output {
+        Output {
+            url: url.into(),
+            mtu: default_mtu(),
+            tls: Default::default(),
+            failback_s: default_failback(),
+            udp_rate: default_udp_rate(),
+            udp_burst: default_udp_burst(),
+        }
+    }
+}
+
+/// Default UDP pace: a receiver that keeps Linux's default 208 KiB buffer (about 90
+/// queued packets of Janus's size) and reads 20,000 packets/s loses none of it.
+pub const DEFAULT_UDP_RATE: u32 = 15_000;
+
+/// Default UDP burst: well below what a default receive buffer holds (about 90 packets
+/// up to 1.4 KB, each taking 2,304 bytes of it, and fewer of the larger SDP-carrying ones).
+pub const DEFAULT_UDP_BURST: u32 = 32;
+
+fn default_udp_rate() -> u32 {
+    DEFAULT_UDP_RATE
+}
+
+fn default_udp_burst() -> u32 {
+    DEFAULT_UDP_BURST
 }
 
 fn default_failback() -> u64 {
@@ -181,12 +218,7 @@ impl Default for Config {
         Config {
             http: HttpInput::default(),
             ws: WsInput::default(),
-            output: vec![Output {
-                url: "udp://127.0.0.1:9060".into(),
-                mtu: default_mtu(),
-                tls: Default::default(),
-                failback_s: default_failback(),
-            }],
+            output: vec![Output::new("udp://127.0.0.1:9060")],
             queue: Queue::default(),
             spool: Spool::default(),
             hep: Hep::default(),
@@ -330,6 +362,19 @@ pub struct Overrides {
         value_delimiter = ','
     )]
     pub to: Vec<String>,
+    /// UDP collectors: packets per second at most, 0 for unpaced (`output.udp_rate`).
+    #[arg(long, env = "HEPLINK_UDP_RATE", value_name = "PACKETS")]
+    pub udp_rate: Option<u32>,
+    /// UDP collectors: packets that may leave at once (`output.udp_burst`).
+    #[arg(long, env = "HEPLINK_UDP_BURST", value_name = "PACKETS")]
+    pub udp_burst: Option<u32>,
+    /// Oldest event time sent as is, seconds before now; older events get the receive
+    /// time (`hep.max_age_s`; 0: no limit).
+    #[arg(long, env = "HEPLINK_MAX_AGE_S", value_name = "SECONDS")]
+    pub max_age_s: Option<u64>,
+    /// Latest event time sent as is, seconds after now (`hep.max_ahead_s`).
+    #[arg(long, env = "HEPLINK_MAX_AHEAD_S", value_name = "SECONDS")]
+    pub max_ahead_s: Option<u64>,
     /// Packets per collector queue (`queue.capacity`).
     #[arg(long, env = "HEPLINK_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
@@ -442,15 +487,21 @@ impl Config {
             c.output =
                 o.to.iter()
                     .map(|u| Output {
-                        url: u.clone(),
-                        mtu: default_mtu(),
                         tls: o.tls.settings(),
-                        failback_s: default_failback(),
+                        udp_rate: o.udp_rate.unwrap_or(DEFAULT_UDP_RATE),
+                        udp_burst: o.udp_burst.unwrap_or(DEFAULT_UDP_BURST),
+                        ..Output::new(u.clone())
                     })
                     .collect();
         } else if o.tls.given() {
             for out in &mut c.output {
                 out.tls = o.tls.settings();
+            }
+        }
+        if o.to.is_empty() {
+            for out in &mut c.output {
+                out.udp_rate = o.udp_rate.unwrap_or(out.udp_rate);
+                out.udp_burst = o.udp_burst.unwrap_or(out.udp_burst);
             }
         }
         macro_rules! set {
@@ -491,7 +542,7 @@ impl Config {
             return bad("output", "at least one collector is needed".into());
         }
         for o in &self.output {
-            if let Err(e) = crate::sender::CollectorUrl::parse(&o.url) {
+            if let Err(e) = crate::output::CollectorUrl::parse(&o.url) {
                 return bad("output.url", e.to_string());
             }
         }
@@ -546,8 +597,8 @@ impl Config {
     }
 
     /// Mapper settings.
-    pub fn mapper(&self) -> crate::mapper::MapConfig {
-        crate::mapper::MapConfig {
+    pub fn mapper(&self) -> crate::map::MapConfig {
+        crate::map::MapConfig {
             capture_id: self.hep.capture_id,
             node_name: (!self.hep.node_name.is_empty()).then(|| self.hep.node_name.clone()),
             auth_key: (!self.hep.auth_key.is_empty()).then(|| self.hep.auth_key.clone()),

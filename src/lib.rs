@@ -1,28 +1,24 @@
 //! heplink: Janus WebRTC Server events to correlated HEPv3 for Homer.
 //!
 //! The HEP codec lives in the `heplink-proto` crate (re-exported as [`proto`]); this
-//! crate holds the agent and its tools.
+//! crate holds the agent and its tools. The modules follow the path of one event
+//! (`ARCHITECTURE.md` walks it): [`input`] → [`janus`] → [`correlate`] → [`map`] →
+//! encode ([`pipeline`] chains those) → [`output`]; [`agent`] wires them for `serve`,
+//! [`capture`] reads and writes capture files, and [`cmd`] holds the commands.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub use heplink_proto as proto;
 
+pub mod agent;
 pub mod capture;
+pub mod cmd;
 pub mod config;
-pub mod convert_cmd;
 pub mod correlate;
-pub mod decode_cmd;
-pub mod demo;
-pub mod flow;
+pub mod input;
 pub mod janus;
-pub mod listen;
-pub mod mapper;
+pub mod map;
 pub mod metrics;
-pub mod pcap_writer;
+pub mod output;
 pub mod pipeline;
-pub mod render;
-pub mod replay;
-pub mod sender;
-pub mod serve;
-pub mod spool;
 pub mod tls;

@@ -22,29 +22,29 @@ enum Command {
     /// Print the HEP packets of pcap, pcapng or raw HEP stream files.
     ///
     /// Exit status: 0 when every packet decoded, 1 when any was rejected, 2 on errors.
-    Decode(heplink::decode_cmd::DecodeArgs),
+    Decode(heplink::cmd::decode::DecodeArgs),
     /// Convert Janus event captures (one event-handler body per line) into a pcap of the
     /// correlated HEP packets `serve` would send to 127.0.0.1:9060.
     ///
     /// Exit status: 0 when every event was used, 1 when any was rejected, 2 on errors.
-    Convert(heplink::convert_cmd::ConvertArgs),
+    Convert(heplink::cmd::convert::ConvertArgs),
     /// Run the agent: take Janus events over HTTP(S) and WebSocket, send correlated HEP.
     ///
     /// With no configuration: HTTP on 127.0.0.1:8090, WebSocket on 127.0.0.1:8091,
     /// metrics on 127.0.0.1:9466, HEP over UDP to 127.0.0.1:9060.
-    Serve(heplink::serve::ServeArgs),
+    Serve(heplink::cmd::serve::ServeArgs),
     /// The main job on an embedded default: a bundled real VideoRoom capture goes through a
     /// real agent to an embedded HEP listener, which prints the correlated flows.
-    Demo(heplink::demo::DemoArgs),
+    Demo(heplink::cmd::demo::DemoArgs),
     /// Receive HEP over UDP, TCP and TLS: print each packet, write pcap/JSONL, summarise the flows.
-    Listen(heplink::listen::ListenArgs),
+    Listen(heplink::cmd::listen::ListenArgs),
     /// Send captures to a collector: Janus JSONL through the pipeline, HEP pcap/raw as is.
     ///
     /// Exit status: 0 when every packet was sent, 2 otherwise.
-    Replay(heplink::replay::ReplayArgs),
+    Replay(heplink::cmd::replay::ReplayArgs),
     /// Draw each correlated flow of a capture (Janus JSONL or HEP) as Homer would: a
     /// self-contained HTML page (click an arrow for its payload), optionally an SVG.
-    Flow(heplink::flow::FlowArgs),
+    Flow(heplink::cmd::flow::FlowArgs),
     /// Validate a configuration and print the effective settings (file + flags + env).
     Check {
         /// The TOML file (none: defaults).
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Decode(args) => match heplink::decode_cmd::main(&args) {
+        Command::Decode(args) => match heplink::cmd::decode::main(&args) {
             Ok(s) if s.rejected == 0 => ExitCode::SUCCESS,
             Ok(_) => ExitCode::from(1),
             Err(e) => {
@@ -79,21 +79,21 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Serve(args) => match heplink::serve::main(&args) {
+        Command::Serve(args) => match heplink::cmd::serve::main(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("heplink serve: {e:#}");
                 ExitCode::from(2)
             }
         },
-        Command::Demo(args) => match heplink::demo::main(&args) {
+        Command::Demo(args) => match heplink::cmd::demo::main(&args) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("heplink demo: {e:#}");
                 ExitCode::from(2)
             }
         },
-        Command::Listen(args) => match heplink::listen::main(&args) {
+        Command::Listen(args) => match heplink::cmd::listen::main(&args) {
             Ok(s) if s.rejected == 0 => ExitCode::SUCCESS,
             Ok(_) => ExitCode::from(1),
             Err(e) => {
@@ -101,14 +101,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Replay(args) => match heplink::replay::main(&args) {
+        Command::Replay(args) => match heplink::cmd::replay::main(&args) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("heplink replay: {e:#}");
                 ExitCode::from(2)
             }
         },
-        Command::Flow(args) => match heplink::flow::main(&args) {
+        Command::Flow(args) => match heplink::cmd::flow::main(&args) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("heplink flow: {e:#}");
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Convert(args) => match heplink::convert_cmd::main(&args) {
+        Command::Convert(args) => match heplink::cmd::convert::main(&args) {
             Ok(c) if c.rejected.is_empty() => ExitCode::SUCCESS,
             Ok(_) => ExitCode::from(1),
             Err(e) => {

@@ -114,6 +114,8 @@ pub struct CollectorMetrics {
     pub spool_bytes: AtomicU64,
     /// Packets dropped by the spool's cap (or a failed spool write).
     pub dropped_spool: AtomicU64,
+    /// Times a UDP batch waited for the pacer.
+    pub paced_waits: AtomicU64,
 }
 
 /// All the agent's metrics.
@@ -143,6 +145,10 @@ pub struct Metrics {
     pub evicted: AtomicU64,
     /// Events that could not be encoded.
     pub unencodable: AtomicU64,
+    /// Events sent with the receive time: their own was too far in the past.
+    pub time_rewritten_old: AtomicU64,
+    /// Events sent with the receive time: their own was too far in the future.
+    pub time_rewritten_future: AtomicU64,
     /// The collectors.
     pub collectors: Vec<Arc<CollectorMetrics>>,
 }
@@ -217,6 +223,22 @@ impl Metrics {
                 );
             }
         }
+        head(
+            &mut s,
+            "heplink_time_rewritten_total",
+            "counter",
+            "Events sent with the receive time because their own was outside the accepted window, per reason.",
+        );
+        for (reason, v) in [
+            ("too_old", &self.time_rewritten_old),
+            ("in_future", &self.time_rewritten_future),
+        ] {
+            let _ = writeln!(
+                s,
+                "heplink_time_rewritten_total{{reason=\"{reason}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
         let plain: [(&str, &str, &str, &AtomicU64); 11] = [
             (
                 "heplink_http_requests_total",
@@ -290,7 +312,7 @@ impl Metrics {
             let _ = writeln!(s, "{name} {}", v.load(Relaxed));
         }
         type Field = fn(&CollectorMetrics) -> &AtomicU64;
-        let per: [(&str, &str, &str, Field); 11] = [
+        let per: [(&str, &str, &str, Field); 12] = [
             (
                 "heplink_spool_bytes",
                 "gauge",
@@ -356,6 +378,12 @@ impl Metrics {
                 "counter",
                 "UDP packets larger than the configured MTU (sent).",
                 |c| &c.over_mtu,
+            ),
+            (
+                "heplink_udp_paced_waits_total",
+                "counter",
+                "Times a UDP batch waited for the pacer (udp_rate), per collector.",
+                |c| &c.paced_waits,
             ),
         ];
         for (name, kind, help, f) in per {

@@ -10,7 +10,7 @@ use crate::correlate::{self, Correlated, Correlator};
 use crate::janus::scan::Scanner;
 use crate::janus::split::{split_events_full, split_rest, split_rest_in_array, Piece};
 use crate::janus::EventParser;
-use crate::mapper::{MapConfig, Mapper};
+use crate::map::{MapConfig, Mapper};
 
 /// A packet ready to encode, with the event it came from.
 #[derive(Debug)]

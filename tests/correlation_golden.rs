@@ -12,7 +12,7 @@ use bytes::Bytes;
 use heplink::correlate;
 use heplink::janus::event::{Body, Event};
 use heplink::janus::split_events;
-use heplink::mapper::MapConfig;
+use heplink::map::MapConfig;
 use heplink::pipeline::Pipeline;
 
 fn dir() -> PathBuf {

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use heplink::pcap_writer::PcapWriter;
+use heplink::capture::pcap_writer::PcapWriter;
 use heplink::proto::{PacketBuilder, ProtoType};
 use serde_json::Value;
 

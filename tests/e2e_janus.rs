@@ -326,6 +326,12 @@ async fn scenario(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_janus_grouping_off() {
+    if !common::peers(
+        "real_janus_grouping_off",
+        &[("janus", common::on_path("janus"), "apt-get install janus")],
+    ) {
+        return;
+    }
     scenario(
         |http| format!("general: {{ enabled = true events = \"all\" grouping = false json = \"compact\" backend = \"http://{http}/janus-events\" }}\n"),
         |ws| format!("general: {{ enabled = true events = \"all\" grouping = false json = \"compact\" backend = \"ws://{ws}/janus-ws-events\" }}\n"),
@@ -336,6 +342,12 @@ async fn real_janus_grouping_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_janus_grouping_gzip_and_basic_auth() {
+    if !common::peers(
+        "real_janus_grouping_gzip_and_basic_auth",
+        &[("janus", common::on_path("janus"), "apt-get install janus")],
+    ) {
+        return;
+    }
     scenario(
         |http| format!("general: {{ enabled = true events = \"all\" grouping = true json = \"compact\" compress = true compression = 6 backend = \"http://{http}/janus-events\" backend_user = \"janus\" backend_pwd = \"s3cret\" }}\n"),
         |ws| format!("general: {{ enabled = true events = \"all\" grouping = true json = \"compact\" backend = \"ws://{ws}/\" }}\n"),

@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use heplink::correlate;
-use heplink::mapper::MapConfig;
+use heplink::map::MapConfig;
 use heplink::pipeline::{Output, Pipeline};
 
 fn check(name: &str, data: &[u8]) {

@@ -141,9 +141,27 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn run(hep_version: u8) {
+    if !common::peers(
+        &format!("kamailio_siptrace_hepv{hep_version}"),
+        &[
+            (
+                "kamailio",
+                common::on_path("kamailio"),
+                "apt-get install kamailio",
+            ),
+            (
+                "sipp",
+                common::on_path("sipp"),
+                "apt-get install sip-tester",
+            ),
+        ],
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     // Kamailio's packets wait in the socket until sipp is done: a large buffer keeps them.
-    let (hep, _) = heplink::listen::udp_receive_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (hep, _) =
+        heplink::cmd::listen::udp_receive_socket("127.0.0.1:0".parse().unwrap()).unwrap();
     hep.set_read_timeout(Some(Duration::from_millis(1500)))
         .unwrap();
     let hep_port = hep.local_addr().unwrap().port();
@@ -231,7 +249,8 @@ fn write_fixture(hep_version: u8, sip_port: u16, hep_port: u16, packets: &[Vec<u
         "fixtures/hep/kamailio-siptrace-v{hep_version}.pcap"
     ));
     let mut w =
-        heplink::pcap_writer::PcapWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
+        heplink::capture::pcap_writer::PcapWriter::new(std::fs::File::create(&path).unwrap())
+            .unwrap();
     let src: SocketAddr = ([127, 0, 0, 1], sip_port).into();
     let dst: SocketAddr = ([127, 0, 0, 1], hep_port).into();
     for (i, p) in packets.iter().enumerate() {

@@ -287,7 +287,7 @@ async fn tcp_collector_restarted_loses_nothing_queued_and_keeps_order() {
     let got_order = room_ts(got.0.lock().unwrap().clone());
     let mut lines = bodies.iter().map(|b| Ok(b.clone()));
     let c =
-        heplink::convert_cmd::convert(&mut lines, Default::default(), Default::default()).unwrap();
+        heplink::cmd::convert::convert(&mut lines, Default::default(), Default::default()).unwrap();
     let want: Vec<(String, Vec<u8>)> = c
         .packets
         .iter()
@@ -469,13 +469,21 @@ async fn udp_collector_down_counts_errors_then_a_whole_capture_in_one_body_arriv
             .send_errors
             .load(std::sync::atomic::Ordering::Relaxed)
     };
-    for _ in 0..100 {
-        if errors() > 0 {
+    let queued = || {
+        m.collectors[0]
+            .queue_depth
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // Until every packet of the first capture has been tried (the sender is paced).
+    for _ in 0..250 {
+        if errors() > 0 && queued() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(errors() > 0, "refused sends are counted");
+    assert_eq!(queued(), 0);
+    tokio::time::sleep(Duration::from_millis(50)).await;
     // The collector comes up on that port: every event of a capture posted as one array
     // (300 events, sent in batches) arrives once.
     let (_, got) = udp_receiver_at(&format!("127.0.0.1:{port}")).await;

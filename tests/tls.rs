@@ -185,7 +185,7 @@ async fn serve_sends_every_event_to_a_tls_collector() {
     let p = pki(dir.path());
     let server = heplink::tls::server(&p.cert, &p.key, None).unwrap();
     let (mut rx, _, _, tls) =
-        heplink::listen::bind(&[], &[], &["127.0.0.1:0".parse().unwrap()], Some(server))
+        heplink::cmd::listen::bind(&[], &[], &["127.0.0.1:0".parse().unwrap()], Some(server))
             .await
             .unwrap();
     let mut c = common::agent_config(&[format!("tls://localhost:{}", tls[0].port())]);

@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use heplink::correlate;
-use heplink::mapper::MapConfig;
+use heplink::map::MapConfig;
 use heplink::pipeline::Pipeline;
 use libfuzzer_sys::fuzz_target;
 

@@ -42,6 +42,11 @@ impl Received {
             .collect()
     }
 
+    /// Records a packet as received (it must pass the strict decoder).
+    pub fn push_raw(&self, packet: &[u8]) {
+        self.push(packet)
+    }
+
     fn push(&self, packet: &[u8]) {
         let p =
             decode(packet, Mode::Strict).expect("the agent sent a packet heplify-server rejects");
@@ -69,10 +74,10 @@ pub async fn udp_receiver() -> (SocketAddr, Received) {
 
 /// A UDP HEP receiver bound to `addr`. It reads on a thread of its own (not a task of the
 /// test's runtime, which the in-process agent may keep busy while it bursts) from a socket
-/// with a large receive buffer ([`heplink::listen::udp_receive_socket`]), so the tests do
+/// with a large receive buffer ([`heplink::cmd::listen::udp_receive_socket`]), so the tests do
 /// not depend on the host's `net.core.rmem_default`.
 pub async fn udp_receiver_at(addr: &str) -> (SocketAddr, Received) {
-    let (s, _) = heplink::listen::udp_receive_socket(addr.parse().unwrap()).unwrap();
+    let (s, _) = heplink::cmd::listen::udp_receive_socket(addr.parse().unwrap()).unwrap();
     let addr = s.local_addr().unwrap();
     let r = Received::default();
     let r2 = r.clone();
@@ -216,7 +221,7 @@ pub fn fixture_bodies(scenario: &str) -> Vec<String> {
 pub fn expected_cids(scenario: &str) -> Vec<String> {
     let mut lines = fixture_bodies(scenario).into_iter().map(Ok);
     let c =
-        heplink::convert_cmd::convert(&mut lines, Default::default(), Default::default()).unwrap();
+        heplink::cmd::convert::convert(&mut lines, Default::default(), Default::default()).unwrap();
     let mut v = c.cids;
     v.sort();
     v
@@ -275,7 +280,7 @@ pub fn firsts(got: &Received) -> Vec<Key> {
 pub fn converted(bodies: &[String]) -> Vec<Key> {
     let mut lines = bodies.iter().map(|b| Ok(b.clone()));
     let c =
-        heplink::convert_cmd::convert(&mut lines, Default::default(), Default::default()).unwrap();
+        heplink::cmd::convert::convert(&mut lines, Default::default(), Default::default()).unwrap();
     c.packets
         .iter()
         .zip(&c.cids)
@@ -332,12 +337,7 @@ pub fn agent_config(outputs: &[String]) -> heplink::config::Config {
     c.metrics.listen = "127.0.0.1:0".parse().unwrap();
     c.output = outputs
         .iter()
-        .map(|u| heplink::config::Output {
-            url: u.clone(),
-            mtu: 1472,
-            tls: Default::default(),
-            failback_s: 30,
-        })
+        .map(|u| heplink::config::Output::new(u.clone()))
         .collect();
     c
 }
@@ -345,9 +345,9 @@ pub fn agent_config(outputs: &[String]) -> heplink::config::Config {
 /// Starts an agent in this runtime; dropping or sending on the sender stops it.
 pub async fn start_agent(
     c: heplink::config::Config,
-) -> (heplink::serve::Agent, tokio::sync::oneshot::Sender<()>) {
+) -> (heplink::agent::Agent, tokio::sync::oneshot::Sender<()>) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let a = heplink::serve::start(c, async move {
+    let a = heplink::agent::start(c, async move {
         let _ = rx.await;
     })
     .await
@@ -381,4 +381,39 @@ pub async fn restart_tcp_receiver(
     *task = tcp_receiver(&addr.to_string(), got.clone()).await.1;
     // The sender waits up to 200 ms for a reset before it counts a write as read.
     tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// Whether `cmd` is an executable on `PATH`.
+pub fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            std::fs::metadata(d.join(cmd)).is_ok_and(|m| {
+                m.is_file() && {
+                    use std::os::unix::fs::PermissionsExt;
+                    m.permissions().mode() & 0o111 != 0
+                }
+            })
+        })
+    })
+}
+
+/// Whether the real peers a test needs are here. Each of `needs` is (what, present, how
+/// to install it). When one is missing the test is skipped with a printed reason, so plain
+/// `cargo test` passes on a machine without them; with `HEPLINK_REQUIRE_PEERS` set (as
+/// `.ci/run` does) a missing peer fails the test instead, so CI proves them.
+pub fn peers(test: &str, needs: &[(&str, bool, &str)]) -> bool {
+    let missing: Vec<String> = needs
+        .iter()
+        .filter(|(_, present, _)| !present)
+        .map(|(what, _, how)| format!("{what} ({how})"))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("{test}: needs {}", missing.join(", "));
+    if std::env::var_os("HEPLINK_REQUIRE_PEERS").is_some() {
+        panic!("{msg}; HEPLINK_REQUIRE_PEERS is set, so this is a failure");
+    }
+    eprintln!("SKIPPED {msg}");
+    false
 }

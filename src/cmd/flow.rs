@@ -108,7 +108,7 @@ pub fn label(proto: Option<ProtoType>, payload: &[u8]) -> String {
 
 /// Reads a capture into flows: Janus JSONL through the pipeline, or HEP as it is.
 pub fn load(path: &Path) -> anyhow::Result<Flows> {
-    let packets = crate::replay::load(path)?;
+    let packets = crate::cmd::replay::load(path)?;
     Ok(from_packets(packets.iter().map(|p| &p.bytes[..])))
 }
 

@@ -20,9 +20,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
+use crate::capture::pcap_writer::PcapWriter;
+use crate::capture::render::{error_json, format_utc, packet_json, packet_line};
 use crate::capture::Origin;
-use crate::pcap_writer::PcapWriter;
-use crate::render::{error_json, format_utc, packet_json, packet_line};
 
 /// Arguments of `heplink listen`.
 #[derive(Debug, Clone, clap::Args)]
@@ -365,7 +365,7 @@ pub fn main(args: &ListenArgs) -> anyhow::Result<Summary> {
         let stdout = std::io::stdout();
         let mut summary = Summary::default();
         let deadline = args.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
-        let signals = crate::serve::signals();
+        let signals = crate::cmd::serve::signals();
         tokio::pin!(signals);
         let mut index = 0u64;
         loop {

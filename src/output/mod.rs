@@ -6,6 +6,9 @@
 //!   exponential backoff and jitter; the batch being written when a connection fails is
 //!   written again on the next one (at least once).
 
+pub mod pace;
+pub mod spool;
+
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -154,6 +157,10 @@ pub struct SendOptions {
     pub fin_confirms: bool,
     /// On a backup collector, how often to look whether the preferred one is back.
     pub failback: Duration,
+    /// UDP: packets per second (0: unpaced), see [`pace::Pacer`].
+    pub udp_rate: u32,
+    /// UDP: packets that may go at once before the rate applies.
+    pub udp_burst: u32,
 }
 
 /// Starts the task of one collector; returns its queue and the task. `tls` applies to
@@ -162,7 +169,7 @@ pub fn spawn(
     url: CollectorUrl,
     opts: SendOptions,
     tls: &crate::tls::TlsClient,
-    spool: Option<crate::spool::Spool>,
+    spool: Option<crate::output::spool::Spool>,
     metrics: Arc<CollectorMetrics>,
 ) -> Result<(Queue, tokio::task::JoinHandle<()>), crate::tls::TlsError> {
     let SendOptions {
@@ -171,6 +178,8 @@ pub fn spawn(
         mtu,
         fin_confirms,
         failback,
+        udp_rate,
+        udp_burst,
     } = opts;
     let (tx, rx) = mpsc::channel(capacity);
     let m = metrics.clone();
@@ -186,7 +195,10 @@ pub fn spawn(
         targets.push((u.address.clone(), tls));
     }
     let task = match (url.transport, spool) {
-        (Transport::Udp, _) => tokio::spawn(run_udp(url.address, rx, mtu, m)),
+        (Transport::Udp, _) => {
+            let pacer = pace::Pacer::new(udp_rate, udp_burst, std::time::Instant::now());
+            tokio::spawn(run_udp(url.address, rx, mtu, pacer, m))
+        }
         (_, None) => tokio::spawn(run_tcp(targets, rx, fin_confirms, failback, m)),
         (_, Some(sp)) => tokio::spawn(run_spooled(targets, rx, failback, m, sp)),
     };
@@ -408,6 +420,7 @@ async fn run_udp(
     address: String,
     mut rx: mpsc::Receiver<Bytes>,
     mtu: usize,
+    mut pacer: pace::Pacer,
     m: Arc<CollectorMetrics>,
 ) {
     let mut backoff = Backoff::default();
@@ -457,32 +470,51 @@ async fn run_udp(
             }
         }
         let mut done = 0;
+        let mut retry_at = None;
         while done < batch.len() {
-            let rest = &batch[done..];
-            let sent = if rest.len() == 1 {
-                sock.send(&rest[0]).await.map(|_| 1)
-            } else {
-                match sock.writable().await {
-                    Ok(()) => {
-                        sock.try_io(tokio::io::Interest::WRITABLE, || send_batch(&sock, rest))
+            // The pacer says how many may go now; the others wait their turn.
+            let (allowed, wait) = pacer.take(std::time::Instant::now(), batch.len() - done);
+            if allowed == 0 {
+                m.paced_waits.fetch_add(1, Relaxed);
+                tokio::time::sleep(wait.unwrap_or(Duration::from_micros(100))).await;
+                continue;
+            }
+            let limit = done + allowed;
+            while done < limit {
+                let rest = &batch[done..limit];
+                let sent = if rest.len() == 1 {
+                    sock.send(&rest[0]).await.map(|_| 1)
+                } else {
+                    match sock.writable().await {
+                        Ok(()) => {
+                            sock.try_io(tokio::io::Interest::WRITABLE, || send_batch(&sock, rest))
+                        }
+                        Err(e) => Err(e),
                     }
-                    Err(e) => Err(e),
-                }
-            };
-            match sent {
-                Ok(n) => {
-                    m.packets.fetch_add(n as u64, Relaxed);
-                    let bytes: usize = rest[..n].iter().map(Bytes::len).sum();
-                    m.bytes.fetch_add(bytes as u64, Relaxed);
-                    done += n;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    // The first packet of the rest failed (ICMP port unreachable while the
-                    // collector is down, …): it is lost, the others are tried again.
-                    done += 1;
-                    if m.send_errors.fetch_add(1, Relaxed) % 1000 == 0 {
-                        tracing::warn!(collector = %address, error = %e, "UDP send failed.");
+                };
+                match sent {
+                    Ok(n) => {
+                        m.packets.fetch_add(n as u64, Relaxed);
+                        let bytes: usize = rest[..n].iter().map(Bytes::len).sum();
+                        m.bytes.fetch_add(bytes as u64, Relaxed);
+                        done += n;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        if m.send_errors.fetch_add(1, Relaxed) % 1000 == 0 {
+                            tracing::warn!(collector = %address, error = %e, "UDP send failed.");
+                        }
+                        // A refusal reports the ICMP port unreachable of an earlier
+                        // datagram (Linux keeps it on the socket until the next send, which
+                        // it fails without sending): this packet was not sent, so it is
+                        // tried once more. Any other error, or a second refusal, loses it.
+                        if e.kind() == std::io::ErrorKind::ConnectionRefused
+                            && retry_at != Some(done)
+                        {
+                            retry_at = Some(done);
+                        } else {
+                            done += 1;
+                        }
                     }
                 }
             }
@@ -721,7 +753,7 @@ async fn run_tcp(
 /// Moves what is queued into the spool without waiting; true when the queue closed.
 fn spool_queued(
     rx: &mut mpsc::Receiver<Bytes>,
-    spool: &mut crate::spool::Spool,
+    spool: &mut crate::output::spool::Spool,
     m: &CollectorMetrics,
     first: Option<Bytes>,
 ) -> bool {
@@ -758,7 +790,7 @@ async fn run_spooled(
     mut rx: mpsc::Receiver<Bytes>,
     failback: Duration,
     m: Arc<CollectorMetrics>,
-    mut spool: crate::spool::Spool,
+    mut spool: crate::output::spool::Spool,
 ) {
     let mut route = Route::new(&targets);
     let mut backoff = Backoff::default();
@@ -770,8 +802,11 @@ async fn run_spooled(
     'connect: loop {
         spool.rewind();
         // (written at, position after the batch, packets), oldest first.
-        let mut window: std::collections::VecDeque<(std::time::Instant, crate::spool::Pos, u64)> =
-            Default::default();
+        let mut window: std::collections::VecDeque<(
+            std::time::Instant,
+            crate::output::spool::Pos,
+            u64,
+        )> = Default::default();
         let mut stream = loop {
             closing |= spool_queued(&mut rx, &mut spool, &m, None);
             match connect_first(&targets).await {
@@ -908,8 +943,8 @@ async fn run_spooled(
 
 /// Commits the spool up to the last of these batches and counts them as sent.
 fn confirm(
-    spool: &mut crate::spool::Spool,
-    batches: impl Iterator<Item = (std::time::Instant, crate::spool::Pos, u64)>,
+    spool: &mut crate::output::spool::Spool,
+    batches: impl Iterator<Item = (std::time::Instant, crate::output::spool::Pos, u64)>,
     m: &CollectorMetrics,
 ) {
     let mut last = None;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use heplink_proto::{decode, Mode};
 
+use crate::capture::render::{error_json, packet_json, packet_line};
 use crate::capture::{read_capture, CaptureEvent};
-use crate::render::{error_json, packet_json, packet_line};
 
 /// Arguments of `heplink decode`.
 #[derive(Debug, clap::Args)]

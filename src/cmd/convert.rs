@@ -9,9 +9,9 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
+use crate::capture::pcap_writer::PcapWriter;
 use crate::correlate::{self, Fallback, GroupKey};
-use crate::mapper::MapConfig;
-use crate::pcap_writer::PcapWriter;
+use crate::map::MapConfig;
 use crate::pipeline::{Output, Pipeline};
 
 /// Arguments of `heplink convert`.

@@ -1,6 +1,9 @@
 //! Reading HEP packets out of captures: pcap, pcapng (HEP over UDP, and over TCP with the
 //! stream reassembled, on any port) and raw streams of back-to-back HEPv3 packets.
 
+pub mod pcap_writer;
+pub mod render;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Cursor, Read};
 use std::net::{IpAddr, SocketAddr};

@@ -19,7 +19,7 @@ use heplink_proto::{decode, ChunkType, Mode, Version};
 use crate::capture::{read_capture, CaptureEvent};
 use crate::config::WhenFull;
 use crate::metrics::CollectorMetrics;
-use crate::sender::{self, CollectorUrl};
+use crate::output::{self, CollectorUrl};
 
 /// Arguments of `heplink replay`.
 #[derive(Debug, clap::Args)]
@@ -39,6 +39,10 @@ pub struct ReplayArgs {
     /// As fast as possible.
     #[arg(long)]
     pub fast: bool,
+    /// UDP collectors: packets per second at most, also with --fast (0: unpaced). The
+    /// default lets a collector that keeps the kernel's default buffer keep up.
+    #[arg(long, value_name = "PACKETS", default_value_t = crate::config::DEFAULT_UDP_RATE)]
+    pub udp_rate: u32,
     /// Play the captures this many times.
     #[arg(long = "loop", default_value_t = 1)]
     pub loops: u32,
@@ -69,7 +73,7 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Vec<Timed>> {
     if matches!(first, Some(b'{') | Some(b'[')) {
         let text = String::from_utf8_lossy(&data).into_owned();
         let mut lines = text.lines().map(|l| Ok(l.to_string()));
-        let c = crate::convert_cmd::convert(&mut lines, Default::default(), Default::default())?;
+        let c = crate::cmd::convert::convert(&mut lines, Default::default(), Default::default())?;
         for (line, msg) in &c.rejected {
             tracing::warn!(file = %path.display(), line, %msg, "Event rejected.");
         }
@@ -169,14 +173,16 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             url: args.to.clone(),
             ..Default::default()
         });
-        let (queue, task) = sender::spawn(
+        let (queue, task) = output::spawn(
             url,
-            sender::SendOptions {
+            output::SendOptions {
                 capacity: 4096,
                 policy: WhenFull::Block,
                 mtu: 65_507,
                 fin_confirms: true,
                 failback: std::time::Duration::from_secs(30),
+                udp_rate: args.udp_rate,
+                udp_burst: crate::config::DEFAULT_UDP_BURST,
             },
             &args.tls.settings(),
             None,

@@ -11,11 +11,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::cmd::listen::{bind, Summary};
 use crate::config::{Config, Output};
-use crate::listen::{bind, Summary};
 
 /// The bundled capture: a real Janus 1.1.2 VideoRoom with 2 publishers and 3 subscribers.
-pub const BUNDLED: &str = include_str!("../fixtures/janus/videoroom-2pub-2sub-webrtc.jsonl");
+pub const BUNDLED: &str = include_str!("../../fixtures/janus/videoroom-2pub-2sub-webrtc.jsonl");
 
 /// Arguments of `heplink demo`.
 #[derive(Debug, clap::Args)]
@@ -120,15 +120,13 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<Summary> {
         cfg.output = std::iter::once(format!("udp://{}", udp[0]))
             .chain(args.to.iter().cloned())
             .map(|url| Output {
-                url,
                 mtu: 65_507,
-                tls: Default::default(),
-            failback_s: 30,
+                ..Output::new(url)
             })
             .collect();
         cfg.validate()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let agent = crate::serve::start(cfg, async move {
+        let agent = crate::agent::start(cfg, async move {
             let _ = stop_rx.await;
         })
         .await?;
@@ -151,7 +149,7 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<Summary> {
             received.push(r.bytes.clone());
             if let Ok(p) = heplink_proto::decode(&r.bytes, heplink_proto::Mode::Strict) {
                 if args.verbose {
-                    writeln!(stdout.lock(), "{}", crate::render::packet_line(index, &p))?;
+                    writeln!(stdout.lock(), "{}", crate::capture::render::packet_line(index, &p))?;
                 }
                 summary.add(&p);
             } else {
@@ -160,8 +158,8 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<Summary> {
             index += 1;
         }
         summary.print(&mut stdout.lock())?;
-        let flows = crate::flow::from_packets(received.iter().map(|b| &b[..]));
-        std::fs::write(&args.html, crate::flow::html(&flows)).map_err(|e| anyhow::anyhow!("{}: {e}", args.html.display()))?;
+        let flows = crate::cmd::flow::from_packets(received.iter().map(|b| &b[..]));
+        std::fs::write(&args.html, crate::cmd::flow::html(&flows)).map_err(|e| anyhow::anyhow!("{}: {e}", args.html.display()))?;
         eprintln!("heplink demo: the flows as Homer would draw them: {}", args.html.display());
         if failed > 0 {
             anyhow::bail!("{failed} bodies were not accepted");

@@ -1,0 +1,296 @@
+//! The agent's wiring, which `heplink serve` and `demo` run. Janus event handlers post (HTTP) or stream (WebSocket)
+//! events; one pipeline task parses, correlates, maps and encodes them; each collector
+//! has a bounded queue and a sender task. SIGTERM / SIGINT stop the inputs, release what
+//! the correlator holds and drain the queues (bounded by `shutdown_timeout_ms`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::header;
+use axum::routing::get;
+use axum::Router;
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::input::http::{http_ingest, HttpState};
+use crate::input::ws::{ws_upgrade, WsState};
+use crate::input::{serve_router, serve_tls_router, Job, TlsListener};
+use crate::metrics::{CollectorMetrics, Metrics, Reject};
+use crate::output::{self, CollectorUrl, Queue};
+use crate::pipeline::Pipeline;
+
+/// The addresses the agent listens on (useful with port 0).
+#[derive(Debug, Clone, Default)]
+pub struct Bound {
+    /// HTTP input.
+    pub http: Option<SocketAddr>,
+    /// WebSocket input.
+    pub ws: Option<SocketAddr>,
+    /// Metrics.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// A running agent.
+pub struct Agent {
+    /// Where it listens.
+    pub bound: Bound,
+    /// Its metrics.
+    pub metrics: Arc<Metrics>,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Agent {
+    /// Waits until the agent has shut down (after the `shutdown` future given to
+    /// [`start`] completed) and its queues drained.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.done.await?
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Binds the listeners and starts everything; the agent runs until `shutdown` completes.
+pub async fn start(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Agent> {
+    // Collectors.
+    let mut queues = Vec::new();
+    let mut senders = Vec::new();
+    let mut collector_metrics = Vec::new();
+    for o in &cfg.output {
+        let url = CollectorUrl::parse(&o.url)?;
+        let m = Arc::new(CollectorMetrics {
+            url: o.url.clone(),
+            ..Default::default()
+        });
+        let spool = if cfg.spool.dir.is_empty() || url.transport == output::Transport::Udp {
+            None
+        } else {
+            let dir =
+                std::path::Path::new(&cfg.spool.dir).join(crate::output::spool::dir_name(&o.url));
+            Some(
+                crate::output::spool::Spool::open(&dir, cfg.spool.max_bytes)
+                    .map_err(|e| anyhow::anyhow!("spool {}: {e}", dir.display()))?,
+            )
+        };
+        let (q, task) = output::spawn(
+            url,
+            output::SendOptions {
+                capacity: cfg.queue.capacity,
+                policy: cfg.queue.when_full,
+                mtu: o.mtu,
+                fin_confirms: false,
+                failback: std::time::Duration::from_secs(o.failback_s),
+                udp_rate: o.udp_rate,
+                udp_burst: o.udp_burst,
+            },
+            &o.tls,
+            spool,
+            m.clone(),
+        )?;
+        collector_metrics.push(m);
+        queues.push(q);
+        senders.push(task);
+    }
+    let metrics = Arc::new(Metrics::new(collector_metrics));
+
+    // The pipeline task.
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
+    let pipeline = tokio::spawn(run_pipeline(cfg.clone(), jobs_rx, queues, metrics.clone()));
+
+    // Inputs and metrics.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut bound = Bound::default();
+    let mut servers = Vec::new();
+    if cfg.http.enabled {
+        let l = TcpListener::bind(cfg.http.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("HTTP input {}: {e}", cfg.http.listen))?;
+        bound.http = Some(l.local_addr()?);
+        let st = Arc::new(HttpState {
+            jobs: jobs_tx.clone(),
+            metrics: metrics.clone(),
+            auth: (!cfg.http.username.is_empty()).then(|| {
+                let token = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", cfg.http.username, cfg.http.password));
+                format!("Basic {token}").into_bytes()
+            }),
+            max_body: cfg.http.max_body_bytes,
+            max_decompressed: cfg.http.max_decompressed_bytes,
+        });
+        let app = Router::new().fallback(http_ingest).with_state(st);
+        if cfg.http.tls_cert.is_empty() {
+            servers.push(tokio::spawn(serve_router(l, app, stop_rx.clone())));
+        } else {
+            let tls = crate::tls::server(
+                std::path::Path::new(&cfg.http.tls_cert),
+                std::path::Path::new(&cfg.http.tls_key),
+                None,
+            )?;
+            servers.push(tokio::spawn(serve_tls_router(
+                TlsListener::new(l, tls)?,
+                app,
+                stop_rx.clone(),
+            )));
+        }
+        tracing::info!(listen = %bound.http.unwrap_or(cfg.http.listen), "HTTP input ready.");
+    }
+    if cfg.ws.enabled {
+        let l = TcpListener::bind(cfg.ws.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("WebSocket input {}: {e}", cfg.ws.listen))?;
+        bound.ws = Some(l.local_addr()?);
+        let st = Arc::new(WsState {
+            jobs: jobs_tx.clone(),
+            metrics: metrics.clone(),
+            max_message: cfg.ws.max_message_bytes,
+            stop: stop_rx.clone(),
+        });
+        let app = Router::new().fallback(ws_upgrade).with_state(st);
+        servers.push(tokio::spawn(serve_router(l, app, stop_rx.clone())));
+        tracing::info!(listen = %bound.ws.unwrap_or(cfg.ws.listen), "WebSocket input ready.");
+    }
+    drop(jobs_tx);
+    if cfg.metrics.enabled {
+        let l = TcpListener::bind(cfg.metrics.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("metrics {}: {e}", cfg.metrics.listen))?;
+        bound.metrics = Some(l.local_addr()?);
+        let m = metrics.clone();
+        let app = Router::new()
+            .route(
+                "/metrics",
+                get(move || async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        m.render(),
+                    )
+                }),
+            )
+            .route("/health", get(|| async { "ok\n" }));
+        servers.push(tokio::spawn(serve_router(l, app, stop_rx.clone())));
+    }
+
+    let timeout = Duration::from_millis(cfg.shutdown_timeout_ms);
+    let m2 = metrics.clone();
+    let done = tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("Shutting down: inputs close, held events are released, queues drain.");
+        let _ = stop_tx.send(true);
+        for s in servers {
+            let _ = s.await;
+        }
+        pipeline.await?;
+        let drained = tokio::time::timeout(timeout, async {
+            for s in senders.iter_mut() {
+                let _ = s.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            for c in &m2.collectors {
+                let left = c.queue_depth.load(Relaxed);
+                c.dropped_shutdown.fetch_add(left, Relaxed);
+                tracing::warn!(collector = %c.url, packets = left, "Shutdown drain time ran out: packets dropped.");
+            }
+            for s in &senders {
+                s.abort();
+            }
+        }
+        Ok(())
+    });
+    Ok(Agent {
+        bound,
+        metrics,
+        done,
+    })
+}
+
+async fn run_pipeline(
+    cfg: Config,
+    mut jobs: mpsc::Receiver<Job>,
+    queues: Vec<Queue>,
+    metrics: Arc<Metrics>,
+) {
+    let mut p = Pipeline::new(cfg.correlator(), cfg.mapper());
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut packets: Vec<Bytes> = Vec::new();
+    let mut buf = BytesMut::with_capacity(1 << 16);
+    loop {
+        tokio::select! {
+            job = jobs.recv() => {
+                let Some(job) = job else { break };
+                let before = p.stats().by_type;
+                let rejected = p.push_body(&job.body, now_us(), &mut |o| encode_into(o.packet, &mut buf, &mut packets));
+                let after = p.stats().by_type;
+                for (i, (a, b)) in after.iter().zip(before.iter()).enumerate() {
+                    if a > b {
+                        metrics.event(job.input, i, a - b);
+                    }
+                }
+                for r in &rejected {
+                    metrics.reject(job.input, Reject::from_reason(r.reason));
+                }
+                if let Some(reply) = job.reply {
+                    let _ = reply.send(rejected);
+                }
+            }
+            _ = tick.tick() => {
+                p.tick(now_us(), &mut |o| encode_into(o.packet, &mut buf, &mut packets));
+                // Gauges walk the correlator's tables: on the tick, not per request.
+                update_gauges(&p, &metrics);
+            }
+        }
+        send_all(&mut packets, &queues, &metrics).await;
+    }
+    p.flush(now_us(), &mut |o| {
+        encode_into(o.packet, &mut buf, &mut packets)
+    });
+    send_all(&mut packets, &queues, &metrics).await;
+    update_gauges(&p, &metrics);
+}
+
+fn encode_into(
+    packet: Result<heplink_proto::PacketBuilder, heplink_proto::EncodeError>,
+    buf: &mut BytesMut,
+    out: &mut Vec<Bytes>,
+) {
+    if let Ok(b) = packet {
+        if b.encode(buf).is_ok() {
+            out.push(buf.split().freeze());
+        }
+    }
+}
+
+async fn send_all(packets: &mut Vec<Bytes>, queues: &[Queue], metrics: &Metrics) {
+    metrics.packets.fetch_add(packets.len() as u64, Relaxed);
+    for p in packets.drain(..) {
+        for q in queues {
+            q.push(p.clone()).await;
+        }
+    }
+}
+
+fn update_gauges(p: &Pipeline, m: &Metrics) {
+    let c = p.correlator();
+    let st = c.stats();
+    m.handles.store(c.handles() as u64, Relaxed);
+    m.held.store(c.held() as u64, Relaxed);
+    m.hold_expired.store(st.hold_expired, Relaxed);
+    m.hold_overflow.store(st.hold_overflow, Relaxed);
+    m.expired.store(st.expired, Relaxed);
+    m.evicted.store(st.evicted, Relaxed);
+    m.unencodable.store(p.stats().unencodable, Relaxed);
+}
