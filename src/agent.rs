@@ -293,4 +293,8 @@ fn update_gauges(p: &Pipeline, m: &Metrics) {
     m.expired.store(st.expired, Relaxed);
     m.evicted.store(st.evicted, Relaxed);
     m.unencodable.store(p.stats().unencodable, Relaxed);
+    let ms = p.mapper_stats();
+    m.time_rewritten_old.store(ms.time_rewritten_old, Relaxed);
+    m.time_rewritten_future
+        .store(ms.time_rewritten_future, Relaxed);
 }

@@ -187,6 +187,12 @@ pub struct Hep {
     pub auth_key: String,
     /// Send SIP plugin `sip-in`/`sip-out` messages as SIP (type 1) packets.
     pub sip_as_sip: bool,
+    /// Oldest event time sent as it is, seconds before the agent's clock; an older event
+    /// is sent with its receive time (counted; its own time stays in the payload). 0: no
+    /// limit. The default keeps heplify-server's daily partitions (yesterday to tomorrow).
+    pub max_age_s: u64,
+    /// Latest event time sent as it is, seconds after the agent's clock.
+    pub max_ahead_s: u64,
 }
 
 /// Correlation settings.
@@ -270,6 +276,8 @@ impl Default for Hep {
             node_name: String::new(),
             auth_key: String::new(),
             sip_as_sip: true,
+            max_age_s: 12 * 3600,
+            max_ahead_s: 300,
         }
     }
 }
@@ -525,6 +533,8 @@ impl Config {
             node_name => hep.node_name;
             auth_key => hep.auth_key;
             sip_as_sip => hep.sip_as_sip;
+            max_age_s => hep.max_age_s;
+            max_ahead_s => hep.max_ahead_s;
             fallback => correlation.fallback;
             hold_ms => correlation.hold_ms;
             idle_s => correlation.idle_s;
@@ -603,6 +613,10 @@ impl Config {
             node_name: (!self.hep.node_name.is_empty()).then(|| self.hep.node_name.clone()),
             auth_key: (!self.hep.auth_key.is_empty()).then(|| self.hep.auth_key.clone()),
             sip_as_sip: self.hep.sip_as_sip,
+            time_window: (self.hep.max_age_s > 0).then_some(crate::map::TimeWindow {
+                max_age_us: self.hep.max_age_s * 1_000_000,
+                max_ahead_us: self.hep.max_ahead_s * 1_000_000,
+            }),
             ..Default::default()
         }
     }

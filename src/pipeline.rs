@@ -94,7 +94,12 @@ impl Pipeline {
         &self.stats
     }
 
-    /// The correlator (for its counters and state size).
+    /// What the mapper changed (time rewrites).
+    pub fn mapper_stats(&self) -> &crate::map::MapStats {
+        self.mapper.stats()
+    }
+
+    /// The correlator (its gauges and stats).
     pub fn correlator(&self) -> &Correlator {
         &self.correlator
     }

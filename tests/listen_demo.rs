@@ -133,3 +133,53 @@ fn listen_prints_writes_pcap_and_jsonl_and_reports_rejects() {
     assert_eq!(lines.lines().count(), 6);
     assert!(lines.lines().last().unwrap().contains("\"error\""));
 }
+
+#[test]
+fn listen_reports_what_the_kernel_dropped_when_its_buffer_overflows() {
+    // A listener with a tiny receive buffer and a burst far beyond it: every datagram
+    // sent is either received or counted as dropped by the kernel (SO_RXQ_OVFL).
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = common::bin()
+        .args(["listen", "-q", "--udp-buffer", "2048", "--duration", "2.5"])
+        .arg("--udp")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let cap = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/hep/kamailio-siptrace-v3.pcap");
+    let mut packet = None;
+    read_capture(std::fs::File::open(cap).unwrap(), &mut |ev| {
+        if let CaptureEvent::Packet { bytes, .. } = ev {
+            packet.get_or_insert_with(|| bytes.to_vec());
+        }
+    })
+    .unwrap();
+    let packet = packet.unwrap();
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sent = 5000u64;
+    for _ in 0..sent {
+        s.send_to(&packet, ("127.0.0.1", port)).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let received: u64 = text
+        .split(" packets, ")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    let dropped: u64 = text
+        .lines()
+        .find(|l| l.contains("UDP datagrams dropped by the kernel"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(dropped > 0, "a 2 KiB buffer overflows: {text}");
+    assert_eq!(received + dropped, sent, "{text}");
+    assert!(text.contains("receive buffer was full"), "{text}");
+}

@@ -184,10 +184,15 @@ async fn serve_sends_every_event_to_a_tls_collector() {
     let dir = tempfile::tempdir().unwrap();
     let p = pki(dir.path());
     let server = heplink::tls::server(&p.cert, &p.key, None).unwrap();
-    let (mut rx, _, _, tls) =
-        heplink::cmd::listen::bind(&[], &[], &["127.0.0.1:0".parse().unwrap()], Some(server))
-            .await
-            .unwrap();
+    let (mut rx, _, _, tls, _) = heplink::cmd::listen::bind(
+        &[],
+        &[],
+        &["127.0.0.1:0".parse().unwrap()],
+        Some(server),
+        1 << 20,
+    )
+    .await
+    .unwrap();
     let mut c = common::agent_config(&[format!("tls://localhost:{}", tls[0].port())]);
     c.output[0].tls.ca_file = Some(p.ca.clone());
     let (a, tx) = common::start_agent(c).await;

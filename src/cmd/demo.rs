@@ -112,7 +112,7 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<Summary> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let (mut rx, udp, _, _) = bind(&["127.0.0.1:0".parse()?], &[], &[], None).await?;
+        let (mut rx, udp, _, _, _) = bind(&["127.0.0.1:0".parse()?], &[], &[], None, super::listen::UDP_RECEIVE_BUFFER).await?;
         let mut cfg = Config::default();
         cfg.http.listen = "127.0.0.1:0".parse()?;
         cfg.ws.enabled = false;

@@ -45,6 +45,11 @@ pub struct ListenArgs {
     /// Require client certificates signed by this CA (PEM) on --tls.
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Receive buffer asked for on UDP listeners, bytes (the kernel doubles it; beyond
+    /// `net.core.rmem_max` only as root). The summary says how many datagrams the kernel
+    /// dropped because it was full.
+    #[arg(long, value_name = "BYTES", default_value_t = UDP_RECEIVE_BUFFER)]
+    pub udp_buffer: usize,
     /// Write what arrives to this pcap file.
     #[arg(short = 'w', long, value_name = "FILE")]
     pub write: Option<PathBuf>,
@@ -94,6 +99,16 @@ pub struct Summary {
     pub packets: u64,
     /// Packets rejected by the strict decoder.
     pub rejected: u64,
+    /// UDP datagrams the kernel dropped because the receive buffer was full (`None`
+    /// without UDP listeners).
+    pub udp_dropped: Option<u64>,
+}
+
+fn dropped_line(d: u64) -> String {
+    format!(
+        "{d} UDP datagrams dropped by the kernel: the receive buffer was full (the sender \
+         bursts faster than this listener reads; pace it or use TCP)"
+    )
 }
 
 impl Summary {
@@ -147,6 +162,11 @@ impl Summary {
             self.rejected,
             self.flows.len()
         )?;
+        match self.udp_dropped {
+            Some(0) => writeln!(out, "0 UDP datagrams dropped by the kernel")?,
+            Some(d) => writeln!(out, "{}", dropped_line(d))?,
+            None => {}
+        }
         for (cid, f) in &self.flows {
             let span = (f.last_us.saturating_sub(f.first_us)) as f64 / 1e6;
             let t = |us: u64| format_utc((us / 1_000_000) as u32, (us % 1_000_000) as u32);
@@ -246,9 +266,16 @@ pub const UDP_RECEIVE_BUFFER: usize = 8 << 20;
 /// many datagrams the kernel dropped because the buffer was full. Returns the socket (in
 /// blocking mode) and the buffer size the kernel granted.
 pub fn udp_receive_socket(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, usize)> {
+    udp_receive_socket_sized(addr, UDP_RECEIVE_BUFFER)
+}
+
+/// As [`udp_receive_socket`], asking for `want` bytes of receive buffer.
+pub fn udp_receive_socket_sized(
+    addr: SocketAddr,
+    want: usize,
+) -> std::io::Result<(std::net::UdpSocket, usize)> {
     use nix::sys::socket::{getsockopt, setsockopt, sockopt};
     let s = std::net::UdpSocket::bind(addr)?;
-    let want = UDP_RECEIVE_BUFFER;
     if setsockopt(&s, sockopt::RcvBufForce, &want).is_err() {
         // Not privileged: take what rmem_max allows.
         let _ = setsockopt(&s, sockopt::RcvBuf, &want);
@@ -258,32 +285,118 @@ pub fn udp_receive_socket(addr: SocketAddr) -> std::io::Result<(std::net::UdpSoc
     Ok((s, got))
 }
 
+/// One datagram from a socket set up by [`udp_receive_socket`]: its length, sender and
+/// the kernel's count of datagrams dropped so far because the buffer was full
+/// (`SO_RXQ_OVFL`; it comes with a datagram once the count is above zero).
+fn recv_counting_drops(
+    s: &UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Option<u64>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let mut cmsg = nix::cmsg_space!(u32);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg =
+        recvmsg::<SockaddrStorage>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+            .map_err(std::io::Error::from)?;
+    let mut dropped = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::RxqOvfl(n) = c {
+                dropped = Some(u64::from(n));
+            }
+        }
+    }
+    let peer = msg
+        .address
+        .and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| SocketAddr::V4((*v4).into()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
+        })
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    Ok((msg.bytes, peer, dropped))
+}
+
+/// The kernel's drop count of the UDP socket bound to `local` now, from its
+/// `/proc/net/udp{,6}` line (the `drops` column, the counter `SO_RXQ_OVFL` reports). The
+/// count that comes with a datagram misses drops after the last datagram read: this one
+/// does not.
+pub fn udp_drops_now(local: SocketAddr) -> Option<u64> {
+    let (file, want) = match local {
+        SocketAddr::V4(a) => (
+            "/proc/net/udp",
+            format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(a.ip().octets()),
+                a.port()
+            ),
+        ),
+        SocketAddr::V6(a) => {
+            let words: String = a
+                .ip()
+                .octets()
+                .chunks(4)
+                .map(|w| format!("{:08X}", u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+                .collect();
+            ("/proc/net/udp6", format!("{words}:{:04X}", a.port()))
+        }
+    };
+    std::fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.get(1) == Some(&want.as_str()) {
+                f.last()?.parse().ok()
+            } else {
+                None
+            }
+        })
+}
+
+/// The listeners' channel of packets, their bound UDP, TCP and TLS addresses, and the
+/// kernel's count of UDP datagrams dropped because a receive buffer was full.
+pub type Bound = (
+    mpsc::Receiver<Received>,
+    Vec<SocketAddr>,
+    Vec<SocketAddr>,
+    Vec<SocketAddr>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+);
+
 /// Binds the listeners (TLS ones with `tls`); packets go to the returned channel.
-/// Returns the bound UDP, TCP and TLS addresses.
 pub async fn bind(
     udp: &[SocketAddr],
     tcp: &[SocketAddr],
     tls: &[SocketAddr],
     tls_cfg: Option<std::sync::Arc<rustls::ServerConfig>>,
-) -> std::io::Result<(
-    mpsc::Receiver<Received>,
-    Vec<SocketAddr>,
-    Vec<SocketAddr>,
-    Vec<SocketAddr>,
-)> {
+    udp_buffer: usize,
+) -> std::io::Result<Bound> {
+    let drops = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (tx, rx) = mpsc::channel(65_536);
     let mut u_bound = Vec::new();
     for a in udp {
-        let (s, granted) = udp_receive_socket(*a)?;
+        let (s, granted) = udp_receive_socket_sized(*a, udp_buffer)?;
         s.set_nonblocking(true)?;
         let s = UdpSocket::from_std(s)?;
         let local = s.local_addr()?;
         tracing::debug!(%local, receive_buffer = granted, "UDP receive buffer.");
         u_bound.push(local);
         let tx = tx.clone();
+        let drops = drops.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65_536];
-            while let Ok((n, peer)) = s.recv_from(&mut buf).await {
+            while let Ok((n, peer, dropped)) = s
+                .async_io(tokio::io::Interest::READABLE, || {
+                    recv_counting_drops(&s, &mut buf)
+                })
+                .await
+            {
+                if let Some(d) = dropped {
+                    drops.fetch_max(d, std::sync::atomic::Ordering::Relaxed);
+                }
                 let r = Received {
                     bytes: Bytes::copy_from_slice(&buf[..n]),
                     peer,
@@ -330,7 +443,7 @@ pub async fn bind(
             }
         });
     }
-    Ok((rx, u_bound, t_bound, s_bound))
+    Ok((rx, u_bound, t_bound, s_bound, drops))
 }
 
 /// Runs `heplink listen` until a signal, --count or --duration.
@@ -344,7 +457,7 @@ pub fn main(args: &ListenArgs) -> anyhow::Result<Summary> {
             (Some(c), Some(k)) => Some(crate::tls::server(c, k, args.tls_client_ca.as_deref())?),
             _ => None,
         };
-        let (mut rx, u, t, l) = bind(&udp, &args.tcp, &args.tls, tls_cfg).await?;
+        let (mut rx, u, t, l, drops) = bind(&udp, &args.tcp, &args.tls, tls_cfg, args.udp_buffer).await?;
         for a in &l {
             tracing::info!(listen = %a, "Listening for HEP over TLS.");
         }
@@ -415,8 +528,15 @@ pub fn main(args: &ListenArgs) -> anyhow::Result<Summary> {
         if let Some(mut w) = jsonl {
             w.flush()?;
         }
+        if !u.is_empty() {
+            let seen = drops.load(std::sync::atomic::Ordering::Relaxed);
+            let now: u64 = u.iter().filter_map(|a| udp_drops_now(*a)).sum();
+            summary.udp_dropped = Some(seen.max(now));
+        }
         if !args.no_flows {
             summary.print(&mut stdout.lock())?;
+        } else if let Some(d) = summary.udp_dropped.filter(|d| *d > 0) {
+            writeln!(stdout.lock(), "{}", dropped_line(d))?;
         }
         Ok(summary)
     })

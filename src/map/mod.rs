@@ -35,6 +35,30 @@ pub struct MapConfig {
     pub event_proto: ProtoType,
     /// Send `sip-in` / `sip-out` as SIP (type 1) packets.
     pub sip_as_sip: bool,
+    /// Event times a collector accepts, around the caller's clock; `None`: any time.
+    pub time_window: Option<TimeWindow>,
+}
+
+/// The event times sent as they are: from `max_age_us` before the clock to `max_ahead_us`
+/// after it. heplify-server stores rows only in its daily partitions (yesterday to
+/// tomorrow), and a row outside them fails the database COPY of its whole batch, good
+/// rows included; so an event outside the window is sent with the clock's time instead
+/// (its own time stays in the payload, in the Janus event) and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// How far back an event time may be, µs.
+    pub max_age_us: u64,
+    /// How far ahead an event time may be, µs.
+    pub max_ahead_us: u64,
+}
+
+/// What the mapper changed, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MapStats {
+    /// Events sent with the clock's time: their own was older than the window.
+    pub time_rewritten_old: u64,
+    /// Events sent with the clock's time: their own was ahead of the window.
+    pub time_rewritten_future: u64,
 }
 
 impl Default for MapConfig {
@@ -45,6 +69,7 @@ impl Default for MapConfig {
             auth_key: None,
             event_proto: ProtoType::LOG,
             sip_as_sip: true,
+            time_window: None,
         }
     }
 }
@@ -102,6 +127,7 @@ pub struct Mapper {
     /// reused, so pointer equality is exact.
     cids: Vec<Option<(Arc<str>, Bytes)>>,
     block: BytesMut,
+    stats: MapStats,
 }
 
 impl Mapper {
@@ -112,6 +138,29 @@ impl Mapper {
             last_node: None,
             cids: vec![None; CID_SLOTS],
             block: BytesMut::new(),
+            stats: MapStats::default(),
+        }
+    }
+
+    /// What the mapper changed so far.
+    pub fn stats(&self) -> &MapStats {
+        &self.stats
+    }
+
+    /// The time to send: the event's own, or `now_us` when it has none or it lies
+    /// outside the [`TimeWindow`] (counted).
+    fn packet_time(&mut self, event_us: Option<u64>, now_us: u64) -> u64 {
+        let Some(ts) = event_us else { return now_us };
+        match self.cfg.time_window {
+            Some(w) if ts < now_us.saturating_sub(w.max_age_us) => {
+                self.stats.time_rewritten_old += 1;
+                now_us
+            }
+            Some(w) if ts > now_us.saturating_add(w.max_ahead_us) => {
+                self.stats.time_rewritten_future += 1;
+                now_us
+            }
+            _ => ts,
         }
     }
 
@@ -132,7 +181,7 @@ impl Mapper {
     /// timestamp. The result passes the encoder's checks (it is validated here).
     pub fn map(&mut self, c: &Correlated, now_us: u64) -> Result<PacketBuilder, EncodeError> {
         let ev = &c.event;
-        let ts = ev.timestamp.unwrap_or(now_us);
+        let ts = self.packet_time(ev.timestamp, now_us);
         let node = self.node(&ev.emitter);
         let (proto, payload, (src, dst), cid) =
             if let (true, Some((sip, inbound))) = (self.cfg.sip_as_sip, ev.sip_message()) {
