@@ -18,10 +18,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
+use crate::input::guard::{Gate, GuardedListener};
 use crate::input::http::{http_ingest, HttpState};
 use crate::input::ws::{ws_upgrade, WsState};
-use crate::input::{serve_router, serve_tls_router, Job, TlsListener};
-use crate::metrics::{CollectorMetrics, Metrics, Reject};
+use crate::input::{serve_router, Job, TlsListener};
+use crate::metrics::{CollectorMetrics, Input, Metrics, Reject};
 use crate::output::{self, CollectorUrl, Queue};
 use crate::pipeline::Pipeline;
 
@@ -57,6 +58,15 @@ fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The whole `Authorization` header value Basic auth expects, when it is on.
+fn http_auth(cfg: &Config) -> Option<Vec<u8>> {
+    (!cfg.http.username.is_empty()).then(|| {
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", cfg.http.username, cfg.http.password));
+        format!("Basic {token}").into_bytes()
+    })
 }
 
 /// Binds the listeners and starts everything; the agent runs until `shutdown` completes.
@@ -121,16 +131,16 @@ pub async fn start(
         let st = Arc::new(HttpState {
             jobs: jobs_tx.clone(),
             metrics: metrics.clone(),
-            auth: (!cfg.http.username.is_empty()).then(|| {
-                let token = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{}:{}", cfg.http.username, cfg.http.password));
-                format!("Basic {token}").into_bytes()
-            }),
+            auth: http_auth(&cfg),
             max_body: cfg.http.max_body_bytes,
             max_decompressed: cfg.http.max_decompressed_bytes,
+            budget: Arc::new(tokio::sync::Semaphore::new(cfg.limits.body_budget_bytes)),
+            auth_failures: Default::default(),
         });
         let app = Router::new().fallback(http_ingest).with_state(st);
+        let gate = Gate::new(cfg.limits.input(false), Input::Http, metrics.clone());
         if cfg.http.tls_cert.is_empty() {
+            let l = GuardedListener::new(l, gate);
             servers.push(tokio::spawn(serve_router(l, app, stop_rx.clone())));
         } else {
             let tls = crate::tls::server(
@@ -138,8 +148,8 @@ pub async fn start(
                 std::path::Path::new(&cfg.http.tls_key),
                 None,
             )?;
-            servers.push(tokio::spawn(serve_tls_router(
-                TlsListener::new(l, tls)?,
+            servers.push(tokio::spawn(serve_router(
+                TlsListener::new(l, tls, gate)?,
                 app,
                 stop_rx.clone(),
             )));
@@ -156,8 +166,14 @@ pub async fn start(
             metrics: metrics.clone(),
             max_message: cfg.ws.max_message_bytes,
             stop: stop_rx.clone(),
+            auth: http_auth(&cfg),
+            token: (!cfg.ws.token.is_empty()).then(|| cfg.ws.token.clone()),
+            require_subprotocol: cfg.ws.require_subprotocol,
+            auth_failures: Default::default(),
         });
         let app = Router::new().fallback(ws_upgrade).with_state(st);
+        let gate = Gate::new(cfg.limits.input(true), Input::Ws, metrics.clone());
+        let l = GuardedListener::new(l, gate);
         servers.push(tokio::spawn(serve_router(l, app, stop_rx.clone())));
         tracing::info!(listen = %bound.ws.unwrap_or(cfg.ws.listen), "WebSocket input ready.");
     }
@@ -240,8 +256,8 @@ async fn run_pipeline(
                         metrics.event(job.input, i, a - b);
                     }
                 }
-                for r in &rejected {
-                    metrics.reject(job.input, Reject::from_reason(r.reason));
+                for (reason, n) in &rejected.counts {
+                    metrics.reject_n(job.input, Reject::from_reason(reason), *n);
                 }
                 if let Some(reply) = job.reply {
                     let _ = reply.send(rejected);

@@ -18,6 +18,8 @@ pub struct Config {
     pub http: HttpInput,
     /// WebSocket input (Janus's `janus.eventhandler.wsevh`).
     pub ws: WsInput,
+    /// Connection limits of the inputs.
+    pub limits: Limits,
     /// Where HEP goes: one or more collectors.
     pub output: Vec<Output>,
     /// The queue between mapping and sending (one per collector).
@@ -64,8 +66,61 @@ pub struct WsInput {
     pub enabled: bool,
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Largest message accepted, bytes.
+    /// Largest message accepted, bytes (closed with code 1009 beyond).
     pub max_message_bytes: usize,
+    /// A token wsevh must give in its URL query (`ws://host:port/?token=…`, set in its
+    /// `backend`); empty: no authentication. When set, the HTTP input's Basic auth (if
+    /// on) is accepted instead too.
+    pub token: String,
+    /// Refuse upgrades that do not ask for the `janus-event-handlers` subprotocol.
+    pub require_subprotocol: bool,
+}
+
+/// Limits on the inputs' connections (each of HTTP and WebSocket has its own counts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most connections open at once per input; beyond, new ones are closed at once.
+    pub max_connections: usize,
+    /// Most connections open at once from one address, per input.
+    pub max_connections_per_peer: usize,
+    /// Time a new connection has to send its request head, ms (the base of every
+    /// request's time too).
+    pub header_timeout_ms: u64,
+    /// Idle time allowed between two requests on a keep-alive HTTP connection, s.
+    pub idle_timeout_s: u64,
+    /// Bytes per second a request must keep up once started (slower ones are closed).
+    pub min_rate_bytes: u64,
+    /// Body bytes in flight across all HTTP connections (compressed and decompressed);
+    /// requests wait for room, then get 503.
+    pub body_budget_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            max_connections_per_peer: 512,
+            header_timeout_ms: 10_000,
+            idle_timeout_s: 60,
+            min_rate_bytes: 16 << 10,
+            body_budget_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The input's limits, typed.
+    pub fn input(&self, upgrade: bool) -> crate::input::guard::Limits {
+        crate::input::guard::Limits {
+            max_connections: self.max_connections,
+            max_per_peer: self.max_connections_per_peer,
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+            idle_timeout: Some(std::time::Duration::from_secs(self.idle_timeout_s)),
+            min_rate: self.min_rate_bytes,
+            upgrade,
+        }
+    }
 }
 
 /// One collector.
@@ -224,6 +279,7 @@ impl Default for Config {
         Config {
             http: HttpInput::default(),
             ws: WsInput::default(),
+            limits: Limits::default(),
             output: vec![Output::new("udp://127.0.0.1:9060")],
             queue: Queue::default(),
             spool: Spool::default(),
@@ -242,8 +298,8 @@ impl Default for HttpInput {
             listen: ([127, 0, 0, 1], 8090).into(),
             username: String::new(),
             password: String::new(),
-            max_body_bytes: 16 << 20,
-            max_decompressed_bytes: 64 << 20,
+            max_body_bytes: 8 << 20,
+            max_decompressed_bytes: 16 << 20,
             tls_cert: String::new(),
             tls_key: String::new(),
         }
@@ -256,6 +312,8 @@ impl Default for WsInput {
             enabled: true,
             listen: ([127, 0, 0, 1], 8091).into(),
             max_message_bytes: 16 << 20,
+            token: String::new(),
+            require_subprotocol: false,
         }
     }
 }
@@ -362,6 +420,31 @@ pub struct Overrides {
     /// Largest WebSocket message, bytes (`ws.max_message_bytes`).
     #[arg(long, env = "HEPLINK_WS_MAX_MESSAGE_BYTES")]
     pub ws_max_message_bytes: Option<usize>,
+    /// Token wsevh must give in its URL query, `?token=…` (`ws.token`).
+    #[arg(long, env = "HEPLINK_WS_TOKEN", hide_env_values = true)]
+    pub ws_token: Option<String>,
+    /// Refuse WebSocket upgrades without the janus-event-handlers subprotocol
+    /// (`ws.require_subprotocol`).
+    #[arg(long, env = "HEPLINK_WS_REQUIRE_SUBPROTOCOL")]
+    pub ws_require_subprotocol: Option<bool>,
+    /// Most connections per input (`limits.max_connections`).
+    #[arg(long, env = "HEPLINK_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most connections per input from one address (`limits.max_connections_per_peer`).
+    #[arg(long, env = "HEPLINK_MAX_CONNECTIONS_PER_PEER")]
+    pub max_connections_per_peer: Option<usize>,
+    /// Time for a request head, ms (`limits.header_timeout_ms`).
+    #[arg(long, env = "HEPLINK_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// Idle time between requests, s (`limits.idle_timeout_s`).
+    #[arg(long, env = "HEPLINK_IDLE_TIMEOUT_S")]
+    pub idle_timeout_s: Option<u64>,
+    /// Minimum request rate, bytes/s (`limits.min_rate_bytes`).
+    #[arg(long, env = "HEPLINK_MIN_RATE_BYTES")]
+    pub min_rate_bytes: Option<u64>,
+    /// Body bytes in flight across HTTP connections (`limits.body_budget_bytes`).
+    #[arg(long, env = "HEPLINK_BODY_BUDGET_BYTES")]
+    pub body_budget_bytes: Option<usize>,
     /// A collector, `udp://HOST:PORT` or `tcp://HOST:PORT` (repeatable; replaces `output`).
     #[arg(
         long = "to",
@@ -525,6 +608,14 @@ impl Config {
             http_tls_cert => http.tls_cert;
             http_tls_key => http.tls_key;
             ws_max_message_bytes => ws.max_message_bytes;
+            ws_token => ws.token;
+            ws_require_subprotocol => ws.require_subprotocol;
+            max_connections => limits.max_connections;
+            max_connections_per_peer => limits.max_connections_per_peer;
+            header_timeout_ms => limits.header_timeout_ms;
+            idle_timeout_s => limits.idle_timeout_s;
+            min_rate_bytes => limits.min_rate_bytes;
+            body_budget_bytes => limits.body_budget_bytes;
             queue_capacity => queue.capacity;
             when_full => queue.when_full;
             spool_dir => spool.dir;
@@ -577,6 +668,28 @@ impl Config {
         if self.http.username.is_empty() != self.http.password.is_empty() {
             return bad("http.username", "username and password go together".into());
         }
+        for (key, v) in [
+            ("limits.max_connections", self.limits.max_connections as u64),
+            (
+                "limits.max_connections_per_peer",
+                self.limits.max_connections_per_peer as u64,
+            ),
+            ("limits.header_timeout_ms", self.limits.header_timeout_ms),
+            ("limits.min_rate_bytes", self.limits.min_rate_bytes),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1".into());
+            }
+        }
+        if self.limits.body_budget_bytes < self.http.max_body_bytes {
+            return bad(
+                "limits.body_budget_bytes",
+                format!(
+                    "must be at least http.max_body_bytes ({}), or no body that size could be read",
+                    self.http.max_body_bytes
+                ),
+            );
+        }
         if !self.http.enabled && !self.ws.enabled {
             return bad("http.enabled", "no input enabled".into());
         }
@@ -591,6 +704,9 @@ impl Config {
         }
         if !shown.hep.auth_key.is_empty() {
             shown.hep.auth_key = "********".into();
+        }
+        if !shown.ws.token.is_empty() {
+            shown.ws.token = "********".into();
         }
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }

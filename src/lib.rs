@@ -19,6 +19,7 @@ pub mod input;
 pub mod janus;
 pub mod map;
 pub mod metrics;
+pub mod observe;
 pub mod output;
 pub mod pipeline;
 pub mod tls;

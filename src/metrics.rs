@@ -62,9 +62,24 @@ pub enum Reject {
     UnsupportedEncoding,
     /// A WebSocket message over `max_message_bytes`, or binary garbage.
     BadWsMessage,
+    /// A method other than POST on the HTTP input.
+    MethodNotAllowed,
+    /// A connection closed for being too slow or idle too long.
+    Timeout,
+    /// A connection refused: too many open (in all or from its address).
+    TooManyConnections,
+    /// A request refused: the input's budget of body bytes in flight is spent.
+    Overloaded,
+    /// Events beyond the most one body may hold.
+    TooManyEvents,
+    /// A WebSocket message over `max_message_bytes`.
+    WsMessageTooLarge,
 }
 
-const REJECT_LABELS: [&str; 9] = [
+/// How many reasons [`Reject`] has.
+const REJECTS: usize = 15;
+
+const REJECT_LABELS: [&str; REJECTS] = [
     "malformed_json",
     "no_type",
     "not_an_event",
@@ -74,14 +89,26 @@ const REJECT_LABELS: [&str; 9] = [
     "bad_gzip",
     "unsupported_encoding",
     "bad_ws_message",
+    "method_not_allowed",
+    "timeout",
+    "too_many_connections",
+    "overloaded",
+    "too_many_events",
+    "ws_message_too_large",
 ];
 
 impl Reject {
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        REJECT_LABELS[self as usize]
+    }
+
     /// From a pipeline rejection reason.
     pub fn from_reason(r: &str) -> Reject {
         match r {
             "no_type" => Reject::NoType,
             "not_an_event" => Reject::NotAnEvent,
+            "too_many_events" => Reject::TooManyEvents,
             _ => Reject::MalformedJson,
         }
     }
@@ -122,7 +149,7 @@ pub struct CollectorMetrics {
 #[derive(Debug, Default)]
 pub struct Metrics {
     events: [[AtomicU64; 10]; 2],
-    rejected: [[AtomicU64; 9]; 2],
+    rejected: [[AtomicU64; REJECTS]; 2],
     /// HTTP requests answered.
     pub http_requests: AtomicU64,
     /// WebSocket connections open now.
@@ -169,7 +196,12 @@ impl Metrics {
 
     /// Counts a rejection.
     pub fn reject(&self, input: Input, r: Reject) {
-        self.rejected[input as usize][r as usize].fetch_add(1, Relaxed);
+        self.reject_n(input, r, 1);
+    }
+
+    /// Counts `n` rejections.
+    pub fn reject_n(&self, input: Input, r: Reject, n: u64) {
+        self.rejected[input as usize][r as usize].fetch_add(n, Relaxed);
     }
 
     /// Events received from an input (all types).

@@ -47,6 +47,52 @@ pub struct Rejected {
     pub message: String,
 }
 
+/// Rejected events kept with their messages per body; the others are only counted.
+pub const MAX_LISTED: usize = 10;
+
+/// The rejected events of one body: the first [`MAX_LISTED`] with their messages (what
+/// the slice view shows), and counts of all of them. Bounded whatever the body holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rejections {
+    /// The first [`MAX_LISTED`] rejected events.
+    pub listed: Vec<Rejected>,
+    /// All rejected events.
+    pub total: usize,
+    /// All rejected events per reason.
+    pub counts: Vec<(&'static str, u64)>,
+}
+
+impl Rejections {
+    fn push(&mut self, r: Rejected) {
+        self.total += 1;
+        match self.counts.iter_mut().find(|(k, _)| *k == r.reason) {
+            Some((_, n)) => *n += 1,
+            None => self.counts.push((r.reason, 1)),
+        }
+        if self.listed.len() < MAX_LISTED {
+            self.listed.push(r);
+        }
+    }
+}
+
+impl std::ops::Deref for Rejections {
+    type Target = [Rejected];
+
+    /// The listed ones (all of them when there are at most [`MAX_LISTED`]).
+    fn deref(&self) -> &[Rejected] {
+        &self.listed
+    }
+}
+
+impl IntoIterator for Rejections {
+    type Item = Rejected;
+    type IntoIter = std::vec::IntoIter<Rejected>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.listed.into_iter()
+    }
+}
+
 /// Parser, correlator and mapper together.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -116,8 +162,8 @@ impl Pipeline {
         body: &Bytes,
         now: u64,
         sink: &mut dyn FnMut(Output<'_>),
-    ) -> Vec<Rejected> {
-        let mut rejected = Vec::new();
+    ) -> Rejections {
+        let mut rejected = Rejections::default();
         let b = &body[..];
         let rest = match (b.first(), b.last()) {
             (Some(b'{'), Some(b'}')) => {
@@ -136,7 +182,7 @@ impl Pipeline {
         if let Some((first_index, pieces)) = rest {
             for (i, piece) in pieces.into_iter().enumerate() {
                 let parsed = piece
-                    .map_err(|e| ("not_an_event", e.to_string()))
+                    .map_err(|e| (e.reason(), e.to_string()))
                     .and_then(|raw| {
                         self.parser
                             .parse(raw)

@@ -34,6 +34,7 @@ pub async fn signals() {
 /// Runs `serve` until a signal, then drains.
 pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
     let cfg = Config::load(args.config.as_deref(), &args.overrides)?;
+    crate::input::guard::raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -4,34 +4,39 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+
+use super::guard::{accept_admitted, Gate, Guarded};
+
+/// A connection of the HTTPS input: TLS over a guarded TCP connection.
+pub type TlsConn = tokio_rustls::server::TlsStream<Guarded<TcpStream>>;
 
 /// An HTTPS listener for axum: TLS handshakes run on their own tasks (a slow or broken
 /// client cannot hold up the others) and finished connections are handed over.
 pub struct TlsListener {
-    rx: mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        SocketAddr,
-    )>,
+    rx: mpsc::Receiver<(TlsConn, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
     /// Accepts on `l` and hands over connections whose TLS handshake finished.
-    pub fn new(l: TcpListener, cfg: Arc<rustls::ServerConfig>) -> std::io::Result<TlsListener> {
+    /// Connections pass `gate` (its caps and deadlines) before the handshake.
+    pub fn new(
+        l: TcpListener,
+        cfg: Arc<rustls::ServerConfig>,
+        gate: Arc<Gate>,
+    ) -> std::io::Result<TlsListener> {
         let local = l.local_addr()?;
         let (tx, rx) = mpsc::channel(128);
         let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
         tokio::spawn(async move {
             loop {
-                let Ok((s, peer)) = l.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
+                let (s, peer, ticket) = accept_admitted(&l, &gate).await;
                 if tx.is_closed() {
                     return;
                 }
+                let s = gate.guard(s, ticket, peer);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(s)).await {
@@ -49,7 +54,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Io = TlsConn;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, SocketAddr) {

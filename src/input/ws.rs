@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
@@ -24,17 +25,81 @@ pub struct WsState {
     pub max_message: usize,
     /// Turns true at shutdown.
     pub stop: watch::Receiver<bool>,
+    /// The expected `Authorization` header value (the HTTP input's Basic auth), if any.
+    pub auth: Option<Vec<u8>>,
+    /// The token expected in the URL query (`?token=…`), if any.
+    pub token: Option<String>,
+    /// Refuse upgrades without the `janus-event-handlers` subprotocol.
+    pub require_subprotocol: bool,
+    /// Failed authentication per address (the HTTP input's throttle rules).
+    pub auth_failures: super::http::AuthThrottle,
+}
+
+/// Most bytes queued for a peer that does not read (pongs included); beyond, the
+/// connection is closed.
+const MAX_WRITE_BUFFER: usize = 1 << 20;
+
+/// Whether the upgrade request carries the credentials asked for. They are asked for
+/// when a token is configured: then the token in the URL query, or the HTTP input's Basic
+/// auth when that is on, lets it in. (Janus's wsevh cannot send Basic auth: userinfo in its
+/// backend URL is not sent, as a test with the real Janus shows; it can carry the token.)
+fn authorized(st: &WsState, headers: &HeaderMap, uri: &Uri) -> bool {
+    if st.token.is_none() {
+        return true;
+    }
+    let basic = st.auth.as_ref().is_some_and(|expected| {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .map_or(&b""[..], |v| v.as_bytes());
+        super::http::ct_eq(expected, given)
+    });
+    let token = st.token.as_ref().is_some_and(|expected| {
+        uri.query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("token="))
+            .any(|given| super::http::ct_eq(expected.as_bytes(), given.as_bytes()))
+    });
+    basic || token
 }
 
 /// The upgrade handler of the WebSocket input.
 pub async fn ws_upgrade(
     State(st): State<Arc<WsState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(super::Peer(peer)): ConnectInfo<super::Peer>,
+    headers: HeaderMap,
+    uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
-    ws.protocols(["janus-event-handlers"])
+    if !authorized(&st, &headers, &uri) {
+        let (delay, failures) = st.auth_failures.fail(peer.ip());
+        tokio::time::sleep(delay).await;
+        st.metrics.reject(Input::Ws, Reject::Unauthorized);
+        tracing::warn!(%peer, failures, "WebSocket upgrade refused: wrong or missing credentials.");
+        let mut r = (StatusCode::UNAUTHORIZED, "wrong or missing credentials\n").into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"heplink\""),
+        );
+        return r;
+    }
+    st.auth_failures.succeed(peer.ip());
+    let ws = ws
+        .protocols(["janus-event-handlers"])
         .max_message_size(st.max_message)
-        .on_upgrade(move |socket| ws_session(socket, peer, st))
+        .max_frame_size(st.max_message)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER);
+    if st.require_subprotocol && ws.selected_protocol().is_none() {
+        st.metrics.reject(Input::Ws, Reject::BadWsMessage);
+        tracing::warn!(%peer, "WebSocket upgrade refused: no janus-event-handlers subprotocol.");
+        return (
+            StatusCode::BAD_REQUEST,
+            "ask for the janus-event-handlers subprotocol\n",
+        )
+            .into_response();
+    }
+    ws.on_upgrade(move |socket| ws_session(socket, peer, st))
 }
 
 async fn ws_session(mut socket: WebSocket, peer: SocketAddr, st: Arc<WsState>) {
@@ -53,8 +118,24 @@ async fn ws_session(mut socket: WebSocket, peer: SocketAddr, st: Arc<WsState>) {
             Some(Ok(Message::Close(_))) | None => break,
             Some(Ok(_)) => continue,
             Some(Err(e)) => {
-                st.metrics.reject(Input::Ws, Reject::BadWsMessage);
-                tracing::warn!(%peer, error = %e, "WebSocket error.");
+                let text = e.to_string();
+                if text.contains("too long") || text.contains("Space limit") {
+                    // Over max_message_bytes: say so with 1009 (message too big).
+                    st.metrics.reject(Input::Ws, Reject::WsMessageTooLarge);
+                    tracing::warn!(%peer, max = st.max_message, "WebSocket message too large: closing with 1009.");
+                    let close = CloseFrame {
+                        code: 1009,
+                        reason: "message too big".into(),
+                    };
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(1),
+                        socket.send(Message::Close(Some(close))),
+                    )
+                    .await;
+                } else {
+                    st.metrics.reject(Input::Ws, Reject::BadWsMessage);
+                    tracing::warn!(%peer, error = %text, "WebSocket error: closing.");
+                }
                 break;
             }
         };

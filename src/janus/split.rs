@@ -22,7 +22,27 @@ pub enum SplitError {
         /// Offset where the value starts.
         offset: usize,
     },
+    /// More pieces than [`MAX_PIECES`]: the rest of the body is not read.
+    #[error("byte {offset}: more than {MAX_PIECES} events in one body; the rest is ignored")]
+    TooMany {
+        /// Offset where the rest starts.
+        offset: usize,
+    },
 }
+
+impl SplitError {
+    /// The rejection reason (a metrics label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SplitError::TooMany { .. } => "too_many_events",
+            _ => "not_an_event",
+        }
+    }
+}
+
+/// Most pieces one body is cut into (Janus groups at most 100 events): a body of a
+/// million tiny elements costs no more than this many.
+pub const MAX_PIECES: usize = 10_000;
 
 /// One piece of a body: an event's bytes, or why a piece is not one.
 pub type Piece = Result<Bytes, SplitError>;
@@ -74,6 +94,10 @@ fn split_top(body: &Bytes, mut pos: usize, out: &mut Vec<Piece>) {
     let b = &body[..];
     pos = skip_ws(b, pos);
     while pos < b.len() {
+        if out.len() >= MAX_PIECES {
+            out.push(Err(SplitError::TooMany { offset: pos }));
+            return;
+        }
         match b[pos] {
             b'{' => match value_end(b, pos) {
                 Some(end) => {
@@ -135,6 +159,10 @@ fn split_elements(
                 continue;
             }
             _ => {}
+        }
+        if out.len() >= MAX_PIECES {
+            out.push(Err(SplitError::TooMany { offset: pos }));
+            return false;
         }
         let Some(end) = element_end(b, pos) else {
             out.push(Err(SplitError::Unterminated { offset: pos }));
