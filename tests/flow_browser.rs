@@ -74,12 +74,12 @@ fn the_videoroom_flow_renders_with_its_columns_and_arrows() {
     assert_eq!(dom.matches(r#"class="column""#).count(), 12);
     assert_eq!(dom.matches(r#"class="arrow"#).count(), 200);
     for label in [
-        ">joined<",
+        ">joined pubA<",
         ">remote offer<",
         ">ice connected<",
         ">webrtcup<",
         ">subscribing<",
-        ">leaving<",
+        ">leaving pubA<",
     ] {
         assert!(dom.contains(label), "{label}");
     }

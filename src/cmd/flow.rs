@@ -65,6 +65,10 @@ pub fn label(proto: Option<ProtoType>, payload: &[u8]) -> String {
     let Ok(v) = serde_json::from_slice::<Value>(payload) else {
         return "LOG".into();
     };
+    // What the agent wrote first, for Homer's preview.
+    if let Some(l) = v.get("label").and_then(Value::as_str) {
+        return l.to_string();
+    }
     let e = if v.get("event").is_some() && v.get("heplink").is_some() {
         &v["event"]
     } else {

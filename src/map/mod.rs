@@ -1,7 +1,8 @@
 //! Mapping correlated Janus events to HEP packets.
 //!
 //! - Janus events → proto type 100 (LOG; configurable) with a JSON payload
-//!   `{"heplink":{<facts>},"event":<the original event, byte for byte>}`.
+//!   `{"label":"<short human label>","heplink":{<facts>},"event":<the original event, byte for byte>}`
+//!   (the label first: homer-app previews the first 50 characters; see [`label`]).
 //! - SIP plugin `sip-in` / `sip-out` → proto type 1 (SIP), the SIP message as payload and
 //!   its Call-ID as correlation id.
 //! - Time from the event's `timestamp` (µs exact); the caller's clock when it has none.
@@ -10,6 +11,8 @@
 //!   synthetic ones otherwise (see [`synthetic_client`], [`SYNTHETIC_JANUS_V6`]). Events
 //!   the client caused (remote JSEP, remote candidates, transport and session events) go
 //!   client → Janus; everything else Janus → client.
+
+pub mod label;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -218,7 +221,9 @@ impl Mapper {
             Err(EncodeError::TooLarge { .. }) => {
                 // A huge event (an SDP of tens of KB): send its head instead, marked.
                 let mut payload = String::new();
-                payload.push_str("{\"heplink\":{\"truncated\":true,\"original_bytes\":");
+                payload.push_str("{\"label\":");
+                write_json_str(&mut payload, &label::label(c));
+                payload.push_str(",\"heplink\":{\"truncated\":true,\"original_bytes\":");
                 let _ = write!(payload, "{}", ev.raw.len());
                 payload.push_str(",\"cid\":");
                 write_json_str(&mut payload, &c.cid);
@@ -246,7 +251,10 @@ impl Mapper {
             self.block = BytesMut::with_capacity(need.max(PAYLOAD_BLOCK));
         }
         let mut s = std::mem::take(&mut self.block);
-        s.extend_from_slice(b"{\"heplink\":{\"cid\":");
+        // The label first: Homer previews the first 50 characters of a payload.
+        s.extend_from_slice(b"{\"label\":");
+        write_json_str(&mut s, &label::label(c));
+        s.extend_from_slice(b",\"heplink\":{\"cid\":");
         write_json_str(&mut s, &c.cid);
         match &f.group {
             Some(GroupKey::Room(p, r)) => {

@@ -1,0 +1,172 @@
+//! A short human label for each event: the first thing in its LOG payload, because
+//! homer-app previews the first 50 characters of a payload as the arrow's text. The
+//! payload starts `{"label":"` (10 bytes), so a label of at most [`MAX_LABEL`] bytes is
+//! whole within the preview.
+
+use crate::correlate::Correlated;
+use crate::janus::event::kind;
+use crate::janus::event::Body;
+use crate::janus::Event;
+
+/// Longest label, bytes (cut on a character boundary).
+pub const MAX_LABEL: usize = 38;
+
+/// The label of a correlated event: what happened, and who when known (`joined Alice`,
+/// `remote offer`, `ice connected`, `webrtcup`, `slowlink video`, `session created`).
+pub fn label(c: &Correlated) -> String {
+    let ev = &c.event;
+    let mut l = what(ev);
+    if let Some(who) = c.facts.display.as_deref().filter(|d| !d.is_empty()) {
+        if ev.kind == kind::PLUGIN {
+            l.push(' ');
+            l.push_str(who);
+        }
+    }
+    cut(l)
+}
+
+fn cut(mut l: String) -> String {
+    if l.len() > MAX_LABEL {
+        let mut end = MAX_LABEL;
+        while !l.is_char_boundary(end) {
+            end -= 1;
+        }
+        l.truncate(end);
+    }
+    l
+}
+
+/// What happened, from the typed body where it has the fact, else from the event's own
+/// bytes (a string field of its `event` object).
+fn what(ev: &Event) -> String {
+    let field = |k: &str| str_field(&ev.raw, k);
+    match (&ev.body, ev.kind, ev.subtype) {
+        (Body::Session { name, .. }, _, _) => format!("session {name}"),
+        (Body::Handle { name, plugin }, _, _) => match plugin {
+            Some(p) if &**name == "attached" => format!("attached {}", p.short()),
+            _ => name.to_string(),
+        },
+        (Body::Jsep { remote, sdp_type }, _, _) => {
+            format!("{} {sdp_type}", if *remote { "remote" } else { "local" })
+        }
+        (Body::Plugin(p), _, _) => match &p.name {
+            Some(n) => n.to_string(),
+            None => {
+                let package = field("plugin").unwrap_or("plugin");
+                format!(
+                    "{} event",
+                    package.strip_prefix("janus.plugin.").unwrap_or(package)
+                )
+            }
+        },
+        (_, kind::WEBRTC, Some(1)) => format!("ice {}", field("ice").unwrap_or("state")),
+        (_, kind::WEBRTC, Some(2)) => "local candidate".into(),
+        (_, kind::WEBRTC, Some(3)) => "remote candidate".into(),
+        (_, kind::WEBRTC, Some(4)) => "selected pair".into(),
+        (_, kind::WEBRTC, Some(5)) => format!("dtls {}", field("dtls").unwrap_or("state")),
+        (_, kind::WEBRTC, Some(6)) => field("connection").unwrap_or("connection").into(),
+        (_, kind::MEDIA, Some(1)) => {
+            let receiving = memchr::memmem::find(&ev.raw, b"\"receiving\":true").is_some()
+                || memchr::memmem::find(&ev.raw, b"\"receiving\": true").is_some();
+            format!(
+                "{} {}",
+                field("media").unwrap_or("media"),
+                if receiving {
+                    "receiving"
+                } else {
+                    "not receiving"
+                }
+            )
+        }
+        (_, kind::MEDIA, Some(2)) => format!("slowlink {}", field("media").unwrap_or("")),
+        (_, kind::MEDIA, Some(3)) => format!("media stats {}", field("media").unwrap_or("")),
+        (
+            Body::Transport {
+                transport, client, ..
+            },
+            _,
+            _,
+        ) => {
+            let t = transport.as_deref().map_or("transport", |t| {
+                t.strip_prefix("janus.transport.").unwrap_or(t)
+            });
+            match client {
+                Some(c) => format!("{t} {} {c}", field("event").unwrap_or("event")),
+                None => format!("{t} {}", field("event").unwrap_or("event")),
+            }
+        }
+        (_, kind::EXTERNAL, _) => "external".into(),
+        (_, kind::CORE, _) => format!("core {}", field("status").unwrap_or("event")),
+        _ => format!("event type {}", ev.kind),
+    }
+    .trim_end()
+    .to_string()
+}
+
+/// The value of the first string field `key` in `raw` (`"key":"value"`, whitespace
+/// allowed around the colon), if it holds no escape; enough for the short state names a
+/// label uses (`connected`, `webrtcup`, `audio`).
+pub fn str_field<'a>(raw: &'a [u8], key: &str) -> Option<&'a str> {
+    let needle = format!("\"{key}\"");
+    let mut from = 0;
+    while let Some(at) = memchr::memmem::find(&raw[from..], needle.as_bytes()) {
+        let mut i = from + at + needle.len();
+        from = i;
+        while raw.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if raw.get(i) != Some(&b':') {
+            continue;
+        }
+        i += 1;
+        while raw.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if raw.get(i) != Some(&b'"') {
+            // Not a string (an object of the same name): look further.
+            continue;
+        }
+        let start = i + 1;
+        let len = memchr::memchr2(b'"', b'\\', &raw[start..])?;
+        if raw[start + len] != b'"' {
+            return None;
+        }
+        return std::str::from_utf8(&raw[start..start + len]).ok();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_fields_compact_and_indented() {
+        assert_eq!(
+            str_field(br#"{"event":{"ice":"connected"}}"#, "ice"),
+            Some("connected")
+        );
+        assert_eq!(
+            str_field(b"{\"ice\" :\n  \"failed\"}", "ice"),
+            Some("failed")
+        );
+        assert_eq!(str_field(br#"{"ice":1}"#, "ice"), None);
+        assert_eq!(
+            str_field(br#"{"event":{"data":{"event":"request"}}}"#, "event"),
+            Some("request")
+        );
+        assert_eq!(str_field(br#"{"a":"x\"y"}"#, "a"), None);
+        // A key named inside a value (escaped quotes) is not the key.
+        assert_eq!(
+            str_field(br#"{"x":"\"ice\"","ice":"new"}"#, "ice"),
+            Some("new")
+        );
+    }
+
+    #[test]
+    fn cut_on_a_character_boundary() {
+        let l = cut(format!("joined {}", "é".repeat(40)));
+        assert!(l.len() <= MAX_LABEL);
+        assert!(l.starts_with("joined é"));
+    }
+}
