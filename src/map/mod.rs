@@ -209,7 +209,13 @@ impl Mapper {
             };
         // Built in place (the by-value builder methods would move it once per call).
         let mut b = PacketBuilder::new(proto, payload);
-        b.ip_proto = Some(heplink_proto::registry::ip_proto::UDP);
+        // Janus events reach us over HTTP, WebSocket or a broker: TCP. A SIP message keeps
+        // UDP, the SIP plugin's default transport.
+        b.ip_proto = Some(if proto == ProtoType::SIP {
+            heplink_proto::registry::ip_proto::UDP
+        } else {
+            heplink_proto::registry::ip_proto::TCP
+        });
         (b.src_ip, b.src_port) = (Some(src.ip()), Some(src.port()));
         (b.dst_ip, b.dst_port) = (Some(dst.ip()), Some(dst.port()));
         b.set_timestamp_micros(ts);
