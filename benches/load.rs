@@ -3,7 +3,7 @@
 //! counting what arrives. Reports events/s end to end, ingest→receive latency
 //! percentiles, and the agent's CPU and peak RSS. Run:
 //!
-//!     cargo build --release && taskset -c 1 cargo bench --bench load
+//!     cargo build --profile perf && taskset -c 1 cargo bench --bench load
 //!
 //! Modes: 100-event arrays on keep-alive connections (Janus with grouping), 1-event POSTs
 //! on a new connection each (Janus's default), a fixed 10,000 events/s for latency, and
@@ -43,10 +43,10 @@ struct Agent {
 
 impl Agent {
     fn start(to: &str) -> Agent {
-        let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/heplink");
+        let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/perf/heplink");
         assert!(
             std::path::Path::new(bin).exists(),
-            "build the release binary first: cargo build --release"
+            "build the benchmark binary first: cargo build --profile perf"
         );
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let child = Command::new("taskset")

@@ -13,6 +13,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "heplink", version, about)]
 struct Cli {
+    /// Log lines as text (colour only on a terminal; NO_COLOR honoured) or JSON.
+    #[arg(long, global = true, value_enum, default_value_t, env = "HEPLINK_LOG_FORMAT")]
+    log_format: heplink::observe::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,13 +66,10 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HEPLINK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = heplink::observe::init_logging(default, cli.log_format) {
+        eprintln!("heplink: {e}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Decode(args) => match heplink::cmd::decode::main(&args) {
             Ok(s) if s.rejected == 0 => ExitCode::SUCCESS,

@@ -45,6 +45,57 @@ impl LogLimit {
     }
 }
 
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines (colour only on a terminal, and never with `NO_COLOR` set).
+    #[default]
+    Text,
+    /// One JSON object per line (for journald, Loki, …).
+    Json,
+}
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// `HEPLINK_LOG` is not a valid filter.
+    #[error("HEPLINK_LOG={value:?} is not a valid log filter ({message}); use a level such as info or debug, or directives such as heplink=debug,warn")]
+    Filter {
+        /// The variable's value.
+        value: String,
+        /// What the parser said.
+        message: String,
+    },
+}
+
+/// Sets up logging to stderr: the filter from `HEPLINK_LOG` (an invalid one is an
+/// error naming the variable), `default` without it; colour only when stderr is a
+/// terminal and `NO_COLOR` is unset.
+pub fn init_logging(default: &str, format: LogFormat) -> Result<(), LogError> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("HEPLINK_LOG") {
+        Ok(v) if !v.trim().is_empty() => {
+            EnvFilter::builder()
+                .parse(&v)
+                .map_err(|e| LogError::Filter {
+                    value: v.clone(),
+                    message: e.to_string(),
+                })?
+        }
+        _ => EnvFilter::new(default),
+    };
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.with_ansi(ansi).init(),
+        LogFormat::Json => b.json().with_ansi(false).init(),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,12 +35,30 @@ pub async fn signals() {
 pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
     let cfg = Config::load(args.config.as_deref(), &args.overrides)?;
     crate::input::guard::raise_fd_limit();
+    let collectors: Vec<String> = cfg
+        .output
+        .iter()
+        .map(|o| match o.url.starts_with("udp://") && o.udp_rate > 0 {
+            true => format!("{} (paced at {} packets/s)", o.url, o.udp_rate),
+            false => o.url.clone(),
+        })
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let agent = start(cfg, signals()).await?;
-        tracing::info!(?agent.bound, "heplink serve running.");
+        let b = &agent.bound;
+        let words = |a: Option<std::net::SocketAddr>, f: &dyn Fn(std::net::SocketAddr) -> String| {
+            a.map_or_else(|| "off".to_string(), f)
+        };
+        tracing::info!(
+            "heplink serve running: HTTP input {}, WebSocket input {}, metrics {}; HEP to {}.",
+            words(b.http, &|a| format!("on http://{a}/ (POST Janus events)")),
+            words(b.ws, &|a| format!("on ws://{a}/")),
+            words(b.metrics, &|a| format!("on http://{a}/metrics")),
+            collectors.join(", ")
+        );
         agent.wait().await
     })
 }
