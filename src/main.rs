@@ -14,7 +14,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "heplink", version, about)]
 struct Cli {
     /// Log lines as text (colour only on a terminal; NO_COLOR honoured) or JSON.
-    #[arg(long, global = true, value_enum, default_value_t, env = "HEPLINK_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "HEPLINK_LOG_FORMAT"
+    )]
     log_format: heplink::observe::LogFormat,
     #[command(subcommand)]
     command: Command,

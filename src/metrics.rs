@@ -139,8 +139,10 @@ pub struct CollectorMetrics {
     pub over_mtu: AtomicU64,
     /// Bytes in the disk spool not yet confirmed by the collector.
     pub spool_bytes: AtomicU64,
-    /// Packets dropped by the spool's cap (or a failed spool write).
+    /// Packets dropped by the spool's cap.
     pub dropped_spool: AtomicU64,
+    /// Packets dropped because a spool write failed (disk full, read-only, gone).
+    pub dropped_spool_error: AtomicU64,
     /// Times a UDP batch waited for the pacer.
     pub paced_waits: AtomicU64,
 }
@@ -344,7 +346,7 @@ impl Metrics {
             let _ = writeln!(s, "{name} {}", v.load(Relaxed));
         }
         type Field = fn(&CollectorMetrics) -> &AtomicU64;
-        let per: [(&str, &str, &str, Field); 12] = [
+        let per: [(&str, &str, &str, Field); 13] = [
             (
                 "heplink_spool_bytes",
                 "gauge",
@@ -354,8 +356,14 @@ impl Metrics {
             (
                 "heplink_dropped_spool_total",
                 "counter",
-                "Packets dropped by the spool's cap or a failed spool write.",
+                "Packets dropped by the spool's cap.",
                 |c| &c.dropped_spool,
+            ),
+            (
+                "heplink_dropped_spool_error_total",
+                "counter",
+                "Packets dropped: a spool write failed (disk full, read-only, gone).",
+                |c| &c.dropped_spool_error,
             ),
             (
                 "heplink_sent_packets_total",

@@ -41,5 +41,8 @@ fn an_invalid_log_filter_is_an_error_naming_the_variable() {
     let out = listen_briefly(&[("HEPLINK_LOG", "heplink=loud")], &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("HEPLINK_LOG=\"heplink=loud\" is not a valid log filter"), "{err}");
+    assert!(
+        err.contains("HEPLINK_LOG=\"heplink=loud\" is not a valid log filter"),
+        "{err}"
+    );
 }

@@ -137,7 +137,15 @@ fn a_wrong_ca_is_refused_and_the_insecure_mode_is_explicit() {
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("could not be sent"));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("could not be sent"), "{err}");
+    // The reason shows at the default log level, once (not a line per retry).
+    assert_eq!(
+        err.matches("Cannot connect to the collector").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("UnknownIssuer"), "{err}");
     let ok = replay_kamailio(&format!("tls://127.0.0.1:{port}"))
         .args(["--keep-time", "--tls-insecure-skip-verify"])
         .status()

@@ -49,7 +49,8 @@ pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         let agent = start(cfg, signals()).await?;
         let b = &agent.bound;
-        let words = |a: Option<std::net::SocketAddr>, f: &dyn Fn(std::net::SocketAddr) -> String| {
+        let words = |a: Option<std::net::SocketAddr>,
+                     f: &dyn Fn(std::net::SocketAddr) -> String| {
             a.map_or_else(|| "off".to_string(), f)
         };
         tracing::info!(

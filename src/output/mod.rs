@@ -524,6 +524,38 @@ async fn run_udp(
     m.connected.store(0, Relaxed);
 }
 
+/// Logs a collector's connection failures at WARN with the reason once per change of
+/// state (the first failure, or a different reason), and the repeats at DEBUG: a
+/// misconfigured `tls://` collector (unknown issuer, expired, wrong name) shows at the
+/// default level without a line per retry.
+#[derive(Debug, Default)]
+struct FailureLog {
+    last: Option<String>,
+    repeats: u64,
+}
+
+impl FailureLog {
+    fn report(&mut self, address: &str, e: &std::io::Error, retry_in: Duration) {
+        let reason = e.to_string();
+        let retry_ms = retry_in.as_millis() as u64;
+        if self.last.as_deref() == Some(reason.as_str()) {
+            self.repeats += 1;
+            tracing::debug!(collector = %address, error = %reason, retry_ms, repeats = self.repeats, "Collector still unreachable.");
+        } else {
+            tracing::warn!(collector = %address, error = %reason, retry_ms, "Cannot connect to the collector; retrying (with backoff) until it answers.");
+            self.last = Some(reason);
+            self.repeats = 0;
+        }
+    }
+
+    fn connected(&mut self) {
+        if self.last.take().is_some() {
+            tracing::info!(repeats = self.repeats, "Collector reachable again.");
+        }
+        self.repeats = 0;
+    }
+}
+
 /// Most packets per `sendmmsg`.
 const UDP_BATCH: usize = 64;
 
@@ -603,6 +635,7 @@ async fn run_tcp(
 ) {
     let mut route = Route::new(&targets);
     let mut backoff = Backoff::default();
+    let mut failures = FailureLog::default();
     let mut batch = BytesMut::with_capacity(BATCH_BYTES);
     let mut batch_packets = 0u64;
     // (written at, bytes, packets), oldest first.
@@ -632,7 +665,7 @@ async fn run_tcp(
                 Err(e) => {
                     m.send_errors.fetch_add(1, Relaxed);
                     let d = backoff.next_delay();
-                    tracing::debug!(collector = %route.address, error = %e, delay_ms = d.as_millis() as u64, "Collector unreachable, retrying.");
+                    failures.report(&route.address, &e, d);
                     if batch.is_empty() && rx.is_closed() && rx.is_empty() {
                         return;
                     }
@@ -645,6 +678,7 @@ async fn run_tcp(
         }
         first = false;
         m.connected.store(1, Relaxed);
+        failures.connected();
         tracing::info!(collector = %route.address, "Connected to the collector.");
         loop {
             if batch.is_empty() && !closing {
@@ -772,12 +806,17 @@ fn spool_queued(
     if !batch.is_empty() {
         m.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
         if let Err(e) = spool.append(&batch) {
-            // The disk failed: these packets are lost, and counted.
-            m.dropped_spool.fetch_add(batch.len() as u64, Relaxed);
-            tracing::error!(error = %e, "Spool write failed: packets dropped.");
+            // The disk failed (full, read-only, gone): these packets are lost, and counted.
+            m.dropped_spool_error.fetch_add(batch.len() as u64, Relaxed);
+            static LOG: crate::observe::LogLimit =
+                crate::observe::LogLimit::new(Duration::from_secs(1));
+            if let Some(suppressed) = LOG.allow() {
+                tracing::error!(collector = %m.url, error = %e, packets = batch.len(), suppressed, "Spool write failed: packets dropped.");
+            }
         }
     }
-    m.dropped_spool.fetch_max(spool.dropped, Relaxed);
+    // The spool counts what its cap dropped; the metric follows it.
+    m.dropped_spool.store(spool.dropped, Relaxed);
     m.spool_bytes.store(spool.pending_bytes(), Relaxed);
     closed
 }
@@ -794,6 +833,7 @@ async fn run_spooled(
 ) {
     let mut route = Route::new(&targets);
     let mut backoff = Backoff::default();
+    let mut failures = FailureLog::default();
     let mut closing = false;
     let mut first = true;
     let mut last_sync = std::time::Instant::now();
@@ -817,7 +857,7 @@ async fn run_spooled(
                 Err(e) => {
                     m.send_errors.fetch_add(1, Relaxed);
                     let d = backoff.next_delay();
-                    tracing::debug!(collector = %route.address, error = %e, "Collector unreachable, spooling.");
+                    failures.report(&route.address, &e, d);
                     // Keep taking packets into the spool while waiting.
                     let sleep = tokio::time::sleep(d);
                     tokio::pin!(sleep);
@@ -838,6 +878,7 @@ async fn run_spooled(
         }
         first = false;
         m.connected.store(1, Relaxed);
+        failures.connected();
         tracing::info!(collector = %route.address, spooled = spool.pending_bytes(), "Connected to the collector.");
         loop {
             closing |= spool_queued(&mut rx, &mut spool, &m, None);

@@ -14,8 +14,14 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use heplink_proto::Frames;
 
-/// Largest segment before a new one starts.
+/// Largest segment before a new one starts (smaller for small caps: an eighth of the cap,
+/// so that dropping the oldest segment frees room without dropping much more than needed).
 const SEGMENT_BYTES: u64 = 16 << 20;
+
+/// The segment size for a cap.
+fn segment_bytes(max_bytes: u64) -> u64 {
+    (max_bytes / 8).clamp(4 << 10, SEGMENT_BYTES)
+}
 
 /// A position in the spool: segment number and byte offset in it.
 pub type Pos = (u64, u64);
@@ -121,14 +127,23 @@ impl Spool {
             .any(|(n, len)| *n > self.cursor.0 || (*n == self.cursor.0 && *len > self.cursor.1))
     }
 
-    /// Appends packets (buffered by the OS; [`Spool::sync`] makes them durable).
+    /// Appends packets (buffered by the OS; [`Spool::sync`] makes them durable). The
+    /// cap holds for the total: room is made first by dropping the oldest segments
+    /// (counted in [`Spool::dropped`]); a batch larger than the whole cap is dropped.
     pub fn append(&mut self, packets: &[Bytes]) -> io::Result<()> {
         if packets.is_empty() {
             return Ok(());
         }
+        let incoming: u64 = packets.iter().map(|p| p.len() as u64).sum();
+        if incoming > self.max_bytes {
+            self.dropped += packets.len() as u64;
+            tracing::warn!(dir = %self.dir.display(), bytes = incoming, "A batch larger than the spool's cap: dropped.");
+            return Ok(());
+        }
+        self.make_room(incoming)?;
         let need_new = match self.segments.last() {
             None => true,
-            Some((_, len)) => *len >= SEGMENT_BYTES,
+            Some((_, len)) => *len >= segment_bytes(self.max_bytes),
         };
         if need_new || self.head.is_none() {
             if need_new {
@@ -152,7 +167,12 @@ impl Spool {
         }
         self.head.as_mut().expect("open").write_all(&buf)?;
         self.segments.last_mut().expect("present").1 += buf.len() as u64;
-        self.enforce_cap()
+        Ok(())
+    }
+
+    /// Bytes on disk in this spool's segments (confirmed ones not yet removed included).
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.1).sum()
     }
 
     /// Makes what was appended durable.
@@ -163,18 +183,32 @@ impl Spool {
         }
     }
 
-    fn enforce_cap(&mut self) -> io::Result<()> {
-        while self.pending_bytes() > self.max_bytes && self.segments.len() > 1 {
-            // Drop the oldest segment, counting its packets.
+    /// Drops the oldest segments until `incoming` more bytes fit under the cap. When the
+    /// only segment is the one being written, a new one is started so that it can go.
+    fn make_room(&mut self, incoming: u64) -> io::Result<()> {
+        let mut dropped_segments = 0;
+        let mut dropped_packets = 0;
+        while self.disk_bytes() + incoming > self.max_bytes && !self.segments.is_empty() {
+            if self.segments.len() == 1 {
+                if let Some(h) = self.head.take() {
+                    h.sync_data()?;
+                }
+                let n = self.segments[0].0 + 1;
+                self.segments.push((n, 0));
+            }
+            // Drop the oldest segment, counting its packets not yet confirmed.
             let (n, _) = self.segments.remove(0);
-            let data = fs::read(seg_path(&self.dir, n))?;
-            let skip = if n == self.committed.0 {
-                self.committed.1 as usize
-            } else {
-                0
+            let data = fs::read(seg_path(&self.dir, n)).unwrap_or_default();
+            let skip = match n.cmp(&self.committed.0) {
+                std::cmp::Ordering::Less => data.len(),
+                std::cmp::Ordering::Equal => self.committed.1 as usize,
+                std::cmp::Ordering::Greater => 0,
             };
-            self.dropped += Frames::new(&data[skip.min(data.len())..]).count() as u64;
-            fs::remove_file(seg_path(&self.dir, n))?;
+            let lost = Frames::new(&data[skip.min(data.len())..]).count() as u64;
+            self.dropped += lost;
+            dropped_packets += lost;
+            dropped_segments += 1;
+            let _ = fs::remove_file(seg_path(&self.dir, n));
             let next = (self.segments[0].0, 0);
             if self.committed.0 <= n {
                 self.committed = next;
@@ -183,7 +217,13 @@ impl Spool {
             if self.cursor.0 <= n {
                 self.cursor = next;
             }
-            tracing::warn!(dir = %self.dir.display(), "Spool over its cap: the oldest segment was dropped.");
+        }
+        if dropped_segments > 0 {
+            static LOG: crate::observe::LogLimit =
+                crate::observe::LogLimit::new(std::time::Duration::from_secs(1));
+            if let Some(suppressed) = LOG.allow() {
+                tracing::warn!(dir = %self.dir.display(), segments = dropped_segments, packets = dropped_packets, suppressed, max_bytes = self.max_bytes, "Spool at its cap: the oldest packets were dropped.");
+            }
         }
         Ok(())
     }
@@ -325,5 +365,39 @@ mod tests {
         assert!(s.dropped > 0);
         let total = s.pending_bytes() / big.len() as u64 + s.dropped;
         assert_eq!(total, 1000, "every packet is spooled or counted as dropped");
+    }
+
+    #[test]
+    fn a_small_cap_is_the_cap_of_the_total_on_disk() {
+        // The case: a 1 MB cap once let the spool reach 4.5 MB (the cap worked per
+        // 16 MiB segment). Now the total on disk never passes it.
+        let d = tempfile::tempdir().unwrap();
+        let cap = 1_000_000;
+        let mut s = Spool::open(d.path(), cap).unwrap();
+        let p = PacketBuilder::new(ProtoType::LOG, vec![b'a'; 1_000])
+            .correlation_id("c")
+            .to_bytes()
+            .unwrap();
+        let batch: Vec<Bytes> = (0..50).map(|_| p.clone()).collect();
+        for _ in 0..90 {
+            s.append(&batch).unwrap(); // 4.5 MB in all
+            let on_disk: u64 = fs::read_dir(d.path())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".hep"))
+                .map(|e| e.metadata().unwrap().len())
+                .sum();
+            assert!(on_disk <= cap, "{on_disk} bytes on disk");
+        }
+        let total = s.pending_bytes() / p.len() as u64 + s.dropped;
+        assert_eq!(
+            total, 4500,
+            "every packet is spooled or counted as dropped once"
+        );
+        // A batch larger than the whole cap is dropped and counted.
+        let huge: Vec<Bytes> = (0..2000).map(|_| p.clone()).collect();
+        let before = s.dropped;
+        s.append(&huge).unwrap();
+        assert_eq!(s.dropped, before + 2000);
     }
 }
