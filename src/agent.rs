@@ -104,6 +104,7 @@ pub async fn start(
                 failback: std::time::Duration::from_secs(o.failback_s),
                 udp_rate: o.udp_rate,
                 udp_burst: o.udp_burst,
+                stall: std::time::Duration::from_secs(o.stall_s.max(1)),
             },
             &o.tls,
             spool,

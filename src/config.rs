@@ -146,6 +146,14 @@ pub struct Output {
     /// UDP: packets that may leave at once before `udp_rate` applies.
     #[serde(default = "default_udp_burst")]
     pub udp_burst: u32,
+    /// TCP/TLS: seconds without write progress after which the collector counts as
+    /// stalled (stopped reading) and the connection is replaced.
+    #[serde(default = "default_stall_s")]
+    pub stall_s: u64,
+}
+
+fn default_stall_s() -> u64 {
+    10
 }
 
 impl Output {
@@ -158,6 +166,7 @@ impl Output {
             failback_s: default_failback(),
             udp_rate: default_udp_rate(),
             udp_burst: default_udp_burst(),
+            stall_s: default_stall_s(),
         }
     }
 }
@@ -459,6 +468,10 @@ pub struct Overrides {
     /// UDP collectors: packets that may leave at once (`output.udp_burst`).
     #[arg(long, env = "HEPLINK_UDP_BURST", value_name = "PACKETS")]
     pub udp_burst: Option<u32>,
+    /// TCP/TLS collectors: seconds without write progress before a collector counts as
+    /// stalled and its connection is replaced (`output.stall_s`).
+    #[arg(long, env = "HEPLINK_STALL_S", value_name = "SECONDS")]
+    pub stall_s: Option<u64>,
     /// Oldest event time sent as is, seconds before now; older events get the receive
     /// time (`hep.max_age_s`; 0: no limit).
     #[arg(long, env = "HEPLINK_MAX_AGE_S", value_name = "SECONDS")]
@@ -581,6 +594,7 @@ impl Config {
                         tls: o.tls.settings(),
                         udp_rate: o.udp_rate.unwrap_or(DEFAULT_UDP_RATE),
                         udp_burst: o.udp_burst.unwrap_or(DEFAULT_UDP_BURST),
+                        stall_s: o.stall_s.unwrap_or_else(default_stall_s),
                         ..Output::new(u.clone())
                     })
                     .collect();
@@ -593,6 +607,7 @@ impl Config {
             for out in &mut c.output {
                 out.udp_rate = o.udp_rate.unwrap_or(out.udp_rate);
                 out.udp_burst = o.udp_burst.unwrap_or(out.udp_burst);
+                out.stall_s = o.stall_s.unwrap_or(out.stall_s);
             }
         }
         macro_rules! set {

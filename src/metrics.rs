@@ -145,6 +145,8 @@ pub struct CollectorMetrics {
     pub dropped_spool_error: AtomicU64,
     /// Times a UDP batch waited for the pacer.
     pub paced_waits: AtomicU64,
+    /// Connections replaced because the collector stopped reading.
+    pub stalls: AtomicU64,
 }
 
 /// All the agent's metrics.
@@ -346,7 +348,7 @@ impl Metrics {
             let _ = writeln!(s, "{name} {}", v.load(Relaxed));
         }
         type Field = fn(&CollectorMetrics) -> &AtomicU64;
-        let per: [(&str, &str, &str, Field); 13] = [
+        let per: [(&str, &str, &str, Field); 14] = [
             (
                 "heplink_spool_bytes",
                 "gauge",
@@ -424,6 +426,12 @@ impl Metrics {
                 "counter",
                 "Times a UDP batch waited for the pacer (udp_rate), per collector.",
                 |c| &c.paced_waits,
+            ),
+            (
+                "heplink_collector_stalls_total",
+                "counter",
+                "Connections replaced because the collector stopped reading, per collector.",
+                |c| &c.stalls,
             ),
         ];
         for (name, kind, help, f) in per {

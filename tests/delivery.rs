@@ -199,3 +199,95 @@ async fn events_six_days_old_or_a_day_ahead_are_sent_with_the_receive_time_and_c
         "heplink_time_rewritten_total{{reason=\"in_future\"}} {ahead}"
     )));
 }
+
+/// A collector that accepts and never reads, with a small receive buffer; `stop` closes
+/// everything it accepted.
+fn staller(port: u16) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_reuse_address(true).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    s.listen(16).unwrap();
+    s.set_nonblocking(true).unwrap();
+    let l: std::net::TcpListener = s.into();
+    let stop2 = stop.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while !stop2.load(Ordering::Relaxed) {
+            if let Ok((c, _)) = l.accept() {
+                held.push(c);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Dies: everything it held unread is lost with it.
+    });
+    stop
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_collector_is_replaced_while_the_spool_absorbs_and_nothing_is_lost() {
+    let port = free_port();
+    let stop = staller(port);
+    let spool = tempfile::tempdir().unwrap();
+    let mut c = agent_config(&[format!("tcp://127.0.0.1:{port}")]);
+    c.spool.dir = spool.path().to_string_lossy().into_owned();
+    c.queue.capacity = 16;
+    c.output[0].stall_s = 1;
+    let (a, stop_agent) = start_agent(c).await;
+    let http = a.bound.http.unwrap();
+    // 300 events of ~40 KB (12 MB): more than the kernel's buffers hold.
+    let n = 300;
+    let pad = "p".repeat(40_000);
+    let now = now_us();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
+        let events: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|i| {
+                serde_json::json!({"emitter":"stall-test","type":4,"timestamp":now,
+                    "event":{"schema":"test","data":{"n":i,"pad":pad}}})
+            })
+            .collect();
+        let body = serde_json::Value::Array(events).to_string();
+        assert_eq!(post(http, &[], body.as_bytes()).await.0, 200);
+    }
+    let m = a.metrics.clone();
+    let col = &m.collectors[0];
+    use std::sync::atomic::Ordering::Relaxed;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while col.stalls.load(Relaxed) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(col.stalls.load(Relaxed) >= 1, "the stall was detected");
+    assert_eq!(
+        col.dropped_queue_full.load(Relaxed),
+        0,
+        "the spool absorbed meanwhile"
+    );
+    assert!(col.spool_bytes.load(Relaxed) > 0);
+    // The collector dies and a working one takes its port: every event arrives.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let got = Received::default();
+    let (_, task) = tcp_receiver(&format!("127.0.0.1:{port}"), got.clone()).await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let marks = |got: &Received| {
+        got.payloads()
+            .iter()
+            .filter_map(|p| {
+                let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+                v["event"]["event"]["data"]["n"].as_u64()
+            })
+            .collect::<std::collections::BTreeSet<u64>>()
+    };
+    while marks(&got).len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(marks(&got).len(), n, "every event arrives (at least once)");
+    assert_eq!(col.dropped_spool.load(Relaxed), 0);
+    stop_agent.send(()).unwrap();
+    a.wait().await.unwrap();
+    task.abort();
+}

@@ -183,6 +183,7 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
                 failback: std::time::Duration::from_secs(30),
                 udp_rate: args.udp_rate,
                 udp_burst: crate::config::DEFAULT_UDP_BURST,
+                stall: std::time::Duration::from_secs(10),
             },
             &args.tls.settings(),
             None,

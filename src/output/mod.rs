@@ -157,6 +157,9 @@ pub struct SendOptions {
     pub fin_confirms: bool,
     /// On a backup collector, how often to look whether the preferred one is back.
     pub failback: Duration,
+    /// TCP/TLS: a write that makes no progress for this long means the collector stopped
+    /// reading: the connection is replaced.
+    pub stall: Duration,
     /// UDP: packets per second (0: unpaced), see [`pace::Pacer`].
     pub udp_rate: u32,
     /// UDP: packets that may go at once before the rate applies.
@@ -180,6 +183,7 @@ pub fn spawn(
         failback,
         udp_rate,
         udp_burst,
+        stall,
     } = opts;
     let (tx, rx) = mpsc::channel(capacity);
     let m = metrics.clone();
@@ -199,8 +203,8 @@ pub fn spawn(
             let pacer = pace::Pacer::new(udp_rate, udp_burst, std::time::Instant::now());
             tokio::spawn(run_udp(url.address, rx, mtu, pacer, m))
         }
-        (_, None) => tokio::spawn(run_tcp(targets, rx, fin_confirms, failback, m)),
-        (_, Some(sp)) => tokio::spawn(run_spooled(targets, rx, failback, m, sp)),
+        (_, None) => tokio::spawn(run_tcp(targets, rx, fin_confirms, failback, stall, m)),
+        (_, Some(sp)) => tokio::spawn(run_spooled(targets, rx, failback, stall, m, sp)),
     };
     Ok((
         Queue {
@@ -272,14 +276,36 @@ impl Conn {
         }
     }
 
-    async fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
-        match self {
-            Conn::Plain(s) => s.write_all(b).await,
-            Conn::Tls(s) => {
-                s.write_all(b).await?;
-                s.flush().await
+    /// Writes all of `b`; while a write waits, `absorb` (the spooled sender's) keeps
+    /// taking the queue into the spool as packets come. Fails with `TimedOut` when no byte
+    /// could be written for `stall` (a collector that stopped reading: its window and our
+    /// buffer are full).
+    async fn write_watched(
+        &mut self,
+        b: &[u8],
+        stall: Duration,
+        mut absorb: Option<&mut Absorb<'_>>,
+    ) -> std::io::Result<()> {
+        let mut off = 0;
+        while off < b.len() {
+            let n = {
+                let step = async {
+                    match self {
+                        Conn::Plain(s) => s.write(&b[off..]).await,
+                        Conn::Tls(s) => s.write(&b[off..]).await,
+                    }
+                };
+                watch(step, stall, absorb.as_deref_mut()).await?
+            };
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
             }
+            off += n;
         }
+        if let Conn::Tls(s) = self {
+            watch(s.flush(), stall, absorb).await?;
+        }
+        Ok(())
     }
 
     async fn shutdown(&mut self) {
@@ -292,6 +318,48 @@ impl Conn {
                 s.get_mut().0.shutdown().await
             }
         };
+    }
+}
+
+/// What the spooled sender keeps doing while a write waits: the queue into the spool.
+struct Absorb<'a> {
+    rx: &'a mut mpsc::Receiver<Bytes>,
+    spool: &'a mut crate::output::spool::Spool,
+    m: &'a CollectorMetrics,
+    closing: &'a mut bool,
+}
+
+impl Absorb<'_> {
+    /// Waits for a packet and takes it, with whatever else is queued, into the spool.
+    async fn next(&mut self) {
+        match self.rx.recv().await {
+            Some(p) => *self.closing |= spool_queued(self.rx, self.spool, self.m, Some(p)),
+            None => *self.closing = true,
+        }
+    }
+}
+
+/// Runs `step`, absorbing the queue meanwhile; `TimedOut` when it takes longer than
+/// `stall`.
+async fn watch<T>(
+    step: impl std::future::Future<Output = std::io::Result<T>>,
+    stall: Duration,
+    mut absorb: Option<&mut Absorb<'_>>,
+) -> std::io::Result<T> {
+    let deadline = tokio::time::sleep(stall);
+    tokio::pin!(step, deadline);
+    loop {
+        let open = absorb.as_ref().is_some_and(|a| !*a.closing);
+        tokio::select! {
+            r = &mut step => return r,
+            _ = async { absorb.as_mut().expect("open").next().await }, if open => {}
+            _ = &mut deadline => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no progress writing to the collector for {} s: it stopped reading", stall.as_secs_f32()),
+                ));
+            }
+        }
     }
 }
 
@@ -524,6 +592,19 @@ async fn run_udp(
     m.connected.store(0, Relaxed);
 }
 
+/// A write failed or stalled: counted, logged; the caller reconnects (and resends what
+/// the collector may not have read).
+fn write_failed(m: &CollectorMetrics, address: &str, e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        m.stalls.fetch_add(1, Relaxed);
+        tracing::warn!(collector = %address, error = %e, "The collector stopped reading; replacing the connection.");
+    } else {
+        m.send_errors.fetch_add(1, Relaxed);
+        tracing::warn!(collector = %address, error = %e, "Write to the collector failed; reconnecting.");
+    }
+    m.connected.store(0, Relaxed);
+}
+
 /// Logs a collector's connection failures at WARN with the reason once per change of
 /// state (the first failure, or a different reason), and the repeats at DEBUG: a
 /// misconfigured `tls://` collector (unknown issuer, expired, wrong name) shows at the
@@ -631,6 +712,7 @@ async fn run_tcp(
     mut rx: mpsc::Receiver<Bytes>,
     fin_confirms: bool,
     failback: Duration,
+    stall: Duration,
     m: Arc<CollectorMetrics>,
 ) {
     let mut route = Route::new(&targets);
@@ -764,7 +846,7 @@ async fn run_tcp(
                 }
                 continue;
             }
-            match stream.write_all(&batch).await {
+            match stream.write_watched(&batch, stall, None).await {
                 Ok(()) => {
                     m.bytes.fetch_add(batch.len() as u64, Relaxed);
                     let b = std::mem::take(&mut batch).freeze();
@@ -774,9 +856,7 @@ async fn run_tcp(
                     backoff.reset();
                 }
                 Err(e) => {
-                    m.send_errors.fetch_add(1, Relaxed);
-                    tracing::warn!(collector = %route.address, error = %e, "Write to the collector failed; reconnecting.");
-                    m.connected.store(0, Relaxed);
+                    write_failed(&m, &route.address, &e);
                     continue 'connect;
                 }
             }
@@ -828,6 +908,7 @@ async fn run_spooled(
     targets: Vec<(String, Tls)>,
     mut rx: mpsc::Receiver<Bytes>,
     failback: Duration,
+    stall: Duration,
     m: Arc<CollectorMetrics>,
     mut spool: crate::output::spool::Spool,
 ) {
@@ -927,16 +1008,26 @@ async fn run_spooled(
                 }
             }
             match spool.read_batch(BATCH_BYTES) {
-                Ok(Some((bytes, n, end))) => match stream.write_all(&bytes).await {
+                Ok(Some((bytes, n, end))) => match stream
+                    .write_watched(
+                        &bytes,
+                        stall,
+                        Some(&mut Absorb {
+                            rx: &mut rx,
+                            spool: &mut spool,
+                            m: &m,
+                            closing: &mut closing,
+                        }),
+                    )
+                    .await
+                {
                     Ok(()) => {
                         m.bytes.fetch_add(bytes.len() as u64, Relaxed);
                         window.push_back((std::time::Instant::now(), end, n));
                         backoff.reset();
                     }
                     Err(e) => {
-                        m.send_errors.fetch_add(1, Relaxed);
-                        tracing::warn!(collector = %route.address, error = %e, "Write to the collector failed; reconnecting.");
-                        m.connected.store(0, Relaxed);
+                        write_failed(&m, &route.address, &e);
                         continue 'connect;
                     }
                 },
