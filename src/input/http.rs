@@ -61,16 +61,31 @@ pub struct HttpState {
 }
 
 /// Slows down failed authentication per peer address: the n-th failure in a row waits
-/// 50 ms × 2^(n-1), at most 3.2 s, before its 401. A success clears the address.
-#[derive(Debug, Default)]
+/// `base` × 2^(n-1) (50 ms by default, at most 3.2 s) before its 401. A success clears the address.
+#[derive(Debug)]
 pub struct AuthThrottle {
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    base: Duration,
+}
+
+impl Default for AuthThrottle {
+    fn default() -> Self {
+        AuthThrottle::new(Duration::from_millis(50))
+    }
 }
 
 /// Addresses remembered by [`AuthThrottle`] at most (then the oldest half is forgotten).
 const THROTTLE_ENTRIES: usize = 10_000;
 
 impl AuthThrottle {
+    /// A throttle whose first delay is `base` (doubling up to 64 × `base`).
+    pub fn new(base: Duration) -> AuthThrottle {
+        AuthThrottle {
+            failures: Mutex::default(),
+            base,
+        }
+    }
+
     /// Records a failure from `ip`; returns the delay to apply and the failures so far.
     pub fn fail(&self, ip: IpAddr) -> (Duration, u32) {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -89,7 +104,7 @@ impl AuthThrottle {
         e.0 = e.0.saturating_add(1);
         e.1 = Instant::now();
         let n = e.0;
-        (Duration::from_millis(50u64 << (n - 1).min(6)), n)
+        (self.base * (1u32 << (n - 1).min(6)), n)
     }
 
     /// Forgets `ip`'s failures (it authenticated).
@@ -453,6 +468,61 @@ pub async fn http_ingest(State(st): State<Arc<HttpState>>, req: Request) -> Resp
     };
     drop(held);
     answer
+}
+
+/// Runs one request through the real handler without sockets, with a pipeline behind it
+/// and small caps (body 64 KiB, decompressed 256 KiB, budget 1 MiB) so that every path is
+/// reachable: for the fuzz target and tests. `auth` turns Basic auth on (`janus:s3cret`).
+/// Returns the status, the answer's body and the events the pipeline read.
+pub fn ingest_once(
+    method: &str,
+    headers: &[(&str, &[u8])],
+    body: Vec<u8>,
+    auth: bool,
+) -> (u16, Vec<u8>, u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async move {
+        let (tx, mut rx) = mpsc::channel::<Job>(4);
+        let pipeline = tokio::spawn(async move {
+            let mut p = crate::pipeline::Pipeline::new(Default::default(), Default::default());
+            while let Some(job) = rx.recv().await {
+                let rejected = p.push_body(&job.body, 1_700_000_000_000_000, &mut |_| {});
+                if let Some(r) = job.reply {
+                    let _ = r.send(rejected);
+                }
+            }
+            p.stats().events
+        });
+        let st = Arc::new(HttpState {
+            jobs: tx,
+            metrics: Arc::new(Metrics::default()),
+            auth: auth.then(|| b"Basic amFudXM6czNjcmV0".to_vec()),
+            max_body: 64 << 10,
+            max_decompressed: 256 << 10,
+            budget: Arc::new(Semaphore::new(1 << 20)),
+            auth_failures: AuthThrottle::new(Duration::ZERO),
+        });
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri("/janus-events");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let Ok(req) = req.body(Body::from(body)) else {
+            return (0, Vec::new(), 0);
+        };
+        let resp = http_ingest(State(st), req).await;
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
+        let events = pipeline.await.unwrap_or(0);
+        (status, bytes, events)
+    })
 }
 
 /// The 400 answer: the first [`MAX_LISTED`] rejected events and the total, whatever the
