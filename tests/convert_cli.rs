@@ -26,12 +26,12 @@ fn videoroom_capture_converts_to_one_valid_packet_per_event() {
     );
     let summary = String::from_utf8(out.stdout).unwrap();
     assert!(
-        summary.starts_with("janus-fixtures:core  packets=2\n"),
+        summary.starts_with("janus-fixtures:core:2026-11-24T03  packets=2\n"),
         "{summary}"
     );
     assert!(summary.contains("janus-fixtures:videoroom:4242  packets=200\n    rooms: videoroom:4242\n    participants: 3957083503320980 (pubB), 5725960458842129 (pubA)\n"), "{summary}");
     assert!(
-        summary.contains("janus-fixtures:transport:http  packets=98\n"),
+        summary.contains("janus-fixtures:transport:http:2026-11-24T03  packets=98\n"),
         "{summary}"
     );
 

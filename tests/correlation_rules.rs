@@ -429,7 +429,10 @@ fn a_malformed_event_does_not_take_its_neighbours_down() {
     assert_eq!(rejected[1].index, 2);
     assert_eq!(
         got,
-        ["janus-fixtures:core", "janus-fixtures:transport:http"]
+        [
+            "janus-fixtures:core:2026-11-24T03",
+            "janus-fixtures:transport:http:2026-11-24T03"
+        ]
     );
     assert_eq!(p.stats().rejected.get("malformed_json"), Some(&2));
     // the body splitter alone cuts 4 pieces
@@ -486,6 +489,9 @@ fn two_objects_on_one_line_are_two_events() {
     assert!(rejected.is_empty());
     assert_eq!(
         got,
-        ["janus-fixtures:core", "janus-fixtures:transport:http"]
+        [
+            "janus-fixtures:core:2026-11-24T03",
+            "janus-fixtures:transport:http:2026-11-24T03"
+        ]
     );
 }

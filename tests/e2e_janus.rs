@@ -114,6 +114,11 @@ events: {{
     }
 }
 
+/// The hour (UTC) of an event's time, as core and transport ids carry it.
+fn hour_of(ev: &Value) -> String {
+    heplink::correlate::hour_label(ev["timestamp"].as_u64().unwrap() / 3_600_000_000)
+}
+
 fn rand_u32() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -298,9 +303,9 @@ async fn scenario(
         } else if hid == Some(h1) || sid == Some(s1) {
             format!("heplink-e2e:session:{s1}")
         } else if ev["type"] == 256 {
-            "heplink-e2e:core".to_string()
+            format!("heplink-e2e:core:{}", hour_of(ev))
         } else if ev["type"] == 128 {
-            "heplink-e2e:transport:http".to_string()
+            format!("heplink-e2e:transport:http:{}", hour_of(ev))
         } else {
             panic!("unexpected event {ev}")
         };

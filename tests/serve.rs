@@ -405,7 +405,7 @@ async fn tcp_collector_killed_and_restarted_20_times_loses_nothing_and_keeps_ord
     );
     for cid in [
         "janus-fixtures:videoroom:4242",
-        "janus-fixtures:transport:http",
+        "janus-fixtures:transport:http:2026-11-24T03",
     ] {
         let w: Vec<_> = want.iter().filter(|k| k.0 == cid).collect();
         let g: Vec<_> = firsts.iter().filter(|k| k.0 == cid).collect();

@@ -14,10 +14,11 @@
 //!   offer and first ICE events before `calling`) is held until the Call-ID is known;
 //!   teardown after `hangup` stays with the call until the next call's offer.
 //! - Anything else: a fallback id, `<emitter>:session:<id>` by default (or per handle,
-//!   or per opaque id). Core events: `<emitter>:core`; transport events not tied to a
-//!   session (HTTP requests, whose connection ids are not sessions'):
-//!   `<emitter>:transport:<plugin>` (e.g. `…:transport:http`); external events:
-//!   `<emitter>:external`.
+//!   or per opaque id). Core events: `<emitter>:core:<YYYY-MM-DDTHH>`; transport events
+//!   not tied to a session (HTTP requests, whose connection ids are not sessions'):
+//!   `<emitter>:transport:<plugin>:<YYYY-MM-DDTHH>` (e.g. `…:transport:http:2026-11-24T03`),
+//!   one flow per hour (UTC, of the event's time) so that they stay searchable instead of
+//!   growing forever; external events: `<emitter>:external`.
 //! - Events of a handle that may still bind are held (bounded in time and count) and
 //!   released with the right id. Session-level events go to every group of the session's
 //!   handles (one packet per group).
@@ -367,37 +368,59 @@ impl Correlator {
 /// What a fallback or emitter-level correlation id is made of (besides the emitter).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum CidKey {
-    Core,
+    /// Core events (and session-less events), per hour (µs since the epoch / 1 h).
+    Core(u64),
     External,
     Session(u64),
     Handle(u64),
     Opaque(Arc<str>),
-    /// A transport plugin's package name (`janus.transport.http`), or `None`.
-    Transport(Option<Arc<str>>),
+    /// A transport plugin's package name (`janus.transport.http`), or `None`, per hour.
+    Transport(Option<Arc<str>>, u64),
     /// Plugin events with neither handle, session nor room.
     Plugin(Plugin),
 }
 
 impl CidKey {
-    fn session(sid: Option<u64>) -> CidKey {
-        sid.map_or(CidKey::Core, CidKey::Session)
+    fn session(sid: Option<u64>, at_us: u64) -> CidKey {
+        sid.map_or(CidKey::Core(hour(at_us)), CidKey::Session)
     }
 
     fn format(&self, em: &str) -> String {
         match self {
-            CidKey::Core => format!("{em}:core"),
+            CidKey::Core(h) => format!("{em}:core:{}", hour_label(*h)),
             CidKey::External => format!("{em}:external"),
             CidKey::Session(s) => format!("{em}:session:{s}"),
             CidKey::Handle(h) => format!("{em}:handle:{h}"),
             CidKey::Opaque(o) => format!("{em}:opaque:{o}"),
-            CidKey::Transport(t) => {
+            CidKey::Transport(t, h) => {
                 let name = t.as_deref().unwrap_or("unknown");
                 let short = name.strip_prefix("janus.transport.").unwrap_or(name);
-                format!("{em}:transport:{short}")
+                format!("{em}:transport:{short}:{}", hour_label(*h))
             }
             CidKey::Plugin(p) => format!("{em}:{}", p.short()),
         }
     }
+}
+
+/// The hour of a time in µs since the epoch (the bucket of core and transport flows).
+fn hour(at_us: u64) -> u64 {
+    at_us / 3_600_000_000
+}
+
+/// An hour as `YYYY-MM-DDTHH` (UTC), from hours since the epoch.
+pub fn hour_label(hours: u64) -> String {
+    let days = (hours / 24) as i64;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}", hours % 24)
 }
 
 /// Slots of the [`CidCache`] of an emitter.
@@ -458,14 +481,18 @@ impl EmitterState {
         let emitter = ev.emitter.clone();
         let em = &*emitter;
         match ev.kind {
-            kind::CORE => emit(out, ev, self.cid(em, CidKey::Core), Facts::default()),
+            kind::CORE => {
+                let key = CidKey::Core(hour(ev.timestamp.unwrap_or(now)));
+                emit(out, ev, self.cid(em, key), Facts::default())
+            }
             kind::EXTERNAL if ev.session_id.is_none() => {
                 emit(out, ev, self.cid(em, CidKey::External), Facts::default())
             }
             kind::TRANSPORT => self.transport_event(em, cfg, st, ev, now, out),
             kind::SESSION => {
                 let Some(sid) = ev.session_id else {
-                    return emit(out, ev, self.cid(em, CidKey::Core), Facts::default());
+                    let key = CidKey::Core(hour(ev.timestamp.unwrap_or(now)));
+                    return emit(out, ev, self.cid(em, key), Facts::default());
                 };
                 let s = self.sessions.entry(sid).or_default();
                 s.last_seen = now;
@@ -514,7 +541,10 @@ impl EmitterState {
                     self.sessions.entry(sid).or_default().last_seen = now;
                     self.session_event(em, cfg, st, sid, ev, now, out)
                 }
-                (None, None) => emit(out, ev, self.cid(em, CidKey::Core), Facts::default()),
+                (None, None) => {
+                    let key = CidKey::Core(hour(ev.timestamp.unwrap_or(now)));
+                    emit(out, ev, self.cid(em, key), Facts::default())
+                }
             },
         }
     }
@@ -528,6 +558,7 @@ impl EmitterState {
         now: u64,
         out: &mut Vec<Correlated>,
     ) {
+        let at = hour(ev.timestamp.unwrap_or(now));
         let (id, client, flow) = match &ev.body {
             Body::Transport {
                 id,
@@ -542,9 +573,9 @@ impl EmitterState {
                     Some(c) if short == "http" => Some(SocketAddr::new(c.ip(), 0)),
                     c => *c,
                 };
-                (id.clone(), client, CidKey::Transport(transport.clone()))
+                (id.clone(), client, CidKey::Transport(transport.clone(), at))
             }
-            _ => (None, None, CidKey::Transport(None)),
+            _ => (None, None, CidKey::Transport(None, at)),
         };
         let Some(id) = id else {
             return emit(out, ev, self.cid(em, flow), Facts::default());
@@ -720,9 +751,9 @@ impl EmitterState {
             Fallback::Handle => self.cid(em, CidKey::Handle(hid)),
             Fallback::OpaqueId => match &h.opaque {
                 Some(o) => self.cid(em, CidKey::Opaque(o.clone())),
-                None => self.cid(em, CidKey::session(h.session)),
+                None => self.cid(em, CidKey::session(h.session, h.last_seen)),
             },
-            Fallback::Session => self.cid(em, CidKey::session(h.session)),
+            Fallback::Session => self.cid(em, CidKey::session(h.session, h.last_seen)),
         }
     }
 
@@ -1018,7 +1049,8 @@ impl EmitterState {
         out: &mut Vec<Correlated>,
     ) {
         let Some(p) = ev.plugin() else {
-            return emit(out, ev, self.cid(em, CidKey::Core), Facts::default());
+            let key = CidKey::Core(hour(ev.timestamp.unwrap_or(now)));
+            return emit(out, ev, self.cid(em, key), Facts::default());
         };
         let pl = p.plugin.unwrap_or(Plugin::Other);
         let (Some(room), true) = (p.room.clone(), pl.binds() && pl != Plugin::Sip) else {
@@ -1244,6 +1276,19 @@ fn emit_groups(out: &mut Vec<Correlated>, event: Event, groups: &[Group], facts:
             f.call_id = Some(c.clone());
         }
         emit(out, e, g.cid.clone(), f);
+    }
+}
+
+#[cfg(test)]
+mod hour_tests {
+    use super::*;
+
+    #[test]
+    fn hour_labels_are_utc_calendar_hours() {
+        assert_eq!(hour_label(hour(1_795_489_768_469_225)), "2026-11-24T03");
+        assert_eq!(hour_label(0), "1970-01-01T00");
+        assert_eq!(hour_label(hour(951_782_400_000_000)), "2000-02-29T00");
+        assert_eq!(hour_label(hour(4_102_444_800_000_000 - 1)), "2099-12-31T23");
     }
 }
 
