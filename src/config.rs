@@ -454,7 +454,9 @@ pub struct Overrides {
     /// Body bytes in flight across HTTP connections (`limits.body_budget_bytes`).
     #[arg(long, env = "HEPLINK_BODY_BUDGET_BYTES")]
     pub body_budget_bytes: Option<usize>,
-    /// A collector, `udp://HOST:PORT` or `tcp://HOST:PORT` (repeatable; replaces `output`).
+    /// A collector: `udp://HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT`, with backups
+    /// for failover as `tcp://a:9061|tcp://b:9061` (repeatable: every packet goes to each;
+    /// replaces the file's `output`).
     #[arg(
         long = "to",
         env = "HEPLINK_TO",
@@ -532,8 +534,25 @@ fn addr_or_off(key: &'static str, v: &str) -> Result<Option<SocketAddr>, ConfigE
     }
     v.parse().map(Some).map_err(|e| ConfigError::Invalid {
         key,
-        message: format!("{v:?}: {e}"),
+        message: format!(
+            "{v:?}: {e}; give an IP address and a port, e.g. 127.0.0.1:8090 or [::1]:8090 (host names are not resolved for listening), or off"
+        ),
     })
+}
+
+/// A file a setting names must exist and be readable.
+fn readable_file(key: &'static str, p: &Path) -> Result<(), ConfigError> {
+    match std::fs::File::open(p) {
+        Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => Ok(()),
+        Ok(_) => Err(ConfigError::Invalid {
+            key,
+            message: format!("{} is not a file", p.display()),
+        }),
+        Err(e) => Err(ConfigError::Invalid {
+            key,
+            message: format!("cannot read {}: {e}", p.display()),
+        }),
+    }
 }
 
 impl Config {
@@ -561,7 +580,7 @@ impl Config {
             None => Config::default(),
         };
         if let Some(v) = &o.http {
-            match addr_or_off("http.listen", v)? {
+            match addr_or_off("http.listen (--http, HEPLINK_HTTP)", v)? {
                 Some(a) => {
                     c.http.enabled = true;
                     c.http.listen = a;
@@ -570,7 +589,7 @@ impl Config {
             }
         }
         if let Some(v) = &o.ws {
-            match addr_or_off("ws.listen", v)? {
+            match addr_or_off("ws.listen (--ws, HEPLINK_WS)", v)? {
                 Some(a) => {
                     c.ws.enabled = true;
                     c.ws.listen = a;
@@ -579,7 +598,7 @@ impl Config {
             }
         }
         if let Some(v) = &o.metrics {
-            match addr_or_off("metrics.listen", v)? {
+            match addr_or_off("metrics.listen (--metrics, HEPLINK_METRICS)", v)? {
                 Some(a) => {
                     c.metrics.enabled = true;
                     c.metrics.listen = a;
@@ -694,6 +713,47 @@ impl Config {
         ] {
             if v == 0 {
                 return bad(key, "must be at least 1".into());
+            }
+        }
+        // Files and directories the settings name: checked here, so that `check` finds
+        // them and `serve` fails at start naming the setting.
+        if !self.http.tls_cert.is_empty() {
+            readable_file(
+                "http.tls_cert (--http-tls-cert)",
+                Path::new(&self.http.tls_cert),
+            )?;
+            readable_file(
+                "http.tls_key (--http-tls-key)",
+                Path::new(&self.http.tls_key),
+            )?;
+        }
+        for o in &self.output {
+            for (key, f) in [
+                ("output.tls.ca_file (--tls-ca)", &o.tls.ca_file),
+                ("output.tls.cert_file (--tls-cert)", &o.tls.cert_file),
+                ("output.tls.key_file (--tls-key)", &o.tls.key_file),
+            ] {
+                if let Some(p) = f {
+                    readable_file(key, p)?;
+                }
+            }
+        }
+        if !self.spool.dir.is_empty() {
+            let d = Path::new(&self.spool.dir);
+            let usable = if d.exists() {
+                d.is_dir()
+            } else {
+                // It will be created: its nearest existing ancestor must be a directory.
+                d.ancestors()
+                    .skip(1)
+                    .find(|a| a.exists())
+                    .is_some_and(Path::is_dir)
+            };
+            if !usable {
+                return bad(
+                    "spool.dir (--spool-dir)",
+                    format!("{} is not a directory and cannot be created", d.display()),
+                );
             }
         }
         if self.limits.body_budget_bytes < self.http.max_body_bytes {

@@ -82,6 +82,17 @@ pub enum CaptureError {
     /// Reading failed.
     #[error("reading the capture: {0}")]
     Io(#[from] io::Error),
+    /// The input is empty.
+    #[error("the file is empty: nothing to read")]
+    Empty,
+    /// The input is neither a pcap, a pcapng nor a raw HEP stream.
+    #[error("not a pcap, pcapng or HEP stream: it starts with {start:?}{hint}")]
+    NotACapture {
+        /// Its first bytes, as text where printable.
+        start: String,
+        /// What it looks like instead, if known.
+        hint: &'static str,
+    },
     /// The pcap or pcapng structure is broken.
     #[error("pcap/pcapng structure broken after {frames} frame(s): {message}")]
     Pcap {
@@ -121,13 +132,39 @@ pub fn read_capture<R: Read + Send>(
     // pcap-parser probes the header from a single read, so hand it a generous first block.
     let mut head = Vec::with_capacity(1 << 16);
     input.by_ref().take(1 << 16).read_to_end(&mut head)?;
-    let magic: Option<[u8; 4]> = head.get(..4).and_then(|m| m.try_into().ok());
-    let chained = Cursor::new(head).chain(input);
-    if magic.is_some_and(|m| PCAP_MAGICS.contains(&m) || m == PCAPNG_MAGIC) {
-        read_pcap(chained, sink)
-    } else {
-        read_raw_stream(chained, sink)
+    if head.is_empty() {
+        return Err(CaptureError::Empty);
     }
+    let magic: Option<[u8; 4]> = head.get(..4).and_then(|m| m.try_into().ok());
+    if magic.is_some_and(|m| PCAP_MAGICS.contains(&m) || m == PCAPNG_MAGIC) {
+        return read_pcap(Cursor::new(head).chain(input), sink);
+    }
+    // A raw stream starts with a HEP packet: `HEP3`, `EEP3`, or a HEPv1/v2 header.
+    let hep = head.starts_with(b"HEP3")
+        || head.starts_with(b"EEP3")
+        || matches!(head.first(), Some(1 | 2)) && head.get(1).is_some_and(|l| *l >= 16);
+    if !hep {
+        let start: String = head
+            .iter()
+            .take(16)
+            .map(|&b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        let first = head.iter().find(|b| !b.is_ascii_whitespace());
+        let hint = match first {
+            Some(b'{') | Some(b'[') => {
+                " (it looks like Janus JSON: use `heplink convert` or `heplink replay`)"
+            }
+            _ => "",
+        };
+        return Err(CaptureError::NotACapture { start, hint });
+    }
+    read_raw_stream(Cursor::new(head).chain(input), sink)
 }
 
 /// Reads back-to-back HEPv3 packets.

@@ -195,8 +195,20 @@ pub fn print_summary(out: &mut dyn Write, c: &Converted) -> io::Result<()> {
 pub fn main(args: &ConvertArgs) -> anyhow::Result<Converted> {
     let mut lines: Vec<io::Result<String>> = Vec::new();
     for path in &args.inputs {
-        let f = File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        lines.extend(BufReader::new(f).lines());
+        let mut f = File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        // Janus JSONL starts with `{` or `[`: say so when the file is something else (a
+        // pcap, a HEP stream) rather than failing on its first non-UTF-8 byte.
+        let mut head = [0u8; 64];
+        let n = io::Read::read(&mut f, &mut head)?;
+        let first = head[..n].iter().find(|b| !b.is_ascii_whitespace());
+        if !matches!(first, Some(b'{') | Some(b'[') | None) {
+            anyhow::bail!(
+                "{}: not Janus JSONL (one event-handler body per line, starting with {{ or [); for pcap, pcapng or HEP captures use `heplink decode` or `heplink replay`",
+                path.display()
+            );
+        }
+        let f = io::Read::chain(&head[..n], f);
+        lines.extend(BufReader::new(f).lines().collect::<Vec<_>>());
     }
     let c = convert(&mut lines.into_iter(), args.correlator(), args.mapper())?;
     for (line, msg) in &c.rejected {

@@ -62,7 +62,7 @@ pub struct ListenArgs {
     /// Print nothing per packet: only the flow summary at the end.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Print the flow summary at exit (always on unless --no-flows).
+    /// Do not print the flow summary at exit (it is printed by default).
     #[arg(long)]
     pub no_flows: bool,
     /// Stop after this many packets.
@@ -378,7 +378,8 @@ pub async fn bind(
     let (tx, rx) = mpsc::channel(65_536);
     let mut u_bound = Vec::new();
     for a in udp {
-        let (s, granted) = udp_receive_socket_sized(*a, udp_buffer)?;
+        let (s, granted) = udp_receive_socket_sized(*a, udp_buffer)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on UDP {a}: {e}")))?;
         s.set_nonblocking(true)?;
         let s = UdpSocket::from_std(s)?;
         let local = s.local_addr()?;
@@ -417,7 +418,10 @@ pub async fn bind(
         .map(|a| (a, false))
         .chain(tls.iter().map(|a| (a, true)))
     {
-        let l = TcpListener::bind(a).await?;
+        let l = TcpListener::bind(a).await.map_err(|e| {
+            let what = if secure { "TLS" } else { "TCP" };
+            std::io::Error::new(e.kind(), format!("cannot listen on {what} {a}: {e}"))
+        })?;
         let local = l.local_addr()?;
         if secure {
             s_bound.push(local);
