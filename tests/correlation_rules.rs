@@ -56,7 +56,7 @@ fn cids(per: &[Vec<Correlated>]) -> Vec<Vec<String>> {
 const ROOM: &str = "janus-fixtures:videoroom:4242";
 
 #[test]
-fn a_handle_managing_two_rooms_belongs_to_both() {
+fn a_handle_managing_two_rooms_belongs_to_both_and_an_event_naming_one_goes_there_only() {
     let vr = fixture("videoroom-2pub-2sub-webrtc");
     let admin = 1575281852846882u64;
     let mine: Vec<Value> = vr
@@ -70,21 +70,36 @@ fn a_handle_managing_two_rooms_belongs_to_both() {
         .find(|v| plugin_event(v) == Some("created"))
         .unwrap()
         .clone();
+    let destroyed = mine
+        .iter()
+        .find(|v| plugin_event(v) == Some("destroyed"))
+        .unwrap()
+        .clone();
     let detached = mine.last().unwrap().clone();
     let mut created2 = created.clone();
     created2["event"]["data"]["room"] = json!(4343);
     created2["timestamp"] = json!(ts(&created) + 1000);
-    let events = vec![attached, created, created2, detached];
+    let mut destroyed2 = destroyed.clone();
+    destroyed2["event"]["data"]["room"] = json!(4343);
+    destroyed2["timestamp"] = json!(ts(&destroyed) - 1000);
+    let events = vec![attached, created, created2, destroyed2, destroyed, detached];
     let (per, _) = run(&events, correlate::Config::default());
     let c = cids(&per);
+    let other = "janus-fixtures:videoroom:4343";
     assert_eq!(c[0], [ROOM], "attached waits for the first binding");
     assert_eq!(c[1], [ROOM]);
-    let both = vec![
-        ROOM.to_string(),
-        "janus-fixtures:videoroom:4343".to_string(),
-    ];
-    assert_eq!(c[2], both);
-    assert_eq!(c[3], both, "its later events go to each room it manages");
+    assert_eq!(c[2], [other], "created naming room 4343 goes to 4343 only");
+    assert_eq!(
+        c[3],
+        [other],
+        "destroyed naming room 4343 goes to 4343 only"
+    );
+    assert_eq!(c[4], [ROOM], "destroyed naming room 4242 goes to 4242 only");
+    assert_eq!(
+        c[5],
+        [ROOM.to_string(), other.to_string()],
+        "an event naming no room goes to each room the handle manages"
+    );
 }
 
 #[test]

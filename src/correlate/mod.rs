@@ -829,6 +829,8 @@ impl EmitterState {
         // Event-level routing overrides (a SIP message or call event names its own call).
         let mut own_cid: Option<(Arc<str>, GroupKey)> = None;
         let mut new_participant: Option<(Plugin, RoomId, RoomId)> = None;
+        // The room a plugin event names, if any.
+        let mut named: Option<GroupKey> = None;
         match &ev.body {
             Body::Handle { name, plugin } => {
                 if let Some(p) = plugin {
@@ -890,6 +892,7 @@ impl EmitterState {
                         Some(room),
                     ) => {
                         let g = intern(&mut self.groups, em, GroupKey::Room(pl, room.clone()));
+                        named = Some(g.key.clone());
                         let manages = matches!(name, "created" | "edited" | "destroyed" | "kicked");
                         let joins =
                             matches!(name, "joined" | "subscribing" | "roomchanged" | "join");
@@ -956,12 +959,19 @@ impl EmitterState {
             emit(out, ev, cid, facts);
         } else if bound {
             let groups = h.groups.clone();
+            // An event that names one of the handle's rooms goes to that room only.
+            let to: Groups = match &named {
+                Some(k) if groups.iter().any(|g| &g.key == k) => {
+                    groups.iter().filter(|g| &g.key == k).cloned().collect()
+                }
+                _ => groups.clone(),
+            };
             let facts = Self::handle_facts(h);
             self.release_handle(hid, &groups, now, out);
             if let Some(sid) = self.handles.get(&hid).and_then(|h| h.session) {
                 self.release_session(em, cfg, sid, now, out);
             }
-            emit_groups(out, ev, &groups, facts);
+            emit_groups(out, ev, &to, facts);
         } else if may_bind {
             st.held += 1;
             let overflow = h.held.len() >= cfg.max_held;
