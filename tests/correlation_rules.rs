@@ -510,3 +510,54 @@ fn two_objects_on_one_line_are_two_events() {
         ]
     );
 }
+
+#[test]
+fn session_events_reach_every_flow_of_its_handles_an_echotest_and_a_videoroom() {
+    // pubA's session from the VideoRoom capture, plus the echotest capture's handle moved
+    // into it (attached right after `session created`, before the VideoRoom handle).
+    let sid = 2622110883396711u64;
+    let mut events: Vec<Value> = fixture("videoroom-2pub-2sub-webrtc")
+        .into_iter()
+        .filter(|v| v["session_id"] == sid)
+        .collect();
+    let shift = 1795489769244000u64 - 1795489748063236;
+    for mut e in fixture("echotest-http-only")
+        .into_iter()
+        .filter(|v| v["handle_id"] == 5646889235627921u64)
+    {
+        e["session_id"] = json!(sid);
+        e["timestamp"] = json!(ts(&e) + shift);
+        events.push(e);
+    }
+    events.sort_by_key(ts);
+    let (per, _) = run(&events, correlate::Config::default());
+    let c = cids(&per);
+    let session = format!("janus-fixtures:session:{sid}");
+    let set = |i: usize| c[i].iter().cloned().collect::<BTreeSet<String>>();
+    let both: BTreeSet<String> = [ROOM.to_string(), session.clone()].into();
+    let named = |n: &str| {
+        events
+            .iter()
+            .position(|v| v["type"] == 1 && v["event"]["name"] == n)
+            .unwrap()
+    };
+    assert_eq!(
+        set(named("created")),
+        both,
+        "session created: the room and the session flow"
+    );
+    assert_eq!(
+        set(named("destroyed")),
+        both,
+        "session destroyed: the room and the session flow"
+    );
+    for (i, v) in events.iter().enumerate() {
+        if v["handle_id"] == 5646889235627921u64 {
+            assert_eq!(c[i], [session.clone()], "the echotest handle's events: {v}");
+        }
+    }
+    // Each event once per flow.
+    for (i, v) in events.iter().enumerate() {
+        assert_eq!(set(i).len(), c[i].len(), "no flow twice: {v}");
+    }
+}

@@ -21,7 +21,10 @@
 //!   growing forever; external events: `<emitter>:external`.
 //! - Events of a handle that may still bind are held (bounded in time and count) and
 //!   released with the right id. Session-level events go to every group of the session's
-//!   handles (one packet per group).
+//!   handles (one packet per group), to the session's fallback flow as well when one of
+//!   its handles never binds (an echotest beside a VideoRoom), and to a group a handle
+//!   gets within the hold window after the event (`session created` reaches the room the
+//!   session's publisher joins later).
 //! - State is bounded: it ends on detach / destroy (after a grace period equal to the
 //!   hold time, for late events), expires after inactivity, and a cap evicts the
 //!   least recently active handles. Every release, expiry and eviction is counted.
@@ -194,7 +197,7 @@ enum SipPhase {
     InCall,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Held {
     event: Event,
     at: u64,
@@ -226,6 +229,13 @@ struct SessionState {
     /// Groups of handles already forgotten, for the session's last events.
     past_groups: Groups,
     held: Vec<Held>,
+    /// A handle of the session sends to the session's fallback flow (it never binds):
+    /// the session's events go there too, besides its handles' groups.
+    fallback_used: bool,
+    /// Session events sent before any handle had a group, kept for the hold window: a
+    /// group one of its handles gets within it receives them too. With the groups that
+    /// already have them.
+    late: Vec<(Held, Groups)>,
     gave_up: bool,
     client: Option<SocketAddr>,
     transport_id: Option<Arc<str>>,
@@ -658,15 +668,19 @@ impl EmitterState {
         let client = self.sessions.get(&sid).and_then(|s| s.client);
         if !groups.is_empty() {
             self.release_session(em, cfg, sid, now, out);
-            emit_groups(
-                out,
-                ev,
-                &groups,
-                Facts {
-                    client,
-                    ..Facts::default()
-                },
-            );
+            let facts = Facts {
+                client,
+                ..Facts::default()
+            };
+            if self.sessions.get(&sid).is_some_and(|s| s.fallback_used) {
+                emit(
+                    out,
+                    ev.clone(),
+                    self.session_cid(em, cfg, sid),
+                    facts.clone(),
+                );
+            }
+            emit_groups(out, ev, &groups, facts);
             return;
         }
         if self.session_may_bind(sid) {
@@ -693,6 +707,7 @@ impl EmitterState {
             return;
         }
         let cid = self.session_cid(em, cfg, sid);
+        self.keep_late(cfg, sid, &ev, now);
         emit(
             out,
             ev,
@@ -702,6 +717,53 @@ impl EmitterState {
                 ..Facts::default()
             },
         );
+    }
+
+    /// Keeps a session event sent to the fallback for the hold window (see `late`).
+    fn keep_late(&mut self, cfg: &Config, sid: u64, ev: &Event, now: u64) {
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.late
+                .retain(|(h, _)| now.saturating_sub(h.at) < cfg.hold_us);
+            if s.late.len() < cfg.max_held {
+                s.late.push((
+                    Held {
+                        event: ev.clone(),
+                        at: now,
+                    },
+                    Groups::new(),
+                ));
+            }
+        }
+    }
+
+    /// A handle of session `sid` got a group: the session's recent events that went to
+    /// the fallback reach each group they have not reached yet.
+    fn echo_late(&mut self, sid: u64, now: u64, hold_us: u64, out: &mut Vec<Correlated>) {
+        let groups = self.session_groups(sid);
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        s.late.retain(|(h, _)| now.saturating_sub(h.at) < hold_us);
+        let client = s.client;
+        for (h, sent) in &mut s.late {
+            let new: Groups = groups
+                .iter()
+                .filter(|g| !sent.iter().any(|x| x.key == g.key))
+                .cloned()
+                .collect();
+            if new.is_empty() {
+                continue;
+            }
+            for g in &new {
+                sent.push(g.clone());
+            }
+            let facts = Facts {
+                client,
+                held_us: now.saturating_sub(h.at),
+                ..Facts::default()
+            };
+            emit_groups(out, h.event.clone(), &new, facts);
+        }
     }
 
     fn session_cid(&self, em: &str, cfg: &Config, sid: u64) -> Arc<str> {
@@ -733,17 +795,24 @@ impl EmitterState {
             return;
         }
         let held = std::mem::take(&mut s.held);
+        let fallback_used = s.fallback_used;
         let base = Facts {
             client: s.client,
             ..Facts::default()
         };
         let groups = self.session_groups(sid);
-        let to = if groups.is_empty() {
-            To::Cid(self.session_cid(em, cfg, sid))
+        let cid = self.session_cid(em, cfg, sid);
+        if groups.is_empty() {
+            for h in &held {
+                self.keep_late(cfg, sid, &h.event, h.at);
+            }
+            release_held(out, held, &base, now, &To::Cid(cid));
         } else {
-            To::Groups(&groups)
-        };
-        release_held(out, held, &base, now, &to);
+            if fallback_used {
+                release_held(out, held.clone(), &base, now, &To::Cid(cid));
+            }
+            release_held(out, held, &base, now, &To::Groups(&groups));
+        }
     }
 
     fn handle_cid(&self, em: &str, cfg: &Config, hid: u64, h: &HandleState) -> Arc<str> {
@@ -970,6 +1039,7 @@ impl EmitterState {
             self.release_handle(hid, &groups, now, out);
             if let Some(sid) = self.handles.get(&hid).and_then(|h| h.session) {
                 self.release_session(em, cfg, sid, now, out);
+                self.echo_late(sid, now, cfg.hold_us, out);
             }
             emit_groups(out, ev, &to, facts);
         } else if may_bind {
@@ -994,6 +1064,12 @@ impl EmitterState {
         } else {
             // Never binds (or gave up): release what waits, then this one, to the fallback.
             self.release_handle_fallback(em, cfg, hid, now, out);
+            let h = self.handles.get(&hid).expect("present");
+            if cfg.fallback == Fallback::Session {
+                if let Some(s) = h.session.and_then(|sid| self.sessions.get_mut(&sid)) {
+                    s.fallback_used = true;
+                }
+            }
             let h = self.handles.get(&hid).expect("present");
             let cid = self.handle_cid(em, cfg, hid, h);
             let facts = Self::handle_facts(h);
