@@ -104,7 +104,7 @@ impl Default for Limits {
             header_timeout_ms: 10_000,
             idle_timeout_s: 60,
             min_rate_bytes: 16 << 10,
-            body_budget_bytes: 64 << 20,
+            body_budget_bytes: 32 << 20,
         }
     }
 }

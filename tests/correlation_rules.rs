@@ -553,7 +553,11 @@ fn session_events_reach_every_flow_of_its_handles_an_echotest_and_a_videoroom() 
     );
     for (i, v) in events.iter().enumerate() {
         if v["handle_id"] == 5646889235627921u64 {
-            assert_eq!(c[i], std::slice::from_ref(&session), "the echotest handle's events: {v}");
+            assert_eq!(
+                c[i],
+                std::slice::from_ref(&session),
+                "the echotest handle's events: {v}"
+            );
         }
     }
     // Each event once per flow.

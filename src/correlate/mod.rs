@@ -232,10 +232,6 @@ struct SessionState {
     /// A handle of the session sends to the session's fallback flow (it never binds):
     /// the session's events go there too, besides its handles' groups.
     fallback_used: bool,
-    /// Session events sent before any handle had a group, kept for the hold window: a
-    /// group one of its handles gets within it receives them too. With the groups that
-    /// already have them.
-    late: Vec<(Held, Groups)>,
     gave_up: bool,
     client: Option<SocketAddr>,
     transport_id: Option<Arc<str>>,
@@ -263,6 +259,10 @@ struct EmitterState {
     groups: HashMap<GroupKey, Group>,
     /// Recent fallback ids (read from `&self` methods too, hence the cell).
     cids: std::cell::RefCell<CidCache>,
+    /// Per session: its events sent before any of its handles had a group, kept for the
+    /// hold window, so that a group one of its handles gets within it receives them too
+    /// (with the groups that already have them). Only sessions that have some pay.
+    late: HashMap<u64, Vec<(Held, Groups)>>,
 }
 
 /// The correlator. See the module documentation for the rules.
@@ -721,18 +721,19 @@ impl EmitterState {
 
     /// Keeps a session event sent to the fallback for the hold window (see `late`).
     fn keep_late(&mut self, cfg: &Config, sid: u64, ev: &Event, now: u64) {
-        if let Some(s) = self.sessions.get_mut(&sid) {
-            s.late
-                .retain(|(h, _)| now.saturating_sub(h.at) < cfg.hold_us);
-            if s.late.len() < cfg.max_held {
-                s.late.push((
-                    Held {
-                        event: ev.clone(),
-                        at: now,
-                    },
-                    Groups::new(),
-                ));
-            }
+        if !self.sessions.contains_key(&sid) {
+            return;
+        }
+        let late = self.late.entry(sid).or_default();
+        late.retain(|(h, _)| now.saturating_sub(h.at) < cfg.hold_us);
+        if late.len() < cfg.max_held {
+            late.push((
+                Held {
+                    event: ev.clone(),
+                    at: now,
+                },
+                Groups::new(),
+            ));
         }
     }
 
@@ -740,12 +741,12 @@ impl EmitterState {
     /// the fallback reach each group they have not reached yet.
     fn echo_late(&mut self, sid: u64, now: u64, hold_us: u64, out: &mut Vec<Correlated>) {
         let groups = self.session_groups(sid);
-        let Some(s) = self.sessions.get_mut(&sid) else {
+        let client = self.sessions.get(&sid).and_then(|s| s.client);
+        let Some(late) = self.late.get_mut(&sid) else {
             return;
         };
-        s.late.retain(|(h, _)| now.saturating_sub(h.at) < hold_us);
-        let client = s.client;
-        for (h, sent) in &mut s.late {
+        late.retain(|(h, _)| now.saturating_sub(h.at) < hold_us);
+        for (h, sent) in late.iter_mut() {
             let new: Groups = groups
                 .iter()
                 .filter(|g| !sent.iter().any(|x| x.key == g.key))
@@ -1185,6 +1186,11 @@ impl EmitterState {
         now: u64,
         out: &mut Vec<Correlated>,
     ) {
+        // Session events kept for late groups: only for the hold window.
+        self.late.retain(|_, v| {
+            v.retain(|(h, _)| now.saturating_sub(h.at) < cfg.hold_us);
+            !v.is_empty()
+        });
         // Holds that ran out.
         for hid in ran_out(
             self.handles.iter().map(|(k, h)| (*k, &h.held)),

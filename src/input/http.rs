@@ -193,23 +193,26 @@ async fn take_budget(budget: &Arc<Semaphore>, n: usize) -> Option<OwnedSemaphore
         .ok()
 }
 
-/// Reads the body in pieces, each counted against the budget, up to `max` bytes.
+/// Reads the body in pieces, each counted against the budget, up to `max` bytes. The
+/// pieces are kept as they come (no buffer that doubles as it grows) and joined once at
+/// the end into an allocation of the exact size.
 async fn read_body(
     body: &mut Body,
     max: usize,
     budget: &Arc<Semaphore>,
     held: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<Bytes, ReadError> {
-    let mut out = BytesMut::new();
+    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
             return Err(ReadError::Broken);
         };
-        let Some(data) = frame.data_ref() else {
+        let Ok(data) = frame.into_data() else {
             continue;
         };
-        if out.len() + data.len() > max {
-            return Err(ReadError::TooLarge(out.len() + data.len()));
+        if len + data.len() > max {
+            return Err(ReadError::TooLarge(len + data.len()));
         }
         let permit = take_budget(budget, data.len())
             .await
@@ -218,9 +221,22 @@ async fn read_body(
             Some(h) => h.merge(permit),
             None => *held = Some(permit),
         }
-        out.extend_from_slice(data);
+        len += data.len();
+        pieces.push(data);
     }
-    Ok(out.freeze())
+    Ok(join(pieces, len))
+}
+
+/// One buffer of exactly `len` bytes from `pieces` (no copy for a single piece).
+fn join(mut pieces: Vec<Bytes>, len: usize) -> Bytes {
+    if pieces.len() == 1 {
+        return pieces.pop().expect("one");
+    }
+    let mut out = BytesMut::with_capacity(len);
+    for p in pieces {
+        out.extend_from_slice(&p);
+    }
+    out.freeze()
 }
 
 /// Why a gzip body could not be inflated.
@@ -242,10 +258,10 @@ pub fn gunzip(
     max: usize,
     budget: Option<&Arc<Semaphore>>,
 ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), GunzipError> {
-    let mut out = Vec::new();
+    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
     let mut held: Option<OwnedSemaphorePermit> = None;
     let mut d = flate2::read::MultiGzDecoder::new(data).take(max as u64 + 1);
-    let mut step = vec![0u8; INFLATE_STEP];
     loop {
         if let Some(b) = budget {
             let started = Instant::now();
@@ -263,18 +279,33 @@ pub fn gunzip(
                 None => held = Some(permit),
             }
         }
-        let n = d
-            .read(&mut step)
-            .map_err(|e| GunzipError::Bad(e.to_string()))?;
-        if n == 0 {
+        // Each step into a buffer of its own size: nothing doubles as the body grows.
+        let mut step = vec![0u8; INFLATE_STEP];
+        let mut filled = 0;
+        while filled < step.len() {
+            let n = d
+                .read(&mut step[filled..])
+                .map_err(|e| GunzipError::Bad(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
             break;
         }
-        out.extend_from_slice(&step[..n]);
-        if out.len() > max {
+        step.truncate(filled);
+        len += filled;
+        if len > max {
             return Err(GunzipError::TooLarge);
         }
+        let last = filled < INFLATE_STEP;
+        pieces.push(Bytes::from(step));
+        if last {
+            break;
+        }
     }
-    Ok((Bytes::from(out), held))
+    Ok((join(pieces, len), held))
 }
 
 /// The handler of every request on the HTTP input.
