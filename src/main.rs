@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// mimalloc: the agent allocates and frees a few small buffers per event; glibc's
 /// malloc spent ~16% of the pipeline's time on that (see `cargo bench --bench breakdown`).
@@ -54,6 +54,17 @@ enum Command {
     /// Draw each correlated flow of a capture (Janus JSONL or HEP) as Homer would: a
     /// self-contained HTML page (click an arrow for its payload), optionally an SVG.
     Flow(heplink::cmd::flow::FlowArgs),
+    /// Print the man page (heplink(1)), or write one per command into a directory.
+    Man {
+        /// Write heplink.1 and heplink-COMMAND.1 here instead of printing heplink(1).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Validate a configuration and print the effective settings (file + flags + env).
     Check {
         /// The TOML file (none: defaults).
@@ -133,6 +144,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Man { out } => match man(out.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("heplink man: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "heplink", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Convert(args) => match heplink::cmd::convert::main(&args) {
             Ok(c) if c.rejected.is_empty() => ExitCode::SUCCESS,
             Ok(_) => ExitCode::from(1),
@@ -141,5 +164,25 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// heplink(1) to stdout, or every command's page into `out`.
+fn man(out: Option<&std::path::Path>) -> std::io::Result<()> {
+    let cmd = Cli::command();
+    match out {
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            let mut f = std::fs::File::create(dir.join("heplink.1"))?;
+            clap_mangen::Man::new(cmd.clone()).render(&mut f)?;
+            for sub in cmd.get_subcommands() {
+                let name = format!("heplink-{}", sub.get_name());
+                let mut f = std::fs::File::create(dir.join(format!("{name}.1")))?;
+                let page = sub.clone().name(name.clone());
+                clap_mangen::Man::new(page).render(&mut f)?;
+            }
+            Ok(())
+        }
     }
 }
