@@ -35,6 +35,9 @@ fn start_agent(to: SocketAddr, extra: &[&str]) -> (Child, SocketAddr) {
         .args(["-c", "0", bin, "serve", "--ws", "off", "--metrics", "off"])
         .args(["--http", &http.to_string(), "--to", &format!("udp://{to}")])
         .args(["--udp-rate", "0"])
+        // The good events are session events of sessions without handles: they wait for
+        // a binding for the hold time before going out; short here so a run waits less.
+        .args(["--hold-ms", "300"])
         .args(extra)
         .env("HEPLINK_LOG", "error")
         .stdout(Stdio::null())
@@ -181,7 +184,11 @@ fn memory() {
     let (to, got) = receiver();
     // The default cap (4,096 connections per input) would refuse most of the 10,000 idle
     // connections; raised here so that the agent holds them all.
-    let (mut agent, http) = start_agent(to, &["--max-connections", "16384"]);
+    let budget = std::env::var("BODY_BUDGET").unwrap_or_else(|_| "33554432".into());
+    let (mut agent, http) = start_agent(
+        to,
+        &["--max-connections", "16384", "--body-budget-bytes", &budget],
+    );
     let pid = agent.id();
     let base = rss_kib(pid, "VmRSS:");
     let peak = Arc::new(AtomicU64::new(0));
@@ -237,7 +244,10 @@ fn memory() {
     }
     let mut t = janus(http, 5000, 1000);
     let statuses: Vec<u16> = attackers.into_iter().map(|a| a.join().unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(500));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.load(Relaxed) < 5000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     stop.store(true, Relaxed);
     sampler.join().unwrap();
     let hwm = rss_kib(pid, "VmHWM:");

@@ -137,6 +137,9 @@ pub async fn start(
             max_decompressed: cfg.http.max_decompressed_bytes,
             budget: Arc::new(tokio::sync::Semaphore::new(cfg.limits.body_budget_bytes)),
             auth_failures: Default::default(),
+            inflate_slots: Arc::new(tokio::sync::Semaphore::new(
+                crate::input::http::INFLATE_SLOTS,
+            )),
         });
         let app = Router::new().fallback(http_ingest).with_state(st);
         let gate = Gate::new(cfg.limits.input(false), Input::Http, metrics.clone());

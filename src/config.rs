@@ -307,8 +307,8 @@ impl Default for HttpInput {
             listen: ([127, 0, 0, 1], 8090).into(),
             username: String::new(),
             password: String::new(),
-            max_body_bytes: 8 << 20,
-            max_decompressed_bytes: 16 << 20,
+            max_body_bytes: 4 << 20,
+            max_decompressed_bytes: 8 << 20,
             tls_cert: String::new(),
             tls_key: String::new(),
         }

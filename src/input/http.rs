@@ -58,7 +58,13 @@ pub struct HttpState {
     pub budget: Arc<Semaphore>,
     /// Failed authentication per peer address, for the growing delay.
     pub auth_failures: AuthThrottle,
+    /// Bodies that may inflate at once ([`INFLATE_SLOTS`] permits).
+    pub inflate_slots: Arc<Semaphore>,
 }
+
+/// Bodies inflated at once (the machine's two cores; Janus's gzip bodies take well under
+/// a millisecond each).
+pub const INFLATE_SLOTS: usize = 2;
 
 /// Slows down failed authentication per peer address: the n-th failure in a row waits
 /// `base` × 2^(n-1) (50 ms by default, at most 3.2 s) before its 401. A success clears the address.
@@ -426,6 +432,15 @@ pub async fn http_ingest(State(st): State<Arc<HttpState>>, req: Request) -> Resp
     let size = raw.len();
     let body = if matches!(encoding.as_str(), "gzip" | "x-gzip") {
         let (max, budget) = (st.max_decompressed, st.budget.clone());
+        // At most INFLATE_SLOTS bodies inflate at once, each on a blocking thread: a flood
+        // of bombs takes that many threads (and their allocator heaps), not one each.
+        let Some(_slot) = take_budget(&st.inflate_slots, 1).await else {
+            let r = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{\"error\":\"too many compressed bodies in flight; retry\"}".into(),
+            );
+            return reject(&st, peer, Reject::Overloaded, Some(size), None, r).await;
+        };
         let inflated = tokio::task::spawn_blocking(move || gunzip(&raw, max, Some(&budget))).await;
         match inflated {
             Ok(Ok((b, permit))) => {
@@ -535,6 +550,7 @@ pub fn ingest_once(
             max_decompressed: 256 << 10,
             budget: Arc::new(Semaphore::new(1 << 20)),
             auth_failures: AuthThrottle::new(Duration::ZERO),
+            inflate_slots: Arc::new(Semaphore::new(INFLATE_SLOTS)),
         });
         let mut req = axum::http::Request::builder()
             .method(method)
