@@ -3,11 +3,13 @@
 //!
 //! - `slowloris`: 2,000 connections sending one header byte a second (from 127.0.0.2–9),
 //!   meanwhile 1-event POSTs from 127.0.0.1 at 1,000/s: their answer p50/p99;
+//! - `pingflood`: a WebSocket peer sending a million pings and never reading the pongs:
+//!   the agent's peak RSS;
 //! - `memory`: 16 gzip bombs (1 GiB each inflated), 100 MB bodies on 8 connections and
 //!   10,000 idle connections at once, meanwhile the same good POSTs: the agent's peak RSS
 //!   and that every good event arrived.
 //!
-//!     cargo build --profile perf && taskset -c 1 cargo bench --bench hostile [slowloris|memory]
+//!     cargo build --profile perf && taskset -c 1 cargo bench --bench hostile [slowloris|memory|pingflood]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -32,7 +34,12 @@ fn start_agent(to: SocketAddr, extra: &[&str]) -> (Child, SocketAddr) {
     );
     let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let child = Command::new("taskset")
-        .args(["-c", "0", bin, "serve", "--ws", "off", "--metrics", "off"])
+        .args(["-c", "0", bin, "serve", "--metrics", "off"])
+        .args(if extra.contains(&"--ws") {
+            &[][..]
+        } else {
+            &["--ws", "off"][..]
+        })
         .args(["--http", &http.to_string(), "--to", &format!("udp://{to}")])
         .args(["--udp-rate", "0"])
         // The good events are session events of sessions without handles: they wait for
@@ -265,6 +272,67 @@ fn memory() {
     let _ = agent.kill();
 }
 
+/// A WebSocket peer that sends 1,000,000 pings (126 MB) and never reads the pongs; the
+/// agent's RSS is sampled meanwhile.
+fn pingflood() {
+    let (to, _) = receiver();
+    let ws_port = free_port();
+    let ws = format!("127.0.0.1:{ws_port}");
+    let (mut agent, _) = start_agent(to, &["--ws", &ws]);
+    let pid = agent.id();
+    let base = rss_kib(pid, "VmRSS:");
+    let mut s = TcpStream::connect(&ws).unwrap();
+    s.write_all(
+        format!(
+            "GET / HTTP/1.1\r\nHost: {ws}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: janus-event-handlers\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut b = [0u8; 1024];
+    let n = s.read(&mut b).unwrap();
+    assert!(
+        b[..n].starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&b[..n])
+    );
+    // A masked ping of 120 bytes (mask 0: the payload goes as it is).
+    let mut frame = vec![0x89u8, 0x80 | 120, 0, 0, 0, 0];
+    frame.extend_from_slice(&[7u8; 120]);
+    let batch: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * 1000)
+        .collect();
+    let mut peak = base;
+    let started = Instant::now();
+    let mut sent = 0;
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    for i in 0..1000 {
+        if s.write_all(&batch).is_err() {
+            break;
+        }
+        sent += 1000;
+        if i % 20 == 0 {
+            peak = peak.max(rss_kib(pid, "VmRSS:"));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    peak = peak.max(rss_kib(pid, "VmRSS:"));
+    println!(
+        "pingflood: {sent} pings ({} MB) in {:.1} s, pongs never read: agent RSS {} MiB at start, peak {} MiB (VmHWM {} MiB)",
+        sent * frame.len() / 1_000_000,
+        started.elapsed().as_secs_f64(),
+        base / 1024,
+        peak / 1024,
+        rss_kib(pid, "VmHWM:") / 1024
+    );
+    let _ = agent.kill();
+}
+
 fn main() {
     let only: Vec<String> = std::env::args()
         .skip(1)
@@ -276,5 +344,8 @@ fn main() {
     }
     if want("memory") {
         memory();
+    }
+    if want("pingflood") {
+        pingflood();
     }
 }

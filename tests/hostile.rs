@@ -399,3 +399,68 @@ async fn websocket_needs_the_credentials_and_a_too_large_message_gets_1009() {
     stop.send(()).unwrap();
     a.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_that_never_reads_pongs_does_not_stop_the_input_and_the_subprotocol_can_be_required(
+) {
+    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
+    let (collector, got) = udp_receiver().await;
+    let mut c = agent_config(&[format!("udp://{collector}")]);
+    c.ws.require_subprotocol = true;
+    let (a, stop) = start_agent(c).await;
+    let ws = a.bound.ws.unwrap();
+    // Without the subprotocol: refused at the upgrade.
+    match tokio_tungstenite::connect_async(format!("ws://{ws}/")).await {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
+        other => panic!("expected 400, got {other:?}"),
+    }
+    let request = || {
+        let mut r = format!("ws://{ws}/").into_client_request().unwrap();
+        r.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "janus-event-handlers".parse().unwrap(),
+        );
+        r
+    };
+    // A peer that floods pings and never reads their pongs (~25 MB of pings): the agent
+    // keeps one pending pong and at most 1 MiB of output for it (tungstenite's pending
+    // pong is replaced, not queued), keeps reading, and serves Janus meanwhile.
+    let (flood, _) = tokio_tungstenite::connect_async(request()).await.unwrap();
+    let (mut tx, _rx_never_read) = futures_util::StreamExt::split(flood);
+    let payload = vec![7u8; 120];
+    let flooding = tokio::spawn(async move {
+        for _ in 0..200_000 {
+            if tx
+                .send(Message::Ping(payload.clone().into()))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    });
+    // Janus on another connection is served meanwhile.
+    let (mut janus, _) = tokio_tungstenite::connect_async(request()).await.unwrap();
+    janus
+        .send(Message::text(good_event().to_string()))
+        .await
+        .unwrap();
+    assert_eq!(got.wait_for(1, 5).await, 1);
+    // The flood went through: the agent read all of it rather than stalling on it.
+    assert!(tokio::time::timeout(Duration::from_secs(30), flooding)
+        .await
+        .expect("the agent kept reading the flood")
+        .unwrap());
+    let m = get(a.bound.metrics.unwrap(), "/metrics").await;
+    assert_eq!(
+        metric(
+            &m,
+            "heplink_rejected_total{input=\"ws\",reason=\"bad_ws_message\"}"
+        ),
+        1,
+        "the upgrade without the subprotocol"
+    );
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+}
