@@ -183,3 +183,44 @@ fn listen_reports_what_the_kernel_dropped_when_its_buffer_overflows() {
     assert_eq!(received + dropped, sent, "{text}");
     assert!(text.contains("receive buffer was full"), "{text}");
 }
+
+#[test]
+fn listen_jsonl_is_written_line_by_line_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("live.jsonl");
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = common::bin()
+        .args(["listen", "-q", "--no-flows", "--duration", "5", "--jsonl"])
+        .arg(&jsonl)
+        .arg("--udp")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let cap = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/hep/kamailio-siptrace-v3.pcap");
+    let packet = common::pcap_packets(&cap).remove(0);
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .send_to(&packet, ("127.0.0.1", port))
+        .unwrap();
+    // Before listen exits, the line is in the file.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut lines = 0;
+    while lines == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        lines = std::fs::read_to_string(&jsonl)
+            .unwrap_or_default()
+            .lines()
+            .count();
+    }
+    assert!(child.try_wait().unwrap().is_none(), "listen still runs");
+    assert_eq!(lines, 1);
+    let _ = child.kill();
+}

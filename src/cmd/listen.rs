@@ -476,7 +476,8 @@ pub fn main(args: &ListenArgs) -> anyhow::Result<Summary> {
             None => None,
         };
         let mut jsonl = match &args.jsonl {
-            Some(p) => Some(BufWriter::new(File::create(p)?)),
+            // Line by line: the file is readable while listen runs (tail -f).
+            Some(p) => Some(std::io::LineWriter::new(File::create(p)?)),
             None => None,
         };
         let stdout = std::io::stdout();
