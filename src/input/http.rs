@@ -37,10 +37,10 @@ pub const DRAIN_MAX: usize = 8 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// How long a request waits for room in the body budget before a 503.
-const BUDGET_WAIT: Duration = Duration::from_secs(5);
+pub const BUDGET_WAIT: Duration = Duration::from_secs(5);
 
 /// Budget permits are taken in steps of this many bytes while inflating.
-const INFLATE_STEP: usize = 64 << 10;
+pub const INFLATE_STEP: usize = 64 << 10;
 
 /// What the HTTP handler needs.
 pub struct HttpState {
