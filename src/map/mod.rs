@@ -131,6 +131,7 @@ pub struct Mapper {
     cids: Vec<Option<(Arc<str>, Bytes)>>,
     block: BytesMut,
     stats: MapStats,
+    sip_janus: SipJanus,
 }
 
 impl Mapper {
@@ -142,6 +143,7 @@ impl Mapper {
             cids: vec![None; CID_SLOTS],
             block: BytesMut::new(),
             stats: MapStats::default(),
+            sip_janus: SipJanus::default(),
         }
     }
 
@@ -192,10 +194,20 @@ impl Mapper {
                     || self.cid_bytes(&c.cid),
                     |s| Bytes::copy_from_slice(s.as_bytes()),
                 );
+                let (mut src, mut dst) = sip_sides(sip);
+                // Janus's side of the dialog: learnt from its messages that name it, and
+                // used for those that do not (a 200 OK to a BYE without Contact).
+                let janus = if inbound { &mut dst } else { &mut src };
+                let call = crate::janus::event::sip_call_id(sip);
+                match (*janus, call) {
+                    (Some(j), Some(call)) => self.sip_janus.learn(call, j),
+                    (None, Some(call)) => *janus = self.sip_janus.get(call),
+                    _ => {}
+                }
                 (
                     ProtoType::SIP,
                     Bytes::copy_from_slice(sip.as_bytes()),
-                    sip_endpoints(sip, inbound, c),
+                    sip_fill(src, dst, inbound, c),
                     cid,
                 )
             } else {
@@ -412,9 +424,16 @@ fn to_v6(a: SocketAddr) -> SocketAddr {
 /// its Request-URI; a response from its Contact to its top Via's sent-by. What cannot be
 /// read (host names, missing headers) is synthetic.
 pub fn sip_endpoints(msg: &str, inbound: bool, c: &Correlated) -> (SocketAddr, SocketAddr) {
+    let (src, dst) = sip_sides(msg);
+    sip_fill(src, dst, inbound, c)
+}
+
+/// The sender and receiver a SIP message names: a request's Via and Request-URI, a
+/// response's Contact and Via (IP hosts only).
+pub fn sip_sides(msg: &str) -> (Option<SocketAddr>, Option<SocketAddr>) {
     let first = msg.lines().next().unwrap_or("");
     let via = sip_header(msg, "via", Some("v")).and_then(via_sent_by);
-    let (src, dst) = if first.starts_with("SIP/2.0") {
+    if first.starts_with("SIP/2.0") {
         let contact = sip_header(msg, "contact", Some("m")).and_then(uri_host_port);
         (contact, via)
     } else {
@@ -423,7 +442,39 @@ pub fn sip_endpoints(msg: &str, inbound: bool, c: &Correlated) -> (SocketAddr, S
             .nth(1)
             .and_then(uri_host_port);
         (via, ruri)
-    };
+    }
+}
+
+/// Janus's SIP address per Call-ID, as its messages name it; bounded (cleared when full).
+#[derive(Debug, Default)]
+struct SipJanus {
+    by_call: ahash::AHashMap<Box<str>, SocketAddr>,
+}
+
+/// Calls remembered by [`SipJanus`] at most.
+const SIP_JANUS_CALLS: usize = 4096;
+
+impl SipJanus {
+    fn learn(&mut self, call: &str, a: SocketAddr) {
+        if self.by_call.len() >= SIP_JANUS_CALLS && !self.by_call.contains_key(call) {
+            self.by_call.clear();
+        }
+        self.by_call.insert(call.into(), a);
+    }
+
+    fn get(&self, call: &str) -> Option<SocketAddr> {
+        self.by_call.get(call).copied()
+    }
+}
+
+/// Both ends of a SIP message from what it names, with a stable synthetic address for a
+/// side it does not name (Janus's SIP stack for Janus, the peer otherwise).
+fn sip_fill(
+    src: Option<SocketAddr>,
+    dst: Option<SocketAddr>,
+    inbound: bool,
+    c: &Correlated,
+) -> (SocketAddr, SocketAddr) {
     // Known side, and a synthetic partner: Janus's SIP stack for outbound requests, the peer inbound.
     let id = synthetic_id(c) ^ u64::from(inbound);
     let fill = |a: Option<SocketAddr>, other: Option<SocketAddr>, janus_side: bool| {
