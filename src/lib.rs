@@ -22,4 +22,5 @@ pub mod metrics;
 pub mod observe;
 pub mod output;
 pub mod pipeline;
+pub mod time;
 pub mod tls;

@@ -419,17 +419,7 @@ fn hour(at_us: u64) -> u64 {
 
 /// An hour as `YYYY-MM-DDTHH` (UTC), from hours since the epoch.
 pub fn hour_label(hours: u64) -> String {
-    let days = (hours / 24) as i64;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::time::civil_from_days((hours / 24) as i64);
     format!("{y:04}-{m:02}-{d:02}T{:02}", hours % 24)
 }
 
@@ -740,6 +730,10 @@ impl EmitterState {
     /// A handle of session `sid` got a group: the session's recent events that went to
     /// the fallback reach each group they have not reached yet.
     fn echo_late(&mut self, sid: u64, now: u64, hold_us: u64, out: &mut Vec<Correlated>) {
+        // The common case, on every event of a bound handle: nothing kept.
+        if !self.late.contains_key(&sid) {
+            return;
+        }
         let groups = self.session_groups(sid);
         let client = self.sessions.get(&sid).and_then(|s| s.client);
         let Some(late) = self.late.get_mut(&sid) else {

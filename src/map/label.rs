@@ -11,21 +11,26 @@ use crate::janus::Event;
 /// Longest label, bytes (cut on a character boundary).
 pub const MAX_LABEL: usize = 38;
 
-/// The label of a correlated event: what happened, and who when known (`joined Alice`,
-/// `remote offer`, `ice connected`, `webrtcup`, `slowlink video`, `session created`).
-pub fn label(c: &Correlated) -> String {
+/// Writes the label of a correlated event into `out` (cleared first; a buffer the caller
+/// reuses, so labelling allocates nothing per event): what happened, and who when known
+/// (`joined Alice`, `remote offer`, `ice connected`, `webrtcup`, `slowlink video`,
+/// `session created`).
+pub fn label(c: &Correlated, out: &mut String) {
+    out.clear();
     let ev = &c.event;
-    let mut l = what(ev);
+    what(ev, out);
+    let trimmed = out.trim_end().len();
+    out.truncate(trimmed);
     if let Some(who) = c.facts.display.as_deref().filter(|d| !d.is_empty()) {
         if ev.kind == kind::PLUGIN {
-            l.push(' ');
-            l.push_str(who);
+            out.push(' ');
+            out.push_str(who);
         }
     }
-    cut(l)
+    cut(out);
 }
 
-fn cut(mut l: String) -> String {
+fn cut(l: &mut String) {
     if l.len() > MAX_LABEL {
         let mut end = MAX_LABEL;
         while !l.is_char_boundary(end) {
@@ -33,53 +38,60 @@ fn cut(mut l: String) -> String {
         }
         l.truncate(end);
     }
-    l
 }
 
 /// What happened, from the typed body where it has the fact, else from the event's own
-/// bytes (a string field of its `event` object).
-fn what(ev: &Event) -> String {
+/// bytes (a string field of its `event` object), written as words into `out`.
+fn what(ev: &Event, out: &mut String) {
+    use std::fmt::Write as _;
     let field = |k: &str| str_field(&ev.raw, k);
+    let mut put = |parts: &[&str]| {
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(p);
+        }
+    };
     match (&ev.body, ev.kind, ev.subtype) {
-        (Body::Session { name, .. }, _, _) => format!("session {name}"),
+        (Body::Session { name, .. }, _, _) => put(&["session", name]),
         (Body::Handle { name, plugin }, _, _) => match plugin {
-            Some(p) if &**name == "attached" => format!("attached {}", p.short()),
-            _ => name.to_string(),
+            Some(p) if &**name == "attached" => put(&["attached", p.short()]),
+            _ => put(&[name]),
         },
         (Body::Jsep { remote, sdp_type }, _, _) => {
-            format!("{} {sdp_type}", if *remote { "remote" } else { "local" })
+            put(&[if *remote { "remote" } else { "local" }, sdp_type])
         }
         (Body::Plugin(p), _, _) => match &p.name {
-            Some(n) => n.to_string(),
+            Some(n) => put(&[n]),
             None => {
                 let package = field("plugin").unwrap_or("plugin");
-                format!(
-                    "{} event",
-                    package.strip_prefix("janus.plugin.").unwrap_or(package)
-                )
+                put(&[
+                    package.strip_prefix("janus.plugin.").unwrap_or(package),
+                    "event",
+                ])
             }
         },
-        (_, kind::WEBRTC, Some(1)) => format!("ice {}", field("ice").unwrap_or("state")),
-        (_, kind::WEBRTC, Some(2)) => "local candidate".into(),
-        (_, kind::WEBRTC, Some(3)) => "remote candidate".into(),
-        (_, kind::WEBRTC, Some(4)) => "selected pair".into(),
-        (_, kind::WEBRTC, Some(5)) => format!("dtls {}", field("dtls").unwrap_or("state")),
-        (_, kind::WEBRTC, Some(6)) => field("connection").unwrap_or("connection").into(),
+        (_, kind::WEBRTC, Some(1)) => put(&["ice", field("ice").unwrap_or("state")]),
+        (_, kind::WEBRTC, Some(2)) => put(&["local candidate"]),
+        (_, kind::WEBRTC, Some(3)) => put(&["remote candidate"]),
+        (_, kind::WEBRTC, Some(4)) => put(&["selected pair"]),
+        (_, kind::WEBRTC, Some(5)) => put(&["dtls", field("dtls").unwrap_or("state")]),
+        (_, kind::WEBRTC, Some(6)) => put(&[field("connection").unwrap_or("connection")]),
         (_, kind::MEDIA, Some(1)) => {
             let receiving = memchr::memmem::find(&ev.raw, b"\"receiving\":true").is_some()
                 || memchr::memmem::find(&ev.raw, b"\"receiving\": true").is_some();
-            format!(
-                "{} {}",
+            put(&[
                 field("media").unwrap_or("media"),
                 if receiving {
                     "receiving"
                 } else {
                     "not receiving"
-                }
-            )
+                },
+            ])
         }
-        (_, kind::MEDIA, Some(2)) => format!("slowlink {}", field("media").unwrap_or("")),
-        (_, kind::MEDIA, Some(3)) => format!("media stats {}", field("media").unwrap_or("")),
+        (_, kind::MEDIA, Some(2)) => put(&["slowlink", field("media").unwrap_or("")]),
+        (_, kind::MEDIA, Some(3)) => put(&["media stats", field("media").unwrap_or("")]),
         (
             Body::Transport {
                 transport, client, ..
@@ -90,17 +102,17 @@ fn what(ev: &Event) -> String {
             let t = transport.as_deref().map_or("transport", |t| {
                 t.strip_prefix("janus.transport.").unwrap_or(t)
             });
-            match client {
-                Some(c) => format!("{t} {} {c}", field("event").unwrap_or("event")),
-                None => format!("{t} {}", field("event").unwrap_or("event")),
+            put(&[t, field("event").unwrap_or("event")]);
+            if let Some(c) = client {
+                let _ = write!(out, " {c}");
             }
         }
-        (_, kind::EXTERNAL, _) => "external".into(),
-        (_, kind::CORE, _) => format!("core {}", field("status").unwrap_or("event")),
-        _ => format!("event type {}", ev.kind),
+        (_, kind::EXTERNAL, _) => put(&["external"]),
+        (_, kind::CORE, _) => put(&["core", field("status").unwrap_or("event")]),
+        _ => {
+            let _ = write!(out, "event type {}", ev.kind);
+        }
     }
-    .trim_end()
-    .to_string()
 }
 
 /// The value of the first string field `key` in `raw` (`"key":"value"`, whitespace
@@ -165,7 +177,8 @@ mod tests {
 
     #[test]
     fn cut_on_a_character_boundary() {
-        let l = cut(format!("joined {}", "é".repeat(40)));
+        let mut l = format!("joined {}", "é".repeat(40));
+        cut(&mut l);
         assert!(l.len() <= MAX_LABEL);
         assert!(l.starts_with("joined é"));
     }

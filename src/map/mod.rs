@@ -132,6 +132,8 @@ pub struct Mapper {
     block: BytesMut,
     stats: MapStats,
     sip_janus: SipJanus,
+    /// The current event's label, a buffer reused from event to event.
+    label: String,
 }
 
 impl Mapper {
@@ -144,6 +146,7 @@ impl Mapper {
             block: BytesMut::new(),
             stats: MapStats::default(),
             sip_janus: SipJanus::default(),
+            label: String::with_capacity(64),
         }
     }
 
@@ -190,7 +193,8 @@ impl Mapper {
         let node = self.node(&ev.emitter);
         let (proto, payload, (src, dst), cid) =
             if let (true, Some((sip, inbound))) = (self.cfg.sip_as_sip, ev.sip_message()) {
-                let cid = crate::janus::event::sip_call_id(sip).map_or_else(
+                let call = crate::janus::event::sip_call_id(sip);
+                let cid = call.map_or_else(
                     || self.cid_bytes(&c.cid),
                     |s| Bytes::copy_from_slice(s.as_bytes()),
                 );
@@ -198,7 +202,6 @@ impl Mapper {
                 // Janus's side of the dialog: learnt from its messages that name it, and
                 // used for those that do not (a 200 OK to a BYE without Contact).
                 let janus = if inbound { &mut dst } else { &mut src };
-                let call = crate::janus::event::sip_call_id(sip);
                 match (*janus, call) {
                     (Some(j), Some(call)) => self.sip_janus.learn(call, j),
                     (None, Some(call)) => *janus = self.sip_janus.get(call),
@@ -240,7 +243,8 @@ impl Mapper {
                 // A huge event (an SDP of tens of KB): send its head instead, marked.
                 let mut payload = String::new();
                 payload.push_str("{\"label\":");
-                write_json_str(&mut payload, &label::label(c));
+                label::label(c, &mut self.label);
+                write_json_str(&mut payload, &self.label);
                 payload.push_str(",\"heplink\":{\"truncated\":true,\"original_bytes\":");
                 let _ = write!(payload, "{}", ev.raw.len());
                 payload.push_str(",\"cid\":");
@@ -271,7 +275,8 @@ impl Mapper {
         let mut s = std::mem::take(&mut self.block);
         // The label first: Homer previews the first 50 characters of a payload.
         s.extend_from_slice(b"{\"label\":");
-        write_json_str(&mut s, &label::label(c));
+        label::label(c, &mut self.label);
+        write_json_str(&mut s, &self.label);
         s.extend_from_slice(b",\"heplink\":{\"cid\":");
         write_json_str(&mut s, &c.cid);
         match &f.group {

@@ -629,9 +629,9 @@ impl FailureLog {
         }
     }
 
-    fn connected(&mut self) {
+    fn connected(&mut self, address: &str) {
         if self.last.take().is_some() {
-            tracing::info!(repeats = self.repeats, "Collector reachable again.");
+            tracing::info!(collector = %address, repeats = self.repeats, "Collector reachable again.");
         }
         self.repeats = 0;
     }
@@ -760,7 +760,7 @@ async fn run_tcp(
         }
         first = false;
         m.connected.store(1, Relaxed);
-        failures.connected();
+        failures.connected(&route.address);
         tracing::info!(collector = %route.address, "Connected to the collector.");
         loop {
             if batch.is_empty() && !closing {
@@ -959,7 +959,7 @@ async fn run_spooled(
         }
         first = false;
         m.connected.store(1, Relaxed);
-        failures.connected();
+        failures.connected(&route.address);
         tracing::info!(collector = %route.address, spooled = spool.pending_bytes(), "Connected to the collector.");
         loop {
             closing |= spool_queued(&mut rx, &mut spool, &m, None);
