@@ -138,7 +138,7 @@ pub async fn start(
             budget: Arc::new(tokio::sync::Semaphore::new(cfg.limits.body_budget_bytes)),
             auth_failures: Default::default(),
             inflate_slots: Arc::new(tokio::sync::Semaphore::new(
-                crate::input::http::INFLATE_SLOTS,
+                crate::input::body::INFLATE_SLOTS,
             )),
         });
         let app = Router::new().fallback(http_ingest).with_state(st);

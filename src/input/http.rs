@@ -8,39 +8,24 @@
 //! sends its whole body before reading still sees the status, and a 4xx answer lists at
 //! most [`MAX_LISTED`] rejected events.
 
-use std::collections::HashMap;
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::auth::{ct_eq, AuthThrottle};
+use super::body::{drain, gunzip, read_body, take_budget, GunzipError, ReadError, INFLATE_SLOTS};
 use super::Job;
 use crate::metrics::{Input, Metrics, Reject};
 use crate::observe::LogLimit;
 
 use crate::pipeline::MAX_LISTED;
-
-/// Most bytes of a rejected request's body read and discarded before answering, so that
-/// a client that sends its whole body first still reads the status (RFC 9112 §9.6).
-pub const DRAIN_MAX: usize = 8 << 20;
-
-/// Most time spent discarding a rejected body.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
-
-/// How long a request waits for room in the body budget before a 503.
-pub const BUDGET_WAIT: Duration = Duration::from_secs(5);
-
-/// Budget permits are taken in steps of this many bytes while inflating.
-pub const INFLATE_STEP: usize = 64 << 10;
 
 /// What the HTTP handler needs.
 pub struct HttpState {
@@ -62,75 +47,6 @@ pub struct HttpState {
     pub inflate_slots: Arc<Semaphore>,
 }
 
-/// Bodies inflated at once (the machine's two cores; Janus's gzip bodies take well under
-/// a millisecond each).
-pub const INFLATE_SLOTS: usize = 2;
-
-/// Slows down failed authentication per peer address: the n-th failure in a row waits
-/// `base` × 2^(n-1) (50 ms by default, at most 3.2 s) before its 401. A success clears the address.
-#[derive(Debug)]
-pub struct AuthThrottle {
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
-    base: Duration,
-}
-
-impl Default for AuthThrottle {
-    fn default() -> Self {
-        AuthThrottle::new(Duration::from_millis(50))
-    }
-}
-
-/// Addresses remembered by [`AuthThrottle`] at most (then the oldest half is forgotten).
-const THROTTLE_ENTRIES: usize = 10_000;
-
-impl AuthThrottle {
-    /// A throttle whose first delay is `base` (doubling up to 64 × `base`).
-    pub fn new(base: Duration) -> AuthThrottle {
-        AuthThrottle {
-            failures: Mutex::default(),
-            base,
-        }
-    }
-
-    /// Records a failure from `ip`; returns the delay to apply and the failures so far.
-    pub fn fail(&self, ip: IpAddr) -> (Duration, u32) {
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if f.len() >= THROTTLE_ENTRIES && !f.contains_key(&ip) {
-            let mut by_age: Vec<(IpAddr, Instant)> = f.iter().map(|(k, v)| (*k, v.1)).collect();
-            by_age.sort_by_key(|e| e.1);
-            for (k, _) in by_age.into_iter().take(THROTTLE_ENTRIES / 2) {
-                f.remove(&k);
-            }
-        }
-        let e = f.entry(ip).or_insert((0, Instant::now()));
-        // A quiet minute forgives.
-        if e.1.elapsed() > Duration::from_secs(60) {
-            e.0 = 0;
-        }
-        e.0 = e.0.saturating_add(1);
-        e.1 = Instant::now();
-        let n = e.0;
-        (self.base * (1u32 << (n - 1).min(6)), n)
-    }
-
-    /// Forgets `ip`'s failures (it authenticated).
-    pub fn succeed(&self, ip: IpAddr) {
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if !f.is_empty() {
-            f.remove(&ip);
-        }
-    }
-}
-
-/// Compares in time that depends only on the expected value's length.
-pub fn ct_eq(expected: &[u8], given: &[u8]) -> bool {
-    let mut diff = u8::from(expected.len() != given.len());
-    for (i, e) in expected.iter().enumerate() {
-        diff |= e ^ given.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
-}
-
 fn plain(status: StatusCode, msg: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], msg).into_response()
 }
@@ -138,7 +54,7 @@ fn plain(status: StatusCode, msg: String) -> Response {
 static REJECT_LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
 
 /// A rejected request: counted, logged at WARN (at most once a second, with the count
-/// of lines suppressed), its body discarded up to [`DRAIN_MAX`], answered with
+/// of lines suppressed), its body discarded up to [`super::body::DRAIN_MAX`], answered with
 /// `Connection: close`.
 async fn reject(
     st: &HttpState,
@@ -167,151 +83,6 @@ async fn reject(
         header::HeaderValue::from_static("close"),
     );
     resp
-}
-
-/// Reads and discards up to [`DRAIN_MAX`] bytes of `body` within [`DRAIN_TIME`].
-async fn drain(mut body: Body) {
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        let mut n = 0;
-        while n < DRAIN_MAX {
-            match body.frame().await {
-                Some(Ok(f)) => n += f.data_ref().map_or(0, Bytes::len),
-                _ => return,
-            }
-        }
-    })
-    .await;
-}
-
-/// Why a body could not be read.
-enum ReadError {
-    TooLarge(usize),
-    Overloaded,
-    Broken,
-}
-
-/// Takes `n` bytes of the budget, waiting up to [`BUDGET_WAIT`].
-async fn take_budget(budget: &Arc<Semaphore>, n: usize) -> Option<OwnedSemaphorePermit> {
-    let n = u32::try_from(n).ok()?;
-    tokio::time::timeout(BUDGET_WAIT, budget.clone().acquire_many_owned(n))
-        .await
-        .ok()?
-        .ok()
-}
-
-/// Reads the body in pieces, each counted against the budget, up to `max` bytes. The
-/// pieces are kept as they come (no buffer that doubles as it grows) and joined once at
-/// the end into an allocation of the exact size.
-async fn read_body(
-    body: &mut Body,
-    max: usize,
-    budget: &Arc<Semaphore>,
-    held: &mut Option<OwnedSemaphorePermit>,
-) -> Result<Bytes, ReadError> {
-    let mut pieces: Vec<Bytes> = Vec::new();
-    let mut len = 0usize;
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            return Err(ReadError::Broken);
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if len + data.len() > max {
-            return Err(ReadError::TooLarge(len + data.len()));
-        }
-        let permit = take_budget(budget, data.len())
-            .await
-            .ok_or(ReadError::Overloaded)?;
-        match held {
-            Some(h) => h.merge(permit),
-            None => *held = Some(permit),
-        }
-        len += data.len();
-        pieces.push(data);
-    }
-    Ok(join(pieces, len))
-}
-
-/// One buffer of exactly `len` bytes from `pieces` (no copy for a single piece).
-fn join(mut pieces: Vec<Bytes>, len: usize) -> Bytes {
-    if pieces.len() == 1 {
-        return pieces.pop().expect("one");
-    }
-    let mut out = BytesMut::with_capacity(len);
-    for p in pieces {
-        out.extend_from_slice(&p);
-    }
-    out.freeze()
-}
-
-/// Why a gzip body could not be inflated.
-#[derive(Debug)]
-pub enum GunzipError {
-    /// More than the cap.
-    TooLarge,
-    /// Not gzip, or cut short.
-    Bad(String),
-    /// The budget of bytes in flight stayed spent.
-    Overloaded,
-}
-
-/// Inflates `data` with a cap: reading stops one byte past `max`, so a bomb costs at most
-/// `max`; with a budget, every [`INFLATE_STEP`] bytes that come out take their share of
-/// it first (waiting up to [`BUDGET_WAIT`]). Blocking: run it off the async workers.
-pub fn gunzip(
-    data: &[u8],
-    max: usize,
-    budget: Option<&Arc<Semaphore>>,
-) -> Result<(Bytes, Option<OwnedSemaphorePermit>), GunzipError> {
-    let mut pieces: Vec<Bytes> = Vec::new();
-    let mut len = 0usize;
-    let mut held: Option<OwnedSemaphorePermit> = None;
-    let mut d = flate2::read::MultiGzDecoder::new(data).take(max as u64 + 1);
-    loop {
-        if let Some(b) = budget {
-            let started = Instant::now();
-            let permit = loop {
-                match b.clone().try_acquire_many_owned(INFLATE_STEP as u32) {
-                    Ok(p) => break p,
-                    Err(_) if started.elapsed() < BUDGET_WAIT => {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(_) => return Err(GunzipError::Overloaded),
-                }
-            };
-            match held.as_mut() {
-                Some(h) => h.merge(permit),
-                None => held = Some(permit),
-            }
-        }
-        // Each step into a buffer of its own size: nothing doubles as the body grows.
-        let mut step = vec![0u8; INFLATE_STEP];
-        let mut filled = 0;
-        while filled < step.len() {
-            let n = d
-                .read(&mut step[filled..])
-                .map_err(|e| GunzipError::Bad(e.to_string()))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        if filled == 0 {
-            break;
-        }
-        step.truncate(filled);
-        len += filled;
-        if len > max {
-            return Err(GunzipError::TooLarge);
-        }
-        let last = filled < INFLATE_STEP;
-        pieces.push(Bytes::from(step));
-        if last {
-            break;
-        }
-    }
-    Ok((join(pieces, len), held))
 }
 
 /// The handler of every request on the HTTP input.
@@ -613,58 +384,6 @@ fn json_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    #[test]
-    fn constant_time_compare() {
-        assert!(ct_eq(b"Basic abc", b"Basic abc"));
-        assert!(!ct_eq(b"Basic abc", b"Basic abd"));
-        assert!(!ct_eq(b"Basic abc", b"Basic ab"));
-        assert!(!ct_eq(b"Basic abc", b"Basic abcd"));
-        assert!(!ct_eq(b"Basic abc", b""));
-    }
-
-    #[test]
-    fn gunzip_caps_bombs() {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        e.write_all(&vec![b' '; 10 << 20]).unwrap();
-        let bomb = e.finish().unwrap();
-        assert!(bomb.len() < 20_000);
-        assert!(matches!(
-            gunzip(&bomb, 1 << 20, None),
-            Err(GunzipError::TooLarge)
-        ));
-        assert_eq!(
-            gunzip(&bomb, 10 << 20, None).ok().map(|b| b.0.len()),
-            Some(10 << 20)
-        );
-        assert!(matches!(
-            gunzip(b"not gzip", 100, None),
-            Err(GunzipError::Bad(_))
-        ));
-    }
-
-    #[test]
-    fn gunzip_takes_its_share_of_the_budget_and_gives_up_when_it_stays_spent() {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        e.write_all(&vec![b' '; 1 << 20]).unwrap();
-        let gz = e.finish().unwrap();
-        let budget = Arc::new(Semaphore::new(4 << 20));
-        let (b, held) = gunzip(&gz, 2 << 20, Some(&budget)).unwrap();
-        assert_eq!(b.len(), 1 << 20);
-        assert!(
-            budget.available_permits() <= (3 << 20),
-            "held while the body lives"
-        );
-        drop(held);
-        assert_eq!(budget.available_permits(), 4 << 20);
-        // A budget smaller than the body: the inflation waits, then gives up.
-        let small = Arc::new(Semaphore::new(256 << 10));
-        assert!(matches!(
-            gunzip(&gz, 2 << 20, Some(&small)),
-            Err(GunzipError::Overloaded)
-        ));
-    }
 
     #[test]
     fn the_400_answer_lists_ten_and_counts_all() {
@@ -680,15 +399,5 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["rejected_total"], 500_000);
         assert_eq!(v["rejected"].as_array().unwrap().len(), MAX_LISTED);
-    }
-
-    #[test]
-    fn failed_authentication_waits_longer_each_time() {
-        let t = AuthThrottle::default();
-        let ip: IpAddr = [127, 0, 0, 9].into();
-        let d: Vec<u64> = (0..9).map(|_| t.fail(ip).0.as_millis() as u64).collect();
-        assert_eq!(d, [50, 100, 200, 400, 800, 1600, 3200, 3200, 3200]);
-        t.succeed(ip);
-        assert_eq!(t.fail(ip).0, Duration::from_millis(50));
     }
 }

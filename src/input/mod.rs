@@ -2,6 +2,8 @@
 //! WebSocket message) into a [`Job`] for the pipeline task and counts what it rejects.
 //! A new input (MQTT, AMQP, …) is a module here that produces [`Job`]s.
 
+pub mod auth;
+pub mod body;
 pub mod guard;
 pub mod http;
 pub mod tls_listener;

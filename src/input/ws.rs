@@ -32,7 +32,7 @@ pub struct WsState {
     /// Refuse upgrades without the `janus-event-handlers` subprotocol.
     pub require_subprotocol: bool,
     /// Failed authentication per address (the HTTP input's throttle rules).
-    pub auth_failures: super::http::AuthThrottle,
+    pub auth_failures: super::auth::AuthThrottle,
 }
 
 /// Most bytes queued for a peer that does not read (pongs included); beyond, the
@@ -51,14 +51,14 @@ fn authorized(st: &WsState, headers: &HeaderMap, uri: &Uri) -> bool {
         let given = headers
             .get(header::AUTHORIZATION)
             .map_or(&b""[..], |v| v.as_bytes());
-        super::http::ct_eq(expected, given)
+        super::auth::ct_eq(expected, given)
     });
     let token = st.token.as_ref().is_some_and(|expected| {
         uri.query()
             .unwrap_or("")
             .split('&')
             .filter_map(|kv| kv.strip_prefix("token="))
-            .any(|given| super::http::ct_eq(expected.as_bytes(), given.as_bytes()))
+            .any(|given| super::auth::ct_eq(expected.as_bytes(), given.as_bytes()))
     });
     basic || token
 }
