@@ -2,6 +2,11 @@
 //! setting also a command-line flag and an environment variable (flags win over the file).
 //! With no configuration at all, `serve` listens for Janus on 127.0.0.1 and sends HEP
 //! over UDP to 127.0.0.1:9060.
+//!
+//! Why this file is over 500 lines: every setting is declared here three times by design
+//! (the TOML struct, its flag and variable in `Overrides`, the override rule), so that a
+//! test can keep `heplink.example.toml` in step; a derive macro would remove the
+//! repetition.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,10 @@
 //! [`crate::frame()`]) and returns a [`Packet`] view whose byte fields borrow the input.
 //! The building blocks are free nom parsers ([`parse_hep3_header`], [`parse_chunk`])
 //! with their own error type [`Fault`].
+//!
+//! Why this file is over 500 lines: the strict and lenient decoders of HEPv3 and the
+//! HEPv1/v2 readers share the chunk table, the rules and the packet view; each rule is a
+//! few lines, and there are many (the tests are in `proto/tests/`).
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

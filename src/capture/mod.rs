@@ -1,5 +1,9 @@
 //! Reading HEP packets out of captures: pcap, pcapng (HEP over UDP, and over TCP with the
 //! stream reassembled, on any port) and raw streams of back-to-back HEPv3 packets.
+//!
+//! Why this file is over 500 lines: pcap, pcapng and raw-stream reading with TCP
+//! reassembly (reordering, retransmission, sequence wrap); the reassembly could go to its
+//! own file.
 
 pub mod pcap_writer;
 pub mod render;

@@ -4,6 +4,10 @@
 //! few facts correlation and mapping need, parsed with borrowing serde structs (never a
 //! `serde_json::Value`). Unknown types, subtypes and fields are kept in `raw` and never an
 //! error; a malformed event is an [`EventError`] that does not affect its neighbours.
+//!
+//! Why this file is over 500 lines: the event model and its one-pass reader are one unit
+//! (every field the reader decodes is a field of the model); the JSON writers and SIP
+//! helpers at the end are to move to their own modules (#10 item 3).
 
 use std::borrow::Cow;
 use std::fmt;

@@ -9,6 +9,10 @@
 //! bench); serde_json is still used for everything that is not on the per-event path.
 //!
 //! The input is a `&str`: UTF-8 is checked once for the whole event before reading.
+//!
+//! Why this file is over 500 lines: the scanner is the whole RFC 8259 grammar (strings,
+//! escapes, numbers, nesting) with its tests against serde_json; its parts only make sense
+//! together.
 
 use std::borrow::Cow;
 use std::fmt;

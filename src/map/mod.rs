@@ -11,6 +11,10 @@
 //!   synthetic ones otherwise (see [`synthetic_client`], [`SYNTHETIC_JANUS_V6`]). Events
 //!   the client caused (remote JSEP, remote candidates, transport and session events) go
 //!   client → Janus; everything else Janus → client.
+//!
+//! Why this file is over 500 lines: the mapper, its address rules (ICE, transport, SIP
+//! headers, synthetic addresses) and their tests; the SIP address helpers are to move to
+//! their own module.
 
 pub mod label;
 
