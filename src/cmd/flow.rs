@@ -69,45 +69,28 @@ pub fn label(proto: Option<ProtoType>, payload: &[u8]) -> String {
     if let Some(l) = v.get("label").and_then(Value::as_str) {
         return l.to_string();
     }
-    let e = if v.get("event").is_some() && v.get("heplink").is_some() {
-        &v["event"]
+    // A payload without one (an older capture): the mapper's labeller on the Janus event
+    // it holds (nested under `event` with the agent's facts, or the event itself).
+    let (event, display) = if v.get("event").is_some() && v.get("heplink").is_some() {
+        (&v["event"], v["heplink"]["display"].as_str())
     } else {
-        &v
+        (&v, None)
     };
-    let body = &e["event"];
-    let s = |v: &Value| v.as_str().map(String::from);
-    let l = match (e["type"].as_u64(), e["subtype"].as_u64()) {
-        (Some(1), _) => s(&body["name"]).map(|n| format!("session {n}")),
-        (Some(2), _) => s(&body["name"]),
-        (Some(4), _) => Some("external".into()),
-        (Some(8), _) => Some(format!(
-            "{} {}",
-            s(&body["owner"]).unwrap_or_default(),
-            s(&body["jsep"]["type"]).unwrap_or_default()
-        )),
-        (Some(16), Some(1)) => s(&body["ice"]).map(|x| format!("ice {x}")),
-        (Some(16), Some(2)) => Some("local candidate".into()),
-        (Some(16), Some(3)) => Some("remote candidate".into()),
-        (Some(16), Some(4)) => Some("selected pair".into()),
-        (Some(16), Some(5)) => s(&body["dtls"]).map(|x| format!("dtls {x}")),
-        (Some(16), Some(6)) => s(&body["connection"]),
-        (Some(32), Some(1)) => Some(format!(
-            "{} receiving {}",
-            s(&body["media"]).unwrap_or_default(),
-            body["receiving"]
-        )),
-        (Some(32), Some(2)) => Some("slow link".into()),
-        (Some(32), Some(3)) => Some("media stats".into()),
-        (Some(64), _) => s(&body["data"]["event"])
-            .or_else(|| s(&body["data"]["videoroom"]))
-            .or_else(|| s(&body["data"]["audiobridge"]))
-            .or_else(|| s(&body["data"]["textroom"]))
-            .or(Some("plugin event".into())),
-        (Some(128), _) => s(&body["data"]["event"]).map(|x| format!("transport {x}")),
-        (Some(256), _) => s(&body["status"]).map(|x| format!("core {x}")),
-        _ => None,
+    let raw = bytes::Bytes::from(event.to_string());
+    let Ok(event) = crate::janus::EventParser::new().parse(raw) else {
+        return "event".into();
     };
-    l.unwrap_or_else(|| "event".into())
+    let c = crate::correlate::Correlated {
+        event,
+        cid: "".into(),
+        facts: crate::correlate::Facts {
+            display: display.map(Into::into),
+            ..Default::default()
+        },
+    };
+    let mut out = String::new();
+    crate::map::label::label(&c, &mut out);
+    out
 }
 
 /// Reads a capture into flows: Janus JSONL through the pipeline, or HEP as it is.
