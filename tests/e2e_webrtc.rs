@@ -231,9 +231,12 @@ fn aiortc_echotest_call_reaches_hep_under_one_session_id() {
     assert!(audio_rx > 50, "Opus RTP reached Janus: {audio_rx} packets");
     assert!(video_rx > 10, "VP8 RTP reached Janus: {video_rx} packets");
     assert!(echoed > 50, "the echotest sent RTP back: {echoed} packets");
-    // HTTP delivery keeps Janus's order within one handle.
+    // HTTP delivery keeps Janus's order within one handle. Janus stamps an event on the
+    // thread that makes it (ICE loop, plugin, core) before queueing it for the handler, so
+    // neighbours in its queue may carry times a little out of order (1.4 ms seen in one
+    // CI run); a reordering by the agent would move events by far more than that.
     assert!(
-        timestamps.windows(2).all(|w| w[0] <= w[1]),
+        timestamps.windows(2).all(|w| w[0] <= w[1] + 5_000),
         "{timestamps:?}"
     );
 }
