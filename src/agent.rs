@@ -105,6 +105,7 @@ pub async fn start(
                 udp_rate: o.udp_rate,
                 udp_burst: o.udp_burst,
                 stall: std::time::Duration::from_secs(o.stall_s.max(1)),
+                read_grace: std::time::Duration::from_millis(o.read_grace_ms),
             },
             &o.tls,
             spool,
@@ -203,6 +204,7 @@ pub async fn start(
     }
 
     let timeout = Duration::from_millis(cfg.shutdown_timeout_ms);
+    let spooled = !cfg.spool.dir.is_empty();
     let m2 = metrics.clone();
     let done = tokio::spawn(async move {
         shutdown.await;
@@ -220,7 +222,14 @@ pub async fn start(
         .await;
         if drained.is_err() {
             for c in &m2.collectors {
-                let left = c.queue_depth.load(Relaxed);
+                // Queued packets are lost; written but unconfirmed ones too, unless the
+                // spool keeps them for the next run.
+                let unconfirmed = if spooled {
+                    0
+                } else {
+                    c.in_flight.load(Relaxed)
+                };
+                let left = c.queue_depth.load(Relaxed) + unconfirmed;
                 c.dropped_shutdown.fetch_add(left, Relaxed);
                 tracing::warn!(collector = %c.url, packets = left, "Shutdown drain time ran out: packets dropped.");
             }

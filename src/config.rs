@@ -155,10 +155,19 @@ pub struct Output {
     /// stalled (stopped reading) and the connection is replaced.
     #[serde(default = "default_stall_s")]
     pub stall_s: u64,
+    /// TCP/TLS: milliseconds within which the collector reads what its TCP acknowledged.
+    /// What was acknowledged more recently is written again if the connection is lost
+    /// (see `output::delivery`): higher for a collector that reads late, more duplicates.
+    #[serde(default = "default_read_grace_ms")]
+    pub read_grace_ms: u64,
 }
 
 fn default_stall_s() -> u64 {
     10
+}
+
+fn default_read_grace_ms() -> u64 {
+    50
 }
 
 impl Output {
@@ -172,6 +181,7 @@ impl Output {
             udp_rate: default_udp_rate(),
             udp_burst: default_udp_burst(),
             stall_s: default_stall_s(),
+            read_grace_ms: default_read_grace_ms(),
         }
     }
 }
@@ -479,6 +489,11 @@ pub struct Overrides {
     /// stalled and its connection is replaced (`output.stall_s`).
     #[arg(long, env = "HEPLINK_STALL_S", value_name = "SECONDS")]
     pub stall_s: Option<u64>,
+    /// TCP/TLS collectors: milliseconds within which the collector reads what its TCP
+    /// acknowledged; more recent bytes are resent after a lost connection
+    /// (`output.read_grace_ms`).
+    #[arg(long, env = "HEPLINK_READ_GRACE_MS", value_name = "MS")]
+    pub read_grace_ms: Option<u64>,
     /// Oldest event time sent as is, seconds before now; older events get the receive
     /// time (`hep.max_age_s`; 0: no limit).
     #[arg(long, env = "HEPLINK_MAX_AGE_S", value_name = "SECONDS")]
@@ -619,6 +634,7 @@ impl Config {
                         udp_rate: o.udp_rate.unwrap_or(DEFAULT_UDP_RATE),
                         udp_burst: o.udp_burst.unwrap_or(DEFAULT_UDP_BURST),
                         stall_s: o.stall_s.unwrap_or_else(default_stall_s),
+                        read_grace_ms: o.read_grace_ms.unwrap_or_else(default_read_grace_ms),
                         ..Output::new(u.clone())
                     })
                     .collect();
@@ -632,6 +648,7 @@ impl Config {
                 out.udp_rate = o.udp_rate.unwrap_or(out.udp_rate);
                 out.udp_burst = o.udp_burst.unwrap_or(out.udp_burst);
                 out.stall_s = o.stall_s.unwrap_or(out.stall_s);
+                out.read_grace_ms = o.read_grace_ms.unwrap_or(out.read_grace_ms);
             }
         }
         macro_rules! set {

@@ -5,7 +5,8 @@
 //! (`ARCHITECTURE.md` walks it): [`input`] → [`janus`] → [`correlate`] → [`map`] →
 //! encode ([`pipeline`] chains those) → [`output`]; [`agent`] wires them for `serve`,
 //! [`capture`] reads and writes capture files, and [`cmd`] holds the commands.
-#![forbid(unsafe_code)]
+// `unsafe` is denied everywhere but `output::tcp_facts` (one `getsockopt`, reason there).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub use heplink_proto as proto;

@@ -147,6 +147,12 @@ pub struct CollectorMetrics {
     pub paced_waits: AtomicU64,
     /// Connections replaced because the collector stopped reading.
     pub stalls: AtomicU64,
+    /// Packets written again on a new connection because the collector may not have read
+    /// them (each a possible duplicate at the collector).
+    pub resent: AtomicU64,
+    /// Packets written to a TCP/TLS collector and not yet confirmed (acknowledged and
+    /// read, see `output::delivery`).
+    pub in_flight: AtomicU64,
 }
 
 /// All the agent's metrics.
@@ -348,7 +354,7 @@ impl Metrics {
             let _ = writeln!(s, "{name} {}", v.load(Relaxed));
         }
         type Field = fn(&CollectorMetrics) -> &AtomicU64;
-        let per: [(&str, &str, &str, Field); 14] = [
+        let per: [(&str, &str, &str, Field); 16] = [
             (
                 "heplink_spool_bytes",
                 "gauge",
@@ -432,6 +438,18 @@ impl Metrics {
                 "counter",
                 "Connections replaced because the collector stopped reading, per collector.",
                 |c| &c.stalls,
+            ),
+            (
+                "heplink_resent_packets_total",
+                "counter",
+                "Packets written again after a lost connection (possible duplicates), per collector.",
+                |c| &c.resent,
+            ),
+            (
+                "heplink_unconfirmed_packets",
+                "gauge",
+                "Packets written to a TCP/TLS collector, not yet confirmed read, per collector.",
+                |c| &c.in_flight,
             ),
         ];
         for (name, kind, help, f) in per {

@@ -1,0 +1,515 @@
+//! The TCP/TLS senders, plain and spooled. Their loops carry bytes; what counts as sent,
+//! what is written again after a lost connection, when a connection is stalled and when
+//! to fail back are decided by [`super::delivery`].
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+
+use super::conn::{
+    connect_first, finish, preferred_back, write_failed, Absorb, Conn, FailureLog, Peer, Tls,
+};
+use super::delivery::{Delivery, Route, Settled};
+use super::spool::{Pos, Spool};
+use super::Backoff;
+use crate::metrics::CollectorMetrics;
+
+/// Most bytes written in one batch.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// How long the queue may be idle before the connection is looked at again (confirmation,
+/// stall).
+const CONFIRM_IDLE: Duration = Duration::from_millis(200);
+
+/// Without socket facts (see [`super::delivery`]), what was written in this last span of
+/// time is written again when the connection is lost.
+pub const RESEND_WINDOW: Duration = Duration::from_secs(2);
+
+/// What the senders share: the targets, the route between them, the delivery state, the
+/// backoff and failure log, the metrics.
+struct Link<T> {
+    targets: Vec<(String, Tls)>,
+    route: Route,
+    delivery: Delivery<T>,
+    backoff: Backoff,
+    failures: FailureLog,
+    m: Arc<CollectorMetrics>,
+    first: bool,
+}
+
+impl<T> Link<T> {
+    fn new(
+        targets: Vec<(String, Tls)>,
+        failback: Duration,
+        (stall, read_grace): (Duration, Duration),
+        m: Arc<CollectorMetrics>,
+    ) -> Self {
+        let now = Instant::now();
+        Link {
+            targets,
+            route: Route::new(failback, now),
+            delivery: Delivery::new(stall, read_grace, RESEND_WINDOW, now),
+            backoff: Backoff::default(),
+            failures: FailureLog::default(),
+            m,
+            first: true,
+        }
+    }
+
+    fn address(&self) -> &str {
+        &self.targets[self.route.current()].0
+    }
+
+    /// One connection attempt over the targets in order; counts and logs a failure and
+    /// returns the time to wait before the next.
+    async fn try_connect(&mut self) -> Result<Conn, Duration> {
+        match connect_first(&self.targets).await {
+            Ok((s, i)) => {
+                let now = Instant::now();
+                if self.route.connected(i, now) {
+                    tracing::warn!(collector = %self.targets[i].0, preferred = %self.targets[0].0, "Failing over to another collector.");
+                }
+                self.delivery.connected(now);
+                if !self.first {
+                    self.m.reconnects.fetch_add(1, Relaxed);
+                }
+                self.first = false;
+                self.m.connected.store(1, Relaxed);
+                let address = self.targets[i].0.clone();
+                self.failures.connected(&address);
+                Ok(s)
+            }
+            Err(e) => {
+                self.m.send_errors.fetch_add(1, Relaxed);
+                let d = self.backoff.next_delay();
+                let address = self.address().to_owned();
+                self.failures.report(&address, &e, d);
+                Err(d)
+            }
+        }
+    }
+
+    /// Counts confirmed batches as sent; returns the last one's token.
+    fn count_sent(&self, settled: Vec<Settled<T>>) -> Option<T> {
+        let mut last = None;
+        for s in settled {
+            self.m.packets.fetch_add(s.packets, Relaxed);
+            self.m.in_flight.fetch_sub(s.packets, Relaxed);
+            last = Some(s.token);
+        }
+        last
+    }
+
+    /// Looks at the connection: the confirmed batches, counted as sent.
+    fn observe(&mut self, stream: &Conn) -> Option<T> {
+        let done = self.delivery.observe(Instant::now(), stream.facts());
+        self.count_sent(done)
+    }
+
+    /// The connection is gone: what was not confirmed, to write again (counted as resent).
+    fn lose(&mut self) -> Vec<Settled<T>> {
+        self.m.connected.store(0, Relaxed);
+        let again = self.delivery.lost();
+        let n: u64 = again.iter().map(|s| s.packets).sum();
+        self.m.resent.fetch_add(n, Relaxed);
+        again
+    }
+
+    /// A batch was written.
+    fn written(&mut self, stream: &Conn, bytes: usize, packets: u64, token: T) {
+        self.m.bytes.fetch_add(bytes as u64, Relaxed);
+        self.delivery
+            .written(Instant::now(), stream.wire(), packets, token);
+        self.backoff.reset();
+    }
+
+    /// Whether the connection should be replaced because nothing moved: counted, logged.
+    fn stalled(&self) -> bool {
+        if !self.delivery.stalled(Instant::now()) {
+            return false;
+        }
+        let e = std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the collector acknowledged nothing for the stall time: it stopped reading",
+        );
+        write_failed(&self.m, self.address(), &e);
+        true
+    }
+
+    /// On a backup, whether the preferred collector answers again (looked at once per
+    /// failback period).
+    async fn preferred_is_back(&mut self) -> bool {
+        if !self.route.check_preferred(Instant::now()) || !preferred_back(&self.targets).await {
+            return false;
+        }
+        tracing::info!(collector = %self.targets[0].0, "The preferred collector is back.");
+        true
+    }
+}
+
+/// The TCP/TLS sender without a spool. Batches not confirmed (see [`super::delivery`])
+/// are kept in memory and written again, first, on the next connection: at least once,
+/// duplicates bounded by what the collector may not have read.
+pub(super) async fn run_tcp(
+    targets: Vec<(String, Tls)>,
+    mut rx: mpsc::Receiver<Bytes>,
+    fin_confirms: bool,
+    failback: Duration,
+    (stall, read_grace): (Duration, Duration),
+    m: Arc<CollectorMetrics>,
+) {
+    let mut link: Link<Bytes> = Link::new(targets, failback, (stall, read_grace), m.clone());
+    let mut batch = BytesMut::with_capacity(BATCH_BYTES);
+    let mut batch_packets = 0u64;
+    let mut again: Vec<Settled<Bytes>> = Vec::new();
+    let mut closing = false;
+    'connect: loop {
+        // What may not have been read goes first on the new connection, in order.
+        if !again.is_empty() {
+            let mut b = BytesMut::with_capacity(
+                batch.len() + again.iter().map(|s| s.token.len()).sum::<usize>(),
+            );
+            for s in again.drain(..) {
+                b.extend_from_slice(&s.token);
+                batch_packets += s.packets;
+                m.in_flight.fetch_sub(s.packets, Relaxed);
+            }
+            b.extend_from_slice(&batch);
+            batch = b;
+        }
+        let mut stream = loop {
+            match link.try_connect().await {
+                Ok(s) => break s,
+                Err(d) => {
+                    if batch.is_empty() && rx.is_closed() && rx.is_empty() {
+                        return;
+                    }
+                    tokio::time::sleep(d).await;
+                }
+            }
+        };
+        tracing::info!(collector = %link.address(), "Connected to the collector.");
+        loop {
+            if batch.is_empty() && !closing {
+                let next = if link.delivery.unconfirmed() {
+                    match tokio::time::timeout(CONFIRM_IDLE, rx.recv()).await {
+                        Ok(p) => p.map(Some),
+                        Err(_) => Some(None),
+                    }
+                } else {
+                    rx.recv().await.map(Some)
+                };
+                match next {
+                    Some(Some(p)) => {
+                        take(&mut batch, &mut batch_packets, p, &m);
+                        while batch.len() < BATCH_BYTES {
+                            match rx.try_recv() {
+                                Ok(p) => take(&mut batch, &mut batch_packets, p, &m),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    Some(None) => {}
+                    None => closing = true,
+                }
+            }
+            match stream.peer().await {
+                Peer::Open => {}
+                Peer::Closed if batch.is_empty() && (closing || fin_confirms) => {
+                    // The collector closed at the end, after reading: all delivered.
+                    let done = link.delivery.closed();
+                    link.count_sent(done);
+                    m.connected.store(0, Relaxed);
+                    return;
+                }
+                state => {
+                    tracing::warn!(collector = %link.address(), ?state, "The collector closed the connection.");
+                    again = link.lose();
+                    continue 'connect;
+                }
+            }
+            link.observe(&stream);
+            if link.stalled() {
+                again = link.lose();
+                continue 'connect;
+            }
+            if link.preferred_is_back().await {
+                if finish(&mut stream, || {}).await == Peer::Closed {
+                    let done = link.delivery.closed();
+                    link.count_sent(done);
+                }
+                again = link.lose();
+                continue 'connect;
+            }
+            if batch.is_empty() {
+                if closing {
+                    // Our FIN; a collector that read everything closes in turn.
+                    match finish(&mut stream, || {}).await {
+                        Peer::Lost => {
+                            again = link.lose();
+                            continue 'connect;
+                        }
+                        Peer::Closed => {
+                            let done = link.delivery.closed();
+                            link.count_sent(done);
+                        }
+                        // No answer in time: what the kernel confirms is sent; the rest
+                        // is not known to be delivered and is counted as dropped.
+                        Peer::Open => {
+                            link.observe(&stream);
+                            let left: u64 = link.delivery.lost().iter().map(|s| s.packets).sum();
+                            m.in_flight.fetch_sub(left, Relaxed);
+                            m.dropped_shutdown.fetch_add(left, Relaxed);
+                        }
+                    }
+                    m.connected.store(0, Relaxed);
+                    return;
+                }
+                continue;
+            }
+            match stream.write_watched(&batch, stall, None).await {
+                Ok(()) => {
+                    let b = std::mem::take(&mut batch).freeze();
+                    m.in_flight.fetch_add(batch_packets, Relaxed);
+                    link.written(&stream, b.len(), batch_packets, b);
+                    batch_packets = 0;
+                    link.observe(&stream);
+                }
+                Err(e) => {
+                    write_failed(&m, link.address(), &e);
+                    again = link.lose();
+                    continue 'connect;
+                }
+            }
+        }
+    }
+}
+
+/// One packet from the queue into the batch being built.
+fn take(batch: &mut BytesMut, n: &mut u64, p: Bytes, m: &CollectorMetrics) {
+    m.queue_depth.fetch_sub(1, Relaxed);
+    batch.extend_from_slice(&p);
+    *n += 1;
+}
+
+/// Moves what is queued into the spool without waiting; true when the queue closed.
+pub(super) fn spool_queued(
+    rx: &mut mpsc::Receiver<Bytes>,
+    spool: &mut Spool,
+    m: &CollectorMetrics,
+    first: Option<Bytes>,
+) -> bool {
+    let mut batch: Vec<Bytes> = first.into_iter().collect();
+    let mut closed = false;
+    loop {
+        match rx.try_recv() {
+            Ok(p) => batch.push(p),
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        m.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
+        if let Err(e) = spool.append(&batch) {
+            // The disk failed (full, read-only, gone): these packets are lost, and counted.
+            m.dropped_spool_error.fetch_add(batch.len() as u64, Relaxed);
+            static LOG: crate::observe::LogLimit =
+                crate::observe::LogLimit::new(Duration::from_secs(1));
+            if let Some(suppressed) = LOG.allow() {
+                tracing::error!(collector = %m.url, error = %e, packets = batch.len(), suppressed, "Spool write failed: packets dropped.");
+            }
+        }
+    }
+    // The spool counts what its cap dropped; the metric follows it.
+    m.dropped_spool.store(spool.dropped, Relaxed);
+    m.spool_bytes.store(spool.pending_bytes(), Relaxed);
+    closed
+}
+
+/// Commits the spool up to `pos` (the last confirmed batch's end).
+fn commit(spool: &mut Spool, pos: Option<Pos>, m: &CollectorMetrics) {
+    if let Some(pos) = pos {
+        if let Err(e) = spool.commit(pos) {
+            tracing::error!(error = %e, "Spool commit failed.");
+        }
+        m.spool_bytes.store(spool.pending_bytes(), Relaxed);
+    }
+}
+
+/// The TCP/TLS sender with a disk spool: everything queued goes to disk first and is sent
+/// from there. The spool is committed up to the last confirmed batch (see
+/// [`super::delivery`]); a lost connection rewinds to the commit and sends again from
+/// there.
+pub(super) async fn run_spooled(
+    targets: Vec<(String, Tls)>,
+    mut rx: mpsc::Receiver<Bytes>,
+    failback: Duration,
+    (stall, read_grace): (Duration, Duration),
+    m: Arc<CollectorMetrics>,
+    mut spool: Spool,
+) {
+    let mut link: Link<Pos> = Link::new(targets, failback, (stall, read_grace), m.clone());
+    let mut closing = false;
+    let mut last_sync = Instant::now();
+    // Whatever a previous run left unsent is sent first.
+    m.spool_bytes.store(spool.pending_bytes(), Relaxed);
+    'connect: loop {
+        spool.rewind();
+        let mut stream = loop {
+            closing |= spool_queued(&mut rx, &mut spool, &m, None);
+            match link.try_connect().await {
+                Ok(s) => break s,
+                Err(d) => {
+                    // Keep taking packets into the spool while waiting.
+                    let sleep = tokio::time::sleep(d);
+                    tokio::pin!(sleep);
+                    loop {
+                        tokio::select! {
+                            _ = &mut sleep => break,
+                            p = rx.recv(), if !closing => match p {
+                                Some(p) => closing |= spool_queued(&mut rx, &mut spool, &m, Some(p)),
+                                None => closing = true,
+                            },
+                        }
+                    }
+                }
+            }
+        };
+        tracing::info!(collector = %link.address(), spooled = spool.pending_bytes(), "Connected to the collector.");
+        loop {
+            closing |= spool_queued(&mut rx, &mut spool, &m, None);
+            if last_sync.elapsed() > Duration::from_secs(1) {
+                let _ = spool.sync();
+                last_sync = Instant::now();
+            }
+            let done = closing && !spool.has_unread();
+            match stream
+                .peer_with(|| closing |= spool_queued(&mut rx, &mut spool, &m, None))
+                .await
+            {
+                Peer::Open => {}
+                Peer::Closed if done => {
+                    let all = link.delivery.closed();
+                    let last = link.count_sent(all);
+                    commit(&mut spool, last, &m);
+                    m.connected.store(0, Relaxed);
+                    return;
+                }
+                state => {
+                    tracing::warn!(collector = %link.address(), ?state, "The collector closed the connection.");
+                    lose_spooled(&mut link);
+                    continue 'connect;
+                }
+            }
+            let last = link.observe(&stream);
+            commit(&mut spool, last, &m);
+            if link.stalled() {
+                lose_spooled(&mut link);
+                continue 'connect;
+            }
+            if link.preferred_is_back().await {
+                if finish(&mut stream, || {
+                    closing |= spool_queued(&mut rx, &mut spool, &m, None)
+                })
+                .await
+                    == Peer::Closed
+                {
+                    let all = link.delivery.closed();
+                    let last = link.count_sent(all);
+                    commit(&mut spool, last, &m);
+                }
+                lose_spooled(&mut link);
+                continue 'connect;
+            }
+            match spool.read_batch(BATCH_BYTES) {
+                Ok(Some((bytes, n, end))) => match stream
+                    .write_watched(
+                        &bytes,
+                        stall,
+                        Some(&mut Absorb {
+                            rx: &mut rx,
+                            spool: &mut spool,
+                            m: &m,
+                            closing: &mut closing,
+                        }),
+                    )
+                    .await
+                {
+                    Ok(()) => {
+                        m.in_flight.fetch_add(n, Relaxed);
+                        link.written(&stream, bytes.len(), n, end);
+                        let last = link.observe(&stream);
+                        commit(&mut spool, last, &m);
+                    }
+                    Err(e) => {
+                        write_failed(&m, link.address(), &e);
+                        lose_spooled(&mut link);
+                        continue 'connect;
+                    }
+                },
+                Ok(None) if closing => {
+                    // Our FIN; a collector that read everything closes in turn.
+                    match finish(&mut stream, || {
+                        closing |= spool_queued(&mut rx, &mut spool, &m, None)
+                    })
+                    .await
+                    {
+                        Peer::Closed => {
+                            let all = link.delivery.closed();
+                            let last = link.count_sent(all);
+                            commit(&mut spool, last, &m);
+                        }
+                        // Not read: send it again (within the shutdown drain time).
+                        Peer::Lost => {
+                            lose_spooled(&mut link);
+                            continue 'connect;
+                        }
+                        // No answer: what is not confirmed stays in the spool for the
+                        // next run.
+                        Peer::Open => {
+                            let last = link.observe(&stream);
+                            commit(&mut spool, last, &m);
+                            let left: u64 = link.delivery.lost().iter().map(|s| s.packets).sum();
+                            m.in_flight.fetch_sub(left, Relaxed);
+                        }
+                    }
+                    let _ = spool.sync();
+                    m.spool_bytes.store(spool.pending_bytes(), Relaxed);
+                    m.connected.store(0, Relaxed);
+                    return;
+                }
+                Ok(None) => {
+                    let next = if link.delivery.unconfirmed() {
+                        tokio::time::timeout(CONFIRM_IDLE, rx.recv()).await
+                    } else {
+                        Ok(rx.recv().await)
+                    };
+                    match next {
+                        Ok(Some(p)) => closing |= spool_queued(&mut rx, &mut spool, &m, Some(p)),
+                        Ok(None) => closing = true,
+                        Err(_) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(collector = %link.address(), error = %e, "Spool read failed.");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+/// The spooled sender lost its connection: the spool rewinds to its commit (on the next
+/// connection), so the unconfirmed batches are counted as resent and leave the in-flight
+/// count.
+fn lose_spooled(link: &mut Link<Pos>) {
+    let again = link.lose();
+    let n: u64 = again.iter().map(|s| s.packets).sum();
+    link.m.in_flight.fetch_sub(n, Relaxed);
+}
