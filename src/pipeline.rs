@@ -281,7 +281,7 @@ impl Pipeline {
 
     /// Releases everything held (end of input, shutdown).
     pub fn flush(&mut self, now: u64, sink: &mut dyn FnMut(Output<'_>)) {
-        self.correlator.flush(&mut self.buf);
+        self.correlator.flush(now, &mut self.buf);
         self.drain(now, sink);
     }
 

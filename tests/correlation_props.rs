@@ -46,7 +46,7 @@ fn grouping(events: &[String], order: &[usize]) -> (Vec<BTreeSet<String>>, Corre
         now = now.max(e.timestamp.unwrap_or(0));
         c.push(e, now, &mut out);
     }
-    c.flush(&mut out);
+    c.flush(now, &mut out);
     let mut per = vec![BTreeSet::new(); events.len()];
     for o in out {
         let i = ptrs

@@ -35,7 +35,22 @@ fn run(events: &[Value], cfg: correlate::Config) -> (Vec<Vec<Correlated>>, Corre
         now = now.max(e.timestamp.unwrap_or(0));
         c.push(e, now, &mut out);
     }
-    c.flush(&mut out);
+    c.flush(now, &mut out);
+    // Held times are measured to the flush, never wrapped (a bug found: flushing at
+    // u64::MAX made them ~1.8e19 µs).
+    let span = now
+        - out
+            .iter()
+            .filter_map(|o| o.event.timestamp)
+            .min()
+            .unwrap_or(now);
+    for o in &out {
+        let held = o.facts.held_us;
+        assert!(
+            held <= span,
+            "held_us {held} beyond the capture's span {span}"
+        );
+    }
     let mut per = vec![Vec::new(); events.len()];
     for o in out {
         let i = ptrs

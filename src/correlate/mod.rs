@@ -352,8 +352,8 @@ impl Correlator {
     }
 
     /// Releases every held event (with the fallback id where no binding came), e.g. at
-    /// the end of a capture or at shutdown. State is kept.
-    pub fn flush(&mut self, out: &mut Vec<Correlated>) {
+    /// the end of a capture or at shutdown, at time `now` (µs). State is kept.
+    pub fn flush(&mut self, now: u64, out: &mut Vec<Correlated>) {
         let start = out.len();
         let cfg = self.cfg.clone();
         for (name, em) in self.emitters.iter_mut() {
@@ -364,7 +364,7 @@ impl Correlator {
                 .map(|(k, _)| *k)
                 .collect();
             for hid in hids {
-                em.release_handle_fallback(name, &cfg, hid, u64::MAX, out);
+                em.release_handle_fallback(name, &cfg, hid, now, out);
             }
             let sids: Vec<u64> = em
                 .sessions
@@ -373,7 +373,7 @@ impl Correlator {
                 .map(|(k, _)| *k)
                 .collect();
             for sid in sids {
-                em.release_session(name, &cfg, sid, u64::MAX, out);
+                em.release_session(name, &cfg, sid, now, out);
             }
         }
         self.stats.released += (out.len() - start) as u64;
