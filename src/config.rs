@@ -167,7 +167,7 @@ fn default_stall_s() -> u64 {
 }
 
 fn default_read_grace_ms() -> u64 {
-    50
+    25
 }
 
 impl Output {

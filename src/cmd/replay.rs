@@ -184,7 +184,7 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
                 udp_rate: args.udp_rate,
                 udp_burst: crate::config::DEFAULT_UDP_BURST,
                 stall: std::time::Duration::from_secs(10),
-                read_grace: std::time::Duration::from_millis(50),
+                read_grace: std::time::Duration::from_millis(25),
             },
             &args.tls.settings(),
             None,

@@ -19,7 +19,7 @@
 //! both applied:
 //!
 //! - **Read latency**: a collector that reads continuously reads what its TCP acknowledged
-//!   within a short time (`read_grace`, 50 ms by default). Bytes acknowledged more
+//!   within a short time (`read_grace`, 25 ms by default). Bytes acknowledged more
 //!   recently than that may be unread. This bound is needed because Linux keeps the
 //!   advertised window at `rcv_ssthresh` while the free buffer is larger, so a little
 //!   unread data does not show in the window (measured: 500 unread bytes under a 100 KB

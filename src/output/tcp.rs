@@ -20,9 +20,10 @@ use crate::metrics::CollectorMetrics;
 /// Most bytes written in one batch.
 const BATCH_BYTES: usize = 256 * 1024;
 
-/// How long the queue may be idle before the connection is looked at again (confirmation,
-/// stall).
-const CONFIRM_IDLE: Duration = Duration::from_millis(200);
+/// While batches wait for confirmation, how often the connection is looked at (its
+/// `TCP_INFO` sampled) when the queue is idle: what is resent after a loss is what was
+/// acknowledged within the read grace of the last sample, so samples are kept close.
+const CONFIRM_IDLE: Duration = Duration::from_millis(5);
 
 /// Without socket facts (see [`super::delivery`]), what was written in this last span of
 /// time is written again when the connection is lost.
