@@ -143,7 +143,7 @@ fn main() {
         for (i, e) in events.iter().enumerate() {
             c.push(e.clone(), 1_795_000_000_000_000 + i as u64, &mut out);
         }
-        c.flush(&mut out);
+        c.flush(1_795_000_000_000_000 + events.len() as u64, &mut out);
         correlated = out;
     }
     let correlate_ns = t.elapsed().as_nanos() as f64 / n;

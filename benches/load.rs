@@ -42,7 +42,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(to: &str) -> Agent {
+    fn start(to: &str, spool: Option<&std::path::Path>) -> Agent {
         let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/perf/heplink");
         assert!(
             std::path::Path::new(bin).exists(),
@@ -65,6 +65,7 @@ impl Agent {
                 "--udp-rate",
                 &std::env::var("LOAD_UDP_RATE").unwrap_or_else(|_| "0".into()),
             ])
+            .args(spool.iter().flat_map(|d| [std::ffi::OsStr::new("--spool-dir"), d.as_os_str()]))
             .env("HEPLINK_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -478,6 +479,8 @@ struct Mode {
     keep_alive: bool,
     rate: Option<f64>,
     absent: bool,
+    /// With `--spool-dir` (the spool and the intake journal on).
+    spool: bool,
 }
 
 /// The agent's modes (`baseline` runs without the agent).
@@ -492,6 +495,7 @@ const MODES: &[Mode] = &[
         keep_alive: true,
         rate: None,
         absent: false,
+        spool: false,
     },
     Mode {
         key: "single",
@@ -503,6 +507,7 @@ const MODES: &[Mode] = &[
         keep_alive: false,
         rate: None,
         absent: false,
+        spool: false,
     },
     Mode {
         key: "single-keepalive",
@@ -514,6 +519,7 @@ const MODES: &[Mode] = &[
         keep_alive: true,
         rate: None,
         absent: false,
+        spool: false,
     },
     Mode {
         key: "latency",
@@ -525,6 +531,7 @@ const MODES: &[Mode] = &[
         keep_alive: false,
         rate: Some(10_000.0),
         absent: false,
+        spool: false,
     },
     Mode {
         key: "absent",
@@ -536,6 +543,19 @@ const MODES: &[Mode] = &[
         keep_alive: false,
         rate: Some(10_000.0),
         absent: true,
+        spool: false,
+    },
+    Mode {
+        key: "spool",
+        label: "10,000 events/s in 1-event POSTs, 4 senders, collector absent, spool and journal on",
+        copies: 160,
+        limit: 50_000,
+        per_post: 1,
+        conns: 4,
+        keep_alive: false,
+        rate: Some(10_000.0),
+        absent: true,
+        spool: true,
     },
 ];
 
@@ -548,6 +568,7 @@ fn run(m: &Mode) {
         keep_alive,
         rate,
         absent,
+        spool,
         ..
     } = *m;
     let (collector, rx) = receiver();
@@ -556,7 +577,8 @@ fn run(m: &Mode) {
     } else {
         format!("udp://{collector}")
     };
-    let agent = Agent::start(&to);
+    let spool_dir = spool.then(|| tempfile::tempdir().expect("a temporary directory"));
+    let agent = Agent::start(&to, spool_dir.as_ref().map(|d| d.path()));
     let (cpu0, _) = agent.usage();
     let (core0, load0) = (core_jiffies(0), core_jiffies(1));
     let start = Instant::now();

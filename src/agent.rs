@@ -117,9 +117,45 @@ pub async fn start(
     }
     let metrics = Arc::new(Metrics::new(collector_metrics));
 
+    // The intake journal (with the spool): what was answered 2xx survives a SIGKILL.
+    let journal = if cfg.spool.dir.is_empty() {
+        None
+    } else {
+        let dir = std::path::Path::new(&cfg.spool.dir).join("journal");
+        let (j, back) = crate::input::journal::Journal::open(&dir)
+            .map_err(|e| anyhow::anyhow!("intake journal {}: {e}", dir.display()))?;
+        if !back.is_empty() {
+            tracing::info!(
+                bodies = back.len(),
+                "Taking again what the intake journal holds from the last run."
+            );
+        }
+        let spooled: Vec<Arc<CollectorMetrics>> = metrics
+            .collectors
+            .iter()
+            .zip(&cfg.output)
+            .filter(|(_, o)| !o.url.starts_with("udp://"))
+            .map(|(m, _)| m.clone())
+            .collect();
+        Some(Intake {
+            journal: j,
+            back,
+            spooled,
+            pending: Default::default(),
+            waiting: Default::default(),
+            last_sync: std::time::Instant::now(),
+        })
+    };
+
     // The pipeline task.
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
-    let pipeline = tokio::spawn(run_pipeline(cfg.clone(), jobs_rx, queues, metrics.clone()));
+    let pipeline = tokio::spawn(run_pipeline(
+        cfg.clone(),
+        jobs_rx,
+        queues,
+        metrics.clone(),
+        journal,
+    ));
 
     // Inputs and metrics.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -246,23 +282,122 @@ pub async fn start(
     })
 }
 
+/// The intake journal and what the pipeline task tracks to advance its checkpoint.
+struct Intake {
+    journal: crate::input::journal::Journal,
+    /// Bodies of the last run to take again.
+    back: Vec<crate::input::journal::Record>,
+    /// The collectors with a spool, whose `spooled` count the checkpoint waits for.
+    spooled: Vec<Arc<CollectorMetrics>>,
+    /// Journaled bodies not yet checkpointed: (seq, taken at µs), oldest first.
+    pending: std::collections::VecDeque<(u64, u64)>,
+    /// Bodies whose events are all released, waiting for their packets to reach every
+    /// spool: (seq, each spooled collector's `enqueued` count then).
+    waiting: std::collections::VecDeque<(u64, Vec<u64>)>,
+    last_sync: std::time::Instant,
+}
+
+impl Intake {
+    /// Journals a body before the pipeline takes it (and before its answer).
+    fn take(&mut self, now: u64, job: &Job, metrics: &Metrics) {
+        match self.journal.append(now, job.input, &job.body) {
+            Ok(seq) => self.pending.push_back((seq, now)),
+            Err(e) => {
+                metrics.journal_errors.fetch_add(1, Relaxed);
+                static LOG: crate::observe::LogLimit =
+                    crate::observe::LogLimit::new(Duration::from_secs(1));
+                if let Some(suppressed) = LOG.allow() {
+                    tracing::error!(error = %e, suppressed, "Intake journal write failed: this body is not durable.");
+                }
+            }
+        }
+    }
+
+    /// After packets were queued: bodies taken before the oldest held event (`oldest`) have
+    /// all their events released, so once every spool took what is queued now, they are
+    /// safe there. Advances the checkpoint to the newest such body; syncs once a second.
+    fn settle(&mut self, oldest: Option<u64>) {
+        let before = oldest.unwrap_or(u64::MAX);
+        let mut newest = None;
+        while let Some(&(seq, at)) = self.pending.front() {
+            if at >= before {
+                break;
+            }
+            newest = Some(seq);
+            self.pending.pop_front();
+        }
+        if let Some(seq) = newest {
+            let marks = self
+                .spooled
+                .iter()
+                .map(|m| m.enqueued.load(Relaxed))
+                .collect();
+            self.waiting.push_back((seq, marks));
+        }
+        let mut done = None;
+        while let Some((seq, marks)) = self.waiting.front() {
+            let taken = self
+                .spooled
+                .iter()
+                .zip(marks)
+                .all(|(m, &mark)| m.spooled.load(Relaxed) >= mark);
+            if !taken {
+                break;
+            }
+            done = Some(*seq);
+            self.waiting.pop_front();
+        }
+        if let Some(seq) = done {
+            if let Err(e) = self.journal.advance(seq) {
+                tracing::error!(error = %e, "Intake journal checkpoint failed.");
+            }
+        }
+        if self.last_sync.elapsed() >= Duration::from_secs(1) {
+            self.last_sync = std::time::Instant::now();
+            if let Err(e) = self.journal.sync() {
+                tracing::error!(error = %e, "Intake journal sync failed.");
+            }
+        }
+    }
+}
+
 async fn run_pipeline(
     cfg: Config,
     mut jobs: mpsc::Receiver<Job>,
     queues: Vec<Queue>,
     metrics: Arc<Metrics>,
+    mut intake: Option<Intake>,
 ) {
     let mut p = Pipeline::new(cfg.correlator(), cfg.mapper());
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut packets: Vec<Bytes> = Vec::new();
     let mut buf = BytesMut::with_capacity(1 << 16);
+    // What the journal kept from the last run goes first (its events may be sent twice).
+    if let Some(intake) = intake.as_mut() {
+        for r in std::mem::take(&mut intake.back) {
+            let now = now_us();
+            intake.pending.push_back((r.seq, now));
+            metrics.journal_replayed.fetch_add(1, Relaxed);
+            let rejected = p.push_body(&Bytes::from(r.body), now, &mut |o| {
+                encode_into(o.packet, &mut buf, &mut packets)
+            });
+            for (reason, n) in &rejected.counts {
+                metrics.reject_n(r.input, Reject::from_reason(reason), *n);
+            }
+            send_all(&mut packets, &queues, &metrics).await;
+        }
+    }
     loop {
         tokio::select! {
             job = jobs.recv() => {
                 let Some(job) = job else { break };
+                let now = now_us();
+                if let Some(intake) = intake.as_mut() {
+                    intake.take(now, &job, &metrics);
+                }
                 let before = p.stats().by_type;
-                let rejected = p.push_body(&job.body, now_us(), &mut |o| encode_into(o.packet, &mut buf, &mut packets));
+                let rejected = p.push_body(&job.body, now, &mut |o| encode_into(o.packet, &mut buf, &mut packets));
                 let after = p.stats().by_type;
                 for (i, (a, b)) in after.iter().zip(before.iter()).enumerate() {
                     if a > b {
@@ -280,6 +415,10 @@ async fn run_pipeline(
                 p.tick(now_us(), &mut |o| encode_into(o.packet, &mut buf, &mut packets));
                 // Gauges walk the correlator's tables: on the tick, not per request.
                 update_gauges(&p, &metrics);
+                send_all(&mut packets, &queues, &metrics).await;
+                if let Some(intake) = intake.as_mut() {
+                    intake.settle(p.correlator().oldest_held());
+                }
             }
         }
         send_all(&mut packets, &queues, &metrics).await;
@@ -289,6 +428,19 @@ async fn run_pipeline(
     });
     send_all(&mut packets, &queues, &metrics).await;
     update_gauges(&p, &metrics);
+    if let Some(mut intake) = intake {
+        // Everything is released; the senders take the rest into their spools while they
+        // drain. What they did take by now is checkpointed; the rest is taken again next
+        // time.
+        for _ in 0..50 {
+            intake.settle(None);
+            if intake.waiting.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = intake.journal.sync();
+    }
 }
 
 fn encode_into(

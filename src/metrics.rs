@@ -153,6 +153,10 @@ pub struct CollectorMetrics {
     /// Packets written to a TCP/TLS collector and not yet confirmed (acknowledged and
     /// read, see `output::delivery`).
     pub in_flight: AtomicU64,
+    /// Packets taken into the queue, ever (the journal compares it with `spooled`).
+    pub enqueued: AtomicU64,
+    /// Packets taken from the queue into the spool (or dropped by a failed spool write).
+    pub spooled: AtomicU64,
 }
 
 /// All the agent's metrics.
@@ -162,6 +166,10 @@ pub struct Metrics {
     rejected: [[AtomicU64; REJECTS]; 2],
     /// HTTP requests answered.
     pub http_requests: AtomicU64,
+    /// Bodies taken again from the intake journal at start.
+    pub journal_replayed: AtomicU64,
+    /// Intake journal writes that failed (those bodies are not durable).
+    pub journal_errors: AtomicU64,
     /// WebSocket connections open now.
     pub ws_connections: AtomicU64,
     /// WebSocket connections accepted in total.
@@ -281,12 +289,24 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
-        let plain: [(&str, &str, &str, &AtomicU64); 11] = [
+        let plain: [(&str, &str, &str, &AtomicU64); 13] = [
             (
                 "heplink_http_requests_total",
                 "counter",
                 "HTTP requests answered.",
                 &self.http_requests,
+            ),
+            (
+                "heplink_journal_replayed_bodies_total",
+                "counter",
+                "Bodies taken again from the intake journal at start (their events may be sent twice).",
+                &self.journal_replayed,
+            ),
+            (
+                "heplink_journal_errors_total",
+                "counter",
+                "Intake journal writes that failed (those bodies were not durable).",
+                &self.journal_errors,
             ),
             (
                 "heplink_ws_connections",

@@ -161,3 +161,124 @@ async fn twenty_collector_restarts_with_the_spool_lose_nothing() {
     assert!(r >= 10, "{r} reconnections");
     assert_same_per_cid(&firsts(&got), &converted(&bodies));
 }
+
+/// #9 item 6: with the spool on, an event answered 2xx survives a SIGKILL of the agent,
+/// whatever it was doing: held by the correlator, in a queue, or on its way to the spool.
+/// Bodies are posted back to back and the agent is killed mid-stream; after a restart on
+/// the same spool directory, every event of every body answered 200 arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_answered_200_survives_a_sigkill_mid_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let http = free_port();
+    let start = || {
+        bin()
+            .args(["serve", "--ws", "off", "--metrics", "off", "--http"])
+            .arg(format!("127.0.0.1:{http}"))
+            .args(["--to", &format!("tcp://127.0.0.1:{port}"), "--spool-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], http).into();
+    let wait_up = || async {
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the agent did not start");
+    };
+    let mut agent = start();
+    wait_up().await;
+    // A collector that comes and goes, so packets are everywhere at the kill: spooled,
+    // queued, written.
+    let got = Received::default();
+    let (_, collector) = tcp_receiver(&format!("127.0.0.1:{port}"), got.clone()).await;
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let poster = {
+        let answered = answered.clone();
+        tokio::spawn(async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as u64;
+            for b in 0u64.. {
+                // Handle events (held until their session is known) and plain ones.
+                let events: Vec<serde_json::Value> = (b * 10..b * 10 + 10)
+                    .map(|n| {
+                        if n % 2 == 0 {
+                            serde_json::json!({"emitter":"kill-test","type":4,"timestamp":now,
+                                "event":{"schema":"test","data":{"n":n}}})
+                        } else {
+                            // A VideoRoom handle that joined no room yet: the correlator
+                            // holds its events until it does (or the hold runs out).
+                            serde_json::json!({"emitter":"kill-test","type":2,"timestamp":now,
+                                "session_id":n,"handle_id":n,
+                                "event":{"name":"attached","plugin":"janus.plugin.videoroom",
+                                    "opaque_id":format!("n{n}")}})
+                        }
+                    })
+                    .collect();
+                let body = serde_json::Value::Array(events).to_string();
+                match post_result(addr, body.as_bytes()).await {
+                    Some(200) => answered.lock().unwrap().extend(b * 10..b * 10 + 10),
+                    _ => return,
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    collector.abort();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    agent.kill().unwrap(); // SIGKILL mid-stream
+    agent.wait().unwrap();
+    poster.await.unwrap();
+    let want: std::collections::BTreeSet<u64> = answered.lock().unwrap().iter().copied().collect();
+    assert!(want.len() >= 100, "only {} events answered", want.len());
+    // Back up: the collector, then the agent on the same spool.
+    let (_, _collector) = tcp_receiver(&format!("127.0.0.1:{port}"), got.clone()).await;
+    let mut agent = start();
+    wait_up().await;
+    let marks = |got: &Received| -> std::collections::BTreeSet<u64> {
+        got.payloads()
+            .iter()
+            .filter_map(|p| {
+                let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+                let e = &v["event"]["event"];
+                e["data"]["n"]
+                    .as_u64()
+                    .or_else(|| e["opaque_id"].as_str()?.strip_prefix('n')?.parse().ok())
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !want.is_subset(&marks(&got)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill").arg(agent.id().to_string()).status();
+    agent.wait().unwrap();
+    let have = marks(&got);
+    let lost: Vec<_> = want.difference(&have).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered events lost: {lost:?}",
+        lost.len(),
+        want.len()
+    );
+}
+
+/// One POST on a new connection; its status, or `None` when the connection failed.
+async fn post_result(addr: std::net::SocketAddr, body: &[u8]) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    s.write_all(req.as_bytes()).await.ok()?;
+    s.write_all(body).await.ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.ok()?;
+    std::str::from_utf8(resp.get(9..12)?).ok()?.parse().ok()
+}

@@ -314,6 +314,19 @@ impl Correlator {
             .sum()
     }
 
+    /// When the oldest held event came in (the `now` it was pushed with), if any is held:
+    /// everything pushed before it has been released.
+    pub fn oldest_held(&self) -> Option<u64> {
+        self.emitters
+            .values()
+            .flat_map(|e| {
+                let h = e.handles.values().flat_map(|h| h.held.first());
+                let s = e.sessions.values().flat_map(|s| s.held.first());
+                h.chain(s).map(|h| h.at)
+            })
+            .min()
+    }
+
     /// Whether the correlator holds no state at all.
     pub fn is_empty(&self) -> bool {
         self.emitters.is_empty()

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod guard;
 pub mod http;
+pub mod journal;
 pub mod tls_listener;
 pub mod ws;
 

@@ -139,6 +139,7 @@ impl Queue {
         };
         if ok {
             self.metrics.queue_depth.fetch_add(1, Relaxed);
+            self.metrics.enqueued.fetch_add(1, Relaxed);
         }
         ok
     }

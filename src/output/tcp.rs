@@ -327,6 +327,7 @@ pub(super) fn spool_queued(
             }
         }
     }
+    m.spooled.fetch_add(batch.len() as u64, Relaxed);
     // The spool counts what its cap dropped; the metric follows it.
     m.dropped_spool.store(spool.dropped, Relaxed);
     m.spool_bytes.store(spool.pending_bytes(), Relaxed);
