@@ -65,7 +65,11 @@ impl Agent {
                 "--udp-rate",
                 &std::env::var("LOAD_UDP_RATE").unwrap_or_else(|_| "0".into()),
             ])
-            .args(spool.iter().flat_map(|d| [std::ffi::OsStr::new("--spool-dir"), d.as_os_str()]))
+            .args(
+                spool
+                    .iter()
+                    .flat_map(|d| [std::ffi::OsStr::new("--spool-dir"), d.as_os_str()]),
+            )
             .env("HEPLINK_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -547,7 +551,8 @@ const MODES: &[Mode] = &[
     },
     Mode {
         key: "spool",
-        label: "10,000 events/s in 1-event POSTs, 4 senders, collector absent, spool and journal on",
+        label:
+            "10,000 events/s in 1-event POSTs, 4 senders, collector absent, spool and journal on",
         copies: 160,
         limit: 50_000,
         per_post: 1,

@@ -122,7 +122,7 @@ pub async fn start(
         None
     } else {
         let dir = std::path::Path::new(&cfg.spool.dir).join("journal");
-        let (j, back) = crate::input::journal::Journal::open(&dir)
+        let (j, warm, back) = crate::input::journal::Journal::open(&dir)
             .map_err(|e| anyhow::anyhow!("intake journal {}: {e}", dir.display()))?;
         if !back.is_empty() {
             tracing::info!(
@@ -139,6 +139,7 @@ pub async fn start(
             .collect();
         Some(Intake {
             journal: j,
+            warm,
             back,
             spooled,
             pending: Default::default(),
@@ -285,6 +286,8 @@ pub async fn start(
 /// The intake journal and what the pipeline task tracks to advance its checkpoint.
 struct Intake {
     journal: crate::input::journal::Journal,
+    /// Bodies of the last run already delivered, to warm the correlator up with.
+    warm: Vec<crate::input::journal::Record>,
     /// Bodies of the last run to take again.
     back: Vec<crate::input::journal::Record>,
     /// The collectors with a spool, whose `spooled` count the checkpoint waits for.
@@ -373,10 +376,15 @@ async fn run_pipeline(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut packets: Vec<Bytes> = Vec::new();
     let mut buf = BytesMut::with_capacity(1 << 16);
-    // What the journal kept from the last run goes first (its events may be sent twice).
+    // What the journal kept from the last run goes first: the delivered bodies to rebuild
+    // the correlator's state (nothing sent), then the rest (its events may be sent twice,
+    // with the ids they got the first time). Each at the time it was taken then.
     if let Some(intake) = intake.as_mut() {
+        for r in std::mem::take(&mut intake.warm) {
+            p.push_body(&Bytes::from(r.body), r.at_us, &mut |_| {});
+        }
         for r in std::mem::take(&mut intake.back) {
-            let now = now_us();
+            let now = r.at_us;
             intake.pending.push_back((r.seq, now));
             metrics.journal_replayed.fetch_add(1, Relaxed);
             let rejected = p.push_body(&Bytes::from(r.body), now, &mut |o| {

@@ -5,8 +5,12 @@
 //! again (at least once: packets already spooled may be sent twice, and are counted).
 //!
 //! The pipeline task advances the checkpoint once a body's events are all released by the
-//! correlator and every spooled collector's queue took their packets into its spool; whole
-//! segments behind the checkpoint are deleted. Appends are one `write` each (the page cache
+//! correlator and every spooled collector's queue took their packets into its spool. The
+//! last [`KEEP_DONE`] segments wholly behind the checkpoint are kept, older ones deleted:
+//! on start, their bodies run through the correlator without sending anything, so that the
+//! bodies taken again find the sessions, handles and rooms they belong to and get the
+//! correlation ids they got the first time (a duplicate is then an exact duplicate, in the
+//! right flow, not a stray event in a fallback flow). Appends are one `write` each (the page cache
 //! survives the agent's death); `fdatasync` runs once a second (group commit), so a power
 //! loss costs at most the last second.
 //!
@@ -23,6 +27,9 @@ use crate::metrics::Input;
 
 /// Segments are closed at this size.
 const SEGMENT_BYTES: u64 = 8 << 20;
+
+/// Segments wholly behind the checkpoint kept for warming the correlator up at start.
+pub const KEEP_DONE: usize = 2;
 
 /// A body taken back from the journal at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,9 +103,10 @@ fn read_segment(path: &Path) -> io::Result<Vec<Record>> {
 }
 
 impl Journal {
-    /// Opens (creating) the journal in `dir`; returns it and the records past its
-    /// checkpoint, oldest first, for the pipeline to take again.
-    pub fn open(dir: &Path) -> io::Result<(Journal, Vec<Record>)> {
+    /// Opens (creating) the journal in `dir`; returns it, the kept records up to its
+    /// checkpoint (to warm the correlator up with, sending nothing), and the records past
+    /// it (for the pipeline to take again), each oldest first.
+    pub fn open(dir: &Path) -> io::Result<(Journal, Vec<Record>, Vec<Record>)> {
         std::fs::create_dir_all(dir)?;
         let checkpoint = match std::fs::read(dir.join("checkpoint")) {
             Ok(b) if b.len() == 8 => u64::from_le_bytes(b[..].try_into().expect("8 bytes")),
@@ -118,6 +126,7 @@ impl Journal {
             .collect();
         numbers.sort_unstable();
         let mut pending = Vec::new();
+        let mut warm = Vec::new();
         let mut segments = VecDeque::new();
         let mut last_seq = checkpoint;
         for &n in &numbers {
@@ -131,6 +140,8 @@ impl Journal {
                 last_seq = last_seq.max(r.seq);
                 if r.seq > checkpoint {
                     pending.push(r);
+                } else {
+                    warm.push(r);
                 }
             }
         }
@@ -151,7 +162,7 @@ impl Journal {
             dirty: false,
         };
         j.delete_done()?;
-        Ok((j, pending))
+        Ok((j, warm, pending))
     }
 
     /// Appends a body taken at `at_us` from `input`; returns its sequence number.
@@ -217,9 +228,16 @@ impl Journal {
     }
 
     fn delete_done(&mut self) -> io::Result<()> {
-        // A segment is done when the next one starts at or before checkpoint + 1.
-        while self.segments.len() >= 2 && self.segments[1].1 <= self.checkpoint + 1 {
-            let (n, _) = self.segments.pop_front().expect("two segments");
+        // A segment is done when the next one starts at or before checkpoint + 1; the last
+        // KEEP_DONE done ones stay.
+        let done = self
+            .segments
+            .iter()
+            .skip(1)
+            .take_while(|s| s.1 <= self.checkpoint + 1)
+            .count();
+        for _ in 0..done.saturating_sub(KEEP_DONE) {
+            let (n, _) = self.segments.pop_front().expect("a done segment");
             match std::fs::remove_file(seg_path(&self.dir, n)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
@@ -236,7 +254,7 @@ mod tests {
     #[test]
     fn what_is_past_the_checkpoint_comes_back_after_a_reopen() {
         let d = tempfile::tempdir().unwrap();
-        let (mut j, back) = Journal::open(d.path()).unwrap();
+        let (mut j, _, back) = Journal::open(d.path()).unwrap();
         assert!(back.is_empty());
         for i in 0..5u8 {
             assert_eq!(
@@ -246,7 +264,11 @@ mod tests {
         }
         j.advance(3).unwrap();
         drop(j); // as a SIGKILL would: no sync, no close ceremony
-        let (mut j, back) = Journal::open(d.path()).unwrap();
+        let (mut j, warm, back) = Journal::open(d.path()).unwrap();
+        assert_eq!(
+            warm.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert_eq!(back.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4, 5]);
         assert_eq!(back[1].body, vec![4u8; 3]);
         assert_eq!(back[1].at_us, 104);
@@ -254,14 +276,15 @@ mod tests {
         assert_eq!(j.append(0, Input::Ws, b"x").unwrap(), 6);
         j.advance(6).unwrap();
         drop(j);
-        let (_, back) = Journal::open(d.path()).unwrap();
+        let (_, warm, back) = Journal::open(d.path()).unwrap();
         assert!(back.is_empty());
+        assert_eq!(warm.len(), 6, "done records are kept to warm up with");
     }
 
     #[test]
     fn a_torn_record_ends_what_is_read_and_done_segments_are_deleted() {
         let d = tempfile::tempdir().unwrap();
-        let (mut j, _) = Journal::open(d.path()).unwrap();
+        let (mut j, _, _) = Journal::open(d.path()).unwrap();
         j.append(1, Input::Http, b"first").unwrap();
         j.append(2, Input::Http, b"second").unwrap();
         drop(j);
@@ -269,11 +292,18 @@ mod tests {
         let len = std::fs::metadata(&seg).unwrap().len();
         let f = OpenOptions::new().write(true).open(&seg).unwrap();
         f.set_len(len - 2).unwrap();
-        let (mut j, back) = Journal::open(d.path()).unwrap();
+        let (mut j, _, back) = Journal::open(d.path()).unwrap();
         assert_eq!(back.len(), 1, "the torn second record is not taken");
         assert_eq!(back[0].body, b"first");
         j.append(3, Input::Http, b"third").unwrap();
         j.advance(j.next_seq - 1).unwrap();
+        drop(j);
+        // Each open starts a segment: after four more, only KEEP_DONE done ones stay.
+        for _ in 0..4 {
+            let (mut j, _, _) = Journal::open(d.path()).unwrap();
+            j.append(4, Input::Http, b"more").unwrap();
+            j.advance(j.next_seq - 1).unwrap();
+        }
         let left: Vec<_> = std::fs::read_dir(d.path())
             .unwrap()
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -281,8 +311,8 @@ mod tests {
             .collect();
         assert_eq!(
             left.len(),
-            1,
-            "only the segment appended to is kept: {left:?}"
+            KEEP_DONE + 1,
+            "the kept done segments and the current one: {left:?}"
         );
     }
 }
