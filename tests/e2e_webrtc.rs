@@ -308,7 +308,15 @@ fn aiortc_videoroom_publishers_and_subscriber_share_the_room_id() {
     assert!(in_room > 100, "{in_room} packets in the room");
     for w in ["pubA", "pubB", "subC", "subD"] {
         assert_eq!(count(w, 2, 0, ""), 2, "{w} attached + detached: {seen:?}");
-        assert_eq!(count(w, 8, 0, ""), 2, "{w} offer + answer: {seen:?}");
+        // A publisher that updates its stream (seen under load: pubB `updated`) makes
+        // Janus renegotiate with its subscribers: more JSEP for them, never fewer.
+        let renegotiated = w.starts_with("sub")
+            && (count("pubA", 64, 0, "updated") + count("pubB", 64, 0, "updated")) > 0;
+        if renegotiated {
+            assert!(count(w, 8, 0, "") >= 2, "{w} offer + answer: {seen:?}");
+        } else {
+            assert_eq!(count(w, 8, 0, ""), 2, "{w} offer + answer: {seen:?}");
+        }
         assert_eq!(count(w, 16, 4, ""), 1, "{w} selected pair: {seen:?}");
         assert_eq!(count(w, 16, 5, "connected"), 1, "{w} DTLS: {seen:?}");
         assert_eq!(count(w, 16, 6, "webrtcup"), 1, "{w}: {seen:?}");
