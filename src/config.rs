@@ -272,6 +272,9 @@ pub struct Hep {
     pub max_age_s: u64,
     /// Latest event time sent as it is, seconds after the agent's clock.
     pub max_ahead_s: u64,
+    /// QoS reports made of Janus media stats, besides their LOG rows: `rtcp_rtp` (RTCP
+    /// JSON, type 5, and for audio rtpagent reports with a MOS, type 34), `rtcp`, or `off`.
+    pub qos: crate::map::qos::QosReports,
 }
 
 /// Correlation settings.
@@ -360,6 +363,7 @@ impl Default for Hep {
             sip_as_sip: true,
             max_age_s: 12 * 3600,
             max_ahead_s: 300,
+            qos: Default::default(),
         }
     }
 }
@@ -525,6 +529,9 @@ pub struct Overrides {
     /// Send sip-in/sip-out as SIP packets (`hep.sip_as_sip`).
     #[arg(long, env = "HEPLINK_SIP_AS_SIP")]
     pub sip_as_sip: Option<bool>,
+    /// QoS reports made of Janus media stats, for Homer's QoS tab (`hep.qos`).
+    #[arg(long, env = "HEPLINK_QOS", value_enum)]
+    pub qos: Option<crate::map::qos::QosReports>,
     /// Fallback grouping (`correlation.fallback`).
     #[arg(long, env = "HEPLINK_FALLBACK", value_enum)]
     pub fallback: Option<Fallback>,
@@ -680,6 +687,7 @@ impl Config {
             node_name => hep.node_name;
             auth_key => hep.auth_key;
             sip_as_sip => hep.sip_as_sip;
+            qos => hep.qos;
             max_age_s => hep.max_age_s;
             max_ahead_s => hep.max_ahead_s;
             fallback => correlation.fallback;
@@ -826,6 +834,7 @@ impl Config {
             node_name: (!self.hep.node_name.is_empty()).then(|| self.hep.node_name.clone()),
             auth_key: (!self.hep.auth_key.is_empty()).then(|| self.hep.auth_key.clone()),
             sip_as_sip: self.hep.sip_as_sip,
+            qos: self.hep.qos,
             time_window: (self.hep.max_age_s > 0).then_some(crate::map::TimeWindow {
                 max_age_us: self.hep.max_age_s * 1_000_000,
                 max_ahead_us: self.hep.max_ahead_s * 1_000_000,

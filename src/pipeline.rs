@@ -100,6 +100,8 @@ pub struct Pipeline {
     correlator: Correlator,
     mapper: Mapper,
     buf: Vec<Correlated>,
+    /// QoS reports of the event being drained.
+    qos: Vec<PacketBuilder>,
     stats: PipelineStats,
     /// With event time as the clock ([`Pipeline::event_time`]): a body's events, until
     /// its newest timestamp is known.
@@ -116,6 +118,7 @@ impl Pipeline {
             correlator: Correlator::new(corr),
             mapper: Mapper::new(map),
             buf: Vec::new(),
+            qos: Vec::new(),
             stats: PipelineStats::default(),
             pending: None,
             now: 0,
@@ -300,6 +303,14 @@ impl Pipeline {
                 correlated: c,
                 packet,
             });
+            self.mapper.qos_reports(c, now, &mut self.qos);
+            for b in self.qos.drain(..) {
+                self.stats.packets += 1;
+                sink(Output {
+                    correlated: c,
+                    packet: Ok(b),
+                });
+            }
         }
         self.buf.clear();
     }

@@ -15,7 +15,7 @@ fn videoroom_capture_converts_to_one_valid_packet_per_event() {
         "/fixtures/janus/videoroom-2pub-2sub-webrtc.jsonl"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_heplink"))
-        .args(["convert", input, "--summary", "-o"])
+        .args(["convert", input, "--qos", "off", "--summary", "-o"])
         .arg(&pcap)
         .output()
         .unwrap();

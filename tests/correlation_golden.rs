@@ -28,8 +28,13 @@ struct Run {
 
 fn run(scenario: &str, cfg: correlate::Config) -> Run {
     let text = std::fs::read_to_string(dir().join(format!("{scenario}.jsonl"))).unwrap();
-    // Event time is the clock, as in `convert`.
-    let mut p = Pipeline::new(cfg, MapConfig::default()).event_time();
+    // Event time is the clock, as in `convert`. One packet per event: the QoS reports
+    // media stats add have their own tests (`tests/qos.rs`).
+    let map = MapConfig {
+        qos: heplink::map::qos::QosReports::Off,
+        ..MapConfig::default()
+    };
+    let mut p = Pipeline::new(cfg, map).event_time();
     let mut order: HashMap<usize, usize> = HashMap::new();
     let mut events: Vec<Event> = Vec::new();
     let mut outputs: Vec<(usize, String, bool)> = Vec::new();

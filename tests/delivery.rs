@@ -91,6 +91,10 @@ async fn udp_paced_by_default_a_collector_with_the_default_buffer_at_20k_per_s_l
     let mut have = got.cids();
     have.sort();
     assert_eq!(have, cids);
+    // And every QoS report made of the mix's media stats.
+    let qos: usize = MIX.iter().map(|s| expected_qos(s)).sum();
+    assert!(qos > 0);
+    assert_eq!(got.qos().len(), qos, "every QoS report arrives");
 }
 
 /// A measurement, not part of the suite (how much is lost depends on how fast this

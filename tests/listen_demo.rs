@@ -25,14 +25,20 @@ fn demo_prints_one_flow_per_room_with_every_peerconnection() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
+    // 300 events and 108 QoS reports of the room's media stats (RTCP JSON for each way
+    // that carries media, rtpagent for audio), in the room's flow.
     assert!(
-        text.starts_with("300 packets, 0 rejected, 3 correlation ids\n"),
+        text.starts_with("408 packets, 0 rejected, 3 correlation ids\n"),
         "{text}"
     );
     let room = text
-        .split("janus-fixtures:videoroom:4242  200 packets")
+        .split("janus-fixtures:videoroom:4242  308 packets")
         .nth(1)
         .expect("the room's flow");
+    assert!(
+        room.contains("proto types: RTCP(5), RTP-FULL(34), LOG(100)"),
+        "{room}"
+    );
     // 5 PeerConnections: Janus's side and the peer's side of each, plus the API client
     // and Janus's signalling side.
     assert!(room.contains("columns (12):"), "{room}");
@@ -52,6 +58,7 @@ fn demo_prints_one_flow_per_room_with_every_peerconnection() {
     // The HTML picture of the same flows was written.
     let page = std::fs::read_to_string(&html).unwrap();
     assert_eq!(page.matches(r#"class="flow""#).count(), 3);
+    // One arrow per event; the QoS reports are for Homer's QoS tab, not arrows.
     assert_eq!(page.matches(r#"class="arrow""#).count(), 300);
 }
 

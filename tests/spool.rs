@@ -112,7 +112,8 @@ async fn the_agent_killed_with_sigkill_sends_its_spool_after_a_restart() {
     for _ in 0..100 {
         let text = get(m_addr, "/metrics").await;
         let collector = format!("{{collector=\"tcp://127.0.0.1:{port}\"}}");
-        if metric(&text, "heplink_packets_built_total") == 87
+        // 87 events and 12 QoS reports of the call's media stats.
+        if metric(&text, "heplink_packets_built_total") == 99
             && metric(&text, &format!("heplink_queue_depth{collector}")) == 0
             && metric(&text, &format!("heplink_spool_bytes{collector}")) > 0
         {
@@ -290,7 +291,8 @@ async fn post_result(addr: std::net::SocketAddr, body: &[u8]) -> Option<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_counts_exactly_what_it_could_not_keep() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // Held, so that no other test's listener takes it while the collector is away.
+    let (port, reserved) = reserved_port();
     let mut c = config(port, dir.path());
     c.spool.max_bytes = 64 * 1024;
     c.shutdown_timeout_ms = 10_000;
@@ -327,6 +329,7 @@ async fn a_full_spool_counts_exactly_what_it_could_not_keep() {
         "the cap is the cap: {on_disk} bytes"
     );
     let got = Received::default();
+    drop(reserved);
     let (_, _task) = tcp_receiver(&format!("127.0.0.1:{port}"), got.clone()).await;
     let want = (n - dropped) as usize;
     got.wait_for(want, 15).await;
@@ -346,7 +349,7 @@ async fn a_full_spool_counts_exactly_what_it_could_not_keep() {
         "events in = stored + counted as dropped"
     );
     // The oldest were dropped: what is stored is the newest, contiguous.
-    assert_eq!(stored.first().copied(), Some(dropped));
+    assert_eq!(stored.first().copied(), Some(dropped), "{stored:?}");
     assert_eq!(m.dropped_spool_error.load(Relaxed), 0);
 }
 

@@ -215,12 +215,18 @@ async fn serve_sends_every_event_to_a_tls_collector() {
     tx.send(()).unwrap();
     a.wait().await.unwrap();
     let mut cids = Vec::new();
+    let mut qos = 0;
     while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
         let p = heplink::proto::decode(&r.bytes, heplink::proto::Mode::Strict).unwrap();
+        if common::is_qos(p.proto_type) {
+            qos += 1;
+            continue;
+        }
         cids.push(String::from_utf8(p.correlation_id.unwrap().to_vec()).unwrap());
     }
     cids.sort();
     assert_eq!(cids, common::expected_cids("audiobridge-3users"));
+    assert_eq!(qos, common::expected_qos("audiobridge-3users"));
 }
 
 #[test]

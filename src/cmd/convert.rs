@@ -38,6 +38,9 @@ pub struct ConvertArgs {
     /// HEP node name (default: the Janus emitter).
     #[arg(long)]
     pub node_name: Option<String>,
+    /// QoS reports made of media stats, as `serve` sends them (`hep.qos`).
+    #[arg(long, value_enum, default_value_t = crate::map::qos::QosReports::default())]
+    pub qos: crate::map::qos::QosReports,
 }
 
 /// The address the packets are written to, as `serve` sends them by default.
@@ -92,6 +95,7 @@ impl ConvertArgs {
         MapConfig {
             capture_id: self.capture_id,
             node_name: self.node_name.clone(),
+            qos: self.qos,
             ..Default::default()
         }
     }

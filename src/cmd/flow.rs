@@ -1,7 +1,8 @@
 //! `heplink flow`: a picture of each correlated flow, like Homer's call flow, without
 //! Homer. One column per IP:port (named after the participant where known), one arrow per
 //! packet labelled with the event (`joined`, `remote offer`, `ice connected`, `webrtcup`,
-//! `INVITE`, …). The HTML page is self-contained (inline SVG, CSS and a little script:
+//! `INVITE`, …); QoS reports (HEP type 5 and 34) are left out, as Homer keeps them for
+//! its QoS tab. The HTML page is self-contained (inline SVG, CSS and a little script:
 //! click an arrow to see its payload); `--svg` writes the same drawing alone.
 
 use std::collections::BTreeMap;
@@ -107,6 +108,14 @@ pub fn from_packets<'a>(packets: impl Iterator<Item = &'a [u8]>) -> Flows {
         let Ok(d) = decode(p, Mode::Lenient) else {
             continue;
         };
+        // QoS reports (RTCP JSON, rtpagent) every few seconds per PeerConnection would bury
+        // the signalling: Homer shows them in its QoS tab, not as call-flow rows.
+        if matches!(
+            d.proto_type,
+            Some(ProtoType::RTCP_JSON | ProtoType::MOS_FULL)
+        ) {
+            continue;
+        }
         let cid = String::from_utf8_lossy(d.correlation_id.unwrap_or(b"")).into_owned();
         let ep = |ip: Option<std::net::IpAddr>, port: Option<u16>| match (ip, port) {
             (Some(ip), Some(port)) => std::net::SocketAddr::new(ip, port).to_string(),

@@ -17,6 +17,7 @@
 //! their own module.
 
 pub mod label;
+pub mod qos;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -44,6 +45,8 @@ pub struct MapConfig {
     pub sip_as_sip: bool,
     /// Event times a collector accepts, around the caller's clock; `None`: any time.
     pub time_window: Option<TimeWindow>,
+    /// QoS reports made of media stats (see [`qos`]).
+    pub qos: qos::QosReports,
 }
 
 /// The event times sent as they are: from `max_age_us` before the clock to `max_ahead_us`
@@ -66,6 +69,8 @@ pub struct MapStats {
     pub time_rewritten_old: u64,
     /// Events sent with the clock's time: their own was ahead of the window.
     pub time_rewritten_future: u64,
+    /// QoS reports (HEP type 5 and 34) made of media stats.
+    pub qos_reports: u64,
 }
 
 impl Default for MapConfig {
@@ -77,6 +82,7 @@ impl Default for MapConfig {
             event_proto: ProtoType::LOG,
             sip_as_sip: true,
             time_window: None,
+            qos: qos::QosReports::default(),
         }
     }
 }
@@ -138,6 +144,9 @@ pub struct Mapper {
     sip_janus: SipJanus,
     /// The current event's label, a buffer reused from event to event.
     label: String,
+    /// QoS state (SDP facts, previous stats samples) and reports being built.
+    qos: qos::Qos,
+    reports: Vec<qos::Report>,
 }
 
 impl Mapper {
@@ -151,7 +160,61 @@ impl Mapper {
             stats: MapStats::default(),
             sip_janus: SipJanus::default(),
             label: String::with_capacity(64),
+            qos: qos::Qos::default(),
+            reports: Vec::new(),
         }
+    }
+
+    /// The QoS reports (HEP type 5 and 34) an event gives besides its own packet: for
+    /// media stats, per medium and direction (see [`qos`]); for other events none, but
+    /// JSEP, hangup and detach events update the QoS state. Each passes the encoder's
+    /// checks.
+    pub fn qos_reports(&mut self, c: &Correlated, now_us: u64, out: &mut Vec<PacketBuilder>) {
+        let peer_janus = pair(c.facts.client, c.facts.janus, synthetic_id(c));
+        let mut reports = std::mem::take(&mut self.reports);
+        self.qos.event(c, self.cfg.qos, peer_janus, &mut reports);
+        if reports.is_empty() {
+            self.reports = reports;
+            return;
+        }
+        // The event's own packet counted a rewritten time already.
+        let counted = (
+            self.stats.time_rewritten_old,
+            self.stats.time_rewritten_future,
+        );
+        let ts = self.packet_time(c.event.timestamp, now_us);
+        (
+            self.stats.time_rewritten_old,
+            self.stats.time_rewritten_future,
+        ) = counted;
+        let node = self.node(&c.event.emitter);
+        // The flow's id: the SIP Call-ID for a SIP-plugin call (Homer's SIP flow), else the
+        // id of the flow's LOG rows.
+        let cid = match &c.facts.call_id {
+            Some(call) => Bytes::copy_from_slice(call.as_bytes()),
+            None => self.cid_bytes(&c.cid),
+        };
+        for r in reports.drain(..) {
+            let proto = if r.rtpagent {
+                ProtoType::MOS_FULL
+            } else {
+                ProtoType::RTCP_JSON
+            };
+            let mut b = PacketBuilder::new(proto, Bytes::from(r.payload));
+            b.ip_proto = Some(heplink_proto::registry::ip_proto::UDP);
+            (b.src_ip, b.src_port) = (Some(r.src.ip()), Some(r.src.port()));
+            (b.dst_ip, b.dst_port) = (Some(r.dst.ip()), Some(r.dst.port()));
+            b.set_timestamp_micros(ts);
+            b.capture_id = Some(self.cfg.capture_id);
+            b.node_name = Some(node.clone());
+            b.correlation_id = Some(cid.clone());
+            b.auth_key = self.cfg.auth_key.as_ref().map(|k| Bytes::from(k.clone()));
+            if b.validate().is_ok() {
+                self.stats.qos_reports += 1;
+                out.push(b);
+            }
+        }
+        self.reports = reports;
     }
 
     /// What the mapper changed so far.

@@ -129,15 +129,21 @@ impl Spool {
 
     /// Appends packets (buffered by the OS; [`Spool::sync`] makes them durable). The
     /// cap holds for the total: room is made first by dropping the oldest segments
-    /// (counted in [`Spool::dropped`]); a batch larger than the whole cap is dropped.
+    /// (counted in [`Spool::dropped`]); of a batch larger than the whole cap, the oldest
+    /// packets are dropped too, so that the newest are always what is kept.
     pub fn append(&mut self, packets: &[Bytes]) -> io::Result<()> {
-        if packets.is_empty() {
-            return Ok(());
-        }
-        let incoming: u64 = packets.iter().map(|p| p.len() as u64).sum();
+        let mut incoming: u64 = packets.iter().map(|p| p.len() as u64).sum();
+        let mut packets = packets;
         if incoming > self.max_bytes {
-            self.dropped += packets.len() as u64;
-            tracing::warn!(dir = %self.dir.display(), bytes = incoming, "A batch larger than the spool's cap: dropped.");
+            let before = packets.len();
+            while incoming > self.max_bytes {
+                incoming -= packets[0].len() as u64;
+                packets = &packets[1..];
+            }
+            self.dropped += (before - packets.len()) as u64;
+            tracing::warn!(dir = %self.dir.display(), dropped = before - packets.len(), "A batch larger than the spool's cap: its oldest packets dropped.");
+        }
+        if packets.is_empty() {
             return Ok(());
         }
         self.make_room(incoming)?;
@@ -368,6 +374,18 @@ mod tests {
     }
 
     #[test]
+    fn of_a_batch_larger_than_the_cap_the_newest_packets_are_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(d.path(), 4 * pkt(0).len() as u64).unwrap();
+        let batch: Vec<Bytes> = (0..10).map(pkt).collect();
+        s.append(&batch).unwrap();
+        assert_eq!(s.dropped, 6, "the six oldest");
+        let (bytes, n, _) = s.read_batch(1 << 20).unwrap().unwrap();
+        assert_eq!(n, 4);
+        assert_eq!(&bytes[..], &[pkt(6), pkt(7), pkt(8), pkt(9)].concat()[..]);
+    }
+
+    #[test]
     fn a_small_cap_is_the_cap_of_the_total_on_disk() {
         // The case: a 1 MB cap once let the spool reach 4.5 MB (the cap worked per
         // 16 MiB segment). Now the total on disk never passes it.
@@ -394,10 +412,12 @@ mod tests {
             total, 4500,
             "every packet is spooled or counted as dropped once"
         );
-        // A batch larger than the whole cap is dropped and counted.
+        // A batch larger than the whole cap: its newest packets are kept (what was on
+        // disk goes first), and everything is still spooled or counted once.
         let huge: Vec<Bytes> = (0..2000).map(|_| p.clone()).collect();
-        let before = s.dropped;
         s.append(&huge).unwrap();
-        assert_eq!(s.dropped, before + 2000);
+        let kept = s.pending_bytes() / p.len() as u64;
+        assert!(kept > 0 && kept < 2000);
+        assert_eq!(kept + s.dropped, 4500 + 2000);
     }
 }

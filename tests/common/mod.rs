@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// What a receiver got: each packet's correlation id and payload, in arrival order.
 #[derive(Clone, Default)]
-pub struct Received(pub Arc<Mutex<Vec<Packet>>>);
+pub struct Received(pub Arc<Mutex<Vec<Packet>>>, pub Arc<Mutex<Vec<Packet>>>);
 
 /// A received packet: correlation id and payload.
 pub type Packet = (String, Vec<u8>);
@@ -51,10 +51,19 @@ impl Received {
         let p =
             decode(packet, Mode::Strict).expect("the agent sent a packet heplify-server rejects");
         let cid = String::from_utf8(p.correlation_id.unwrap_or_default().to_vec()).unwrap();
-        self.0
-            .lock()
+        let to = if is_qos(p.proto_type) {
+            &self.1
+        } else {
+            &self.0
+        };
+        to.lock()
             .unwrap()
             .push((cid, p.payload.unwrap_or_default().to_vec()));
+    }
+
+    /// The QoS reports (HEP type 5 and 34) received, kept apart from the event rows.
+    pub fn qos(&self) -> Vec<Packet> {
+        self.1.lock().unwrap().clone()
     }
 
     /// Waits until at least `n` packets arrived (or the deadline passes).
@@ -180,6 +189,31 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A loopback TCP port bound but not listening, held until the guard drops: connecting to
+/// it is refused (a collector that is away), and no other test's listener can take it
+/// meanwhile, as could happen to a [`free_port`].
+pub fn reserved_port() -> (u16, std::os::fd::OwnedFd) {
+    use nix::sys::socket::{
+        bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::new(127, 0, 0, 1, 0),
+    )
+    .unwrap();
+    let port = getsockname::<SockaddrIn>(std::os::fd::AsRawFd::as_raw_fd(&fd))
+        .unwrap()
+        .port();
+    (port, fd)
+}
+
 /// The fixture's events in order, arrays (grouped bodies) flattened.
 pub fn fixture_events(scenario: &str) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
@@ -222,9 +256,26 @@ pub fn expected_cids(scenario: &str) -> Vec<String> {
     let mut lines = fixture_bodies(scenario).into_iter().map(Ok);
     let c =
         heplink::cmd::convert::convert(&mut lines, Default::default(), Default::default()).unwrap();
-    let mut v = c.cids;
+    let mut v: Vec<String> = c
+        .packets
+        .iter()
+        .zip(c.cids)
+        .filter(|((_, b), _)| !is_qos(heplink::proto::decode(b, Mode::Lenient).unwrap().proto_type))
+        .map(|(_, cid)| cid)
+        .collect();
     v.sort();
     v
+}
+
+/// How many QoS reports `convert` (and so `serve`) makes of a scenario's media stats.
+pub fn expected_qos(scenario: &str) -> usize {
+    let mut lines = fixture_bodies(scenario).into_iter().map(Ok);
+    let c =
+        heplink::cmd::convert::convert(&mut lines, Default::default(), Default::default()).unwrap();
+    c.packets
+        .iter()
+        .filter(|(_, b)| is_qos(heplink::proto::decode(b, Mode::Lenient).unwrap().proto_type))
+        .count()
 }
 
 impl Received {
@@ -284,16 +335,17 @@ pub fn converted(bodies: &[String]) -> Vec<Key> {
     c.packets
         .iter()
         .zip(&c.cids)
-        .map(|((_, b), cid)| {
-            key(
-                cid,
-                heplink::proto::decode(b, heplink::proto::Mode::Strict)
-                    .unwrap()
-                    .payload
-                    .unwrap(),
-            )
+        .filter_map(|((_, b), cid)| {
+            let p = heplink::proto::decode(b, heplink::proto::Mode::Strict).unwrap();
+            (!is_qos(p.proto_type)).then(|| key(cid, p.payload.unwrap()))
         })
         .collect()
+}
+
+/// Whether a packet is a QoS report (RTCP JSON, type 5, or rtpagent, type 34) rather than
+/// an event row.
+pub fn is_qos(t: Option<heplink::proto::ProtoType>) -> bool {
+    matches!(t.map(|t| t.0), Some(5 | 34))
 }
 
 /// The `heplink` binary under test.

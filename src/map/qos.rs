@@ -1,0 +1,487 @@
+//! WebRTC QoS for Homer: Janus media stats (type 32, subtype 3) as HEP type 5 RTCP JSON
+//! reports (homer-app's QoS tab, heplify-server's `heplify_rtcp_*` gauges) and, for audio,
+//! HEP type 34 rtpagent reports (the MOS badge on the flow's arrows, the RTP tab). The
+//! shapes and the mapping are the ones verified on a real Homer
+//! (`reference/homer-qos.md` §7): per stats sample and medium,
+//!
+//! - report A, Janus → peer: a sender report with what Janus sent (`packets-sent`,
+//!   `bytes-sent`) and a report block on the peer's stream as Janus received it (`lost`,
+//!   `jitter-local`, fraction lost from the previous sample);
+//! - report B, peer → Janus: the peer's stream as Janus received it (`packets-received`,
+//!   `bytes-received`) and the peer's report on Janus's stream (`lost-by-remote`,
+//!   `jitter-remote`, `rtt-values` when Janus ≥ 1.1.4 gives them);
+//! - `report_blocks_xr.round_trip_delay` = `rtt` (ms) only when Janus knows it;
+//! - audio only: two rtpagent reports (DIR 0 measured by Janus, DIR 1 from the peer's RR)
+//!   with an E-model MOS.
+//!
+//! A direction with no packets is left out (a publisher's Janus sends it nothing; Homer
+//! would not chart a sender report without packets anyway), and so are data channels.
+//! Jitter in the RTCP JSON is in RTP timestamp units (RFC 3550, what heplify decodes from
+//! RTCP on the wire); in rtpagent reports it is in ms. SSRCs and payload types come from
+//! the handle's JSEP SDPs (0 when unknown); the PeerConnection's addresses from its
+//! selected pair, as for its LOG rows.
+//!
+//! State per handle (SDP facts, the previous sample per medium) is bounded: it goes with
+//! the handle's hangup or detach, and beyond [`MAX_HANDLES`] the oldest handle is dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::correlate::Correlated;
+
+/// Most handles whose QoS state is kept.
+pub const MAX_HANDLES: usize = 50_000;
+
+/// Which QoS reports the mapper adds.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum QosReports {
+    /// None: media stats stay LOG rows only.
+    Off,
+    /// RTCP JSON (type 5) only.
+    Rtcp,
+    /// RTCP JSON (type 5) and, for audio, rtpagent reports with a MOS (type 34).
+    #[default]
+    RtcpRtp,
+}
+
+/// What the SDPs say of one `mid`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Mid {
+    /// Janus's SSRC (its own SDP).
+    janus_ssrc: u32,
+    /// The peer's SSRC (the peer's SDP).
+    peer_ssrc: u32,
+    /// The first payload type of the m-line.
+    pt: Option<u8>,
+}
+
+/// Counters of the previous sample of one medium.
+#[derive(Debug, Clone, Copy, Default)]
+struct Prev {
+    lost: i64,
+    received: u64,
+    lost_remote: i64,
+    sent: u64,
+}
+
+#[derive(Debug, Default)]
+struct HandleQos {
+    mids: HashMap<Arc<str>, Mid>,
+    prev: HashMap<Arc<str>, Prev>,
+}
+
+/// The fields of a media stats event heplink reads.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default, rename_all = "kebab-case")]
+struct Stats {
+    mid: Option<String>,
+    media: Option<String>,
+    codec: Option<String>,
+    base: u32,
+    rtt: u32,
+    lost: i64,
+    lost_by_remote: i64,
+    jitter_local: u32,
+    jitter_remote: u32,
+    packets_received: u64,
+    packets_sent: u64,
+    bytes_received: u64,
+    bytes_sent: u64,
+    rtt_values: Option<RttValues>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct RttValues {
+    lsr: u32,
+    dlsr: u32,
+}
+
+#[derive(Deserialize)]
+struct Outer<T> {
+    event: T,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct JsepEvent {
+    owner: String,
+    jsep: Jsep,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct Jsep {
+    sdp: String,
+}
+
+/// One report to send: its proto type, payload, source and destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// 5 (RTCP JSON) or 34 (rtpagent).
+    pub rtpagent: bool,
+    /// The JSON payload.
+    pub payload: String,
+    /// Source address.
+    pub src: SocketAddr,
+    /// Destination address.
+    pub dst: SocketAddr,
+}
+
+/// The QoS state of the mapper (see the module documentation).
+#[derive(Debug, Default)]
+pub struct Qos {
+    handles: HashMap<(Arc<str>, u64), HandleQos>,
+    order: VecDeque<(Arc<str>, u64)>,
+}
+
+impl Qos {
+    /// Handles with QoS state now.
+    pub fn handles(&self) -> usize {
+        self.handles.len()
+    }
+
+    fn handle(&mut self, key: (Arc<str>, u64)) -> &mut HandleQos {
+        if !self.handles.contains_key(&key) {
+            while self.handles.len() >= MAX_HANDLES {
+                match self.order.pop_front() {
+                    Some(old) => {
+                        self.handles.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+            self.order.push_back(key.clone());
+        }
+        self.handles.entry(key).or_default()
+    }
+
+    /// Takes in one correlated event: learns SDP facts from JSEP, forgets a handle that
+    /// hung up or detached, and for media stats appends the reports to `out`.
+    pub fn event(
+        &mut self,
+        c: &Correlated,
+        reports: QosReports,
+        peer_janus: (SocketAddr, SocketAddr),
+        out: &mut Vec<Report>,
+    ) {
+        let ev = &c.event;
+        let Some(hid) = ev.handle_id else { return };
+        let key = (ev.emitter.clone(), hid);
+        match (ev.kind, ev.subtype) {
+            (8, _) => {
+                let Ok(o) = serde_json::from_slice::<Outer<JsepEvent>>(&ev.raw) else {
+                    return;
+                };
+                let janus_side = o.event.owner == "local";
+                let h = self.handle(key);
+                for (mid, ssrc, pt) in sdp_media(&o.event.jsep.sdp) {
+                    let m = h.mids.entry(Arc::from(mid)).or_default();
+                    if janus_side {
+                        m.janus_ssrc = ssrc.unwrap_or(m.janus_ssrc);
+                    } else {
+                        m.peer_ssrc = ssrc.unwrap_or(m.peer_ssrc);
+                    }
+                    m.pt = m.pt.or(pt);
+                }
+            }
+            (2, _) | (16, Some(6)) if is_end(&ev.raw) && self.handles.remove(&key).is_some() => {
+                self.order.retain(|k| k != &key);
+            }
+            (32, Some(3)) if reports != QosReports::Off => {
+                let Ok(o) = serde_json::from_slice::<Outer<Stats>>(&ev.raw) else {
+                    return;
+                };
+                let s = o.event;
+                let media = s.media.as_deref().unwrap_or("");
+                if !(media.starts_with("audio") || media.starts_with("video")) {
+                    return;
+                }
+                let mid: Arc<str> = Arc::from(s.mid.as_deref().unwrap_or(media));
+                let h = self.handle(key);
+                let m = h.mids.get(&mid).copied().unwrap_or_default();
+                let prev = h.prev.insert(
+                    Arc::from(format!("{mid}/{media}")),
+                    Prev {
+                        lost: s.lost,
+                        received: s.packets_received,
+                        lost_remote: s.lost_by_remote,
+                        sent: s.packets_sent,
+                    },
+                );
+                let ts = ev.timestamp.unwrap_or(0);
+                let audio = media.starts_with("audio");
+                let rtp = reports == QosReports::RtcpRtp && audio;
+                write_reports(&s, m, prev, ts, peer_janus, &c.cid, (&mid, media), rtp, out);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether a type 2 or 16/6 event ends the handle's PeerConnection.
+fn is_end(raw: &[u8]) -> bool {
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct End {
+        name: String,
+        connection: String,
+    }
+    serde_json::from_slice::<Outer<End>>(raw)
+        .is_ok_and(|o| o.event.name == "detached" || o.event.connection == "hangup")
+}
+
+/// (mid, first SSRC, first payload type) of each m-line of an SDP.
+fn sdp_media(sdp: &str) -> Vec<(String, Option<u32>, Option<u8>)> {
+    let mut out: Vec<(String, Option<u32>, Option<u8>)> = Vec::new();
+    let mut index = 0usize;
+    for line in sdp.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(m) = line.strip_prefix("m=") {
+            let pt = m.split_whitespace().nth(3).and_then(|p| p.parse().ok());
+            out.push((index.to_string(), None, pt));
+            index += 1;
+        } else if let (Some(last), Some(mid)) = (out.last_mut(), line.strip_prefix("a=mid:")) {
+            last.0 = mid.trim().to_owned();
+        } else if let (Some(last), Some(ssrc)) = (out.last_mut(), line.strip_prefix("a=ssrc:")) {
+            if last.1.is_none() {
+                last.1 = ssrc.split_whitespace().next().and_then(|s| s.parse().ok());
+            }
+        }
+    }
+    out
+}
+
+/// `min(255, 256·Δlost/Δtotal)`, 0 without a previous sample or progress.
+fn fraction(lost_now: i64, lost_before: i64, total_delta: i64) -> u32 {
+    let dl = lost_now - lost_before;
+    if dl <= 0 || total_delta <= 0 {
+        return 0;
+    }
+    ((256 * dl) / total_delta).clamp(0, 255) as u32
+}
+
+/// The E-model MOS as homer-ui and heplify-server compute it: rtt and jitter in ms, loss
+/// in percent.
+pub fn mos(rtt_ms: f64, jitter_ms: f64, loss_pct: f64) -> (f64, f64) {
+    let el = rtt_ms + 2.0 * jitter_ms + 10.0;
+    let mut r = if el < 160.0 {
+        93.2 - el / 40.0
+    } else {
+        93.2 - (el - 120.0) / 10.0
+    };
+    r -= 2.5 * loss_pct;
+    let r = r.clamp(0.0, 100.0);
+    let mos = 1.0 + 0.035 * r + 7e-6 * r * (r - 60.0) * (100.0 - r);
+    (
+        (mos.clamp(1.0, 4.5) * 100.0).round() / 100.0,
+        (r * 100.0).round() / 100.0,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_reports(
+    s: &Stats,
+    m: Mid,
+    prev: Option<Prev>,
+    ts_us: u64,
+    (peer, janus): (SocketAddr, SocketAddr),
+    cid: &str,
+    (mid, media): (&str, &str),
+    rtp: bool,
+    out: &mut Vec<Report>,
+) {
+    let ntp_sec = ts_us / 1_000_000 + 2_208_988_800;
+    let ntp_frac = ((ts_us % 1_000_000) << 32) / 1_000_000;
+    let ts_units = |ms: u32| u64::from(ms) * u64::from(s.base / 1000);
+    let clamp_lost = |l: i64| l.clamp(0, 0x7F_FFFF);
+    let xr = |p: &mut String| {
+        if s.rtt > 0 {
+            let _ = write!(
+                p,
+                ",\"report_blocks_xr\":{{\"round_trip_delay\":{}}}",
+                s.rtt.min(65535)
+            );
+        }
+    };
+    let (lsr, dlsr) = s.rtt_values.as_ref().map_or((0, 0), |v| (v.lsr, v.dlsr));
+    // Report A: Janus -> peer.
+    if s.packets_sent > 0 {
+        let frac = prev.map_or(0, |p| {
+            let dr = s.packets_received as i64 - p.received as i64;
+            fraction(s.lost, p.lost, (s.lost - p.lost) + dr)
+        });
+        let mut p = String::with_capacity(400);
+        let _ = write!(
+            p,
+            "{{\"sender_information\":{{\"ntp_timestamp_sec\":{ntp_sec},\"ntp_timestamp_usec\":{ntp_frac},\"rtp_timestamp\":0,\"packets\":{},\"octets\":{}}},\"ssrc\":{},\"type\":200,\"report_count\":1,\"report_blocks\":[{{\"source_ssrc\":{},\"fraction_lost\":{frac},\"packets_lost\":{},\"highest_seq_no\":{},\"ia_jitter\":{},\"lsr\":0,\"dlsr\":0}}],\"sdes_ssrc\":{}",
+            s.packets_sent as u32,
+            s.bytes_sent as u32,
+            m.janus_ssrc,
+            m.peer_ssrc,
+            clamp_lost(s.lost),
+            (s.packets_received as i64 + s.lost.max(0)) as u32,
+            ts_units(s.jitter_local),
+            m.janus_ssrc,
+        );
+        xr(&mut p);
+        p.push('}');
+        out.push(Report {
+            rtpagent: false,
+            payload: p,
+            src: janus,
+            dst: peer,
+        });
+    }
+    // Report B: peer -> Janus.
+    if s.packets_received > 0 {
+        let frac = prev.map_or(0, |p| {
+            fraction(
+                s.lost_by_remote,
+                p.lost_remote,
+                s.packets_sent as i64 - p.sent as i64,
+            )
+        });
+        let mut p = String::with_capacity(400);
+        let _ = write!(
+            p,
+            "{{\"sender_information\":{{\"ntp_timestamp_sec\":{ntp_sec},\"ntp_timestamp_usec\":{ntp_frac},\"rtp_timestamp\":0,\"packets\":{},\"octets\":{}}},\"ssrc\":{},\"type\":200,\"report_count\":1,\"report_blocks\":[{{\"source_ssrc\":{},\"fraction_lost\":{frac},\"packets_lost\":{},\"highest_seq_no\":{},\"ia_jitter\":{},\"lsr\":{lsr},\"dlsr\":{dlsr}}}],\"sdes_ssrc\":{}",
+            s.packets_received as u32,
+            s.bytes_received as u32,
+            m.peer_ssrc,
+            m.janus_ssrc,
+            clamp_lost(s.lost_by_remote),
+            s.packets_sent as u32,
+            ts_units(s.jitter_remote),
+            m.peer_ssrc,
+        );
+        xr(&mut p);
+        p.push('}');
+        out.push(Report {
+            rtpagent: false,
+            payload: p,
+            src: peer,
+            dst: janus,
+        });
+    }
+    if !rtp {
+        return;
+    }
+    // rtpagent: DIR 0 measured by Janus on the peer's stream, DIR 1 from the peer's RR.
+    let interval_loss = |lost: i64, before: i64, total: i64| {
+        let dl = (lost - before).max(0) as f64;
+        if total > 0 {
+            100.0 * dl / total as f64
+        } else {
+            0.0
+        }
+    };
+    let dirs = [
+        (
+            0u8,
+            s.packets_received,
+            s.packets_received as i64 + s.lost.max(0),
+            s.lost,
+            s.jitter_local,
+            s.bytes_received,
+            m.peer_ssrc,
+            prev.map_or(0.0, |p| {
+                let dr = s.packets_received as i64 - p.received as i64;
+                interval_loss(s.lost, p.lost, dr + (s.lost - p.lost))
+            }),
+            (peer, janus),
+        ),
+        (
+            1u8,
+            (s.packets_sent as i64 - s.lost_by_remote.max(0)).max(0) as u64,
+            s.packets_sent as i64,
+            s.lost_by_remote,
+            s.jitter_remote,
+            s.bytes_sent,
+            m.janus_ssrc,
+            prev.map_or(0.0, |p| {
+                interval_loss(
+                    s.lost_by_remote,
+                    p.lost_remote,
+                    s.packets_sent as i64 - p.sent as i64,
+                )
+            }),
+            (janus, peer),
+        ),
+    ];
+    for (dir, total, expected, lost, jitter, bytes, ssrc, loss_pct, (src, dst)) in dirs {
+        if expected <= 0 {
+            continue;
+        }
+        let (mos, r) = mos(f64::from(s.rtt), f64::from(jitter), loss_pct);
+        let mut p = String::with_capacity(700);
+        p.push_str("{\"CORRELATION_ID\":");
+        crate::janus::event::write_json_str(&mut p, cid);
+        p.push_str(",\"RTP_SIP_CALL_ID\":");
+        crate::janus::event::write_json_str(&mut p, cid);
+        let _ = write!(
+            p,
+            ",\"REPORT_TS\":{},\"TL_BYTE\":{bytes},\"TOTAL_PK\":{total},\"EXPECTED_PK\":{expected},\"PACKET_LOSS\":{},\"JITTER\":{jitter},\"MAX_JITTER\":{jitter},\"MEAN_JITTER\":{jitter},\"DELTA\":{},\"MAX_DELTA\":{},\"MOS\":{mos},\"MIN_MOS\":{mos},\"MEAN_MOS\":{mos},\"RFACTOR\":{r},\"MIN_RFACTOR\":{r},\"MEAN_RFACTOR\":{r},\"SRC_IP\":\"{}\",\"SRC_PORT\":{},\"DST_IP\":\"{}\",\"DST_PORT\":{},\"SSRC\":\"{ssrc:08x}\",\"CODEC_PT\":{},\"CLOCK\":{},\"CODEC_NAME\":",
+            ts_us / 1_000_000,
+            lost.max(0),
+            s.rtt,
+            s.rtt,
+            src.ip(),
+            src.port(),
+            dst.ip(),
+            dst.port(),
+            m.pt.map_or(-1, i32::from),
+            s.base,
+        );
+        crate::janus::event::write_json_str(&mut p, s.codec.as_deref().unwrap_or(""));
+        let _ = write!(
+            p,
+            ",\"DIR\":{dir},\"PARTY\":{dir},\"REPORT_NAME\":\"janus:mid{mid}:{media}\",\"TYPE\":\"PERIODIC\",\"SOURCE\":\"JANUS\"}}"
+        );
+        out.push(Report {
+            rtpagent: true,
+            payload: p,
+            src,
+            dst,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdp_mids_ssrcs_and_payload_types() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 9\r\na=mid:0\r\na=ssrc:1183878243 cname:x\r\na=ssrc:1183878243 msid:y\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=mid:1\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n";
+        assert_eq!(
+            sdp_media(sdp),
+            vec![
+                ("0".into(), Some(1_183_878_243), Some(111)),
+                ("1".into(), None, Some(96)),
+                ("2".into(), None, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn mos_matches_the_reference_figures() {
+        // reference/homer-qos.md §5: rtt 0, jitter 8 ms, no loss: R 92.55, MOS 4.4.
+        assert_eq!(mos(0.0, 8.0, 0.0), (4.4, 92.55));
+        assert!(mos(0.0, 0.0, 57.9).0 < 1.5, "heavy loss gives a poor MOS");
+    }
+
+    #[test]
+    fn fraction_lost_is_eight_bit_fixed_point_of_the_interval() {
+        assert_eq!(fraction(11, 0, 19), 148);
+        assert_eq!(fraction(5, 5, 100), 0);
+        assert_eq!(fraction(500, 0, 10), 255);
+    }
+}
