@@ -196,30 +196,44 @@ impl Qos {
                 self.order.retain(|k| k != &key);
             }
             (32, Some(3)) if reports != QosReports::Off => {
-                let Ok(o) = serde_json::from_slice::<Outer<Stats>>(&ev.raw) else {
+                // One medium per event, or all of them in an array with
+                // `combine_media_stats = true`.
+                #[derive(Deserialize)]
+                #[serde(untagged)]
+                enum OneOrAll {
+                    One(Box<Stats>),
+                    All(Vec<Stats>),
+                }
+                let Ok(o) = serde_json::from_slice::<Outer<OneOrAll>>(&ev.raw) else {
                     return;
                 };
-                let s = o.event;
-                let media = s.media.as_deref().unwrap_or("");
-                if !(media.starts_with("audio") || media.starts_with("video")) {
-                    return;
-                }
-                let mid: Arc<str> = Arc::from(s.mid.as_deref().unwrap_or(media));
-                let h = self.handle(key);
-                let m = h.mids.get(&mid).copied().unwrap_or_default();
-                let prev = h.prev.insert(
-                    Arc::from(format!("{mid}/{media}")),
-                    Prev {
-                        lost: s.lost,
-                        received: s.packets_received,
-                        lost_remote: s.lost_by_remote,
-                        sent: s.packets_sent,
-                    },
-                );
+                let all = match o.event {
+                    OneOrAll::One(s) => vec![*s],
+                    OneOrAll::All(v) => v,
+                };
                 let ts = ev.timestamp.unwrap_or(0);
-                let audio = media.starts_with("audio");
-                let rtp = reports == QosReports::RtcpRtp && audio;
-                write_reports(&s, m, prev, ts, peer_janus, &c.cid, (&mid, media), rtp, out);
+                for s in all {
+                    let media = s.media.as_deref().unwrap_or("");
+                    if !(media.starts_with("audio") || media.starts_with("video")) {
+                        continue;
+                    }
+                    let mid: Arc<str> = Arc::from(s.mid.as_deref().unwrap_or(media));
+                    let h = self.handle(key.clone());
+                    let m = h.mids.get(&mid).copied().unwrap_or_default();
+                    let prev = h.prev.insert(
+                        Arc::from(format!("{mid}/{media}")),
+                        Prev {
+                            lost: s.lost,
+                            received: s.packets_received,
+                            lost_remote: s.lost_by_remote,
+                            sent: s.packets_sent,
+                        },
+                    );
+                    let rtp = reports == QosReports::RtcpRtp && media.starts_with("audio");
+                    // The flow's id, as the HEP chunk carries it: a SIP call's Call-ID.
+                    let cid = c.facts.call_id.as_deref().unwrap_or(&c.cid);
+                    write_reports(&s, m, prev, ts, peer_janus, cid, (&mid, media), rtp, out);
+                }
             }
             _ => {}
         }
