@@ -148,6 +148,26 @@ pub async fn start(
         })
     };
 
+    // Homer's aliases (named columns), when its API is configured.
+    let aliases = if cfg.homer.api.is_empty() || !cfg.homer.aliases {
+        None
+    } else {
+        let api = crate::homer::Api::new(
+            &cfg.homer.api,
+            &cfg.homer.user,
+            &cfg.homer.password,
+            Default::default(),
+        )
+        .map_err(|e| anyhow::anyhow!("homer.api: {e}"))?;
+        let (feed, _task) = crate::homer::aliases::spawn(
+            api,
+            cfg.homer.max_aliases,
+            cfg.homer.alias_rate,
+            metrics.homer.clone(),
+        );
+        Some(feed)
+    };
+
     // The pipeline task.
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
     let pipeline = tokio::spawn(run_pipeline(
@@ -155,7 +175,7 @@ pub async fn start(
         jobs_rx,
         queues,
         metrics.clone(),
-        journal,
+        (journal, aliases),
     ));
 
     // Inputs and metrics.
@@ -369,7 +389,7 @@ async fn run_pipeline(
     mut jobs: mpsc::Receiver<Job>,
     queues: Vec<Queue>,
     metrics: Arc<Metrics>,
-    mut intake: Option<Intake>,
+    (mut intake, mut aliases): (Option<Intake>, Option<crate::homer::aliases::AliasFeed>),
 ) {
     let mut p = Pipeline::new(cfg.correlator(), cfg.mapper());
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -405,7 +425,12 @@ async fn run_pipeline(
                     intake.take(now, &job, &metrics);
                 }
                 let before = p.stats().by_type;
-                let rejected = p.push_body(&job.body, now, &mut |o| encode_into(o.packet, &mut buf, &mut packets));
+                let rejected = p.push_body(&job.body, now, &mut |o| {
+                    if let Some(a) = aliases.as_mut() {
+                        a.event(o.correlated);
+                    }
+                    encode_into(o.packet, &mut buf, &mut packets)
+                });
                 let after = p.stats().by_type;
                 for (i, (a, b)) in after.iter().zip(before.iter()).enumerate() {
                     if a > b {
@@ -420,7 +445,12 @@ async fn run_pipeline(
                 }
             }
             _ = tick.tick() => {
-                p.tick(now_us(), &mut |o| encode_into(o.packet, &mut buf, &mut packets));
+                p.tick(now_us(), &mut |o| {
+                    if let Some(a) = aliases.as_mut() {
+                        a.event(o.correlated);
+                    }
+                    encode_into(o.packet, &mut buf, &mut packets)
+                });
                 // Gauges walk the correlator's tables: on the tick, not per request.
                 update_gauges(&p, &metrics);
                 send_all(&mut packets, &queues, &metrics).await;

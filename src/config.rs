@@ -37,6 +37,8 @@ pub struct Config {
     pub correlation: Correlation,
     /// Prometheus `/metrics` and `/health`.
     pub metrics: Metrics,
+    /// Homer's REST API (homer-app v3): named columns, `heplink homer check`.
+    pub homer: Homer,
     /// How long a shutdown (SIGTERM, SIGINT) waits for queues to drain, in milliseconds.
     pub shutdown_timeout_ms: u64,
 }
@@ -291,6 +293,37 @@ pub struct Correlation {
     pub max_handles: usize,
 }
 
+/// Homer's REST API settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Homer {
+    /// homer-app's base URL (`http://homer:9080`); empty: no API use (no aliases).
+    pub api: String,
+    /// The API user (an admin: aliases need one).
+    pub user: String,
+    /// The API password.
+    pub password: String,
+    /// Keep Homer's aliases for Janus's addresses and each live PeerConnection's client.
+    pub aliases: bool,
+    /// Most aliases the agent keeps.
+    pub max_aliases: usize,
+    /// Most alias changes a second.
+    pub alias_rate: u32,
+}
+
+impl Default for Homer {
+    fn default() -> Self {
+        Homer {
+            api: String::new(),
+            user: "admin".into(),
+            password: String::new(),
+            aliases: true,
+            max_aliases: 1000,
+            alias_rate: 5,
+        }
+    }
+}
+
 /// Metrics settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -313,6 +346,7 @@ impl Default for Config {
             hep: Hep::default(),
             correlation: Correlation::default(),
             metrics: Metrics::default(),
+            homer: Homer::default(),
             shutdown_timeout_ms: 5000,
         }
     }
@@ -430,6 +464,15 @@ pub struct Overrides {
     /// Basic auth password for the HTTP input (`http.password`).
     #[arg(long, env = "HEPLINK_HTTP_PASSWORD", hide_env_values = true)]
     pub http_password: Option<String>,
+    /// homer-app's API, for named columns and `homer check` (`homer.api`).
+    #[arg(long, env = "HEPLINK_HOMER_API", value_name = "URL")]
+    pub homer_api: Option<String>,
+    /// The Homer API user (`homer.user`).
+    #[arg(long, env = "HEPLINK_HOMER_USER")]
+    pub homer_user: Option<String>,
+    /// The Homer API password (`homer.password`).
+    #[arg(long, env = "HEPLINK_HOMER_PASSWORD", hide_env_values = true)]
+    pub homer_password: Option<String>,
     /// Largest HTTP body, bytes (`http.max_body_bytes`).
     #[arg(long, env = "HEPLINK_HTTP_MAX_BODY_BYTES")]
     pub http_max_body_bytes: Option<usize>,
@@ -666,6 +709,9 @@ impl Config {
         set! {
             http_username => http.username;
             http_password => http.password;
+            homer_api => homer.api;
+            homer_user => homer.user;
+            homer_password => homer.password;
             http_max_body_bytes => http.max_body_bytes;
             http_max_decompressed_bytes => http.max_decompressed_bytes;
             http_tls_cert => http.tls_cert;
@@ -812,6 +858,9 @@ impl Config {
         }
         if !shown.ws.token.is_empty() {
             shown.ws.token = "********".into();
+        }
+        if !shown.homer.password.is_empty() {
+            shown.homer.password = "********".into();
         }
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }

@@ -54,6 +54,8 @@ enum Command {
     /// Draw each correlated flow of a capture (Janus JSONL or HEP) as Homer would: a
     /// self-contained HTML page (click an arrow for its payload), optionally an SVG.
     Flow(heplink::cmd::flow::FlowArgs),
+    /// Homer's API: `homer check` sends a probe through the collectors and finds it in Homer.
+    Homer(heplink::cmd::homer::HomerArgs),
     /// Print the man page (heplink(1)), or write one per command into a directory.
     Man {
         /// Write heplink.1 and heplink-COMMAND.1 here instead of printing heplink(1).
@@ -144,6 +146,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Homer(args) => ExitCode::from(heplink::cmd::homer::main(&args)),
         Command::Man { out } => match man(out.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

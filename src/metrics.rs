@@ -170,6 +170,8 @@ pub struct Metrics {
     pub journal_replayed: AtomicU64,
     /// Intake journal writes that failed (those bodies are not durable).
     pub journal_errors: AtomicU64,
+    /// The Homer alias keeper's counters.
+    pub homer: Arc<crate::homer::aliases::AliasMetrics>,
     /// WebSocket connections open now.
     pub ws_connections: AtomicU64,
     /// WebSocket connections accepted in total.
@@ -289,7 +291,31 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
-        let plain: [(&str, &str, &str, &AtomicU64); 13] = [
+        let plain: [(&str, &str, &str, &AtomicU64); 17] = [
+            (
+                "heplink_homer_aliases",
+                "gauge",
+                "Aliases the agent keeps in Homer now.",
+                &self.homer.held,
+            ),
+            (
+                "heplink_homer_alias_writes_total",
+                "counter",
+                "Homer aliases created or deleted.",
+                &self.homer.writes,
+            ),
+            (
+                "heplink_homer_alias_failures_total",
+                "counter",
+                "Homer API calls for aliases that failed.",
+                &self.homer.failures,
+            ),
+            (
+                "heplink_homer_alias_dropped_total",
+                "counter",
+                "Alias changes not made: the keeper's queue was full or its cap reached.",
+                &self.homer.dropped,
+            ),
             (
                 "heplink_http_requests_total",
                 "counter",

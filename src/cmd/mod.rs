@@ -4,6 +4,7 @@ pub mod convert;
 pub mod decode;
 pub mod demo;
 pub mod flow;
+pub mod homer;
 pub mod listen;
 pub mod replay;
 pub mod serve;

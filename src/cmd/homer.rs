@@ -1,0 +1,221 @@
+//! `heplink homer check`: sends a probe event through the configured collectors, reads it
+//! back through homer-app's API, and says what is wrong when it is not there.
+//!
+//! The probe is one LOG packet (HEP type 100) with a fresh correlation id
+//! `heplink-probe-<hex>`, stamped now, sent exactly as `serve` sends events. It is looked
+//! for by that id for 5 s (homer-app's writer flushes every second; the reference found
+//! probes after 0.22–0.66 s). Exit status 0 only when it is stored and found.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::homer::{Api, ApiError};
+use crate::output::{spawn, CollectorUrl, SendOptions};
+
+/// Arguments of `heplink homer`.
+#[derive(Debug, clap::Args)]
+pub struct HomerArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub what: HomerCommand,
+}
+
+/// `heplink homer` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum HomerCommand {
+    /// Send a probe event through the collectors and find it through Homer's API.
+    ///
+    /// Exit status: 0 when the probe is stored and found, 1 when it is not, 2 when the
+    /// check cannot run (no API configured, credentials refused, API unreachable).
+    Check {
+        /// TOML configuration file (`[homer]`, `[[output]]`).
+        #[arg(long, short, env = "HEPLINK_CONFIG")]
+        config: Option<std::path::PathBuf>,
+        /// Settings that override the file.
+        #[command(flatten)]
+        overrides: crate::config::Overrides,
+        /// How long to look for the probe, seconds.
+        #[arg(long, default_value_t = 5.0)]
+        wait: f64,
+    },
+}
+
+/// What the check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored and found, after this long.
+    Found(Duration),
+    /// Not found: why it may be.
+    Missing(String),
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Runs the check with `cfg`'s collectors and API, looking for `wait`.
+pub async fn check(cfg: &Config, wait: Duration) -> anyhow::Result<Outcome> {
+    if cfg.homer.api.is_empty() {
+        anyhow::bail!("no Homer API configured: set homer.api (--homer-api http://HOST:9080) and its user and password");
+    }
+    let mut api = Api::new(
+        &cfg.homer.api,
+        &cfg.homer.user,
+        &cfg.homer.password,
+        Default::default(),
+    )?;
+    // Credentials first: a probe is pointless if it cannot be looked for.
+    api.login().await?;
+    let ts = now_us();
+    let sid = format!(
+        "heplink-probe-{:012x}",
+        ts ^ u64::from(std::process::id()) << 20
+    );
+    let payload = serde_json::json!({
+        "label": "heplink probe",
+        "heplink": {"cid": sid, "probe": true},
+        "event": {"emitter": "heplink-probe", "type": 4, "timestamp": ts,
+                  "event": {"schema": "heplink.probe", "data": {}}}
+    })
+    .to_string();
+    let mut b = heplink_proto::PacketBuilder::new(heplink_proto::ProtoType::LOG, payload)
+        .correlation_id(sid.clone());
+    b.ip_proto = Some(heplink_proto::registry::ip_proto::TCP);
+    (b.src_ip, b.src_port) = (Some([127, 0, 0, 1].into()), Some(0));
+    (b.dst_ip, b.dst_port) = (Some([127, 0, 0, 1].into()), Some(0));
+    b.set_timestamp_micros(ts);
+    b.capture_id = Some(cfg.hep.capture_id);
+    b.node_name = Some(bytes::Bytes::from("heplink-probe"));
+    let packet = b.to_bytes()?;
+    // Sent as `serve` sends: each collector's own sender, ended cleanly.
+    let mut unsent = Vec::new();
+    for o in &cfg.output {
+        let url = CollectorUrl::parse(&o.url)?;
+        let m = Arc::new(crate::metrics::CollectorMetrics {
+            url: o.url.clone(),
+            ..Default::default()
+        });
+        let (q, task) = spawn(
+            url,
+            SendOptions {
+                capacity: 4,
+                policy: crate::config::WhenFull::Block,
+                mtu: o.mtu,
+                fin_confirms: true,
+                failback: Duration::from_secs(o.failback_s),
+                stall: Duration::from_secs(o.stall_s.max(1)),
+                read_grace: Duration::from_millis(o.read_grace_ms),
+                udp_rate: 0,
+                udp_burst: 1,
+            },
+            &o.tls,
+            None,
+            m.clone(),
+        )?;
+        q.push(packet.clone()).await;
+        drop(q);
+        if tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+            || m.packets.load(Relaxed) == 0
+        {
+            unsent.push(o.url.clone());
+        }
+    }
+    if unsent.len() == cfg.output.len() {
+        return Ok(Outcome::Missing(format!(
+            "the probe could not be sent to any collector ({}): is the collector up and listening there?",
+            unsent.join(", ")
+        )));
+    }
+    let started = Instant::now();
+    let from_ms = ts / 1000 - 60_000;
+    loop {
+        let n = api
+            .count_log_rows(&sid, from_ms, ts / 1000 + 60_000)
+            .await?;
+        if n > 0 {
+            return Ok(Outcome::Found(started.elapsed()));
+        }
+        if started.elapsed() >= wait {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut why = format!(
+        "the probe {sid} was sent to {} but Homer did not store it within {:.1} s. Likely: \
+         the collector is not the heplify-server behind this homer-app (or its LOG table \
+         is off); its clock or this one is off by more than a day (no partition for the \
+         probe's time: heplify-server logs \"no partition of relation\"); or its database \
+         writes fail (see its log).",
+        cfg.output
+            .iter()
+            .map(|o| o.url.as_str())
+            .filter(|u| !unsent.iter().any(|x| x == u))
+            .collect::<Vec<_>>()
+            .join(", "),
+        wait.as_secs_f64()
+    );
+    if !unsent.is_empty() {
+        why.push_str(&format!(" Not sent to: {}.", unsent.join(", ")));
+    }
+    Ok(Outcome::Missing(why))
+}
+
+/// `heplink homer …`: the exit status.
+pub fn main(args: &HomerArgs) -> u8 {
+    let HomerCommand::Check {
+        config,
+        overrides,
+        wait,
+    } = &args.what;
+    let cfg = match Config::load(config.as_deref(), overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("heplink homer check: {e}");
+            return 2;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("heplink homer check: {e}");
+            return 2;
+        }
+    };
+    match rt.block_on(check(&cfg, Duration::from_secs_f64(wait.max(0.5)))) {
+        Ok(Outcome::Found(after)) => {
+            println!(
+                "ok: the probe went through {} and Homer ({}) stored it; found after {:.2} s",
+                cfg.output
+                    .iter()
+                    .map(|o| o.url.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                cfg.homer.api,
+                after.as_secs_f64()
+            );
+            0
+        }
+        Ok(Outcome::Missing(why)) => {
+            println!("not found: {why}");
+            1
+        }
+        Err(e) => {
+            let hint = match e.downcast_ref::<ApiError>() {
+                Some(ApiError::Credentials { .. }) => " (homer.user / homer.password)",
+                Some(ApiError::Http(_)) => " (homer.api: is homer-app listening there?)",
+                _ => "",
+            };
+            eprintln!("heplink homer check: {e}{hint}");
+            2
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Homer's API (#13 items 2 and 3): the alias keeper and `heplink homer check`, against a
+//! loopback homer-app that enforces the request and answer shapes recorded from a real
+//! homer-app 1.4.18 (`reference/homer-app-api.md`): 201 for successes, `Bearer` tokens,
+//! the six alias fields with their types and limits, an empty 201 body for a database
+//! failure, string search values, `to` truncated to whole seconds. Its "collector" is a
+//! UDP socket whose LOG packets become the rows the search finds, as heplify-server would
+//! store them. (No homer-app can be installed from the registries; see the README.)
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use serde_json::{json, Value};
+
+#[derive(Default)]
+struct Fake {
+    tokens: Vec<String>,
+    aliases: Vec<Value>,
+    /// Every alias name ever created.
+    created: Vec<String>,
+    deleted: usize,
+    /// (sid, HEP time ms) of the LOG rows "stored".
+    rows: Vec<(String, u64)>,
+    /// Whether the collector stores what it gets.
+    storing: bool,
+    /// Requests that broke the recorded rules (the test fails on any).
+    violations: Vec<String>,
+}
+
+type S = Arc<Mutex<Fake>>;
+
+fn answer(status: u16, body: Value) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "application/json; charset=UTF-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The Bearer check of echo's JWT middleware.
+fn authorized(s: &S, h: &HeaderMap) -> Result<(), Box<Response>> {
+    let Some(v) = h.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return Err(Box::new(answer(
+            400,
+            json!({"message":"missing or malformed jwt"}),
+        )));
+    };
+    let Some(t) = v.strip_prefix("Bearer ") else {
+        return Err(Box::new(answer(
+            400,
+            json!({"message":"missing or malformed jwt"}),
+        )));
+    };
+    if !s.lock().unwrap().tokens.iter().any(|x| x == t) {
+        return Err(Box::new(answer(
+            401,
+            json!({"message":"invalid or expired jwt"}),
+        )));
+    }
+    Ok(())
+}
+
+async fn auth(State(s): State<S>, body: String) -> Response {
+    let Ok(v) = serde_json::from_str::<Value>(&body) else {
+        return answer(
+            400,
+            json!({"data":{},"message":"request format is not correct"}),
+        );
+    };
+    match (v["username"].as_str(), v["password"].as_str()) {
+        (_, None | Some("")) => answer(
+            400,
+            json!({"data":{},"message":"Key: 'UserloginDetails.Password' Error:Field validation for 'Password' failed on the 'required' tag"}),
+        ),
+        (Some("admin"), Some("sipcapture")) => {
+            let mut f = s.lock().unwrap();
+            let t = format!("tok-{}", f.tokens.len());
+            f.tokens.push(t.clone());
+            answer(
+                201,
+                json!({"token":t,"scope":"62773fcc","user":{"admin":true}}),
+            )
+        }
+        _ => answer(
+            401,
+            json!({"statuscode":401,"error":"Unauthorized","message":"incorrect password"}),
+        ),
+    }
+}
+
+async fn list(State(s): State<S>, h: HeaderMap) -> Response {
+    if let Err(r) = authorized(&s, &h) {
+        return *r;
+    }
+    let data = s.lock().unwrap().aliases.clone();
+    answer(201, json!({"data": data}))
+}
+
+async fn create(State(s): State<S>, h: HeaderMap, body: String) -> Response {
+    if let Err(r) = authorized(&s, &h) {
+        return *r;
+    }
+    let Ok(v) = serde_json::from_str::<Value>(&body) else {
+        return answer(
+            400,
+            json!({"data":{},"message":"request format is not correct"}),
+        );
+    };
+    let mut f = s.lock().unwrap();
+    if v.get("id").is_some() {
+        f.violations.push(format!("an id sent on create: {v}"));
+    }
+    // Types: captureID a string, port and mask numbers, status a bool.
+    if !v["captureID"].is_string() || v.get("port").is_some_and(|p| !p.is_u64()) {
+        return answer(
+            400,
+            json!({"data":{},"message":"request format is not correct"}),
+        );
+    }
+    for k in ["alias", "ip", "port", "mask", "captureID", "status"] {
+        if v.get(k).is_none() || v[k] == "" {
+            return answer(
+                400,
+                json!({"data":{},"message":format!("Key: 'TableAlias.{k}' Error:Field validation failed on the 'required' tag")}),
+            );
+        }
+    }
+    if v["ip"]
+        .as_str()
+        .unwrap()
+        .parse::<std::net::IpAddr>()
+        .is_err()
+    {
+        return answer(
+            400,
+            json!({"data":{},"message":"Key: 'TableAlias.IP' Error:Field validation for 'IP' failed on the 'ip' tag"}),
+        );
+    }
+    let name = v["alias"].as_str().unwrap().to_string();
+    if name.chars().count() > 40 || v["captureID"].as_str().unwrap().len() > 20 {
+        // pq: value too long: 201 with an empty body, nothing stored.
+        f.violations
+            .push(format!("too long, would be silently dropped: {v}"));
+        return (StatusCode::CREATED, "").into_response();
+    }
+    let guid = format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        f.created.len(),
+        f.created.len()
+    );
+    let mut row = v.clone();
+    row["guid"] = json!(guid);
+    row["id"] = json!(f.created.len() + 1);
+    f.aliases.push(row);
+    f.created.push(name);
+    answer(
+        201,
+        json!({"data": guid, "message": "successfully created alias"}),
+    )
+}
+
+async fn remove(State(s): State<S>, h: HeaderMap, Path(guid): Path<String>) -> Response {
+    if let Err(r) = authorized(&s, &h) {
+        return *r;
+    }
+    let mut f = s.lock().unwrap();
+    let before = f.aliases.len();
+    f.aliases.retain(|a| a["guid"] != guid.as_str());
+    let found = f.aliases.len() < before;
+    f.deleted += usize::from(found);
+    answer(
+        201,
+        json!({"data": if found { guid } else { String::new() }, "message": "successfully deleted alias"}),
+    )
+}
+
+async fn search(State(s): State<S>, h: HeaderMap, body: String) -> Response {
+    if let Err(r) = authorized(&s, &h) {
+        return *r;
+    }
+    let v: Value = serde_json::from_str(&body).unwrap_or_default();
+    let mut f = s.lock().unwrap();
+    let elems = v["param"]["search"]["100_default"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if elems.iter().any(|e| !e["value"].is_string()) {
+        // homer-app panics and closes the connection; here: recorded as a violation.
+        f.violations.push(format!("a non-string search value: {v}"));
+    }
+    let sid = elems
+        .iter()
+        .find(|e| e["name"] == "sid")
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or("")
+        .to_string();
+    // Milliseconds, truncated to whole seconds.
+    let from = v["timestamp"]["from"].as_u64().unwrap_or(0) / 1000 * 1000;
+    let to = v["timestamp"]["to"].as_u64().unwrap_or(0) / 1000 * 1000;
+    let data: Vec<Value> = f
+        .rows
+        .iter()
+        .filter(|(s, t)| *s == sid && *t >= from && *t <= to)
+        .map(|(s, t)| json!({"sid": s, "correlation_id": s, "create_date": t, "payloadType": 100, "proto": "log"}))
+        .collect();
+    answer(201, json!({"total": data.len(), "data": data, "keys": []}))
+}
+
+/// Starts the fake homer-app and its UDP collector; returns (API URL, collector URL, state).
+async fn fake_homer(storing: bool) -> (String, String, S) {
+    let s: S = Arc::new(Mutex::new(Fake {
+        storing,
+        ..Default::default()
+    }));
+    let app = Router::new()
+        .route("/api/v3/auth", post(auth))
+        .route("/api/v3/alias", get(list).post(create))
+        .route("/api/v3/alias/{guid}", delete(remove))
+        .route("/api/v3/search/call/data", post(search))
+        .with_state(s.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api: SocketAddr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let collector = udp.local_addr().unwrap();
+    let s2 = s.clone();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(n) = udp.recv(&mut buf) {
+            let Ok(p) = heplink::proto::decode(&buf[..n], heplink::proto::Mode::Strict) else {
+                continue;
+            };
+            let mut f = s2.lock().unwrap();
+            if f.storing && p.proto_type == Some(heplink::proto::ProtoType::LOG) {
+                let sid =
+                    String::from_utf8_lossy(p.correlation_id.unwrap_or_default()).into_owned();
+                let ms = p.timestamp_micros().unwrap_or(0) / 1000;
+                f.rows.push((sid, ms));
+            }
+        }
+    });
+    (format!("http://{api}"), format!("udp://{collector}"), s)
+}
+
+fn homer_check(api: &str, to: &str, password: &str) -> std::process::Output {
+    common::bin()
+        .args([
+            "homer",
+            "check",
+            "--homer-api",
+            api,
+            "--homer-user",
+            "admin",
+        ])
+        .args(["--homer-password", password, "--to", to, "--wait", "2"])
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn homer_check_finds_its_probe_when_homer_stores_it() {
+    let (api, to, s) = fake_homer(true).await;
+    let out = tokio::task::spawn_blocking(move || homer_check(&api, &to, "sipcapture"))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("ok: the probe went through"), "{text}");
+    let f = s.lock().unwrap();
+    assert_eq!(f.rows.len(), 1);
+    assert!(f.rows[0].0.starts_with("heplink-probe-"));
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn homer_check_says_not_found_when_the_collector_does_not_store() {
+    let (api, to, _s) = fake_homer(false).await;
+    let out = tokio::task::spawn_blocking(move || homer_check(&api, &to, "sipcapture"))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("did not store it") && text.contains("no partition"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn homer_check_names_refused_credentials_and_an_unreachable_api() {
+    let (api, to, _s) = fake_homer(true).await;
+    let (a, t) = (api.clone(), to.clone());
+    let out = tokio::task::spawn_blocking(move || homer_check(&a, &t, "wrong"))
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("refused the credentials") && err.contains("homer.password"),
+        "{err}"
+    );
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
+    let out = tokio::task::spawn_blocking(move || homer_check(&closed, &to, "sipcapture"))
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("is homer-app listening there"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_names_janus_and_each_live_peerconnection_and_forgets_them_at_hangup() {
+    let (api, _, s) = fake_homer(true).await;
+    let (col, _got) = common::udp_receiver().await;
+    let mut c = common::agent_config(&[format!("udp://{col}")]);
+    c.homer.api = api;
+    c.homer.password = "sipcapture".into();
+    c.homer.alias_rate = 1000;
+    let (a, stop) = common::start_agent(c).await;
+    for b in common::fixture_bodies("videoroom-2pub-2sub-webrtc") {
+        assert_eq!(
+            common::post(a.bound.http.unwrap(), &[], b.as_bytes())
+                .await
+                .0,
+            200
+        );
+    }
+    let m = a.metrics.clone();
+    // The keeper works apart from the events; wait until it is done.
+    for _ in 0..100 {
+        let done = {
+            let f = s.lock().unwrap();
+            f.created.len() >= 6 && f.deleted >= 5
+        };
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    let f = s.lock().unwrap();
+    assert!(f.violations.is_empty(), "{:?}", f.violations);
+    let names: HashMap<&str, usize> = f.created.iter().fold(HashMap::new(), |mut m, n| {
+        *m.entry(n.as_str()).or_default() += 1;
+        m
+    });
+    assert_eq!(names.get("janus janus-fixtures"), Some(&1), "{names:?}");
+    // The two publishers by name, the subscribers as subscribers, all in room 4242.
+    assert!(names.contains_key("pubA (4242, publisher)"), "{names:?}");
+    assert!(names.contains_key("pubB (4242, publisher)"), "{names:?}");
+    let subscribers = names
+        .keys()
+        .filter(|n| n.ends_with("(4242, subscriber)"))
+        .count();
+    assert!(subscribers >= 2, "{names:?}");
+    // Every PeerConnection hung up: only Janus's own alias is left.
+    let left: Vec<&str> = f
+        .aliases
+        .iter()
+        .map(|a| a["alias"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, vec!["janus janus-fixtures"], "{left:?}");
+    let port_any = &f.aliases[0];
+    assert_eq!(
+        (port_any["port"].as_u64(), port_any["mask"].as_u64()),
+        (Some(0), Some(32))
+    );
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(m.homer.failures.load(Relaxed), 0);
+    assert_eq!(m.homer.held.load(Relaxed), 1);
+}
