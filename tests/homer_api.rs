@@ -31,6 +31,8 @@ struct Fake {
     rows: Vec<(String, u64)>,
     /// Whether the collector stores what it gets.
     storing: bool,
+    /// Homer 11: `/api/v3` is not there, `/api/v4` is.
+    v4: bool,
     /// Requests that broke the recorded rules (the test fails on any).
     violations: Vec<String>,
 }
@@ -70,6 +72,9 @@ fn authorized(s: &S, h: &HeaderMap) -> Result<(), Box<Response>> {
 }
 
 async fn auth(State(s): State<S>, body: String) -> Response {
+    if s.lock().unwrap().v4 {
+        return answer(404, json!({"message":"Not Found"}));
+    }
     let Ok(v) = serde_json::from_str::<Value>(&body) else {
         return answer(
             400,
@@ -215,13 +220,92 @@ async fn search(State(s): State<S>, h: HeaderMap, body: String) -> Response {
     answer(201, json!({"total": data.len(), "data": data, "keys": []}))
 }
 
+/// Homer 11's `POST /api/v4/auth/sessions` (`handlers/auth_v4.go`).
+async fn auth_v4(State(s): State<S>, body: String) -> Response {
+    let v: Value = serde_json::from_str(&body).unwrap_or_default();
+    match (v["username"].as_str(), v["password"].as_str()) {
+        (Some(""), _) | (_, Some("")) | (None, _) | (_, None) => answer(
+            400,
+            json!({"errors":[{"title":"Bad Request","detail":"Username and password are required"}]}),
+        ),
+        (Some("admin"), Some("sipcapture")) => {
+            let mut f = s.lock().unwrap();
+            let t = format!("tok-{}", f.tokens.len());
+            f.tokens.push(t.clone());
+            answer(
+                201,
+                json!({"data":{"token":t,"scope":"admin","user":{"admin":true}},"meta":{}}),
+            )
+        }
+        _ => answer(
+            401,
+            json!({"errors":[{"title":"Unauthorized","detail":"Invalid credentials"}]}),
+        ),
+    }
+}
+
+/// Homer 11's `POST /api/v4/aliases` (`handlers/aliases_v4.go`).
+async fn create_v4(State(s): State<S>, h: HeaderMap, body: String) -> Response {
+    if let Err(r) = authorized(&s, &h) {
+        return *r;
+    }
+    let Ok(v) = serde_json::from_str::<Value>(&body) else {
+        return answer(
+            400,
+            json!({"errors":[{"title":"Bad Request","detail":"Invalid request body"}]}),
+        );
+    };
+    let mut f = s.lock().unwrap();
+    if v.get("captureID").is_some() || v.get("guid").is_some() {
+        f.violations.push(format!("v3 fields sent to v4: {v}"));
+    }
+    if v["alias"].as_str().unwrap_or("").is_empty() || v["ip"].as_str().unwrap_or("").is_empty() {
+        return answer(
+            400,
+            json!({"errors":[{"title":"Bad Request","detail":"alias and ip are required"}]}),
+        );
+    }
+    let guid = format!("v4-{}", f.created.len());
+    let mut row = v.clone();
+    row["guid"] = json!(guid);
+    f.aliases.push(row);
+    f.created.push(v["alias"].as_str().unwrap().to_string());
+    answer(201, json!({"data": guid, "meta": {}}))
+}
+
+/// Homer 11's `DELETE /api/v4/aliases/{id}`: 204, or 404 when not there.
+async fn remove_v4(State(s): State<S>, h: HeaderMap, Path(guid): Path<String>) -> Response {
+    if let Err(r) = authorized(&s, &h) {
+        return *r;
+    }
+    let mut f = s.lock().unwrap();
+    let before = f.aliases.len();
+    f.aliases.retain(|a| a["guid"] != guid.as_str());
+    if f.aliases.len() == before {
+        return answer(
+            404,
+            json!({"errors":[{"title":"Not Found","detail":"Alias not found"}]}),
+        );
+    }
+    f.deleted += 1;
+    StatusCode::NO_CONTENT.into_response()
+}
+
 /// Starts the fake homer-app and its UDP collector; returns (API URL, collector URL, state).
 async fn fake_homer(storing: bool) -> (String, String, S) {
+    fake(storing, false).await
+}
+
+async fn fake(storing: bool, v4: bool) -> (String, String, S) {
     let s: S = Arc::new(Mutex::new(Fake {
         storing,
+        v4,
         ..Default::default()
     }));
     let app = Router::new()
+        .route("/api/v4/auth/sessions", post(auth_v4))
+        .route("/api/v4/aliases", post(create_v4))
+        .route("/api/v4/aliases/{guid}", delete(remove_v4))
         .route("/api/v3/auth", post(auth))
         .route("/api/v3/alias", get(list).post(create))
         .route("/api/v3/alias/{guid}", delete(remove))
@@ -324,7 +408,16 @@ async fn homer_check_names_refused_credentials_and_an_unreachable_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_names_janus_and_each_live_peerconnection_and_forgets_them_at_hangup() {
-    let (api, _, s) = fake_homer(true).await;
+    names_and_forgets(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_with_homer_11_s_v4_api() {
+    names_and_forgets(true).await;
+}
+
+async fn names_and_forgets(v4: bool) {
+    let (api, _, s) = fake(true, v4).await;
     let (col, _got) = common::udp_receiver().await;
     let mut c = common::agent_config(&[format!("udp://{col}")]);
     c.homer.api = api;

@@ -1,7 +1,14 @@
-//! Homer's REST API (homer-app's v3, as recorded from homer-app 1.4.18 in
-//! `reference/homer-app-api.md`): log in, keep IP aliases, find a LOG row by its
-//! correlation id. Used by `heplink homer check` and by the agent's alias keeper
-//! ([`aliases`]).
+//! Homer's REST API: log in, keep IP aliases, find a LOG row by its correlation id. Used
+//! by `heplink homer check` and by the agent's alias keeper ([`aliases`]).
+//!
+//! Two dialects, found at login (v3 first; a 404 there means v4):
+//! - **v3**, homer-app (Homer 7), as recorded from homer-app 1.4.18 in
+//!   `reference/homer-app-api.md`: `POST /api/v3/auth`, `/api/v3/alias` (`guid`,
+//!   `captureID`), `/api/v3/search/call/data`;
+//! - **v4**, Homer 11, as its source reads (`sipcapture/homer` `handlers/auth_v4.go`,
+//!   `aliases_v4.go`): `POST /api/v4/auth/sessions` (`{"data":{"token"}}`),
+//!   `/api/v4/aliases` (`capture_id`; create answers `{"data":"<guid>"}`, delete 204).
+//!   Aliases only: the probe search is v3's.
 //!
 //! homer-app answers most successes, reads included, with **201**, reports some failures
 //! as a 2xx with an empty body or `data == ""`, and closes the connection without an
@@ -88,7 +95,16 @@ impl Alias {
     }
 }
 
-/// A logged-in client of homer-app's v3 API.
+/// Which API a Homer speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// homer-app's `/api/v3` (Homer 7).
+    V3,
+    /// Homer 11's `/api/v4`.
+    V4,
+}
+
+/// A logged-in client of Homer's API.
 #[derive(Debug, Clone)]
 pub struct Api {
     base: Base,
@@ -96,6 +112,7 @@ pub struct Api {
     user: String,
     password: String,
     token: Option<String>,
+    dialect: Dialect,
 }
 
 fn cut(b: &[u8]) -> String {
@@ -117,7 +134,13 @@ impl Api {
             user: user.into(),
             password: password.into(),
             token: None,
+            dialect: Dialect::V3,
         })
+    }
+
+    /// The API the server speaks (known after [`Api::login`]).
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// The API's `host:port`.
@@ -144,27 +167,36 @@ impl Api {
         .await?)
     }
 
-    /// Logs in (`POST /api/v3/auth`) and keeps the token.
+    /// Logs in (`POST /api/v3/auth`, or Homer 11's `POST /api/v4/auth/sessions` when the
+    /// first is not there) and keeps the token.
     pub async fn login(&mut self) -> Result<(), ApiError> {
         self.token = None;
-        let a = self
-            .call(
-                "POST",
-                "/api/v3/auth",
-                Some(&json!({"username": self.user, "password": self.password})),
-            )
-            .await?;
+        let creds = json!({"username": self.user, "password": self.password});
+        let mut a = self.call("POST", "/api/v3/auth", Some(&creds)).await?;
+        self.dialect = Dialect::V3;
+        if a.status == 404 {
+            a = self
+                .call("POST", "/api/v4/auth/sessions", Some(&creds))
+                .await?;
+            self.dialect = Dialect::V4;
+        }
         let v: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
-        match v["token"].as_str() {
+        let token = match self.dialect {
+            Dialect::V3 => v["token"].as_str(),
+            Dialect::V4 => v["data"]["token"].as_str(),
+        };
+        match token {
             Some(t) if (200..300).contains(&a.status) && !t.is_empty() => {
                 self.token = Some(t.to_owned());
                 Ok(())
             }
-            _ if a.status == 401 || a.status == 400 => Err(ApiError::Credentials {
-                user: self.user.clone(),
-                status: a.status,
-                message: v["message"].as_str().unwrap_or("").to_owned(),
-            }),
+            _ if a.status == 401 || a.status == 400 || a.status == 403 => {
+                Err(ApiError::Credentials {
+                    user: self.user.clone(),
+                    status: a.status,
+                    message: cut(&a.body),
+                })
+            }
             _ => Err(ApiError::Refused {
                 call: "login",
                 what: "no token in the answer",
@@ -192,32 +224,29 @@ impl Api {
         Ok(a)
     }
 
-    /// Every alias (`GET /api/v3/alias`).
-    pub async fn aliases(&mut self) -> Result<Vec<Alias>, ApiError> {
-        let a = self.authed("GET", "/api/v3/alias", None).await?;
-        #[derive(Deserialize)]
-        struct List {
-            data: Vec<Alias>,
-        }
-        serde_json::from_slice::<List>(&a.body)
-            .map(|l| l.data)
-            .map_err(|_| ApiError::Refused {
-                call: "list aliases",
-                what: "not a list of aliases",
-                status: a.status,
-                body: cut(&a.body),
-            })
-    }
-
-    /// Creates an alias (`POST /api/v3/alias`); returns its guid. A 2xx without the guid
-    /// (homer-app's silent database failure) is an error.
+    /// Creates an alias (`POST /api/v3/alias` or `/api/v4/aliases`); returns its guid. A
+    /// 2xx without the guid (homer-app's silent database failure) is an error.
     pub async fn create_alias(&mut self, alias: &Alias) -> Result<String, ApiError> {
-        let body = serde_json::to_value(Alias {
-            guid: String::new(),
-            ..alias.clone()
-        })
-        .expect("an alias serialises");
-        let a = self.authed("POST", "/api/v3/alias", Some(&body)).await?;
+        if self.token.is_none() {
+            self.login().await?;
+        }
+        let (path, body) = match self.dialect {
+            Dialect::V3 => (
+                "/api/v3/alias",
+                serde_json::to_value(Alias {
+                    guid: String::new(),
+                    ..alias.clone()
+                })
+                .expect("an alias serialises"),
+            ),
+            Dialect::V4 => (
+                "/api/v4/aliases",
+                json!({"alias": alias.alias, "ip": alias.ip, "port": alias.port,
+                       "mask": alias.mask, "capture_id": alias.capture_id,
+                       "status": alias.status}),
+            ),
+        };
+        let a = self.authed("POST", path, Some(&body)).await?;
         let v: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
         match v["data"].as_str() {
             Some(guid) if (200..300).contains(&a.status) && !guid.is_empty() => Ok(guid.into()),
@@ -230,11 +259,29 @@ impl Api {
         }
     }
 
-    /// Deletes an alias (`DELETE /api/v3/alias/{guid}`); false when it was not there.
+    /// Deletes an alias (`DELETE /api/v3/alias/{guid}` or `/api/v4/aliases/{guid}`); false
+    /// when it was not there.
     pub async fn delete_alias(&mut self, guid: &str) -> Result<bool, ApiError> {
-        let a = self
-            .authed("DELETE", &format!("/api/v3/alias/{guid}"), None)
-            .await?;
+        if self.token.is_none() {
+            self.login().await?;
+        }
+        let path = match self.dialect {
+            Dialect::V3 => format!("/api/v3/alias/{guid}"),
+            Dialect::V4 => format!("/api/v4/aliases/{guid}"),
+        };
+        let a = self.authed("DELETE", &path, None).await?;
+        if self.dialect == Dialect::V4 {
+            return match a.status {
+                204 | 200 => Ok(true),
+                404 => Ok(false),
+                status => Err(ApiError::Refused {
+                    call: "delete alias",
+                    what: "not a delete answer",
+                    status,
+                    body: cut(&a.body),
+                }),
+            };
+        }
         let v: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
         match v["data"].as_str() {
             Some(g) if (200..300).contains(&a.status) => Ok(g == guid),
@@ -256,6 +303,14 @@ impl Api {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<u64, ApiError> {
+        if self.dialect == Dialect::V4 {
+            return Err(ApiError::Refused {
+                call: "search",
+                what: "the probe search speaks homer-app's v3 API only; this Homer answers v4 (Homer 11)",
+                status: 0,
+                body: String::new(),
+            });
+        }
         let body = json!({
             "timestamp": {"from": from_ms, "to": to_ms + 1000},
             "param": {"search": {"100_default": [
