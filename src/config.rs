@@ -640,7 +640,21 @@ impl Config {
 
     /// Parses TOML text.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        toml::from_str(text).map_err(|e| {
+            // serde names Rust types; say what to write instead.
+            let mut m = e.to_string();
+            for (rust, plain) in [
+                ("expected usize", "expected a whole number (no quotes)"),
+                ("expected u64", "expected a whole number (no quotes)"),
+                ("expected u32", "expected a whole number (no quotes)"),
+                ("expected u16", "expected a whole number (no quotes)"),
+                ("expected u8", "expected a whole number (no quotes)"),
+                ("expected a boolean", "expected true or false (no quotes)"),
+            ] {
+                m = m.replace(rust, plain);
+            }
+            m
+        })
     }
 
     /// The file (if any), then the flags and environment variables, then validation.

@@ -78,7 +78,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| exit_naming_env(e));
     // The agent logs its connections; the offline tools only warnings (stdout is theirs).
     let default = if matches!(cli.command, Command::Serve(_) | Command::Listen(_)) {
         "info"
@@ -168,6 +168,49 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// A bad value that came from an environment variable, not the command line, is reported
+/// under the variable's name (clap names the flag either way); other errors as clap says.
+fn exit_naming_env(e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        let flag = match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(s)) => s.split_whitespace().next().unwrap_or("").to_owned(),
+            _ => String::new(),
+        };
+        let on_line = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+        if !on_line && flag.starts_with("--") {
+            let mut stack = vec![Cli::command()];
+            while let Some(cmd) = stack.pop() {
+                for arg in cmd.get_arguments() {
+                    let long = arg.get_long().map(|l| format!("--{l}"));
+                    if long.as_deref() != Some(flag.as_str()) {
+                        continue;
+                    }
+                    if let Some(var) = arg.get_env().and_then(|v| v.to_str()) {
+                        if let Ok(value) = std::env::var(var) {
+                            let why = e.to_string();
+                            let why = why
+                                .lines()
+                                .next()
+                                .and_then(|l| l.rsplit_once(": "))
+                                .map_or(String::new(), |(_, r)| format!(": {r}"));
+                            eprintln!(
+                                "error: invalid value '{value}' in the environment variable {var} (the setting of {flag}){why}"
+                            );
+                            std::process::exit(2);
+                        }
+                    }
+                }
+                stack.extend(cmd.get_subcommands().cloned());
+            }
+        }
+    }
+    e.exit()
 }
 
 /// heplink(1) to stdout, or every command's page into `out`.

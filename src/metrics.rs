@@ -157,6 +157,22 @@ pub struct CollectorMetrics {
     pub enqueued: AtomicU64,
     /// Packets taken from the queue into the spool (or dropped by a failed spool write).
     pub spooled: AtomicU64,
+    /// The last connection or write error, for messages (`replay`, `homer check`).
+    pub last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl CollectorMetrics {
+    /// Records the last error seen sending to this collector.
+    pub fn set_error(&self, e: &std::io::Error) {
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = Some(e.to_string());
+        }
+    }
+
+    /// The last error seen sending to this collector, if any.
+    pub fn error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|g| g.clone())
+    }
 }
 
 /// All the agent's metrics.

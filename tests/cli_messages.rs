@@ -93,3 +93,91 @@ fn check_names_the_setting_of_a_missing_file_a_bad_directory_and_a_host_name() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_bad_environment_value_is_named_by_its_variable_and_a_bad_file_value_says_what_to_write() {
+    let out = common::bin()
+        .arg("check")
+        .env("HEPLINK_QUEUE_CAPACITY", "lots")
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        msg.contains("environment variable HEPLINK_QUEUE_CAPACITY") && msg.contains("'lots'"),
+        "{msg}"
+    );
+    // The same value on the command line is named by its flag.
+    let (code, msg) = run(&["check", "--queue-capacity", "lots"]);
+    assert_eq!(code, Some(2));
+    assert!(msg.contains("'--queue-capacity"), "{msg}");
+    assert!(!msg.contains("environment"), "{msg}");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.toml");
+    std::fs::write(&f, "[queue]\ncapacity = \"lots\"\n").unwrap();
+    let (code, msg) = run(&["check", f.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(
+        msg.contains("capacity = \"lots\"") && msg.contains("expected a whole number"),
+        "{msg}"
+    );
+    assert!(!msg.contains("usize"), "{msg}");
+}
+
+#[test]
+fn flow_says_when_there_is_nothing_to_draw_or_the_file_is_listen_s_jsonl() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = dir.path().join("got.jsonl");
+    std::fs::write(
+        &listen,
+        "{\"index\":0,\"version\":3,\"proto_type\":100,\"correlation_id\":\"x\",\"payload\":\"{}\"}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("f.html");
+    let (code, msg) = run(&[
+        "flow",
+        listen.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        msg.contains("`heplink listen --jsonl` output") && msg.contains("--write"),
+        "{msg}"
+    );
+    let nothing = dir.path().join("nothing.jsonl");
+    std::fs::write(&nothing, "{\"not\":\"an event\"}\n").unwrap();
+    let (code, msg) = run(&[
+        "flow",
+        nothing.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(msg.contains("no flows to draw"), "{msg}");
+    assert!(!out.exists(), "no empty page written");
+}
+
+#[test]
+fn replay_to_a_closed_tcp_port_says_why() {
+    let port = common::free_port();
+    let jsonl = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/janus/sip-call-simple.jsonl"
+    );
+    let to = format!("tcp://127.0.0.1:{port}");
+    let (code, msg) = run(&[
+        "replay",
+        jsonl,
+        "--to",
+        &to,
+        "--fast",
+        "--drain-timeout",
+        "1",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        msg.contains("could not be sent") && msg.contains("Connection refused"),
+        "{msg}"
+    );
+}

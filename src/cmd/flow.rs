@@ -341,6 +341,12 @@ if (location.hash === '#selftest') {{
 /// Runs `heplink flow`.
 pub fn main(args: &FlowArgs) -> anyhow::Result<Flows> {
     let mut flows = load(&args.capture)?;
+    if flows.is_empty() {
+        anyhow::bail!(
+            "{}: no flows to draw: no HEP packet with a correlation id, and no Janus event, in it",
+            args.capture.display()
+        );
+    }
     if let Some(c) = &args.cid {
         flows.retain(|(cid, _)| cid == c);
         if flows.is_empty() {

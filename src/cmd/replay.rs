@@ -72,10 +72,21 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Vec<Timed>> {
     let first = data.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if matches!(first, Some(b'{') | Some(b'[')) {
         let text = String::from_utf8_lossy(&data).into_owned();
+        if is_listen_jsonl(&text) {
+            anyhow::bail!(
+                "{}: this is `heplink listen --jsonl` output (decoded HEP packets), not Janus \
+                 events: capture with `heplink listen --write FILE.pcap` and give that file",
+                path.display()
+            );
+        }
         let mut lines = text.lines().map(|l| Ok(l.to_string()));
         let c = crate::cmd::convert::convert(&mut lines, Default::default(), Default::default())?;
-        for (line, msg) in &c.rejected {
+        // One line per rejected event, at most 10, then the count.
+        for (line, msg) in c.rejected.iter().take(10) {
             tracing::warn!(file = %path.display(), line, %msg, "Event rejected.");
+        }
+        if c.rejected.len() > 10 {
+            tracing::warn!(file = %path.display(), more = c.rejected.len() - 10, "More events rejected.");
         }
         return Ok(c
             .packets
@@ -98,6 +109,17 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Vec<Timed>> {
     })
     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(out)
+}
+
+/// Whether a JSON-lines text is what `heplink listen --jsonl` writes: objects with the
+/// decoded packet's `proto_type` and `payload` rather than a Janus event's `type`.
+fn is_listen_jsonl(text: &str) -> bool {
+    let Some(first) = text.lines().find(|l| !l.trim().is_empty()) else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Value>(first).is_ok_and(|v| {
+        v.get("proto_type").is_some() && v.get("payload").is_some() && v.get("type").is_none()
+    })
 }
 
 /// The packet with its time stamp replaced (HEPv3 chunks 0x09/0x0a; HEPv2 time header).
@@ -245,8 +267,11 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             sent as f64 / secs.max(1e-9)
         )?;
         if drained.is_err() || sent < total {
+            let why = m
+                .error()
+                .map_or_else(String::new, |e| format!(" (last error: {e})"));
             anyhow::bail!(
-                "{} packets could not be sent to {}",
+                "{} packets could not be sent to {}{why}",
                 total - sent.min(total),
                 args.to
             );

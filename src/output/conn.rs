@@ -274,6 +274,7 @@ pub(super) async fn preferred_back(targets: &[(String, Tls)]) -> bool {
 /// A write failed or stalled: counted, logged; the caller reconnects (and resends what
 /// the collector may not have read).
 pub(super) fn write_failed(m: &CollectorMetrics, address: &str, e: &std::io::Error) {
+    m.set_error(e);
     if e.kind() == std::io::ErrorKind::TimedOut {
         m.stalls.fetch_add(1, Relaxed);
         tracing::warn!(collector = %address, error = %e, "The collector stopped reading; replacing the connection.");

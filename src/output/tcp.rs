@@ -85,6 +85,7 @@ impl<T> Link<T> {
             }
             Err(e) => {
                 self.m.send_errors.fetch_add(1, Relaxed);
+                self.m.set_error(&e);
                 let d = self.backoff.next_delay();
                 let address = self.address().to_owned();
                 self.failures.report(&address, &e, d);

@@ -39,6 +39,7 @@ pub(super) async fn run_udp(
             Err(e) => {
                 tracing::warn!(collector = %address, error = %e, "Cannot set up the UDP collector, retrying.");
                 m.send_errors.fetch_add(1, Relaxed);
+                m.set_error(&e);
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }
@@ -99,6 +100,7 @@ pub(super) async fn run_udp(
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => {
+                        m.set_error(&e);
                         if m.send_errors.fetch_add(1, Relaxed) % 1000 == 0 {
                             tracing::warn!(collector = %address, error = %e, "UDP send failed.");
                         }
