@@ -75,7 +75,7 @@ fn check(p: &[u8]) -> Result<(), String> {
     if !proto {
         return Err("no proto type".into());
     }
-    if !secs || !usecs.is_some_and(|u| u < 1_000_000) {
+    if !secs || usecs.is_none_or(|u| u >= 1_000_000) {
         return Err(format!(
             "time chunks: seconds {secs}, microseconds {usecs:?}"
         ));
