@@ -149,6 +149,15 @@ pub fn spawn(
     )
 }
 
+/// Whether an alias name is one this keeper makes: `janus <emitter>`, or a client's
+/// `… (<room>, publisher|subscriber)` / `… (sip)` (possibly cut at 40 characters).
+fn is_ours(name: &str) -> bool {
+    name.starts_with("janus ")
+        || name.ends_with(", publisher)")
+        || name.ends_with(", subscriber)")
+        || name.ends_with(" (sip)")
+}
+
 async fn keep(
     mut api: Api,
     mut rx: mpsc::Receiver<Intent>,
@@ -158,6 +167,40 @@ async fn keep(
 ) {
     // (ip, port) -> (guid, name) of the aliases this keeper made.
     let mut ours: HashMap<(IpAddr, u16), (String, String)> = HashMap::new();
+    // What an earlier run left (it may have been killed): its aliases, known by their
+    // names, are taken over, so that they are replaced or deleted like this run's own.
+    match api.aliases().await {
+        Ok(list) => {
+            for a in list {
+                let (Ok(ip), true) = (a.ip.parse::<IpAddr>(), is_ours(&a.alias)) else {
+                    continue;
+                };
+                if let Some((old, _)) = ours.insert((ip, a.port), (a.guid, a.alias)) {
+                    // A duplicate of the same address: one is enough.
+                    let _ = api.delete_alias(&old).await;
+                }
+            }
+            m.held.store(ours.len() as u64, Relaxed);
+        }
+        Err(e) => {
+            m.failures.fetch_add(1, Relaxed);
+            tracing::warn!(error = %e, "Homer aliases: cannot list the existing ones.");
+        }
+    }
+    // Client aliases of an earlier run name PeerConnections that are gone.
+    let stale: Vec<(IpAddr, u16)> = ours
+        .iter()
+        .filter(|(_, (_, name))| !name.starts_with("janus "))
+        .map(|(k, _)| *k)
+        .collect();
+    for k in stale {
+        if let Some((guid, _)) = ours.remove(&k) {
+            if api.delete_alias(&guid).await.is_ok() {
+                m.writes.fetch_add(1, Relaxed);
+            }
+        }
+    }
+    m.held.store(ours.len() as u64, Relaxed);
     let gap = Duration::from_secs(1) / rate;
     let mut next = Instant::now();
     static LOG: crate::observe::LogLimit = crate::observe::LogLimit::new(Duration::from_secs(10));

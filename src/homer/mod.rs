@@ -224,6 +224,47 @@ impl Api {
         Ok(a)
     }
 
+    /// Every alias (`GET /api/v3/alias`, or `/api/v4/aliases`, up to 1,000).
+    pub async fn aliases(&mut self) -> Result<Vec<Alias>, ApiError> {
+        if self.token.is_none() {
+            self.login().await?;
+        }
+        let path = match self.dialect {
+            Dialect::V3 => "/api/v3/alias",
+            Dialect::V4 => "/api/v4/aliases?page%5Blimit%5D=1000",
+        };
+        let a = self.authed("GET", path, None).await?;
+        let v: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
+        let items = match self.dialect {
+            Dialect::V3 => &v["data"],
+            Dialect::V4 => &v["data"]["items"],
+        };
+        let Some(items) = items.as_array().filter(|_| (200..300).contains(&a.status)) else {
+            return Err(ApiError::Refused {
+                call: "list aliases",
+                what: "not a list of aliases",
+                status: a.status,
+                body: cut(&a.body),
+            });
+        };
+        Ok(items
+            .iter()
+            .map(|i| Alias {
+                guid: i["guid"].as_str().unwrap_or("").to_owned(),
+                alias: i["alias"].as_str().unwrap_or("").to_owned(),
+                ip: i["ip"].as_str().unwrap_or("").to_owned(),
+                port: i["port"].as_u64().unwrap_or(0) as u16,
+                mask: i["mask"].as_u64().unwrap_or(0) as u8,
+                capture_id: i["captureID"]
+                    .as_str()
+                    .or(i["capture_id"].as_str())
+                    .unwrap_or("")
+                    .to_owned(),
+                status: i["status"].as_bool().unwrap_or(false),
+            })
+            .collect())
+    }
+
     /// Creates an alias (`POST /api/v3/alias` or `/api/v4/aliases`); returns its guid. A
     /// 2xx without the guid (homer-app's silent database failure) is an error.
     pub async fn create_alias(&mut self, alias: &Alias) -> Result<String, ApiError> {
