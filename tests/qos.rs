@@ -56,139 +56,166 @@ fn every_media_stats_event_gives_the_reports_homer_charts() {
         for (ev, own, qos) in run(scenario, QosReports::RtcpRtp) {
             let own = decode(&own);
             let is_stats = ev["type"] == 32 && ev["subtype"] == 3;
-            let inner = &ev["event"];
-            let media = inner["media"].as_str().unwrap_or("");
-            if !is_stats || !(media == "audio" || media == "video") {
+            // One medium per event, or an array of them (`combine_media_stats`).
+            let mediums: Vec<&Value> = match &ev["event"] {
+                Value::Array(a) => a.iter().collect(),
+                o => vec![o],
+            };
+            let mediums: Vec<&Value> = mediums
+                .into_iter()
+                .filter(|m| is_stats && matches!(m["media"].as_str(), Some("audio" | "video")))
+                .collect();
+            if mediums.is_empty() {
                 assert!(qos.is_empty(), "{scenario}: no QoS for {ev}");
                 continue;
             }
-            let (sent, recv) = (u(&inner["packets-sent"]), u(&inner["packets-received"]));
-            let rtcp: Vec<Packet> = qos
-                .iter()
-                .map(|b| decode(b))
-                .filter(|p| p.proto_type == Some(ProtoType::RTCP_JSON))
-                .collect();
-            let rtp: Vec<Packet> = qos
-                .iter()
-                .map(|b| decode(b))
-                .filter(|p| p.proto_type == Some(ProtoType::MOS_FULL))
-                .collect();
-            assert_eq!(rtcp.len() + rtp.len(), qos.len(), "only types 5 and 34");
-            // One report per direction that carries media.
-            assert_eq!(
-                rtcp.len(),
-                usize::from(sent > 0) + usize::from(recv > 0),
-                "{scenario}: {ev}"
+            // Each medium's reports in turn: its RTCP reports, then (audio) its rtpagent ones.
+            let mut rest = &qos[..];
+            for inner in mediums {
+                let media = inner["media"].as_str().unwrap();
+                let (sent, recv) = (u(&inner["packets-sent"]), u(&inner["packets-received"]));
+                let lost_in = inner["lost"].as_i64().unwrap_or(0).max(0) as u64;
+                let n = usize::from(sent > 0)
+                    + usize::from(recv > 0)
+                    + if media == "audio" {
+                        usize::from(recv + lost_in > 0) + usize::from(sent > 0)
+                    } else {
+                        0
+                    };
+                assert!(rest.len() >= n, "{scenario}: {ev}");
+                let (qos, more) = rest.split_at(n);
+                rest = more;
+                let rtcp: Vec<Packet> = qos
+                    .iter()
+                    .map(|b| decode(b))
+                    .filter(|p| p.proto_type == Some(ProtoType::RTCP_JSON))
+                    .collect();
+                let rtp: Vec<Packet> = qos
+                    .iter()
+                    .map(|b| decode(b))
+                    .filter(|p| p.proto_type == Some(ProtoType::MOS_FULL))
+                    .collect();
+                assert_eq!(rtcp.len() + rtp.len(), qos.len(), "only types 5 and 34");
+                // One report per direction that carries media.
+                assert_eq!(
+                    rtcp.len(),
+                    usize::from(sent > 0) + usize::from(recv > 0),
+                    "{scenario}: {ev}"
+                );
+                // The event's flow, and the PeerConnection's two addresses as its LOG row has
+                // them (Janus's side and the peer's).
+                let ends = [(own.src_ip, own.src_port), (own.dst_ip, own.dst_port)];
+                for p in rtcp.iter().chain(&rtp) {
+                    assert_eq!(p.correlation_id, own.correlation_id, "{scenario}");
+                    assert_eq!(p.timestamp_micros(), own.timestamp_micros());
+                    assert_eq!(p.node_name, own.node_name);
+                    assert!(
+                        ends.contains(&(p.src_ip, p.src_port))
+                            && ends.contains(&(p.dst_ip, p.dst_port))
+                    );
+                    assert_ne!((p.src_ip, p.src_port), (p.dst_ip, p.dst_port));
+                }
+                let base = u(&inner["base"]);
+                // Janus's report (Janus -> peer: what it sent) comes first, then the peer's
+                // (peer -> Janus: what Janus received).
+                let ways = [(sent > 0, true), (recv > 0, false)];
+                let ways = ways.iter().filter(|w| w.0).map(|w| w.1);
+                for (p, janus_to_peer) in rtcp.iter().zip(ways) {
+                    let r: Value = serde_json::from_slice(p.payload.unwrap()).unwrap();
+                    // The paths homer-ui's QoS worker and heplify-server read (§2).
+                    let si = &r["sender_information"];
+                    for k in [
+                        "ntp_timestamp_sec",
+                        "ntp_timestamp_usec",
+                        "rtp_timestamp",
+                        "packets",
+                        "octets",
+                    ] {
+                        u(&si[k]);
+                    }
+                    assert!(
+                        u(&si["packets"]) > 0 && u(&si["octets"]) > 0,
+                        "charted: {r}"
+                    );
+                    assert_eq!(r["type"], 200);
+                    assert_eq!(r["report_count"], 1);
+                    assert_eq!(r["sdes_ssrc"], r["ssrc"]);
+                    let b = &r["report_blocks"][0];
+                    for k in [
+                        "source_ssrc",
+                        "fraction_lost",
+                        "packets_lost",
+                        "highest_seq_no",
+                        "ia_jitter",
+                        "lsr",
+                        "dlsr",
+                    ] {
+                        u(&b[k]);
+                    }
+                    assert!(u(&b["fraction_lost"]) <= 255);
+                    let (jitter, lost) = if janus_to_peer {
+                        assert_eq!(u(&si["packets"]), sent);
+                        assert_eq!(u(&si["octets"]), u(&inner["bytes-sent"]));
+                        (u(&inner["jitter-local"]), inner["lost"].as_i64().unwrap())
+                    } else {
+                        assert_eq!(u(&si["packets"]), recv);
+                        assert_eq!(u(&si["octets"]), u(&inner["bytes-received"]));
+                        (
+                            u(&inner["jitter-remote"]),
+                            inner["lost-by-remote"].as_i64().unwrap(),
+                        )
+                    };
+                    // Jitter in RTP timestamp units; loss cumulative, clamped to 24 bits.
+                    assert_eq!(u(&b["ia_jitter"]), jitter * (base / 1000), "{r}");
+                    assert_eq!(
+                        u(&b["packets_lost"]) as i64,
+                        lost.clamp(0, 0x7F_FFFF),
+                        "{r}"
+                    );
+                    // Round trip only when Janus knows it, and no other XR key.
+                    match u(&inner["rtt"]) {
+                        0 => assert!(r.get("report_blocks_xr").is_none(), "{r}"),
+                        rtt => assert_eq!(
+                            r["report_blocks_xr"],
+                            serde_json::json!({"round_trip_delay": rtt})
+                        ),
+                    }
+                    total.0 += 1;
+                }
+                // rtpagent reports for audio only, both directions that carry media.
+                if media == "video" {
+                    assert!(rtp.is_empty(), "no MOS for video");
+                }
+                for p in &rtp {
+                    let r: Value = serde_json::from_slice(p.payload.unwrap()).unwrap();
+                    for k in [
+                        "TOTAL_PK",
+                        "EXPECTED_PK",
+                        "PACKET_LOSS",
+                        "JITTER",
+                        "DELTA",
+                        "TL_BYTE",
+                        "CLOCK",
+                        "DIR",
+                    ] {
+                        u(&r[k]);
+                    }
+                    let mos = r["MOS"].as_f64().unwrap();
+                    assert!((1.0..=4.5).contains(&mos), "{r}");
+                    assert_eq!(r["SOURCE"], "JANUS");
+                    assert_eq!(r["TYPE"], "PERIODIC");
+                    assert_eq!(
+                        r["CORRELATION_ID"].as_str().map(str::as_bytes),
+                        own.correlation_id
+                    );
+                    assert_eq!(u(&r["DELTA"]), u(&inner["rtt"]));
+                    total.1 += 1;
+                }
+            }
+            assert!(
+                rest.is_empty(),
+                "{scenario}: reports beyond the media of {ev}"
             );
-            // The event's flow, and the PeerConnection's two addresses as its LOG row has
-            // them (Janus's side and the peer's).
-            let ends = [(own.src_ip, own.src_port), (own.dst_ip, own.dst_port)];
-            for p in rtcp.iter().chain(&rtp) {
-                assert_eq!(p.correlation_id, own.correlation_id, "{scenario}");
-                assert_eq!(p.timestamp_micros(), own.timestamp_micros());
-                assert_eq!(p.node_name, own.node_name);
-                assert!(
-                    ends.contains(&(p.src_ip, p.src_port))
-                        && ends.contains(&(p.dst_ip, p.dst_port))
-                );
-                assert_ne!((p.src_ip, p.src_port), (p.dst_ip, p.dst_port));
-            }
-            let base = u(&inner["base"]);
-            // Janus's report (Janus -> peer: what it sent) comes first, then the peer's
-            // (peer -> Janus: what Janus received).
-            let ways = [(sent > 0, true), (recv > 0, false)];
-            let ways = ways.iter().filter(|w| w.0).map(|w| w.1);
-            for (p, janus_to_peer) in rtcp.iter().zip(ways) {
-                let r: Value = serde_json::from_slice(p.payload.unwrap()).unwrap();
-                // The paths homer-ui's QoS worker and heplify-server read (§2).
-                let si = &r["sender_information"];
-                for k in [
-                    "ntp_timestamp_sec",
-                    "ntp_timestamp_usec",
-                    "rtp_timestamp",
-                    "packets",
-                    "octets",
-                ] {
-                    u(&si[k]);
-                }
-                assert!(
-                    u(&si["packets"]) > 0 && u(&si["octets"]) > 0,
-                    "charted: {r}"
-                );
-                assert_eq!(r["type"], 200);
-                assert_eq!(r["report_count"], 1);
-                assert_eq!(r["sdes_ssrc"], r["ssrc"]);
-                let b = &r["report_blocks"][0];
-                for k in [
-                    "source_ssrc",
-                    "fraction_lost",
-                    "packets_lost",
-                    "highest_seq_no",
-                    "ia_jitter",
-                    "lsr",
-                    "dlsr",
-                ] {
-                    u(&b[k]);
-                }
-                assert!(u(&b["fraction_lost"]) <= 255);
-                let (jitter, lost) = if janus_to_peer {
-                    assert_eq!(u(&si["packets"]), sent);
-                    assert_eq!(u(&si["octets"]), u(&inner["bytes-sent"]));
-                    (u(&inner["jitter-local"]), inner["lost"].as_i64().unwrap())
-                } else {
-                    assert_eq!(u(&si["packets"]), recv);
-                    assert_eq!(u(&si["octets"]), u(&inner["bytes-received"]));
-                    (
-                        u(&inner["jitter-remote"]),
-                        inner["lost-by-remote"].as_i64().unwrap(),
-                    )
-                };
-                // Jitter in RTP timestamp units; loss cumulative, clamped to 24 bits.
-                assert_eq!(u(&b["ia_jitter"]), jitter * (base / 1000), "{r}");
-                assert_eq!(
-                    u(&b["packets_lost"]) as i64,
-                    lost.clamp(0, 0x7F_FFFF),
-                    "{r}"
-                );
-                // Round trip only when Janus knows it, and no other XR key.
-                match u(&inner["rtt"]) {
-                    0 => assert!(r.get("report_blocks_xr").is_none(), "{r}"),
-                    rtt => assert_eq!(
-                        r["report_blocks_xr"],
-                        serde_json::json!({"round_trip_delay": rtt})
-                    ),
-                }
-                total.0 += 1;
-            }
-            // rtpagent reports for audio only, both directions that carry media.
-            if media == "video" {
-                assert!(rtp.is_empty(), "no MOS for video");
-            }
-            for p in &rtp {
-                let r: Value = serde_json::from_slice(p.payload.unwrap()).unwrap();
-                for k in [
-                    "TOTAL_PK",
-                    "EXPECTED_PK",
-                    "PACKET_LOSS",
-                    "JITTER",
-                    "DELTA",
-                    "TL_BYTE",
-                    "CLOCK",
-                    "DIR",
-                ] {
-                    u(&r[k]);
-                }
-                let mos = r["MOS"].as_f64().unwrap();
-                assert!((1.0..=4.5).contains(&mos), "{r}");
-                assert_eq!(r["SOURCE"], "JANUS");
-                assert_eq!(r["TYPE"], "PERIODIC");
-                assert_eq!(
-                    r["CORRELATION_ID"].as_str().map(str::as_bytes),
-                    own.correlation_id
-                );
-                assert_eq!(u(&r["DELTA"]), u(&inner["rtt"]));
-                total.1 += 1;
-            }
         }
     }
     // The captures hold audio and video stats both ways.
