@@ -288,7 +288,9 @@ pub async fn start(
                 };
                 let left = c.queue_depth.load(Relaxed) + unconfirmed;
                 c.dropped_shutdown.fetch_add(left, Relaxed);
-                tracing::warn!(collector = %c.url, packets = left, "Shutdown drain time ran out: packets dropped.");
+                if left > 0 {
+                    tracing::warn!(collector = %c.url, packets = left, "Shutdown drain time ran out: packets dropped.");
+                }
             }
             for s in &senders {
                 s.abort();

@@ -181,3 +181,67 @@ fn replay_to_a_closed_tcp_port_says_why() {
         "{msg}"
     );
 }
+
+#[test]
+fn serve_says_once_that_a_collector_host_does_not_resolve_and_drops_nothing_it_had_not() {
+    use std::io::BufRead;
+    let mut child = common::bin()
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--ws",
+            "off",
+            "--metrics",
+            "off",
+        ])
+        .args([
+            "--to",
+            "udp://nonexistent.invalid:9060",
+            "--shutdown-timeout-ms",
+            "300",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut msg = String::new();
+    // The first failure (however slow this machine's resolver is), then a few retries'
+    // worth of time (100, 200, 400, 800 ms…).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !msg.contains("does not resolve") && std::time::Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            msg.push_str(&l);
+            msg.push('\n');
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    child.wait().unwrap();
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+        msg.push_str(&l);
+        msg.push('\n');
+    }
+    assert_eq!(
+        msg.matches("host name does not resolve").count(),
+        1,
+        "once, not per retry: {msg}"
+    );
+    assert!(msg.contains("nonexistent.invalid:9060"), "{msg}");
+    assert!(
+        !msg.contains("packets dropped"),
+        "nothing was queued: {msg}"
+    );
+}

@@ -302,6 +302,10 @@ impl FailureLog {
         if self.last.as_deref() == Some(reason.as_str()) {
             self.repeats += 1;
             tracing::debug!(collector = %address, error = %reason, retry_ms, repeats = self.repeats, "Collector still unreachable.");
+        } else if reason.contains("lookup address") || reason.contains("no address") {
+            tracing::warn!(collector = %address, error = %reason, retry_ms, "The collector's host name does not resolve (check the host in --to / output.url); retrying (with backoff) until it does.");
+            self.last = Some(reason);
+            self.repeats = 0;
         } else {
             tracing::warn!(collector = %address, error = %reason, retry_ms, "Cannot connect to the collector; retrying (with backoff) until it answers.");
             self.last = Some(reason);

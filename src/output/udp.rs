@@ -22,6 +22,7 @@ pub(super) async fn run_udp(
     m: Arc<CollectorMetrics>,
 ) {
     let mut backoff = Backoff::default();
+    let mut failures = super::conn::FailureLog::default();
     let sock = loop {
         let bound = async {
             let to = resolve(&address).await?;
@@ -30,6 +31,7 @@ pub(super) async fn run_udp(
             } else {
                 (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
             };
+            failures.connected(&address);
             let s = UdpSocket::bind(local).await?;
             s.connect(to).await?;
             Ok::<_, std::io::Error>(s)
@@ -37,10 +39,13 @@ pub(super) async fn run_udp(
         match bound.await {
             Ok(s) => break s,
             Err(e) => {
-                tracing::warn!(collector = %address, error = %e, "Cannot set up the UDP collector, retrying.");
+                // Once per change of reason at WARN (a host that does not resolve says so),
+                // the retries at DEBUG.
                 m.send_errors.fetch_add(1, Relaxed);
                 m.set_error(&e);
-                tokio::time::sleep(backoff.next_delay()).await;
+                let d = backoff.next_delay();
+                failures.report(&address, &e, d);
+                tokio::time::sleep(d).await;
             }
         }
     };
