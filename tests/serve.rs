@@ -234,11 +234,13 @@ async fn tcp_collector_restarted_loses_nothing_queued_and_keeps_order() {
             .packets
             .load(std::sync::atomic::Ordering::Relaxed) as usize
     };
+    // Everything the collector got, QoS reports included (`sent` counts every packet).
+    let received = || got.len() + got.qos().len();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while sent() != got.len() && tokio::time::Instant::now() < deadline {
+    while sent() != received() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(sent(), got.len());
+    assert_eq!(sent(), received());
     // The collector goes away; Janus keeps posting and gets its 200s.
     task.abort();
     tokio::time::sleep(Duration::from_millis(100)).await;

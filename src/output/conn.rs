@@ -227,11 +227,25 @@ pub(super) type Tls = Option<(
 pub(super) async fn connect(address: &str, tls: &Tls) -> std::io::Result<Conn> {
     let s = TcpStream::connect(resolve(address).await?).await?;
     let _ = s.set_nodelay(true);
+    keepalive(&s);
     let s = Counted { tcp: s, wire: 0 };
     match tls {
         None => Ok(Conn::Plain(s)),
         Some((c, name)) => Ok(Conn::Tls(Box::new(c.connect(name.clone(), s).await?))),
     }
+}
+
+/// TCP keepalive after 1 s idle, every second: the collector's answer to a probe carries
+/// its current window, so once it has read the last bytes of a quiet connection the
+/// delivery state machine sees the window open again and confirms them (a receiver sends
+/// no window update of its own when the gain is small). It also finds a collector host
+/// that vanished without a reset.
+fn keepalive(s: &TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(s, sockopt::KeepAlive, &true);
+    let _ = setsockopt(s, sockopt::TcpKeepIdle, &1);
+    let _ = setsockopt(s, sockopt::TcpKeepInterval, &1);
+    let _ = setsockopt(s, sockopt::TcpKeepCount, &10);
 }
 
 /// Which of a collector's targets (preferred one, then backups) is in use, since when.
