@@ -56,8 +56,8 @@ fn mix_bodies() -> (Vec<String>, Vec<String>) {
     (bodies, cids)
 }
 
-/// The UDP tests run one at a time: a burst of one would take the CPU the 20k/s reader of
-/// another needs.
+/// The timing-sensitive tests (UDP at 20k/s, the stalled collector, the flapping
+/// collector) run one at a time: a burst of one would take the CPU another's reader needs.
 static UDP_ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn post_mix_to_udp(rate: u32) -> (usize, Received, Vec<String>) {
@@ -233,12 +233,15 @@ fn staller(port: u16) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_collector_is_replaced_while_the_spool_absorbs_and_nothing_is_lost() {
+    let _one = UDP_ONE_AT_A_TIME.lock().await;
     let port = free_port();
     let stop = staller(port);
     let spool = tempfile::tempdir().unwrap();
     let mut c = agent_config(&[format!("tcp://127.0.0.1:{port}")]);
     c.spool.dir = spool.path().to_string_lossy().into_owned();
-    c.queue.capacity = 16;
+    // 64 packets of 40 KB (2.5 MB) against 12 MB posted: without the spool absorbing while
+    // the write waits, the queue overflows many times over.
+    c.queue.capacity = 64;
     c.output[0].stall_s = 1;
     let (a, stop_agent) = start_agent(c).await;
     let http = a.bound.http.unwrap();
@@ -366,6 +369,7 @@ struct Flap {
 /// that every duplicate the collector got was counted as resent.
 async fn flapping_collector(restarts: u32, every: Duration) -> Flap {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    let _one = UDP_ONE_AT_A_TIME.lock().await;
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let mut files = vec![dir.path().join("run-0.jsonl")];
