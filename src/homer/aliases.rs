@@ -10,7 +10,7 @@
 //! ones are skipped, counted), deletes a client's alias when its PeerConnection hangs up
 //! or its handle detaches, and counts and logs (rate-limited) every failed call.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -62,7 +62,7 @@ pub struct AliasFeed {
     tx: mpsc::Sender<Intent>,
     metrics: Arc<AliasMetrics>,
     /// Janus addresses already named, per emitter.
-    janus: HashMap<(Arc<str>, IpAddr), ()>,
+    janus: HashSet<(Arc<str>, IpAddr)>,
 }
 
 impl AliasFeed {
@@ -77,8 +77,8 @@ impl AliasFeed {
         let ev = &c.event;
         if let Some(j) = c.facts.janus {
             let key = (ev.emitter.clone(), j.ip());
-            if !self.janus.contains_key(&key) && self.janus.len() < 1024 {
-                self.janus.insert(key, ());
+            if !self.janus.contains(&key) && self.janus.len() < 1024 {
+                self.janus.insert(key);
                 self.send(Intent::Set {
                     ip: j.ip(),
                     port: 0,
@@ -143,7 +143,7 @@ pub fn spawn(
         AliasFeed {
             tx,
             metrics,
-            janus: HashMap::new(),
+            janus: HashSet::new(),
         },
         task,
     )

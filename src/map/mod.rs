@@ -223,20 +223,27 @@ impl Mapper {
     }
 
     /// The time to send: the event's own, or `now_us` when it has none or it lies
-    /// outside the [`TimeWindow`] (counted).
-    fn packet_time(&mut self, event_us: Option<u64>, now_us: u64) -> u64 {
-        let Some(ts) = event_us else { return now_us };
+    /// outside the [`TimeWindow`]; with which side it fell out of (true: too old).
+    fn window_time(&self, event_us: Option<u64>, now_us: u64) -> (u64, Option<bool>) {
+        let Some(ts) = event_us else {
+            return (now_us, None);
+        };
         match self.cfg.time_window {
-            Some(w) if ts < now_us.saturating_sub(w.max_age_us) => {
-                self.stats.time_rewritten_old += 1;
-                now_us
-            }
-            Some(w) if ts > now_us.saturating_add(w.max_ahead_us) => {
-                self.stats.time_rewritten_future += 1;
-                now_us
-            }
-            _ => ts,
+            Some(w) if ts < now_us.saturating_sub(w.max_age_us) => (now_us, Some(true)),
+            Some(w) if ts > now_us.saturating_add(w.max_ahead_us) => (now_us, Some(false)),
+            _ => (ts, None),
         }
+    }
+
+    /// [`Mapper::window_time`], counting a rewrite.
+    fn packet_time(&mut self, event_us: Option<u64>, now_us: u64) -> u64 {
+        let (ts, rewritten) = self.window_time(event_us, now_us);
+        match rewritten {
+            Some(true) => self.stats.time_rewritten_old += 1,
+            Some(false) => self.stats.time_rewritten_future += 1,
+            None => {}
+        }
+        ts
     }
 
     /// The correlation id as bytes, shared with earlier packets of the same id.

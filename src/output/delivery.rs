@@ -39,6 +39,9 @@
 //! Where the kernel gives no such facts (another OS, an old kernel), the rule is time:
 //! what was written more than [`Delivery::new`]'s `fallback` ago on a connection that is
 //! still up counts as confirmed.
+//!
+//! Why this file is over 500 lines: half of it is the state machine's unit and property
+//! tests, kept beside the rules they check.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

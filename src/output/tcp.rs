@@ -1,6 +1,11 @@
 //! The TCP/TLS senders, plain and spooled. Their loops carry bytes; what counts as sent,
 //! what is written again after a lost connection, when a connection is stalled and when
 //! to fail back are decided by [`super::delivery`].
+//!
+//! Why this file is over 500 lines: the plain and the spooled sender are two loops over the
+//! same `Link` (connect, observe, stall, failback); they differ in where bytes come from
+//! (memory or the spool) and what a confirmation does (count, or count and commit), which a
+//! trait would hide rather than shorten.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
