@@ -135,22 +135,25 @@ pub async fn start(
                 "Taking again what the intake journal holds from the last run."
             );
         }
-        let spooled: Vec<Arc<CollectorMetrics>> = metrics
+        Some(Intake {
+            journal: j,
+            warm,
+            back,
+            newest: 0,
+            last_sync: std::time::Instant::now(),
+        })
+    };
+    // The collectors with a spool: a body is safe once they took its packets into it.
+    let spooled: Vec<Arc<CollectorMetrics>> = if cfg.spool.dir.is_empty() {
+        Vec::new()
+    } else {
+        metrics
             .collectors
             .iter()
             .zip(&cfg.output)
             .filter(|(_, o)| !o.url.starts_with("udp://"))
             .map(|(m, _)| m.clone())
-            .collect();
-        Some(Intake {
-            journal: j,
-            warm,
-            back,
-            spooled,
-            pending: Default::default(),
-            waiting: Default::default(),
-            last_sync: std::time::Instant::now(),
-        })
+            .collect()
     };
 
     // Homer's aliases (named columns), when its API is configured.
@@ -180,7 +183,7 @@ pub async fn start(
         jobs_rx,
         queues,
         metrics.clone(),
-        (journal, aliases),
+        (journal, aliases, spooled),
     ));
 
     // Inputs and metrics.
@@ -310,28 +313,27 @@ pub async fn start(
     })
 }
 
-/// The intake journal and what the pipeline task tracks to advance its checkpoint.
+/// The intake journal, with what the last run left in it.
 struct Intake {
     journal: crate::input::journal::Journal,
     /// Bodies of the last run already delivered, to warm the correlator up with.
     warm: Vec<crate::input::journal::Record>,
     /// Bodies of the last run to take again.
     back: Vec<crate::input::journal::Record>,
-    /// The collectors with a spool, whose `spooled` count the checkpoint waits for.
-    spooled: Vec<Arc<CollectorMetrics>>,
-    /// Journaled bodies not yet checkpointed: (seq, taken at µs), oldest first.
-    pending: std::collections::VecDeque<(u64, u64)>,
-    /// Bodies whose events are all released, waiting for their packets to reach every
-    /// spool: (seq, each spooled collector's `enqueued` count then).
-    waiting: std::collections::VecDeque<(u64, Vec<u64>)>,
+    /// The newest sequence number journaled.
+    newest: u64,
     last_sync: std::time::Instant,
 }
 
 impl Intake {
-    /// Journals a body before the pipeline takes it (and before its answer).
-    fn take(&mut self, now: u64, job: &Job, metrics: &Metrics) {
+    /// Journals a body before the pipeline takes it (and before its answer); its sequence
+    /// number, unless the write failed.
+    fn take(&mut self, now: u64, job: &Job, metrics: &Metrics) -> Option<u64> {
         match self.journal.append(now, job.input, &job.body) {
-            Ok(seq) => self.pending.push_back((seq, now)),
+            Ok(seq) => {
+                self.newest = seq;
+                Some(seq)
+            }
             Err(e) => {
                 metrics.journal_errors.fetch_add(1, Relaxed);
                 static LOG: crate::observe::LogLimit =
@@ -339,48 +341,17 @@ impl Intake {
                 if let Some(suppressed) = LOG.allow() {
                     tracing::error!(error = %e, suppressed, "Intake journal write failed: this body is not durable.");
                 }
+                None
             }
         }
     }
 
-    /// After packets were queued: bodies taken before the oldest held event (`oldest`) have
-    /// all their events released, so once every spool took what is queued now, they are
-    /// safe there. Advances the checkpoint to the newest such body; syncs once a second.
-    fn settle(&mut self, oldest: Option<u64>) {
-        let before = oldest.unwrap_or(u64::MAX);
-        let mut newest = None;
-        while let Some(&(seq, at)) = self.pending.front() {
-            if at >= before {
-                break;
-            }
-            newest = Some(seq);
-            self.pending.pop_front();
-        }
-        if let Some(seq) = newest {
-            let marks = self
-                .spooled
-                .iter()
-                .map(|m| m.enqueued.load(Relaxed))
-                .collect();
-            self.waiting.push_back((seq, marks));
-        }
-        let mut done = None;
-        while let Some((seq, marks)) = self.waiting.front() {
-            let taken = self
-                .spooled
-                .iter()
-                .zip(marks)
-                .all(|(m, &mark)| m.spooled.load(Relaxed) >= mark);
-            if !taken {
-                break;
-            }
-            done = Some(*seq);
-            self.waiting.pop_front();
-        }
-        if let Some(seq) = done {
-            if let Err(e) = self.journal.advance(seq) {
-                tracing::error!(error = %e, "Intake journal checkpoint failed.");
-            }
+    /// Advances the checkpoint to just before the oldest body not yet safe (`oldest`), or
+    /// to the newest journaled when every body is; syncs once a second.
+    fn checkpoint(&mut self, oldest: Option<u64>) {
+        let to = oldest.map_or(self.newest, |s| s.saturating_sub(1));
+        if let Err(e) = self.journal.advance(to) {
+            tracing::error!(error = %e, "Intake journal checkpoint failed.");
         }
         if self.last_sync.elapsed() >= Duration::from_secs(1) {
             self.last_sync = std::time::Instant::now();
@@ -391,18 +362,80 @@ impl Intake {
     }
 }
 
+/// What the pipeline task does once a body is safe.
+enum Token {
+    /// A journaled body: the checkpoint may pass it.
+    Journal(u64),
+    /// A broker message: acknowledge it.
+    Receipt(crate::input::Receipt),
+}
+
+/// The pipeline task's bookkeeping of bodies not yet safe (see `input::settle`).
+struct Settling {
+    settler: crate::input::settle::Settler<Token>,
+    held: std::collections::HashSet<u64>,
+    done: Vec<Token>,
+    /// The time the last body was taken at: each body gets its own.
+    last_at: u64,
+}
+
+impl Settling {
+    /// A time for the next body, after the previous one's.
+    fn time(&mut self) -> u64 {
+        self.last_at = now_us().max(self.last_at + 1);
+        self.last_at
+    }
+
+    /// Settles what is safe now (`all_released`: the correlator holds nothing any more).
+    fn settle(&mut self, p: &Pipeline, all_released: bool, intake: Option<&mut Intake>) {
+        if self.settler.is_empty() {
+            return;
+        }
+        self.held.clear();
+        p.correlator().held_times(&mut self.held);
+        let held = (!all_released).then_some(&self.held);
+        self.settler.settle(held, &mut self.done);
+        for t in self.done.drain(..) {
+            if let Token::Receipt(r) = t {
+                r.settle(crate::input::Outcome::Safe);
+            }
+        }
+        if let Some(intake) = intake {
+            let oldest = self
+                .settler
+                .outstanding()
+                .filter_map(|t| match t {
+                    Token::Journal(seq) => Some(*seq),
+                    Token::Receipt(_) => None,
+                })
+                .min();
+            intake.checkpoint(oldest);
+        }
+    }
+}
+
 async fn run_pipeline(
     cfg: Config,
     mut jobs: mpsc::Receiver<Job>,
     queues: Vec<Queue>,
     metrics: Arc<Metrics>,
-    (mut intake, mut aliases): (Option<Intake>, Option<crate::homer::aliases::AliasFeed>),
+    (mut intake, mut aliases, spooled): (
+        Option<Intake>,
+        Option<crate::homer::aliases::AliasFeed>,
+        Vec<Arc<CollectorMetrics>>,
+    ),
 ) {
     let mut p = Pipeline::new(cfg.correlator(), cfg.mapper());
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut packets: Vec<Bytes> = Vec::new();
     let mut buf = BytesMut::with_capacity(1 << 16);
+    let mut st = Settling {
+        settler: crate::input::settle::Settler::new(spooled),
+        held: Default::default(),
+        done: Vec::new(),
+        last_at: 0,
+    };
     // What the journal kept from the last run goes first: the delivered bodies to rebuild
     // the correlator's state (nothing sent), then the rest (its events may be sent twice,
     // with the ids they got the first time). Each at the time it was taken then.
@@ -412,7 +445,9 @@ async fn run_pipeline(
         }
         for r in std::mem::take(&mut intake.back) {
             let now = r.at_us;
-            intake.pending.push_back((r.seq, now));
+            st.last_at = st.last_at.max(now);
+            intake.newest = intake.newest.max(r.seq);
+            st.settler.take(now, Token::Journal(r.seq));
             metrics.journal_replayed.fetch_add(1, Relaxed);
             let rejected = p.push_body(&Bytes::from(r.body), now, &mut |o| {
                 encode_into(o.packet, &mut buf, &mut packets)
@@ -427,10 +462,12 @@ async fn run_pipeline(
         tokio::select! {
             job = jobs.recv() => {
                 let Some(job) = job else { break };
-                let now = now_us();
-                if let Some(intake) = intake.as_mut() {
-                    intake.take(now, &job, &metrics);
-                }
+                let now = st.time();
+                let journaled = match (intake.as_mut(), &job.receipt) {
+                    // A broker keeps its message until it is acknowledged: no journal.
+                    (Some(intake), None) => intake.take(now, &job, &metrics),
+                    _ => None,
+                };
                 let before = p.stats().by_type;
                 let rejected = p.push_body(&job.body, now, &mut |o| {
                     if let Some(a) = aliases.as_mut() {
@@ -439,13 +476,25 @@ async fn run_pipeline(
                     encode_into(o.packet, &mut buf, &mut packets)
                 });
                 let after = p.stats().by_type;
+                let mut taken = 0;
                 for (i, (a, b)) in after.iter().zip(before.iter()).enumerate() {
                     if a > b {
                         metrics.event(job.input, i, a - b);
+                        taken += a - b;
                     }
                 }
                 for (reason, n) in &rejected.counts {
                     metrics.reject_n(job.input, Reject::from_reason(reason), *n);
+                }
+                if let Some(seq) = journaled {
+                    st.settler.take(now, Token::Journal(seq));
+                }
+                if let Some(r) = job.receipt {
+                    if taken == 0 && !rejected.is_empty() {
+                        r.settle(crate::input::Outcome::Malformed);
+                    } else {
+                        st.settler.take(now, Token::Receipt(r));
+                    }
                 }
                 if let Some(reply) = job.reply {
                     let _ = reply.send(rejected);
@@ -461,9 +510,7 @@ async fn run_pipeline(
                 // Gauges walk the correlator's tables: on the tick, not per request.
                 update_gauges(&p, &metrics);
                 send_all(&mut packets, &queues, &metrics).await;
-                if let Some(intake) = intake.as_mut() {
-                    intake.settle(p.correlator().oldest_held());
-                }
+                st.settle(&p, false, intake.as_mut());
             }
         }
         send_all(&mut packets, &queues, &metrics).await;
@@ -473,17 +520,17 @@ async fn run_pipeline(
     });
     send_all(&mut packets, &queues, &metrics).await;
     update_gauges(&p, &metrics);
-    if let Some(mut intake) = intake {
-        // Everything is released; the senders take the rest into their spools while they
-        // drain. What they did take by now is checkpointed; the rest is taken again next
-        // time.
-        for _ in 0..50 {
-            intake.settle(None);
-            if intake.waiting.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    // Everything is released; the senders take the rest into their spools while they
+    // drain. What they did take by now is checkpointed (and acknowledged); the rest is
+    // taken again next time.
+    for _ in 0..50 {
+        st.settle(&p, true, intake.as_mut());
+        if st.settler.is_empty() {
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(mut intake) = intake {
         let _ = intake.journal.sync();
     }
 }

@@ -327,6 +327,17 @@ impl Correlator {
             .min()
     }
 
+    /// The times (the `now` they were pushed with) of the events held, added to `out`:
+    /// a body taken at its own time has all its events released when its time is not
+    /// there.
+    pub fn held_times(&self, out: &mut std::collections::HashSet<u64>) {
+        for e in self.emitters.values() {
+            let h = e.handles.values().flat_map(|h| h.held.iter());
+            let s = e.sessions.values().flat_map(|s| s.held.iter());
+            out.extend(h.chain(s).map(|h| h.at));
+        }
+    }
+
     /// Whether the correlator holds no state at all.
     pub fn is_empty(&self) -> bool {
         self.emitters.is_empty()

@@ -253,6 +253,7 @@ pub async fn http_ingest(State(st): State<Arc<HttpState>>, req: Request) -> Resp
         body,
         input: Input::Http,
         reply: Some(tx),
+        receipt: None,
     };
     if st.jobs.send(job).await.is_err() {
         return plain(

@@ -1,12 +1,14 @@
 //! Inputs: where Janus events come in. Each input turns what arrives (an HTTP body, a
-//! WebSocket message) into a [`Job`] for the pipeline task and counts what it rejects.
-//! A new input (MQTT, AMQP, …) is a module here that produces [`Job`]s.
+//! WebSocket message, a broker's message) into a [`Job`] for the pipeline task and counts
+//! what it rejects. The broker inputs (`mqtt`, `amqp`) give each job a [`Receipt`] and
+//! acknowledge the message once the pipeline sends it back settled.
 
 pub mod auth;
 pub mod body;
 pub mod guard;
 pub mod http;
 pub mod journal;
+pub mod settle;
 pub mod tls_listener;
 pub mod ws;
 
@@ -14,7 +16,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use bytes::Bytes;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::Input;
 use crate::pipeline::Rejections;
@@ -28,6 +30,45 @@ pub struct Job {
     pub input: Input,
     /// Where the rejected events go back to (HTTP answers with them), if anywhere.
     pub reply: Option<oneshot::Sender<Rejections>>,
+    /// A broker message's receipt, sent back once the message is settled.
+    pub receipt: Option<Receipt>,
+}
+
+/// What became of a broker message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its events are safe: queued to every collector, and in every spool where a spool
+    /// is on. Acknowledge it.
+    Safe,
+    /// Nothing in it reads as an event: reject it without redelivery.
+    Malformed,
+}
+
+/// Which broker message a job is: the connection it came on (inputs count connections,
+/// a receipt of an earlier one is stale) and its delivery tag or packet id there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tag {
+    /// The input's connection count when the message came.
+    pub connection: u64,
+    /// The message's delivery tag (AMQP) or packet id (MQTT).
+    pub delivery: u64,
+}
+
+/// Goes with a broker message through the pipeline, back to its input once settled.
+#[derive(Debug)]
+pub struct Receipt {
+    /// Where the input waits for it.
+    pub to: mpsc::UnboundedSender<(Tag, Outcome)>,
+    /// The message.
+    pub tag: Tag,
+}
+
+impl Receipt {
+    /// Tells the input what became of its message.
+    pub fn settle(self, outcome: Outcome) {
+        // The input may be gone (it stopped, or reconnected): the broker redelivers.
+        let _ = self.to.send((self.tag, outcome));
+    }
 }
 
 /// The address of the peer of a connection, as handlers see it (`ConnectInfo<Peer>`).

@@ -143,6 +143,7 @@ async fn ws_session(mut socket: WebSocket, peer: SocketAddr, st: Arc<WsState>) {
             body,
             input: Input::Ws,
             reply: None,
+            receipt: None,
         };
         if st.jobs.send(job).await.is_err() {
             break;

@@ -1,0 +1,138 @@
+//! When a body is safe: the bookkeeping behind the intake journal's checkpoint and the
+//! broker inputs' acknowledgements.
+//!
+//! A body is *released* once the correlator holds none of its events (each body is taken
+//! at its own time, which the correlator keeps on what it holds: see
+//! [`crate::correlate::Correlator::held_times`]). Its packets were then queued to every
+//! collector. With a spool, it is *safe* once every spooled collector also took into its
+//! spool what was queued at its release (the collectors' `enqueued` and `spooled` counts);
+//! without one, at its release.
+//!
+//! Bodies are released in any order: one whose events wait for a binding does not hold
+//! back the bodies after it (a broker's prefetch window would otherwise fill up behind one
+//! held event, and the binding it waits for could never arrive).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use crate::metrics::CollectorMetrics;
+
+/// Bodies taken and not yet safe, each with what to do once it is (`T`).
+#[derive(Debug)]
+pub struct Settler<T> {
+    /// Taken, some event still held: (taken at, token), oldest first.
+    pending: VecDeque<(u64, T)>,
+    /// Released, waiting for the spools: (each spooled collector's `enqueued` then, token).
+    waiting: VecDeque<(Vec<u64>, T)>,
+    /// The spooled collectors (empty: safe at release).
+    spooled: Vec<Arc<CollectorMetrics>>,
+}
+
+impl<T> Settler<T> {
+    /// A settler that waits for these collectors' spools.
+    pub fn new(spooled: Vec<Arc<CollectorMetrics>>) -> Self {
+        Settler {
+            pending: VecDeque::new(),
+            waiting: VecDeque::new(),
+            spooled,
+        }
+    }
+
+    /// A body was taken at `at` (a time no other body was taken at).
+    pub fn take(&mut self, at: u64, token: T) {
+        self.pending.push_back((at, token));
+    }
+
+    /// After the released packets were queued: moves the bodies none of whose events is
+    /// held (`held`: the times of the bodies with held events; `None`: nothing is held any
+    /// more) on, and appends the tokens of the safe ones to `out`, in the order they
+    /// became safe.
+    pub fn settle(&mut self, held: Option<&HashSet<u64>>, out: &mut Vec<T>) {
+        let released = |at: &u64| held.is_none_or(|h| !h.contains(at));
+        if self.pending.iter().any(|(at, _)| released(at)) {
+            let marks: Vec<u64> = self
+                .spooled
+                .iter()
+                .map(|m| m.enqueued.load(Relaxed))
+                .collect();
+            let mut keep = VecDeque::with_capacity(self.pending.len());
+            for (at, t) in self.pending.drain(..) {
+                if released(&at) {
+                    self.waiting.push_back((marks.clone(), t));
+                } else {
+                    keep.push_back((at, t));
+                }
+            }
+            self.pending = keep;
+        }
+        while let Some((marks, _)) = self.waiting.front() {
+            let taken = self
+                .spooled
+                .iter()
+                .zip(marks)
+                .all(|(m, &mark)| m.spooled.load(Relaxed) >= mark);
+            if !taken {
+                break;
+            }
+            if let Some((_, t)) = self.waiting.pop_front() {
+                out.push(t);
+            }
+        }
+    }
+
+    /// Whether every body taken is safe.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.waiting.is_empty()
+    }
+
+    /// The tokens not yet safe, in any order.
+    pub fn outstanding(&self) -> impl Iterator<Item = &T> {
+        self.pending
+            .iter()
+            .map(|(_, t)| t)
+            .chain(self.waiting.iter().map(|(_, t)| t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_body_does_not_hold_back_the_ones_after_it() {
+        let mut s = Settler::new(Vec::new());
+        for at in [10, 20, 30] {
+            s.take(at, at);
+        }
+        let mut out = Vec::new();
+        s.settle(Some(&HashSet::from([20])), &mut out);
+        assert_eq!(out, [10, 30]);
+        out.clear();
+        s.settle(Some(&HashSet::from([20])), &mut out);
+        assert!(out.is_empty());
+        s.settle(None, &mut out);
+        assert_eq!(out, [20]);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn with_a_spool_a_body_is_safe_once_its_packets_are_spooled() {
+        let c = Arc::new(CollectorMetrics::default());
+        let mut s = Settler::new(vec![c.clone()]);
+        c.enqueued.store(5, Relaxed);
+        s.take(1, "a");
+        let mut out = Vec::new();
+        s.settle(None, &mut out);
+        assert!(out.is_empty(), "5 queued, 0 spooled");
+        c.enqueued.store(9, Relaxed);
+        s.take(2, "b");
+        s.settle(None, &mut out);
+        c.spooled.store(5, Relaxed);
+        s.settle(None, &mut out);
+        assert_eq!(out, ["a"], "b waits for 9");
+        c.spooled.store(9, Relaxed);
+        s.settle(None, &mut out);
+        assert_eq!(out, ["a", "b"]);
+    }
+}
