@@ -12,7 +12,7 @@ fn hex(s: &str) -> Vec<u8> {
     let mut parts = s.split('"');
     while let Some(h) = parts.next() {
         let h: String = h.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-        assert!(h.len() % 2 == 0, "odd hex run {h}");
+        assert!(h.len().is_multiple_of(2), "odd hex run {h}");
         for i in (0..h.len()).step_by(2) {
             out.push(u8::from_str_radix(&h[i..i + 2], 16).unwrap());
         }

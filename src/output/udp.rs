@@ -69,7 +69,7 @@ pub(super) async fn run_udp(
         }
         m.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
         for p in &batch {
-            if p.len() > mtu && m.over_mtu.fetch_add(1, Relaxed) % 1000 == 0 {
+            if p.len() > mtu && m.over_mtu.fetch_add(1, Relaxed).is_multiple_of(1000) {
                 tracing::warn!(collector = %address, size = p.len(), mtu, "HEP packet larger than the MTU: it will be fragmented (TCP avoids that).");
             }
         }
@@ -106,7 +106,7 @@ pub(super) async fn run_udp(
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => {
                         m.set_error(&e);
-                        if m.send_errors.fetch_add(1, Relaxed) % 1000 == 0 {
+                        if m.send_errors.fetch_add(1, Relaxed).is_multiple_of(1000) {
                             tracing::warn!(collector = %address, error = %e, "UDP send failed.");
                         }
                         // A refusal reports the ICMP port unreachable of an earlier
