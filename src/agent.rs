@@ -224,6 +224,7 @@ pub async fn start(
                 stop_rx.clone(),
             )));
         }
+        metrics.listening[0].store(1, Relaxed);
         tracing::info!(listen = %bound.http.unwrap_or(cfg.http.listen), "HTTP input ready.");
     }
     if cfg.ws.enabled {
@@ -245,7 +246,22 @@ pub async fn start(
         let gate = Gate::new(cfg.limits.input(true), Input::Ws, metrics.clone());
         let l = GuardedListener::new(l, gate);
         servers.push(tokio::spawn(serve_router(l, app, stop_rx.clone())));
+        metrics.listening[1].store(1, Relaxed);
         tracing::info!(listen = %bound.ws.unwrap_or(cfg.ws.listen), "WebSocket input ready.");
+    }
+    // Broker inputs: they acknowledge until the pipeline settled its last message, so
+    // they are waited for after it.
+    let mut brokers = Vec::new();
+    let drain = Duration::from_millis(cfg.shutdown_timeout_ms);
+    if !cfg.mqtt.url.is_empty() {
+        metrics.brokers[0].enabled.store(1, Relaxed);
+        brokers.push(tokio::spawn(crate::input::mqtt::run(
+            cfg.mqtt.clone(),
+            jobs_tx.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+            drain,
+        )));
     }
     drop(jobs_tx);
     if cfg.metrics.enabled {
@@ -254,6 +270,7 @@ pub async fn start(
             .map_err(|e| anyhow::anyhow!("metrics {}: {e}", cfg.metrics.listen))?;
         bound.metrics = Some(l.local_addr()?);
         let m = metrics.clone();
+        let m2 = metrics.clone();
         let app = Router::new()
             .route(
                 "/metrics",
@@ -264,7 +281,7 @@ pub async fn start(
                     )
                 }),
             )
-            .route("/health", get(|| async { "ok\n" }));
+            .route("/health", get(move || async move { health(&m2) }));
         servers.push(tokio::spawn(serve_router(l, app, stop_rx.clone())));
     }
 
@@ -279,6 +296,9 @@ pub async fn start(
             let _ = s.await;
         }
         pipeline.await?;
+        for b in brokers {
+            let _ = b.await;
+        }
         let drained = tokio::time::timeout(timeout, async {
             for s in senders.iter_mut() {
                 let _ = s.await;
@@ -386,19 +406,15 @@ impl Settling {
         self.last_at
     }
 
-    /// Settles what is safe now (`all_released`: the correlator holds nothing any more).
+    /// Settles what is safe now (`all_released`: the correlator holds nothing any more);
+    /// advances the journal's checkpoint.
     fn settle(&mut self, p: &Pipeline, all_released: bool, intake: Option<&mut Intake>) {
-        if self.settler.is_empty() {
-            return;
-        }
-        self.held.clear();
-        p.correlator().held_times(&mut self.held);
-        let held = (!all_released).then_some(&self.held);
-        self.settler.settle(held, &mut self.done);
-        for t in self.done.drain(..) {
-            if let Token::Receipt(r) = t {
-                r.settle(crate::input::Outcome::Safe);
-            }
+        if !self.settler.is_empty() {
+            self.held.clear();
+            p.correlator().held_times(&mut self.held);
+            let held = (!all_released).then_some(&self.held);
+            self.settler.settle(held, &mut self.done);
+            self.acknowledge();
         }
         if let Some(intake) = intake {
             let oldest = self
@@ -410,6 +426,21 @@ impl Settling {
                 })
                 .min();
             intake.checkpoint(oldest);
+        }
+    }
+
+    /// Settles the released bodies the spools took (no walk over the held events; the
+    /// checkpoint waits for the tick).
+    fn settle_released(&mut self) {
+        self.settler.settle_released(&mut self.done);
+        self.acknowledge();
+    }
+
+    fn acknowledge(&mut self) {
+        for t in self.done.drain(..) {
+            if let Token::Receipt(r) = t {
+                r.settle(crate::input::Outcome::Safe);
+            }
         }
     }
 }
@@ -469,12 +500,15 @@ async fn run_pipeline(
                     _ => None,
                 };
                 let before = p.stats().by_type;
+                let held_before = p.correlator().stats().held;
                 let rejected = p.push_body(&job.body, now, &mut |o| {
                     if let Some(a) = aliases.as_mut() {
                         a.event(o.correlated);
                     }
                     encode_into(o.packet, &mut buf, &mut packets)
                 });
+                // None of its events waits for a binding: released now.
+                let released = p.correlator().stats().held == held_before;
                 let after = p.stats().by_type;
                 let mut taken = 0;
                 for (i, (a, b)) in after.iter().zip(before.iter()).enumerate() {
@@ -486,14 +520,22 @@ async fn run_pipeline(
                 for (reason, n) in &rejected.counts {
                     metrics.reject_n(job.input, Reject::from_reason(reason), *n);
                 }
-                if let Some(seq) = journaled {
-                    st.settler.take(now, Token::Journal(seq));
-                }
-                if let Some(r) = job.receipt {
-                    if taken == 0 && !rejected.is_empty() {
+                send_all(&mut packets, &queues, &metrics).await;
+                let token = match (journaled, job.receipt) {
+                    (_, Some(r)) if taken == 0 && !rejected.is_empty() => {
                         r.settle(crate::input::Outcome::Malformed);
+                        None
+                    }
+                    (_, Some(r)) => Some(Token::Receipt(r)),
+                    (Some(seq), None) => Some(Token::Journal(seq)),
+                    (None, None) => None,
+                };
+                if let Some(t) = token {
+                    if released {
+                        st.settler.take_released(t);
+                        st.settle_released();
                     } else {
-                        st.settler.take(now, Token::Receipt(r));
+                        st.settler.take(now, t);
                     }
                 }
                 if let Some(reply) = job.reply {
@@ -532,6 +574,47 @@ async fn run_pipeline(
     }
     if let Some(mut intake) = intake {
         let _ = intake.journal.sync();
+    }
+}
+
+/// `/health`: one line per input, up or down (with the broker's last error); 200 when
+/// every configured input is up, 503 otherwise.
+fn health(m: &Metrics) -> (axum::http::StatusCode, String) {
+    use std::fmt::Write as _;
+    let mut all_up = true;
+    let mut lines = String::new();
+    for (i, input) in [Input::Http, Input::Ws].into_iter().enumerate() {
+        if m.listening[i].load(Relaxed) == 1 {
+            let _ = writeln!(lines, "{} up", input.label());
+        }
+    }
+    for (b, input) in m.brokers.iter().zip([Input::Mqtt, Input::Amqp]) {
+        if b.enabled.load(Relaxed) == 0 {
+            continue;
+        }
+        if b.connected.load(Relaxed) == 1 {
+            let _ = write!(lines, "{} up", input.label());
+            if input == Input::Amqp {
+                let _ = write!(
+                    lines,
+                    " partitions_held={}",
+                    b.partitions_held.load(Relaxed)
+                );
+            }
+            lines.push('\n');
+        } else {
+            all_up = false;
+            let e = b.error().unwrap_or_else(|| "connecting".into());
+            let _ = writeln!(lines, "{} down: {e}", input.label());
+        }
+    }
+    if all_up {
+        (axum::http::StatusCode::OK, format!("ok\n{lines}"))
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("degraded\n{lines}"),
+        )
     }
 }
 

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::correlate::Fallback;
 
+mod brokers;
+pub use brokers::{AmqpInput, BrokerUrl, MqttInput, MqttVersion};
+
 /// Everything `serve` needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +26,10 @@ pub struct Config {
     pub http: HttpInput,
     /// WebSocket input (Janus's `janus.eventhandler.wsevh`).
     pub ws: WsInput,
+    /// MQTT input (Janus's `janus.eventhandler.mqttevh` through a broker).
+    pub mqtt: MqttInput,
+    /// AMQP input (Janus's `janus.eventhandler.rabbitmqevh` through RabbitMQ).
+    pub amqp: AmqpInput,
     /// Connection limits of the inputs.
     pub limits: Limits,
     /// Where HEP goes: one or more collectors.
@@ -339,6 +346,8 @@ impl Default for Config {
         Config {
             http: HttpInput::default(),
             ws: WsInput::default(),
+            mqtt: MqttInput::default(),
+            amqp: AmqpInput::default(),
             limits: Limits::default(),
             output: vec![Output::new("udp://127.0.0.1:9060")],
             queue: Queue::default(),
@@ -498,6 +507,53 @@ pub struct Overrides {
     /// (`ws.require_subprotocol`).
     #[arg(long, env = "HEPLINK_WS_REQUIRE_SUBPROTOCOL")]
     pub ws_require_subprotocol: Option<bool>,
+    /// MQTT broker to take mqttevh's events from: `mqtt://HOST:PORT` or `mqtts://…`
+    /// (`mqtt.url`).
+    #[arg(long, env = "HEPLINK_MQTT", value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// MQTT topic filter, repeatable (`mqtt.topics`; default `/janus/events/#`).
+    #[arg(
+        long = "mqtt-topic",
+        env = "HEPLINK_MQTT_TOPIC",
+        value_name = "FILTER",
+        value_delimiter = ','
+    )]
+    pub mqtt_topic: Vec<String>,
+    /// MQTT protocol version (`mqtt.version`).
+    #[arg(long, env = "HEPLINK_MQTT_VERSION", value_enum)]
+    pub mqtt_version: Option<MqttVersion>,
+    /// MQTT subscription QoS, 0 or 1 (`mqtt.qos`).
+    #[arg(long, env = "HEPLINK_MQTT_QOS")]
+    pub mqtt_qos: Option<u8>,
+    /// MQTT client id (`mqtt.client_id`).
+    #[arg(long, env = "HEPLINK_MQTT_CLIENT_ID")]
+    pub mqtt_client_id: Option<String>,
+    /// MQTT persistent session (`mqtt.persistent`).
+    #[arg(long, env = "HEPLINK_MQTT_PERSISTENT")]
+    pub mqtt_persistent: Option<bool>,
+    /// MQTT user (`mqtt.username`).
+    #[arg(long, env = "HEPLINK_MQTT_USERNAME")]
+    pub mqtt_username: Option<String>,
+    /// MQTT password (`mqtt.password`).
+    #[arg(long, env = "HEPLINK_MQTT_PASSWORD", hide_env_values = true)]
+    pub mqtt_password: Option<String>,
+    /// RabbitMQ to take rabbitmqevh's events from: `amqp://USER:PASS@HOST:PORT/VHOST` or
+    /// `amqps://…` (`amqp.url`).
+    #[arg(long, env = "HEPLINK_AMQP", value_name = "URL", hide_env_values = true)]
+    pub amqp: Option<String>,
+    /// The queue to declare and consume; with partitions, their base name (`amqp.queue`).
+    #[arg(long, env = "HEPLINK_AMQP_QUEUE", value_name = "NAME")]
+    pub amqp_queue: Option<String>,
+    /// An exchange to bind the queue to (`amqp.exchange`).
+    #[arg(long, env = "HEPLINK_AMQP_EXCHANGE", value_name = "NAME")]
+    pub amqp_exchange: Option<String>,
+    /// Partition queues behind a consistent-hash exchange, for scale-out
+    /// (`amqp.partitions`).
+    #[arg(long, env = "HEPLINK_AMQP_PARTITIONS", value_name = "N")]
+    pub amqp_partitions: Option<u16>,
+    /// Unacknowledged messages at most, per queue (`amqp.prefetch`).
+    #[arg(long, env = "HEPLINK_AMQP_PREFETCH", value_name = "N")]
+    pub amqp_prefetch: Option<u16>,
     /// Most connections per input (`limits.max_connections`).
     #[arg(long, env = "HEPLINK_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -690,6 +746,9 @@ impl Config {
                 None => c.metrics.enabled = false,
             }
         }
+        if !o.mqtt_topic.is_empty() {
+            c.mqtt.topics = o.mqtt_topic.clone();
+        }
         if !o.to.is_empty() {
             c.output =
                 o.to.iter()
@@ -730,6 +789,18 @@ impl Config {
             http_max_decompressed_bytes => http.max_decompressed_bytes;
             http_tls_cert => http.tls_cert;
             http_tls_key => http.tls_key;
+            mqtt => mqtt.url;
+            mqtt_version => mqtt.version;
+            mqtt_qos => mqtt.qos;
+            mqtt_client_id => mqtt.client_id;
+            mqtt_persistent => mqtt.persistent;
+            mqtt_username => mqtt.username;
+            mqtt_password => mqtt.password;
+            amqp => amqp.url;
+            amqp_queue => amqp.queue;
+            amqp_exchange => amqp.exchange;
+            amqp_partitions => amqp.partitions;
+            amqp_prefetch => amqp.prefetch;
             ws_max_message_bytes => ws.max_message_bytes;
             ws_token => ws.token;
             ws_require_subprotocol => ws.require_subprotocol;
@@ -855,7 +926,13 @@ impl Config {
                 ),
             );
         }
-        if !self.http.enabled && !self.ws.enabled {
+        self.mqtt.validate()?;
+        self.amqp.validate()?;
+        if !self.http.enabled
+            && !self.ws.enabled
+            && self.mqtt.url.is_empty()
+            && self.amqp.url.is_empty()
+        {
             return bad("http.enabled", "no input enabled".into());
         }
         Ok(())
@@ -875,6 +952,17 @@ impl Config {
         }
         if !shown.homer.password.is_empty() {
             shown.homer.password = "********".into();
+        }
+        if !shown.mqtt.password.is_empty() {
+            shown.mqtt.password = "********".into();
+        }
+        // The AMQP URL carries its password.
+        if let Some((head, tail)) = shown.amqp.url.split_once('@') {
+            if let Some((scheme_user, _)) = head.rsplit_once(':') {
+                if scheme_user.contains("://") && !scheme_user.ends_with(':') {
+                    shown.amqp.url = format!("{scheme_user}:********@{tail}");
+                }
+            }
         }
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }

@@ -34,13 +34,23 @@ pub enum Input {
     Http = 0,
     /// WebSocket (wsevh).
     Ws = 1,
+    /// MQTT (mqttevh through a broker).
+    Mqtt = 2,
+    /// AMQP (rabbitmqevh through RabbitMQ).
+    Amqp = 3,
 }
 
+/// Every input, in label order.
+pub const INPUTS: [Input; 4] = [Input::Http, Input::Ws, Input::Mqtt, Input::Amqp];
+
 impl Input {
-    fn label(self) -> &'static str {
+    /// The `input` label.
+    pub fn label(self) -> &'static str {
         match self {
             Input::Http => "http",
             Input::Ws => "ws",
+            Input::Mqtt => "mqtt",
+            Input::Amqp => "amqp",
         }
     }
 }
@@ -179,11 +189,55 @@ impl CollectorMetrics {
     }
 }
 
+/// Counters of one broker input (MQTT or AMQP).
+#[derive(Debug, Default)]
+pub struct BrokerMetrics {
+    /// Whether it is on at all.
+    pub enabled: AtomicU64,
+    /// 1 while connected and subscribed (consuming).
+    pub connected: AtomicU64,
+    /// Connections made (the first and every reconnection).
+    pub connections: AtomicU64,
+    /// Messages received.
+    pub messages: AtomicU64,
+    /// Messages acknowledged (their events safe).
+    pub acks: AtomicU64,
+    /// Messages rejected without redelivery (nothing in them reads as an event).
+    pub nacks: AtomicU64,
+    /// Messages the broker delivered again (a possible duplicate each).
+    pub redeliveries: AtomicU64,
+    /// Partition queues this agent consumes as the active consumer now (AMQP).
+    pub partitions_held: AtomicU64,
+    /// Bodies of the correlation log replayed when a partition was taken over (AMQP).
+    pub state_replayed: AtomicU64,
+    /// The last connection error, for `/health`.
+    pub last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl BrokerMetrics {
+    /// Records a connection error (and that the input is down).
+    pub fn down(&self, e: &dyn std::fmt::Display) {
+        self.connected.store(0, Relaxed);
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = Some(e.to_string());
+        }
+    }
+
+    /// The last connection error.
+    pub fn error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|g| g.clone())
+    }
+}
+
 /// All the agent's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    events: [[AtomicU64; 10]; 2],
-    rejected: [[AtomicU64; REJECTS]; 2],
+    events: [[AtomicU64; 10]; 4],
+    rejected: [[AtomicU64; REJECTS]; 4],
+    /// The broker inputs' counters: MQTT, then AMQP.
+    pub brokers: [BrokerMetrics; 2],
+    /// Whether the HTTP and WebSocket inputs are listening (for `/health`).
+    pub listening: [AtomicU64; 2],
     /// HTTP requests answered.
     pub http_requests: AtomicU64,
     /// Bodies taken again from the intake journal at start.
@@ -269,7 +323,7 @@ impl Metrics {
             "counter",
             "Janus events received, per input and event type.",
         );
-        for input in [Input::Http, Input::Ws] {
+        for input in INPUTS {
             for (i, t) in EVENT_TYPES.iter().enumerate() {
                 let v = self.events[input as usize][i].load(Relaxed);
                 let _ = writeln!(
@@ -285,7 +339,7 @@ impl Metrics {
             "counter",
             "Input rejected, per input and reason.",
         );
-        for input in [Input::Http, Input::Ws] {
+        for input in INPUTS {
             for (i, r) in REJECT_LABELS.iter().enumerate() {
                 let v = self.rejected[input as usize][i].load(Relaxed);
                 let _ = writeln!(
@@ -310,6 +364,70 @@ impl Metrics {
                 "heplink_time_rewritten_total{{reason=\"{reason}\"}} {}",
                 v.load(Relaxed)
             );
+        }
+        let broker: [(&str, &str, &str, fn(&BrokerMetrics) -> &AtomicU64); 9] = [
+            (
+                "heplink_broker_connected",
+                "gauge",
+                "1 while the broker input is connected and consuming.",
+                |b| &b.connected,
+            ),
+            (
+                "heplink_broker_connections_total",
+                "counter",
+                "Connections the broker input made (reconnections included).",
+                |b| &b.connections,
+            ),
+            (
+                "heplink_broker_messages_total",
+                "counter",
+                "Messages the broker input received.",
+                |b| &b.messages,
+            ),
+            (
+                "heplink_broker_acks_total",
+                "counter",
+                "Messages acknowledged once their events were safe.",
+                |b| &b.acks,
+            ),
+            (
+                "heplink_broker_nacks_total",
+                "counter",
+                "Messages rejected without redelivery: nothing in them reads as an event.",
+                |b| &b.nacks,
+            ),
+            (
+                "heplink_broker_redeliveries_total",
+                "counter",
+                "Messages the broker delivered again (each a possible duplicate).",
+                |b| &b.redeliveries,
+            ),
+            (
+                "heplink_broker_partitions_held",
+                "gauge",
+                "Partition queues this agent is the active consumer of.",
+                |b| &b.partitions_held,
+            ),
+            (
+                "heplink_broker_state_replayed_total",
+                "counter",
+                "Correlation-log messages replayed on taking over a partition.",
+                |b| &b.state_replayed,
+            ),
+            (
+                "heplink_broker_enabled",
+                "gauge",
+                "1 when the broker input is configured.",
+                |b| &b.enabled,
+            ),
+        ];
+        for (name, kind, help, f) in broker {
+            head(&mut s, name, kind, help);
+            for (b, label) in self.brokers.iter().zip(["mqtt", "amqp"]) {
+                if b.enabled.load(Relaxed) == 1 {
+                    let _ = writeln!(s, "{name}{{input=\"{label}\"}} {}", f(b).load(Relaxed));
+                }
+            }
         }
         let plain: [(&str, &str, &str, &AtomicU64); 17] = [
             (

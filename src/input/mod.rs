@@ -8,6 +8,7 @@ pub mod body;
 pub mod guard;
 pub mod http;
 pub mod journal;
+pub mod mqtt;
 pub mod settle;
 pub mod tls_listener;
 pub mod ws;

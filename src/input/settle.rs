@@ -44,6 +44,18 @@ impl<T> Settler<T> {
         self.pending.push_back((at, token));
     }
 
+    /// A body none of whose events was held, taken after its packets were queued: safe
+    /// once the spools take them (at the next [`Settler::settle`]; at once without a
+    /// spool).
+    pub fn take_released(&mut self, token: T) {
+        let marks = self
+            .spooled
+            .iter()
+            .map(|m| m.enqueued.load(Relaxed))
+            .collect();
+        self.waiting.push_back((marks, token));
+    }
+
     /// After the released packets were queued: moves the bodies none of whose events is
     /// held (`held`: the times of the bodies with held events; `None`: nothing is held any
     /// more) on, and appends the tokens of the safe ones to `out`, in the order they
@@ -66,6 +78,12 @@ impl<T> Settler<T> {
             }
             self.pending = keep;
         }
+        self.settle_released(out);
+    }
+
+    /// Appends the tokens of the released bodies the spools took to `out` (what
+    /// [`Settler::settle`] does without looking at held events).
+    pub fn settle_released(&mut self, out: &mut Vec<T>) {
         while let Some((marks, _)) = self.waiting.front() {
             let taken = self
                 .spooled
@@ -114,6 +132,11 @@ mod tests {
         s.settle(None, &mut out);
         assert_eq!(out, [20]);
         assert!(s.is_empty());
+        // Known released when taken: safe at once without a spool.
+        s.take_released(40);
+        out.clear();
+        s.settle_released(&mut out);
+        assert_eq!(out, [40]);
     }
 
     #[test]

@@ -1,0 +1,235 @@
+//! The real Janus (Debian's `janus` 1.1.2) started on loopback with the event handlers a
+//! test configures, and a scenario driven through its HTTP API.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::{free_port, wait_or_kill, Received};
+
+const PLUGINS: &str = "/usr/lib/x86_64-linux-gnu/janus";
+
+pub struct Janus {
+    child: Child,
+    api: SocketAddr,
+    log: std::path::PathBuf,
+}
+
+impl Janus {
+    /// Starts Janus with these event handlers configured (name without `libjanus_` and
+    /// `.so`, and its jcfg text); the other handlers are disabled.
+    pub fn start(dir: &Path, handlers: &[(&str, &str)]) -> Janus {
+        let disable = [
+            "gelfevh",
+            "mqttevh",
+            "nanomsgevh",
+            "rabbitmqevh",
+            "sampleevh",
+            "wsevh",
+        ]
+        .iter()
+        .filter(|h| !handlers.iter().any(|(n, _)| n == *h))
+        .map(|h| format!("libjanus_{h}.so"))
+        .collect::<Vec<_>>()
+        .join(",");
+        let cfg = dir.join("cfg");
+        std::fs::create_dir_all(&cfg).unwrap();
+        let port = free_port();
+        let w = |name: &str, text: String| std::fs::write(cfg.join(name), text).unwrap();
+        w(
+            "janus.jcfg",
+            format!(
+                r#"general: {{
+    configs_folder = "{cfg}"
+    plugins_folder = "{PLUGINS}/plugins"
+    transports_folder = "{PLUGINS}/transports"
+    events_folder = "{PLUGINS}/events"
+    loggers_folder = "{PLUGINS}/loggers"
+    debug_level = 4
+    server_name = "heplink-e2e"
+    session_timeout = 60
+}}
+media: {{ rtp_port_range = "40000-40999" }}
+nat: {{ ignore_mdns = true }}
+plugins: {{ disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_lua.so,libjanus_nosip.so,libjanus_recordplay.so,libjanus_sip.so,libjanus_streaming.so,libjanus_videocall.so,libjanus_voicemail.so,libjanus_textroom.so" }}
+transports: {{ disable = "libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_pfunix.so,libjanus_rabbitmq.so,libjanus_websockets.so" }}
+loggers: {{ disable = "libjanus_jsonlog.so" }}
+events: {{
+    broadcast = true
+    stats_period = 1
+    disable = "{disable}"
+}}
+"#,
+                cfg = cfg.display(),
+                disable = disable
+            ),
+        );
+        w("janus.transport.http.jcfg", format!("general: {{ json = \"compact\" base_path = \"/janus\" http = true port = {port} ip = \"127.0.0.1\" https = false }}\nadmin: {{ admin_http = false }}\ncors: {{ }}\n"));
+        for (name, text) in handlers {
+            w(&format!("janus.eventhandler.{name}.jcfg"), text.to_string());
+        }
+        w(
+            "janus.plugin.echotest.jcfg",
+            "general: { events = true }\n".into(),
+        );
+        w(
+            "janus.plugin.videoroom.jcfg",
+            "general: { events = true }\n".into(),
+        );
+        let log = dir.join("janus.log");
+        let child = Command::new("janus")
+            .arg("-F")
+            .arg(&cfg)
+            .arg("-L")
+            .arg(&log)
+            .args(["-N", "-o"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("janus is not installed (apt-get install janus)");
+        let j = Janus {
+            child,
+            api: ([127, 0, 0, 1], port).into(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while request(j.api, "GET", "/janus/info", None).is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "Janus did not start: {}",
+                std::fs::read_to_string(&j.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        j
+    }
+
+    pub fn call(&self, path: &str, body: Value) -> Value {
+        let mut body = body;
+        body["transaction"] = json!(format!("t{}", rand_u32()));
+        request(self.api, "POST", path, Some(&body)).expect("Janus API answers")
+    }
+
+    /// Stops Janus with SIGINT, as an operator would (Janus sends its shutdown event).
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        wait_or_kill(&mut self.child, Duration::from_secs(15));
+    }
+}
+
+/// The hour (UTC) of an event's time, as core and transport ids carry it.
+pub fn hour_of(ev: &Value) -> String {
+    heplink::correlate::hour_label(ev["timestamp"].as_u64().unwrap() / 3_600_000_000)
+}
+
+pub fn rand_u32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+/// A blocking HTTP/1.1 request to Janus's API; the JSON answer.
+pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Option<Value> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let (_, b) = resp.split_once("\r\n\r\n")?;
+    serde_json::from_str(b.trim()).ok()
+}
+
+/// Drives Janus: an echotest session, and a VideoRoom session that creates room 777,
+/// joins it as a publisher, leaves and destroys it.
+pub fn drive(j: &Janus) -> (u64, u64, u64, u64) {
+    let s1 = j.call("/janus", json!({"janus": "create"}))["data"]["id"]
+        .as_u64()
+        .unwrap();
+    let p1 = format!("/janus/{s1}");
+    let h1 = j.call(
+        &p1,
+        json!({"janus": "attach", "plugin": "janus.plugin.echotest", "opaque_id": "e2e-echo"}),
+    )["data"]["id"]
+        .as_u64()
+        .unwrap();
+    let r = j.call(
+        &format!("{p1}/{h1}"),
+        json!({"janus": "message", "body": {"audio": true, "bitrate": 64000}}),
+    );
+    assert_eq!(r["janus"], "ack", "{r}");
+    std::thread::sleep(Duration::from_millis(200));
+    j.call(&format!("{p1}/{h1}"), json!({"janus": "detach"}));
+    j.call(&p1, json!({"janus": "destroy"}));
+
+    let s2 = j.call("/janus", json!({"janus": "create"}))["data"]["id"]
+        .as_u64()
+        .unwrap();
+    let p2 = format!("/janus/{s2}");
+    let h2 = j.call(
+        &p2,
+        json!({"janus": "attach", "plugin": "janus.plugin.videoroom", "opaque_id": "e2e-room"}),
+    )["data"]["id"]
+        .as_u64()
+        .unwrap();
+    let hp = format!("{p2}/{h2}");
+    let r = j.call(
+        &hp,
+        json!({"janus": "message", "body": {"request": "create", "room": 777, "publishers": 4}}),
+    );
+    assert_eq!(r["plugindata"]["data"]["videoroom"], "created", "{r}");
+    let r = j.call(&hp, json!({"janus": "message", "body": {"request": "join", "ptype": "publisher", "room": 777, "display": "alice"}}));
+    assert_eq!(r["janus"], "ack", "{r}");
+    std::thread::sleep(Duration::from_millis(300));
+    let r = j.call(
+        &hp,
+        json!({"janus": "message", "body": {"request": "leave"}}),
+    );
+    assert_eq!(r["janus"], "ack", "{r}");
+    std::thread::sleep(Duration::from_millis(300));
+    j.call(
+        &hp,
+        json!({"janus": "message", "body": {"request": "destroy", "room": 777}}),
+    );
+    j.call(&hp, json!({"janus": "detach"}));
+    j.call(&p2, json!({"janus": "destroy"}));
+    (s1, h1, s2, h2)
+}
+
+/// How many times each (type, subtype, session, handle, timestamp) arrived.
+pub type EventCounts = BTreeMap<(u64, u64, u64, u64, u64), usize>;
+
+/// The (type, subtype, session, handle, timestamp) of each event in a received payload.
+pub fn events_of(got: &Received) -> (EventCounts, Vec<(String, Value)>) {
+    let mut keys = BTreeMap::new();
+    let mut all = Vec::new();
+    for (cid, p) in got.0.lock().unwrap().iter() {
+        let v: Value = serde_json::from_slice(p).unwrap_or(Value::Null);
+        let ev = v["event"].clone();
+        if ev.is_null() {
+            continue; // SIP packets carry the SIP message: none in this scenario
+        }
+        let k = |f: &str| ev[f].as_u64().unwrap_or(0);
+        *keys
+            .entry((
+                k("type"),
+                k("subtype"),
+                k("session_id"),
+                k("handle_id"),
+                k("timestamp"),
+            ))
+            .or_default() += 1;
+        all.push((cid.clone(), ev));
+    }
+    (keys, all)
+}
