@@ -365,7 +365,8 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
-        let broker: [(&str, &str, &str, fn(&BrokerMetrics) -> &AtomicU64); 9] = [
+        type Field = fn(&BrokerMetrics) -> &AtomicU64;
+        let broker: [(&str, &str, &str, Field); 9] = [
             (
                 "heplink_broker_connected",
                 "gauge",

@@ -43,7 +43,7 @@ enum Happening {
 /// One broker connection of either protocol version.
 enum Link {
     V4(rumqttc::AsyncClient, rumqttc::EventLoop),
-    V5(rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop),
+    V5(rumqttc::v5::AsyncClient, Box<rumqttc::v5::EventLoop>),
 }
 
 /// The persistent session's expiry asked for with MQTT 5: a day.
@@ -102,7 +102,7 @@ impl Link {
                     o.set_transport(rumqttc::Transport::Tls(t));
                 }
                 let (c, e) = rumqttc::v5::AsyncClient::new(o, 1024);
-                Link::V5(c, e)
+                Link::V5(c, Box::new(e))
             }
         })
     }
