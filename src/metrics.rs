@@ -365,8 +365,8 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
-        type Field = fn(&BrokerMetrics) -> &AtomicU64;
-        let broker: [(&str, &str, &str, Field); 9] = [
+        type BrokerField = fn(&BrokerMetrics) -> &AtomicU64;
+        let broker: [(&str, &str, &str, BrokerField); 9] = [
             (
                 "heplink_broker_connected",
                 "gauge",
