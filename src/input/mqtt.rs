@@ -42,7 +42,7 @@ enum Happening {
 
 /// One broker connection of either protocol version.
 enum Link {
-    V4(rumqttc::AsyncClient, rumqttc::EventLoop),
+    V4(rumqttc::AsyncClient, Box<rumqttc::EventLoop>),
     V5(rumqttc::v5::AsyncClient, Box<rumqttc::v5::EventLoop>),
 }
 
@@ -83,7 +83,7 @@ impl Link {
                 }
                 let (c, e) = rumqttc::AsyncClient::new(o, 1024);
                 let _ = qos;
-                Link::V4(c, e)
+                Link::V4(c, Box::new(e))
             }
             MqttVersion::V5 => {
                 let mut o = rumqttc::v5::MqttOptions::new(&cfg.client_id, &b.host, b.port);
