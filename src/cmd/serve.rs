@@ -43,6 +43,11 @@ pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
             false => o.url.clone(),
         })
         .collect();
+    let brokers: String = [("MQTT", &cfg.mqtt.url), ("AMQP", &cfg.amqp.url)]
+        .iter()
+        .filter(|(_, u)| !u.is_empty())
+        .map(|(what, u)| format!(", {what} input from {}", redact(u)))
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -54,7 +59,7 @@ pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
             a.map_or_else(|| "off".to_string(), f)
         };
         tracing::info!(
-            "heplink serve running: HTTP input {}, WebSocket input {}, metrics {}; HEP to {}.",
+            "heplink serve running: HTTP input {}, WebSocket input {}{brokers}, metrics {}; HEP to {}.",
             words(b.http, &|a| format!("on http://{a}/ (POST Janus events)")),
             words(b.ws, &|a| format!("on ws://{a}/")),
             words(b.metrics, &|a| format!("on http://{a}/metrics")),
@@ -62,4 +67,18 @@ pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
         );
         agent.wait().await
     })
+}
+
+/// A broker URL without its password.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user, host)) => {
+                let name = user.split(':').next().unwrap_or_default();
+                format!("{scheme}://{name}@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }

@@ -260,6 +260,7 @@ pub async fn run(
                 }
                 Ok(Happening::Message { status, payload, pkid, qos1, dup }) => {
                     m.messages.fetch_add(1, Relaxed);
+                    tracing::trace!(pkid, qos1, dup, bytes = payload.len(), "MQTT message.");
                     if dup {
                         m.redeliveries.fetch_add(1, Relaxed);
                     }
@@ -323,6 +324,7 @@ pub async fn run(
 }
 
 fn settle(link: &Link, m: &BrokerMetrics, connection: u64, tag: Tag, outcome: Outcome) {
+    tracing::trace!(?tag, ?outcome, connection, "MQTT message settled.");
     if tag.connection != connection {
         // Delivered on an earlier connection: the broker sends it again.
         return;

@@ -1,0 +1,297 @@
+//! The MQTT input with real parts: Debian's `mosquitto` on loopback, the real Janus 1.1.2
+//! publishing through its `mqttevh`, and the agent subscribed.
+//!
+//! - Janus's events through MQTT (per-type topics, then one topic) arrive exactly once,
+//!   with the correlation ids the HTTP input gives the same events (sampleevh of the
+//!   same Janus, to a second agent).
+//! - The agent SIGKILLed mid-stream with QoS 1 and a persistent session: what was
+//!   published while it was down, and what it had taken but not acknowledged, arrives
+//!   after its restart (duplicates counted, nothing lost).
+//! - The broker restarted mid-stream: the agent reconnects, and nothing is lost.
+//!
+//! Needs `mosquitto` and `janus` (installed by `.ci/run`).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::brokers::Mosquitto;
+use common::janus::{drive, events_of, Janus};
+use common::*;
+
+fn have(test: &str, janus: bool) -> bool {
+    let mut needs = vec![(
+        "mosquitto",
+        on_path("mosquitto"),
+        "apt-get install mosquitto",
+    )];
+    if janus {
+        needs.push(("janus", on_path("janus"), "apt-get install janus"));
+    }
+    peers(test, &needs)
+}
+
+fn mqttevh(port: u16, addevent: bool) -> String {
+    format!(
+        "general: {{ enabled = true events = \"all\" json = \"compact\" url = \"tcp://127.0.0.1:{port}\" \
+         client_id = \"janus-evh\" mqtt_version = \"3.1.1\" qos = 1 topic = \"/janus/events\" \
+         addevent = {addevent} keep_alive_interval = 20 cleansession = 0 }}\n"
+    )
+}
+
+async fn janus_through_mqtt(addevent: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path());
+    let (c1, via_mqtt) = udp_receiver().await;
+    let (c2, via_http) = udp_receiver().await;
+    let mut cfg = agent_config(&[format!("udp://{c1}")]);
+    cfg.http.enabled = false;
+    cfg.ws.enabled = false;
+    cfg.mqtt.url = broker.url();
+    cfg.mqtt.client_id = format!("heplink-test-{addevent}");
+    let (mqtt_agent, stop1) = start_agent(cfg).await;
+    let (http_agent, stop2) = start_agent(agent_config(&[format!("udp://{c2}")])).await;
+    let http = http_agent.bound.http.unwrap();
+    // The agent subscribes as it connects.
+    for _ in 0..100 {
+        if mqtt_agent.metrics.brokers[0]
+            .connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mcfg = mqttevh(broker.port, addevent);
+    let scfg = format!("general: {{ enabled = true events = \"all\" grouping = false json = \"compact\" backend = \"http://{http}/janus-events\" }}\n");
+    let jdir = dir.path().join("janus");
+    tokio::task::spawn_blocking(move || {
+        let j = Janus::start(
+            &jdir,
+            &[("mqttevh", mcfg.as_str()), ("sampleevh", scfg.as_str())],
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        drive(&j);
+        std::thread::sleep(Duration::from_millis(1500));
+        j.stop();
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let m = mqtt_agent.metrics.clone();
+    stop1.send(()).unwrap();
+    mqtt_agent.wait().await.unwrap();
+    stop2.send(()).unwrap();
+    http_agent.wait().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (mqtt_keys, mqtt_events) = events_of(&via_mqtt);
+    let (http_keys, http_events) = events_of(&via_http);
+    assert!(http_events.len() > 20, "{} events", http_events.len());
+    assert!(
+        mqtt_keys.values().all(|n| *n == 1),
+        "duplicates over MQTT: {mqtt_keys:?}"
+    );
+    assert_eq!(
+        mqtt_keys, http_keys,
+        "MQTT and HTTP carried different events"
+    );
+    // The same correlation id for each event, whatever order the topics gave.
+    let ids = |evs: &[(String, serde_json::Value)]| -> BTreeSet<(String, String)> {
+        evs.iter()
+            .map(|(cid, e)| {
+                let k = format!(
+                    "{}/{}/{}/{}/{}",
+                    e["type"], e["subtype"], e["session_id"], e["handle_id"], e["timestamp"]
+                );
+                (k, cid.clone())
+            })
+            .collect()
+    };
+    assert_eq!(ids(&mqtt_events), ids(&http_events));
+    let b = &m.brokers[0];
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(
+        m.events_total(heplink::metrics::Input::Mqtt) as usize,
+        mqtt_events.len()
+    );
+    assert!(
+        b.acks.load(Relaxed) as usize >= mqtt_events.len(),
+        "every event acknowledged"
+    );
+    assert_eq!(b.nacks.load(Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_janus_mqttevh_per_type_topics_same_events_and_ids_as_http() {
+    if !have("real_janus_mqttevh_per_type_topics", true) {
+        return;
+    }
+    janus_through_mqtt(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_janus_mqttevh_one_topic_same_events_and_ids_as_http() {
+    if !have("real_janus_mqttevh_one_topic", true) {
+        return;
+    }
+    janus_through_mqtt(false).await;
+}
+
+/// Session-created events with distinct session ids: each gives one packet of its own
+/// correlation id (once the hold for a handle's binding ran out: the tests shorten it).
+fn event(i: u64) -> String {
+    format!(
+        r#"{{"emitter":"mq","type":1,"timestamp":{},"session_id":{},"event":{{"name":"created","transport":{{"transport":"janus.transport.http","id":"t{i}"}}}}}}"#,
+        1_700_000_000_000_000u64 + i,
+        1_000_000 + i
+    )
+}
+
+/// Publishes events `range` with QoS 1 at `per_s`, from a persistent-session publisher
+/// that resends what the broker did not acknowledge after a reconnection.
+async fn publish(port: u16, range: std::ops::Range<u64>, per_s: u64, id: &str) {
+    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    o.set_clean_session(false)
+        .set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = rumqttc::AsyncClient::new(o, 100_000);
+    let n = range.end - range.start;
+    let pump = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < n {
+            match el.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    let gap = Duration::from_micros(1_000_000 / per_s);
+    for i in range {
+        client
+            .publish(
+                "/janus/events/sessions",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                event(i),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(gap).await;
+    }
+    tokio::time::timeout(Duration::from_secs(60), pump)
+        .await
+        .expect("the broker acknowledged every publish")
+        .unwrap();
+}
+
+fn session_ids(got: &Received) -> (BTreeSet<String>, usize) {
+    let cids = got.cids();
+    let n = cids.len();
+    (cids.into_iter().collect(), n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_sigkilled_with_qos1_and_a_persistent_session_loses_nothing() {
+    if !have("agent_sigkilled_with_qos1", false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path());
+    let (collector, got) = udp_receiver().await;
+    let agent = |log: &str| {
+        bin()
+            .args(["serve", "--http", "off", "--ws", "off", "--metrics", "off"])
+            .args(["--mqtt", &broker.url(), "--mqtt-client-id", "heplink-kill"])
+            .args(["--to", &format!("udp://{collector}")])
+            .args(["--hold-ms", "200"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut a = agent("agent1.log");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let port = broker.port;
+    let publisher = tokio::spawn(async move { publish(port, 0..3000, 1000, "pub-kill").await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Mid-stream: SIGKILL, then 1 s away while the publisher goes on.
+    let _ = Command::new("kill")
+        .args(["-KILL", &a.id().to_string()])
+        .status();
+    let _ = a.wait();
+    let before = got.len();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut b = agent("agent2.log");
+    publisher.await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while session_ids(&got).0.len() < 3000 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &b.id().to_string()])
+        .status();
+    wait_or_kill(&mut b, Duration::from_secs(10));
+    let (ids, n) = session_ids(&got);
+    assert!(
+        before > 100 && before < 3000,
+        "killed mid-stream: {before} before; log: {}",
+        std::fs::read_to_string(dir.path().join("agent1.log")).unwrap_or_default()
+    );
+    assert_eq!(
+        ids.len(),
+        3000,
+        "every event arrives after the restart; logs: {}",
+        std::fs::read_to_string(dir.path().join("agent2.log")).unwrap_or_default()
+    );
+    eprintln!(
+        "SIGKILL mid-stream: 3000 events, {} packets, {} duplicates",
+        n,
+        n - 3000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restarted_mid_stream_the_agent_reconnects_and_nothing_is_lost() {
+    if !have("broker_restarted_mid_stream", false) {
+        return;
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path());
+    let (collector, got) = udp_receiver().await;
+    let mut cfg = agent_config(&[format!("udp://{collector}")]);
+    cfg.http.enabled = false;
+    cfg.ws.enabled = false;
+    cfg.mqtt.url = broker.url();
+    cfg.mqtt.version = heplink::config::MqttVersion::V5;
+    cfg.mqtt.client_id = "heplink-restart".into();
+    cfg.correlation.hold_ms = 200;
+    let (agent, stop) = start_agent(cfg).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let port = broker.port;
+    let publisher = tokio::spawn(async move { publish(port, 0..2000, 1000, "pub-restart").await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::task::block_in_place(|| broker.restart(Duration::from_millis(1000)));
+    publisher.await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while session_ids(&got).0.len() < 2000 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = agent.metrics.clone();
+    let health = get(agent.bound.metrics.unwrap(), "/health").await;
+    stop.send(()).unwrap();
+    agent.wait().await.unwrap();
+    let (ids, n) = session_ids(&got);
+    let b = &m.brokers[0];
+    assert_eq!(ids.len(), 2000, "nothing lost across the broker's restart");
+    assert!(b.connections.load(Relaxed) >= 2, "reconnected");
+    assert!(health.contains("mqtt up"), "{health}");
+    eprintln!(
+        "broker restart: 2000 events, {n} packets, {} redelivered",
+        b.redeliveries.load(Relaxed)
+    );
+}
