@@ -263,6 +263,16 @@ pub async fn start(
             drain,
         )));
     }
+    if !cfg.amqp.url.is_empty() {
+        metrics.brokers[1].enabled.store(1, Relaxed);
+        brokers.push(tokio::spawn(crate::input::amqp::run(
+            cfg.amqp.clone(),
+            jobs_tx.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+            drain,
+        )));
+    }
     drop(jobs_tx);
     if cfg.metrics.enabled {
         let l = TcpListener::bind(cfg.metrics.listen)

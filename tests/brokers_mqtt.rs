@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::brokers::Mosquitto;
-use common::janus::{drive, events_of, Janus};
+use common::janus::same_as_http;
 use common::*;
 
 fn have(test: &str, janus: bool) -> bool {
@@ -44,82 +44,25 @@ fn mqttevh(port: u16, addevent: bool) -> String {
 async fn janus_through_mqtt(addevent: bool) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path());
-    let (c1, via_mqtt) = udp_receiver().await;
-    let (c2, via_http) = udp_receiver().await;
-    let mut cfg = agent_config(&[format!("udp://{c1}")]);
+    let (collector, via_mqtt) = udp_receiver().await;
+    let mut cfg = agent_config(&[format!("udp://{collector}")]);
     cfg.http.enabled = false;
     cfg.ws.enabled = false;
     cfg.mqtt.url = broker.url();
     cfg.mqtt.client_id = format!("heplink-test-{addevent}");
-    let (mqtt_agent, stop1) = start_agent(cfg).await;
-    let (http_agent, stop2) = start_agent(agent_config(&[format!("udp://{c2}")])).await;
-    let http = http_agent.bound.http.unwrap();
-    // The agent subscribes as it connects.
-    for _ in 0..100 {
-        if mqtt_agent.metrics.brokers[0]
-            .connected
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 1
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mcfg = mqttevh(broker.port, addevent);
-    let scfg = format!("general: {{ enabled = true events = \"all\" grouping = false json = \"compact\" backend = \"http://{http}/janus-events\" }}\n");
-    let jdir = dir.path().join("janus");
-    tokio::task::spawn_blocking(move || {
-        let j = Janus::start(
-            &jdir,
-            &[("mqttevh", mcfg.as_str()), ("sampleevh", scfg.as_str())],
-        );
-        std::thread::sleep(Duration::from_millis(500));
-        drive(&j);
-        std::thread::sleep(Duration::from_millis(1500));
-        j.stop();
-    })
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let m = mqtt_agent.metrics.clone();
-    stop1.send(()).unwrap();
-    mqtt_agent.wait().await.unwrap();
-    stop2.send(()).unwrap();
-    http_agent.wait().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    let (mqtt_keys, mqtt_events) = events_of(&via_mqtt);
-    let (http_keys, http_events) = events_of(&via_http);
-    assert!(http_events.len() > 20, "{} events", http_events.len());
-    assert!(
-        mqtt_keys.values().all(|n| *n == 1),
-        "duplicates over MQTT: {mqtt_keys:?}"
-    );
-    assert_eq!(
-        mqtt_keys, http_keys,
-        "MQTT and HTTP carried different events"
-    );
-    // The same correlation id for each event, whatever order the topics gave.
-    let ids = |evs: &[(String, serde_json::Value)]| -> BTreeSet<(String, String)> {
-        evs.iter()
-            .map(|(cid, e)| {
-                let k = format!(
-                    "{}/{}/{}/{}/{}",
-                    e["type"], e["subtype"], e["session_id"], e["handle_id"], e["timestamp"]
-                );
-                (k, cid.clone())
-            })
-            .collect()
-    };
-    assert_eq!(ids(&mqtt_events), ids(&http_events));
+    let (agent, stop) = start_agent(cfg).await;
+    let m = agent.metrics.clone();
+    same_as_http(
+        dir.path(),
+        ("mqttevh", mqttevh(broker.port, addevent)),
+        (agent, stop, via_mqtt),
+        heplink::metrics::Input::Mqtt,
+    )
+    .await;
     let b = &m.brokers[0];
     use std::sync::atomic::Ordering::Relaxed;
-    assert_eq!(
-        m.events_total(heplink::metrics::Input::Mqtt) as usize,
-        mqtt_events.len()
-    );
     assert!(
-        b.acks.load(Relaxed) as usize >= mqtt_events.len(),
+        b.acks.load(Relaxed) >= m.events_total(heplink::metrics::Input::Mqtt),
         "every event acknowledged"
     );
     assert_eq!(b.nacks.load(Relaxed), 0);

@@ -3,6 +3,7 @@
 //! what it rejects. The broker inputs (`mqtt`, `amqp`) give each job a [`Receipt`] and
 //! acknowledge the message once the pipeline sends it back settled.
 
+pub mod amqp;
 pub mod auth;
 pub mod body;
 pub mod guard;

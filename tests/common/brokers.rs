@@ -174,7 +174,24 @@ impl Rabbit {
             env,
         };
         r.up();
+        r.watchdog();
         r
+    }
+
+    /// A node shared by a test binary's tests is never dropped: a watchdog stops it, and
+    /// its epmd, once the test process is gone.
+    fn watchdog(&self) {
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {RABBIT_BIN}rabbitmqctl stop >/dev/null 2>&1; epmd -kill >/dev/null 2>&1",
+            pid = std::process::id()
+        );
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
     }
 
     fn up(&mut self) {

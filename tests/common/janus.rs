@@ -233,3 +233,84 @@ pub fn events_of(got: &Received) -> (EventCounts, Vec<(String, Value)>) {
     }
     (keys, all)
 }
+
+/// Runs [`drive`] on a real Janus whose event handler `evh` (name, jcfg) feeds the agent
+/// under test (`agent`, its stop, what its collector got) through `input`, while
+/// sampleevh feeds the same events to a second agent over HTTP: every event must arrive
+/// exactly once, the same events both ways, each with the correlation id HTTP gave it.
+pub async fn same_as_http(
+    dir: &Path,
+    evh: (&str, String),
+    agent: (
+        heplink::agent::Agent,
+        tokio::sync::oneshot::Sender<()>,
+        Received,
+    ),
+    input: heplink::metrics::Input,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (agent, stop, got) = agent;
+    let (c2, via_http) = super::udp_receiver().await;
+    let (http_agent, stop2) =
+        super::start_agent(super::agent_config(&[format!("udp://{c2}")])).await;
+    let http = http_agent.bound.http.unwrap();
+    let b = &agent.metrics.brokers[if input == heplink::metrics::Input::Mqtt {
+        0
+    } else {
+        1
+    }];
+    for _ in 0..200 {
+        if b.connected.load(Relaxed) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let scfg = format!("general: {{ enabled = true events = \"all\" grouping = false json = \"compact\" backend = \"http://{http}/janus-events\" }}\n");
+    let jdir = dir.join("janus");
+    let (name, text) = (evh.0.to_string(), evh.1);
+    tokio::task::spawn_blocking(move || {
+        let j = Janus::start(
+            &jdir,
+            &[(name.as_str(), text.as_str()), ("sampleevh", scfg.as_str())],
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        drive(&j);
+        std::thread::sleep(Duration::from_millis(1500));
+        j.stop();
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let m = agent.metrics.clone();
+    stop.send(()).unwrap();
+    agent.wait().await.unwrap();
+    stop2.send(()).unwrap();
+    http_agent.wait().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (keys, events) = events_of(&got);
+    let (http_keys, http_events) = events_of(&via_http);
+    assert!(http_events.len() > 20, "{} events", http_events.len());
+    assert!(keys.values().all(|n| *n == 1), "duplicates: {keys:?}");
+    assert_eq!(
+        keys, http_keys,
+        "the broker and HTTP carried different events"
+    );
+    let ids = |evs: &[(String, Value)]| -> std::collections::BTreeSet<(String, String)> {
+        evs.iter()
+            .map(|(cid, e)| {
+                let k = format!(
+                    "{}/{}/{}/{}/{}",
+                    e["type"], e["subtype"], e["session_id"], e["handle_id"], e["timestamp"]
+                );
+                (k, cid.clone())
+            })
+            .collect()
+    };
+    assert_eq!(
+        ids(&events),
+        ids(&http_events),
+        "correlation ids differ from HTTP's"
+    );
+    assert_eq!(m.events_total(input) as usize, events.len());
+}
