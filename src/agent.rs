@@ -3,10 +3,11 @@
 //! has a bounded queue and a sender task. SIGTERM / SIGINT stop the inputs, release what
 //! the correlator holds and drain the queues (bounded by `shutdown_timeout_ms`).
 //!
-//! Why this file is over 500 lines: besides the wiring it holds the pipeline task and the
-//! intake journal's bookkeeping (`Intake`: which bodies are released and spooled), which
-//! share that task's state; the bookkeeping belongs beside `input/journal.rs` once the
-//! pipeline task takes a context object (#10 item 3), and moves then.
+//! Why this file is over 500 lines: besides the wiring it holds the pipeline task with the
+//! bookkeeping of bodies not yet safe (`Settling`: the journal's checkpoint, the broker
+//! inputs' acknowledgements) and the journal's `Intake`, which share that task's state;
+//! they move beside `input/settle.rs` once the pipeline task takes a context object (#10
+//! item 3).
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -151,6 +151,17 @@ async fn publish(queue: &str, bodies: impl IntoIterator<Item = String>) {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
+    // As the agent declares it (durable), in case it did not yet.
+    ch.queue_declare(
+        queue.into(),
+        lapin::options::QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .unwrap();
     for b in bodies {
         ch.basic_publish(
             "".into(),
@@ -245,4 +256,60 @@ async fn broker_restarted_mid_stream_the_agent_reconnects_and_nothing_is_lost() 
     a.wait().await.unwrap();
     assert!(m.brokers[1].connections.load(Relaxed) >= 2, "reconnected");
     assert!(health.contains("amqp up"), "{health}");
+}
+
+/// A Janus core event: released at once (no session to wait for), one packet each.
+fn core_event(i: u64) -> String {
+    format!(
+        r#"{{"emitter":"rq","type":256,"timestamp":{},"event":{{"status":"update","info":{{"n":{i}}}}}}}"#,
+        1_700_000_000_000_000u64 + i
+    )
+}
+
+/// Figures for the README (run with `--release --ignored --nocapture`): the events per
+/// second one agent takes from a queue holding 500 messages of 100 events (rabbitmqevh's
+/// grouping), into a TCP collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test --release --test brokers_amqp -- --ignored --nocapture"]
+async fn measure_events_per_second_from_100_event_messages() {
+    if !have("measure_amqp") {
+        return;
+    }
+    let _one = ONE.lock().await;
+    let (messages, per) = (500u64, 100u64);
+    let bodies = (0..messages).map(|m| {
+        let evs: Vec<String> = (0..per).map(|i| core_event(m * per + i)).collect();
+        format!("[{}]", evs.join(","))
+    });
+    publish("hl-measure", bodies).await;
+    let got = Received::default();
+    let (collector, _t) = tcp_receiver("127.0.0.1:0", got.clone()).await;
+    let mut cfg = agent_config(&[format!("tcp://{collector}")]);
+    cfg.http.enabled = false;
+    cfg.ws.enabled = false;
+    cfg.amqp.url = url();
+    cfg.amqp.queue = "hl-measure".into();
+    let start = std::time::Instant::now();
+    let (a, stop) = start_agent(cfg).await;
+    let n = (messages * per) as usize;
+    got.wait_for(n, 60).await;
+    let took = start.elapsed();
+    let text = a.metrics.render();
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    assert_eq!(
+        got.len(),
+        n,
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("amqp") || l.contains("packets") || l.contains("rejected"))
+            .filter(|l| !l.starts_with('#') && !l.ends_with(" 0"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    eprintln!(
+        "AMQP: {n} events in {messages} messages taken in {:.2} s: {:.0} events/s",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
 }

@@ -238,3 +238,70 @@ async fn broker_restarted_mid_stream_the_agent_reconnects_and_nothing_is_lost() 
         b.redeliveries.load(Relaxed)
     );
 }
+
+/// Figures for the README (run with `--release --ignored --nocapture`): the events per
+/// second one agent takes from single-event QoS 1 messages the broker kept for its
+/// persistent session while it was away, into a TCP collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test --release --test brokers_mqtt -- --ignored --nocapture"]
+async fn measure_events_per_second_from_single_event_messages() {
+    if !have("measure_mqtt", false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path());
+    let got = Received::default();
+    let (collector, _t) = tcp_receiver("127.0.0.1:0", got.clone()).await;
+    let mut cfg = agent_config(&[format!("tcp://{collector}")]);
+    cfg.http.enabled = false;
+    cfg.ws.enabled = false;
+    cfg.mqtt.url = broker.url();
+    cfg.mqtt.client_id = "heplink-measure".into();
+    // The first run makes the persistent session and its subscription.
+    let (a, stop) = start_agent(cfg.clone()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    let n = 50_000u64;
+    let core = |i: u64| {
+        format!(
+            r#"{{"emitter":"mq","type":256,"timestamp":{},"event":{{"status":"update","info":{{"n":{i}}}}}}}"#,
+            1_700_000_000_000_000u64 + i
+        )
+    };
+    let mut o = rumqttc::MqttOptions::new("pub-measure", "127.0.0.1", broker.port);
+    o.set_keep_alive(Duration::from_secs(5)).set_inflight(1000);
+    let (client, mut el) = rumqttc::AsyncClient::new(o, 100_000);
+    let pump = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < n {
+            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = el.poll().await {
+                acked += 1;
+            }
+        }
+    });
+    for i in 0..n {
+        client
+            .publish(
+                "/janus/events/core",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                core(i),
+            )
+            .await
+            .unwrap();
+    }
+    pump.await.unwrap();
+    let start = std::time::Instant::now();
+    let (a, stop) = start_agent(cfg).await;
+    got.wait_for(n as usize, 120).await;
+    let took = start.elapsed();
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    assert_eq!(got.len(), n as usize);
+    eprintln!(
+        "MQTT: {n} single-event messages taken in {:.2} s: {:.0} events/s",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
+}
