@@ -13,7 +13,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::http::header;
 use axum::routing::get;
@@ -60,11 +60,7 @@ impl Agent {
     }
 }
 
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
+use crate::time::now_us;
 
 /// The whole `Authorization` header value Basic auth expects, when it is on.
 fn http_auth(cfg: &Config) -> Option<Vec<u8>> {
@@ -483,7 +479,7 @@ async fn run_pipeline(
     // with the ids they got the first time). Each at the time it was taken then.
     if let Some(intake) = intake.as_mut() {
         for r in std::mem::take(&mut intake.warm) {
-            p.push_body(&Bytes::from(r.body), r.at_us, &mut |_| {});
+            p.warm_body(&Bytes::from(r.body), r.at_us);
         }
         for r in std::mem::take(&mut intake.back) {
             let now = r.at_us;
@@ -504,6 +500,11 @@ async fn run_pipeline(
         tokio::select! {
             job = jobs.recv() => {
                 let Some(job) = job else { break };
+                if job.warm {
+                    let at = st.time();
+                    p.warm_body(&job.body, at);
+                    continue;
+                }
                 let now = st.time();
                 let journaled = match (intake.as_mut(), &job.receipt) {
                     // A broker keeps its message until it is acknowledged: no journal.

@@ -276,6 +276,14 @@ impl Pipeline {
         }
     }
 
+    /// Takes a body only to rebuild the correlator's state (a journal's or a partition's
+    /// replay): nothing of it is sent, now or later (what it leaves held is forgotten).
+    /// `at`: when it was first taken.
+    pub fn warm_body(&mut self, body: &Bytes, at: u64) {
+        let _ = self.push_body(body, at, &mut |_| {});
+        self.correlator.drop_held_at(at);
+    }
+
     /// Advances the clock: releases holds that ran out, forgets old state.
     pub fn tick(&mut self, now: u64, sink: &mut dyn FnMut(Output<'_>)) {
         self.correlator.tick(now, &mut self.buf);

@@ -338,6 +338,25 @@ impl Correlator {
         }
     }
 
+    /// Forgets, without releasing them, the held events pushed at `at`: a body replayed
+    /// only to rebuild state (nothing of it is to be sent) leaves nothing behind.
+    pub fn drop_held_at(&mut self, at: u64) -> usize {
+        let mut n = 0;
+        for e in self.emitters.values_mut() {
+            for h in e.handles.values_mut() {
+                let before = h.held.len();
+                h.held.retain(|x| x.at != at);
+                n += before - h.held.len();
+            }
+            for s in e.sessions.values_mut() {
+                let before = s.held.len();
+                s.held.retain(|x| x.at != at);
+                n += before - s.held.len();
+            }
+        }
+        n
+    }
+
     /// Whether the correlator holds no state at all.
     pub fn is_empty(&self) -> bool {
         self.emitters.is_empty()

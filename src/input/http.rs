@@ -254,6 +254,7 @@ pub async fn http_ingest(State(st): State<Arc<HttpState>>, req: Request) -> Resp
         input: Input::Http,
         reply: Some(tx),
         receipt: None,
+        warm: false,
     };
     if st.jobs.send(job).await.is_err() {
         return plain(

@@ -34,6 +34,10 @@ pub struct Job {
     pub reply: Option<oneshot::Sender<Rejections>>,
     /// A broker message's receipt, sent back once the message is settled.
     pub receipt: Option<Receipt>,
+    /// A body replayed only to rebuild the correlator's state: nothing of it is sent.
+    /// It counts as taken now (the state it rebuilds is as fresh as the takeover: the
+    /// events that kept it alive, the media statistics, are not replayed).
+    pub warm: bool,
 }
 
 /// What became of a broker message.

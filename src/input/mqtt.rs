@@ -275,7 +275,7 @@ pub async fn run(
                         to: tx.clone(),
                         tag: Tag { connection, delivery: u64::from(pkid) },
                     });
-                    let job = Job { body: payload, input: Input::Mqtt, reply: None, receipt };
+                    let job = Job { body: payload, input: Input::Mqtt, reply: None, receipt, warm: false };
                     if jobs.send(job).await.is_err() {
                         break;
                     }

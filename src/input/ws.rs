@@ -144,6 +144,7 @@ async fn ws_session(mut socket: WebSocket, peer: SocketAddr, st: Arc<WsState>) {
             input: Input::Ws,
             reply: None,
             receipt: None,
+            warm: false,
         };
         if st.jobs.send(job).await.is_err() {
             break;

@@ -1,0 +1,525 @@
+//! The AMQP input: consumes what Janus's rabbitmqevh publishes to RabbitMQ (arrays of up
+//! to 100 events with its default `grouping = true`, or single objects) from a durable
+//! queue the agent declares, bound to Janus's exchange when one is given.
+//!
+//! A message is acknowledged only once its events are safe (queued to every collector,
+//! and in every spool when the spool is on: see `input::settle`); one in which nothing
+//! reads as an event, or over `max_message_bytes`, is rejected without requeue and
+//! counted, so that it never comes back to poison the queue. The prefetch bounds what is
+//! delivered and not yet acknowledged. A lost connection is opened again with a growing
+//! pause (0.1 s doubling to 5 s) and the topology declared again; what was delivered and
+//! not acknowledged comes again (counted as redelivered).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use tokio::sync::{mpsc, watch};
+
+use super::mqtt::stopped;
+use super::{Job, Outcome, Receipt, Tag};
+use crate::config::AmqpInput;
+use crate::metrics::{BrokerMetrics, Input, Metrics};
+
+/// Why the AMQP input could not open its connection or topology.
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    /// Connecting or logging in failed.
+    #[error("connecting to {url}: {source}")]
+    Connect {
+        /// The broker (without password).
+        url: String,
+        /// What lapin said.
+        source: lapin::Error,
+    },
+    /// A declaration, binding or the consumer failed.
+    #[error("{what}: {source}{hint}")]
+    Topology {
+        /// What was being done.
+        what: String,
+        /// What lapin said.
+        source: lapin::Error,
+        /// A hint for the common mistakes.
+        hint: &'static str,
+    },
+}
+
+pub mod partitions;
+
+/// The exchange type Janus declares, as lapin names it.
+fn kind(t: &str) -> ExchangeKind {
+    match t {
+        "fanout" => ExchangeKind::Fanout,
+        "direct" => ExchangeKind::Direct,
+        "topic" => ExchangeKind::Topic,
+        "headers" => ExchangeKind::Headers,
+        other => ExchangeKind::Custom(other.to_string()),
+    }
+}
+
+/// The URL without its password.
+fn redacted(url: &str) -> String {
+    match url.split_once('@') {
+        Some((head, tail)) => {
+            let user = head.rsplit_once(':').map_or(head, |(u, _)| u);
+            format!("{user}:…@{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// A delivery, or the end of its consumer, with the index of its queue.
+type Incoming = (usize, Result<lapin::message::Delivery, lapin::Error>);
+
+/// An open connection: its consuming channel, the deliveries of every queue consumed
+/// (forwarded by a task per consumer), and with partitions, the log channel.
+struct Session {
+    conn: Connection,
+    channel: Channel,
+    deliveries: mpsc::Receiver<Incoming>,
+    forward: mpsc::Sender<Incoming>,
+    tags: Vec<String>,
+    log: Option<Channel>,
+}
+
+/// Forwards a consumer's deliveries, tagged with its queue's index, until it ends.
+fn forward(i: usize, mut c: Consumer, to: mpsc::Sender<Incoming>) {
+    tokio::spawn(async move {
+        while let Some(d) = c.next().await {
+            let end = d.is_err();
+            if to.send((i, d)).await.is_err() || end {
+                break;
+            }
+        }
+    });
+}
+
+/// Starts consuming queue `i` (`q`) on the session's channel.
+async fn consume(s: &mut Session, i: usize, q: &str) -> Result<(), AmqpError> {
+    let tag = format!(
+        "heplink-{}-{i}-{}",
+        std::process::id(),
+        crate::time::now_us()
+    );
+    let c = s
+        .channel
+        .basic_consume(
+            q.into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|source| AmqpError::Topology {
+            what: format!("consuming {q:?}"),
+            source,
+            hint: "",
+        })?;
+    s.tags[i] = tag;
+    forward(i, c, s.forward.clone());
+    Ok(())
+}
+
+async fn open(
+    cfg: &AmqpInput,
+    members: Option<&partitions::Members>,
+) -> Result<Session, AmqpError> {
+    let conn = Connection::connect(&cfg.url, ConnectionProperties::default())
+        .await
+        .map_err(|source| AmqpError::Connect {
+            url: redacted(&cfg.url),
+            source,
+        })?;
+    let topo =
+        |what: String, hint: &'static str| move |source| AmqpError::Topology { what, source, hint };
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(topo("opening a channel".into(), ""))?;
+    if cfg.partitions > 0 {
+        partitions::declare(&channel, cfg).await?;
+    } else {
+        single(&channel, cfg).await?;
+    }
+    channel
+        .basic_qos(cfg.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(topo("setting the prefetch".into(), ""))?;
+    let log = if cfg.partitions > 0 {
+        Some(partitions::log_channel(&conn).await?)
+    } else {
+        None
+    };
+    let n = usize::from(cfg.partitions).max(1);
+    let (forward_tx, deliveries) = mpsc::channel(1024);
+    let mut s = Session {
+        conn,
+        channel,
+        deliveries,
+        forward: forward_tx,
+        tags: vec![String::new(); n],
+        log,
+    };
+    if let Some(members) = members {
+        let c = members.join(&s.channel, cfg).await?;
+        forward(partitions::MEMBERS, c, s.forward.clone());
+    }
+    for i in 0..n {
+        let q = if cfg.partitions > 0 {
+            partitions::queue(cfg, i)
+        } else {
+            cfg.queue.clone()
+        };
+        consume(&mut s, i, &q).await?;
+    }
+    Ok(s)
+}
+
+/// The one-queue topology: Janus's exchange (when given) and the durable queue.
+async fn single(channel: &Channel, cfg: &AmqpInput) -> Result<(), AmqpError> {
+    let topo =
+        |what: String, hint: &'static str| move |source| AmqpError::Topology { what, source, hint };
+    if !cfg.exchange.is_empty() {
+        // As Janus declares it (not durable): the same declaration from both sides.
+        channel
+            .exchange_declare(
+                cfg.exchange.as_str().into(),
+                kind(&cfg.exchange_type),
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(topo(
+                format!("declaring exchange {:?} ({})", cfg.exchange, cfg.exchange_type),
+                " (it exists with another type or durability: amqp.exchange_type must be Janus's exchange_type)",
+            ))?;
+    }
+    channel
+        .queue_declare(
+            cfg.queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(topo(
+            format!("declaring queue {:?}", cfg.queue),
+            " (it exists with other settings: Janus's rabbitmqevh declares its route_key queue non-durable unless declare_outgoing_queue = false; delete that queue)",
+        ))?;
+    if !cfg.exchange.is_empty() {
+        channel
+            .queue_bind(
+                cfg.queue.as_str().into(),
+                cfg.exchange.as_str().into(),
+                cfg.binding_key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(topo(
+                format!("binding queue {:?} to {:?}", cfg.queue, cfg.exchange),
+                "",
+            ))?;
+    }
+    Ok(())
+}
+
+/// Acknowledges or rejects a message on the session it came on.
+async fn finish(s: &Session, m: &BrokerMetrics, delivery: u64, outcome: Outcome) {
+    let r = match outcome {
+        Outcome::Safe => {
+            m.acks.fetch_add(1, Relaxed);
+            s.channel
+                .basic_ack(delivery, BasicAckOptions::default())
+                .await
+        }
+        Outcome::Malformed => {
+            m.nacks.fetch_add(1, Relaxed);
+            s.channel
+                .basic_reject(delivery, BasicRejectOptions { requeue: false })
+                .await
+        }
+    };
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "AMQP acknowledgement not sent: the broker delivers the message again.");
+    }
+}
+
+/// What a partition's message waits for before it is acknowledged.
+#[derive(Debug)]
+struct Wait {
+    /// What the pipeline said of it, once it did.
+    settled: Option<Outcome>,
+    /// Its log entry is confirmed (or it needed none).
+    logged: bool,
+}
+
+/// The input's state across connections.
+struct State {
+    connection: u64,
+    /// Per partition: whether this agent took it over (is its active consumer).
+    held: Vec<bool>,
+    /// Partition messages not yet acknowledged, by delivery tag.
+    waits: std::collections::HashMap<u64, Wait>,
+    last_spread: tokio::time::Instant,
+}
+
+impl State {
+    fn held(&self) -> u64 {
+        self.held.iter().filter(|h| **h).count() as u64
+    }
+}
+
+/// Settles a message: at once without partitions; with them, once its log entry is
+/// confirmed too.
+async fn settle(s: &Session, st: &mut State, m: &BrokerMetrics, tag: Tag, outcome: Outcome) {
+    if tag.connection != st.connection {
+        return; // its channel is gone: the broker delivers it again
+    }
+    if s.log.is_none() {
+        return finish(s, m, tag.delivery, outcome).await;
+    }
+    let done = match st.waits.get_mut(&tag.delivery) {
+        Some(w) => {
+            w.settled = Some(outcome);
+            w.logged
+        }
+        None => true,
+    };
+    if done {
+        st.waits.remove(&tag.delivery);
+        finish(s, m, tag.delivery, outcome).await;
+    }
+}
+
+/// A partition message's log entry is confirmed.
+async fn logged(s: &Session, st: &mut State, m: &BrokerMetrics, tag: Tag) {
+    if tag.connection != st.connection {
+        return;
+    }
+    let settled = match st.waits.get_mut(&tag.delivery) {
+        Some(w) => {
+            w.logged = true;
+            w.settled
+        }
+        None => None,
+    };
+    if let Some(outcome) = settled {
+        st.waits.remove(&tag.delivery);
+        finish(s, m, tag.delivery, outcome).await;
+    }
+}
+
+/// Spreads the partitions: an agent active on more than its share (the partitions over
+/// the agents announcing themselves, rounded up) gives the excess up, to the back of each
+/// queue's line of consumers; the next agent in line becomes active.
+async fn spread(s: &mut Session, st: &mut State, cfg: &AmqpInput, m: &BrokerMetrics, agents: u64) {
+    let n = u64::from(cfg.partitions);
+    let share = n.div_ceil(agents);
+    let mut excess = st.held().saturating_sub(share);
+    for i in (0..st.held.len()).rev() {
+        if excess == 0 {
+            break;
+        }
+        if !st.held[i] {
+            continue;
+        }
+        let _ = s
+            .channel
+            .basic_cancel(s.tags[i].as_str().into(), BasicCancelOptions::default())
+            .await;
+        st.held[i] = false;
+        excess -= 1;
+        let q = partitions::queue(cfg, i);
+        if let Err(e) = consume(s, i, &q).await {
+            tracing::warn!(error = %e, "AMQP partition not consumed again.");
+        }
+        tracing::info!(
+            partition = i,
+            agents,
+            share,
+            "AMQP partition given up to spread the partitions between the agents."
+        );
+    }
+    m.partitions_held.store(st.held(), Relaxed);
+}
+
+/// Runs the AMQP input until `stop` turns true, then acknowledges what the pipeline still
+/// settles (until it drops the last receipt or `drain` runs out) and closes.
+pub async fn run(
+    cfg: AmqpInput,
+    jobs: mpsc::Sender<Job>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let m: &BrokerMetrics = &metrics.brokers[1];
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Tag, Outcome)>();
+    let (log_tx, mut log_rx) = mpsc::unbounded_channel::<Tag>();
+    let mut st = State {
+        connection: 0,
+        held: vec![false; usize::from(cfg.partitions)],
+        waits: Default::default(),
+        last_spread: tokio::time::Instant::now(),
+    };
+    let mut pause = Duration::from_millis(100);
+    let mut failures = 0u64;
+    let mut session: Option<Session> = None;
+    let mut spread_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut members = (cfg.partitions > 0).then(partitions::Members::new);
+    'run: loop {
+        let s = match session.as_mut() {
+            Some(s) => s,
+            None => {
+                match open(&cfg, members.as_ref()).await {
+                    Ok(s) => {
+                        st.connection += 1;
+                        st.held.iter_mut().for_each(|h| *h = false);
+                        st.waits.clear();
+                        m.partitions_held.store(0, Relaxed);
+                        m.connections.fetch_add(1, Relaxed);
+                        m.connected.store(1, Relaxed);
+                        pause = Duration::from_millis(100);
+                        failures = 0;
+                        tracing::info!(url = %redacted(&cfg.url), queue = %cfg.queue, exchange = %cfg.exchange, partitions = cfg.partitions, "AMQP input consuming.");
+                        session = Some(s);
+                    }
+                    Err(e) => {
+                        m.down(&e);
+                        failures += 1;
+                        if failures == 1 || failures.is_power_of_two() {
+                            tracing::warn!(error = %e, failures, retry_in = ?pause, "AMQP input cannot consume.");
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = stopped(&mut stop) => break 'run,
+                        }
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                }
+                continue;
+            }
+        };
+        tokio::select! {
+            d = s.deliveries.recv() => match d {
+                Some((partitions::MEMBERS, Ok(d))) => {
+                    if let Some(mb) = members.as_mut() {
+                        mb.heard(&d.data);
+                    }
+                }
+                Some((i, Ok(d))) => {
+                    m.messages.fetch_add(1, Relaxed);
+                    if d.redelivered {
+                        m.redeliveries.fetch_add(1, Relaxed);
+                    }
+                    let tag = Tag { connection: st.connection, delivery: d.delivery_tag };
+                    if d.data.len() > cfg.max_message_bytes {
+                        metrics.reject(Input::Amqp, crate::metrics::Reject::BodyTooLarge);
+                        finish(s, m, tag.delivery, Outcome::Malformed).await;
+                        continue;
+                    }
+                    let body = Bytes::from(d.data);
+                    if let Some(log_ch) = s.log.as_ref() {
+                        if !st.held[i] {
+                            // The first delivery of a partition: this agent is its active
+                            // consumer now. What the previous one knew comes first.
+                            match partitions::take_over(&s.conn, log_ch, &cfg, i, &jobs).await {
+                                Ok(n) => {
+                                    m.state_replayed.fetch_add(n, Relaxed);
+                                    tracing::info!(partition = i, replayed = n, "AMQP partition taken over.");
+                                }
+                                Err(e) => tracing::warn!(partition = i, error = %e, "AMQP partition taken over without its correlation log."),
+                            }
+                            st.held[i] = true;
+                            m.partitions_held.store(st.held(), Relaxed);
+                        }
+                        let mut w = Wait { settled: None, logged: true };
+                        if let Some(entry) = partitions::log_body(&body) {
+                            match partitions::append(log_ch, &cfg, i, &entry).await {
+                                Ok(confirm) => {
+                                    w.logged = false;
+                                    let to = log_tx.clone();
+                                    tokio::spawn(async move {
+                                        if confirm.await.is_ok() {
+                                            let _ = to.send(tag);
+                                        }
+                                    });
+                                }
+                                Err(e) => tracing::warn!(error = %e, "AMQP correlation log append failed."),
+                            }
+                        }
+                        st.waits.insert(tag.delivery, w);
+                    }
+                    let job = Job {
+                        body,
+                        input: Input::Amqp,
+                        reply: None,
+                        receipt: Some(Receipt { to: tx.clone(), tag }),
+                        warm: false,
+                    };
+                    if jobs.send(job).await.is_err() {
+                        break 'run;
+                    }
+                }
+                Some((_, Err(e))) => {
+                    m.down(&e);
+                    tracing::warn!(error = %e, "AMQP connection lost.");
+                    session = None;
+                }
+                None => {
+                    m.down(&"consumers ended");
+                    session = None;
+                }
+            },
+            Some((tag, outcome)) = rx.recv() => settle(s, &mut st, m, tag, outcome).await,
+            Some(tag) = log_rx.recv() => logged(s, &mut st, m, tag).await,
+            _ = spread_tick.tick(), if cfg.partitions > 0 => {
+                if let (Some(mb), Some(log_ch)) = (members.as_mut(), s.log.as_ref()) {
+                    mb.announce(log_ch, &cfg).await;
+                    // Every 2 s, once the others had time to announce themselves.
+                    if st.last_spread.elapsed() >= Duration::from_secs(2) {
+                        st.last_spread = tokio::time::Instant::now();
+                        let agents = mb.count();
+                        spread(s, &mut st, &cfg, m, agents).await;
+                    }
+                }
+            }
+            _ = stopped(&mut stop) => break 'run,
+        }
+    }
+    // Stopping: no new delivery is taken; what the pipeline settles is acknowledged.
+    drop((tx, jobs));
+    if let Some(s) = session.as_ref() {
+        for t in &s.tags {
+            let _ = s
+                .channel
+                .basic_cancel(t.as_str().into(), BasicCancelOptions::default())
+                .await;
+        }
+        let deadline = tokio::time::Instant::now() + drain;
+        let mut receipts_open = true;
+        while receipts_open || !st.waits.is_empty() {
+            tokio::select! {
+                r = rx.recv(), if receipts_open => match r {
+                    Some((tag, outcome)) => settle(s, &mut st, m, tag, outcome).await,
+                    None => receipts_open = false,
+                },
+                Some(tag) = log_rx.recv() => logged(s, &mut st, m, tag).await,
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let _ = s.conn.close(200, "heplink stopping".into()).await;
+    }
+    m.connected.store(0, Relaxed);
+    m.partitions_held.store(0, Relaxed);
+}
