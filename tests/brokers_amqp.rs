@@ -531,3 +531,58 @@ async fn three_agents_one_sigkilled_mid_stream_keep_every_event_and_its_room() {
     );
     assert!(replayed > 0, "a partition's state came from its log");
 }
+
+/// Figures for the README (`--release --ignored --nocapture`): end-to-end latency, from
+/// the publish to the HEP packet at a TCP collector, at 10,000 events/s in messages of
+/// 100 events (100 messages/s), for 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test --release --test brokers_amqp -- --ignored --nocapture"]
+async fn measure_latency_at_10k_events_per_second() {
+    if !have("measure_amqp_latency") {
+        return;
+    }
+    let _one = ONE.lock().await;
+    let (collector, lat) = common::brokers::latency_receiver().await;
+    let mut cfg = agent_config(&[format!("tcp://{collector}")]);
+    cfg.http.enabled = false;
+    cfg.ws.enabled = false;
+    cfg.amqp.url = url();
+    cfg.amqp.queue = "hl-latency".into();
+    let (a, stop) = start_agent(cfg).await;
+    while a.metrics.brokers[1].connected.load(Relaxed) == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let conn = Connection::connect(&url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for m in 0..500u64 {
+        tick.tick().await;
+        let now = heplink::time::now_us();
+        let evs: Vec<String> = (0..100)
+            .map(|i| {
+                format!(
+                    r#"{{"emitter":"lat","type":256,"timestamp":{now},"event":{{"status":"update","info":{{"n":{}}}}}}}"#,
+                    m * 100 + i
+                )
+            })
+            .collect();
+        ch.basic_publish(
+            "".into(),
+            "hl-latency".into(),
+            BasicPublishOptions::default(),
+            format!("[{}]", evs.join(",")).as_bytes(),
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    let mut v = lat.lock().unwrap().clone();
+    assert_eq!(v.len(), 50_000);
+    let (p50, p99) = common::brokers::p50_p99(&mut v);
+    eprintln!("AMQP at 10,000 events/s: latency p50 {p50} µs, p99 {p99} µs");
+}

@@ -305,3 +305,121 @@ async fn measure_events_per_second_from_single_event_messages() {
         n as f64 / took.as_secs_f64()
     );
 }
+
+/// MQTT scale-out as the README recommends it: each Janus publishes under a topic of its
+/// own, each agent subscribes to its Janus instances' topics only. Every event reaches the
+/// one agent assigned to its Janus, and none reaches another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_topic_assignment_gives_each_agent_its_own_janus_instances() {
+    if !have("static_topic_assignment", false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path());
+    let mut got = Vec::new();
+    let mut agents = Vec::new();
+    for n in 1..=2 {
+        let (collector, g) = udp_receiver().await;
+        let mut cfg = agent_config(&[format!("udp://{collector}")]);
+        cfg.http.enabled = false;
+        cfg.ws.enabled = false;
+        cfg.mqtt.url = broker.url();
+        cfg.mqtt.client_id = format!("heplink-{n}");
+        cfg.mqtt.topics = vec![format!("/janus/events/janus-{n}/#")];
+        cfg.correlation.hold_ms = 200;
+        agents.push(start_agent(cfg).await);
+        got.push(g);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut o = rumqttc::MqttOptions::new("pub-static", "127.0.0.1", broker.port);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = rumqttc::AsyncClient::new(o, 10_000);
+    let pump = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < 200 {
+            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = el.poll().await {
+                acked += 1;
+            }
+        }
+    });
+    for i in 0..200u64 {
+        let n = 1 + i % 2;
+        let ev = event(i).replace("\"emitter\":\"mq\"", &format!("\"emitter\":\"janus-{n}\""));
+        client
+            .publish(
+                format!("/janus/events/janus-{n}/sessions"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                ev,
+            )
+            .await
+            .unwrap();
+    }
+    pump.await.unwrap();
+    for g in &got {
+        g.wait_for(100, 10).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (a, stop) in agents {
+        stop.send(()).unwrap();
+        a.wait().await.unwrap();
+    }
+    for (n, g) in got.iter().enumerate() {
+        let (ids, count) = session_ids(g);
+        assert_eq!(ids.len(), 100, "agent {}: its Janus's events", n + 1);
+        assert_eq!(count, 100, "once each");
+        let mine = format!("janus-{}:", n + 1);
+        assert!(
+            ids.iter().all(|c| c.starts_with(&mine)),
+            "agent {}: {ids:?}",
+            n + 1
+        );
+    }
+}
+
+/// Figures for the README (`--release --ignored --nocapture`): end-to-end latency, from
+/// the publish to the HEP packet at a TCP collector, at 10,000 single-event QoS 1
+/// messages/s, for 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test --release --test brokers_mqtt -- --ignored --nocapture"]
+async fn measure_latency_at_10k_events_per_second() {
+    if !have("measure_mqtt_latency", false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path());
+    let (collector, lat) = common::brokers::latency_receiver().await;
+    let mut cfg = agent_config(&[format!("tcp://{collector}")]);
+    cfg.http.enabled = false;
+    cfg.ws.enabled = false;
+    cfg.mqtt.url = broker.url();
+    cfg.mqtt.client_id = "heplink-latency".into();
+    let (a, stop) = start_agent(cfg).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut o = rumqttc::MqttOptions::new("pub-latency", "127.0.0.1", broker.port);
+    o.set_keep_alive(Duration::from_secs(5)).set_inflight(5000);
+    let (client, mut el) = rumqttc::AsyncClient::new(o, 100_000);
+    tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for m in 0..500u64 {
+        tick.tick().await;
+        let now = heplink::time::now_us();
+        for i in 0..100 {
+            let ev = format!(
+                r#"{{"emitter":"lat","type":256,"timestamp":{now},"event":{{"status":"update","info":{{"n":{}}}}}}}"#,
+                m * 100 + i
+            );
+            client
+                .publish("/janus/events/core", rumqttc::QoS::AtLeastOnce, false, ev)
+                .await
+                .unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    let mut v = lat.lock().unwrap().clone();
+    assert_eq!(v.len(), 50_000);
+    let (p50, p99) = common::brokers::p50_p99(&mut v);
+    eprintln!("MQTT at 10,000 events/s: latency p50 {p50} µs, p99 {p99} µs");
+}

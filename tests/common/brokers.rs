@@ -260,3 +260,43 @@ impl Drop for Rabbit {
         }
     }
 }
+
+/// A TCP HEP receiver on loopback that records, for each packet, how long after its HEP
+/// timestamp it arrived (µs): the end-to-end latency when the events carry the time they
+/// were published.
+pub async fn latency_receiver() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+) {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let lat = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = lat.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let out = out.clone();
+            tokio::spawn(async move {
+                let mut buf = bytes::BytesMut::with_capacity(1 << 16);
+                while matches!(s.read_buf(&mut buf).await, Ok(n) if n > 0) {
+                    let now = heplink::time::now_us();
+                    while let Ok(Some(f)) = heplink::proto::next_frame(&mut buf) {
+                        if let Ok(p) = heplink::proto::decode(&f, heplink::proto::Mode::Strict) {
+                            if let Some(t) = p.timestamp_micros() {
+                                out.lock().unwrap().push(now.saturating_sub(t));
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, lat)
+}
+
+/// The 50th and 99th percentiles of `v`, in µs.
+pub fn p50_p99(v: &mut [u64]) -> (u64, u64) {
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q) as usize];
+    (at(0.5), at(0.99))
+}
