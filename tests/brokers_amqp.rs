@@ -102,7 +102,7 @@ async fn real_janus_rabbitmqevh_grouped_through_an_exchange_same_as_http() {
             "rabbitmqevh",
             rabbitmqevh(port, true, Some("janus-exchange"), "janus-events"),
         ),
-        (a, stop, got),
+        (vec![(a, stop)], got),
         heplink::metrics::Input::Amqp,
     )
     .await;
@@ -127,10 +127,60 @@ async fn real_janus_rabbitmqevh_single_events_to_the_queue_same_as_http() {
     same_as_http(
         dir.path(),
         ("rabbitmqevh", rabbitmqevh(port, false, None, "hl-single")),
-        (a, stop, got),
+        (vec![(a, stop)], got),
         heplink::metrics::Input::Amqp,
     )
     .await;
+}
+
+/// The real Janus publishing into the consistent-hash exchange the agents declare (the
+/// two declarations must agree), two agents on four partitions: its events arrive exactly
+/// once between them, with HTTP's ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_janus_rabbitmqevh_into_partitions_two_agents_same_as_http() {
+    if !have("real_janus_rabbitmqevh_partitions") {
+        return;
+    }
+    let _one = ONE.lock().await;
+    let port = rabbit().lock().unwrap().port;
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, got) = udp_receiver().await;
+    let mut agents = Vec::new();
+    for _ in 0..2 {
+        let mut cfg = agent_config(&[format!("udp://{collector}")]);
+        cfg.http.enabled = false;
+        cfg.ws.enabled = false;
+        cfg.amqp.url = url();
+        cfg.amqp.queue = "hl-parts".into();
+        cfg.amqp.exchange = "janus-hx".into();
+        cfg.amqp.partitions = 4;
+        agents.push(start_agent(cfg).await);
+    }
+    let evh = rabbitmqevh(port, true, Some("janus-hx"), "janus-e2e").replace(
+        "exchange_type = \"fanout\"",
+        "exchange_type = \"x-consistent-hash\"",
+    );
+    let metrics: Vec<_> = agents.iter().map(|(a, _)| a.metrics.clone()).collect();
+    same_as_http(
+        dir.path(),
+        ("rabbitmqevh", evh),
+        (agents, got),
+        heplink::metrics::Input::Amqp,
+    )
+    .await;
+    let acks: u64 = metrics
+        .iter()
+        .map(|m| m.brokers[1].acks.load(Relaxed))
+        .sum();
+    let messages: u64 = metrics
+        .iter()
+        .map(|m| m.brokers[1].messages.load(Relaxed))
+        .sum();
+    assert!(messages > 0);
+    assert_eq!(
+        acks, messages,
+        "every message acknowledged once logged and safe"
+    );
 }
 
 /// Session-created events with distinct session ids, as one body each.

@@ -55,7 +55,7 @@ async fn janus_through_mqtt(addevent: bool) {
     same_as_http(
         dir.path(),
         ("mqttevh", mqttevh(broker.port, addevent)),
-        (agent, stop, via_mqtt),
+        (vec![(agent, stop)], via_mqtt),
         heplink::metrics::Input::Mqtt,
     )
     .await;

@@ -234,36 +234,37 @@ pub fn events_of(got: &Received) -> (EventCounts, Vec<(String, Value)>) {
     (keys, all)
 }
 
-/// Runs [`drive`] on a real Janus whose event handler `evh` (name, jcfg) feeds the agent
-/// under test (`agent`, its stop, what its collector got) through `input`, while
+/// Runs [`drive`] on a real Janus whose event handler `evh` (name, jcfg) feeds the agents
+/// under test (each with its stop; what their one collector got) through `input`, while
 /// sampleevh feeds the same events to a second agent over HTTP: every event must arrive
 /// exactly once, the same events both ways, each with the correlation id HTTP gave it.
 pub async fn same_as_http(
     dir: &Path,
     evh: (&str, String),
-    agent: (
-        heplink::agent::Agent,
-        tokio::sync::oneshot::Sender<()>,
+    agents: (
+        Vec<(heplink::agent::Agent, tokio::sync::oneshot::Sender<()>)>,
         Received,
     ),
     input: heplink::metrics::Input,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
-    let (agent, stop, got) = agent;
+    let (agents, got) = agents;
     let (c2, via_http) = super::udp_receiver().await;
     let (http_agent, stop2) =
         super::start_agent(super::agent_config(&[format!("udp://{c2}")])).await;
     let http = http_agent.bound.http.unwrap();
-    let b = &agent.metrics.brokers[if input == heplink::metrics::Input::Mqtt {
+    let which = if input == heplink::metrics::Input::Mqtt {
         0
     } else {
         1
-    }];
-    for _ in 0..200 {
-        if b.connected.load(Relaxed) == 1 {
-            break;
+    };
+    for (a, _) in &agents {
+        for _ in 0..200 {
+            if a.metrics.brokers[which].connected.load(Relaxed) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let scfg = format!("general: {{ enabled = true events = \"all\" grouping = false json = \"compact\" backend = \"http://{http}/janus-events\" }}\n");
     let jdir = dir.join("janus");
@@ -281,9 +282,13 @@ pub async fn same_as_http(
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let m = agent.metrics.clone();
-    stop.send(()).unwrap();
-    agent.wait().await.unwrap();
+    let mut taken = 0;
+    for (a, stop) in agents {
+        let m = a.metrics.clone();
+        stop.send(()).unwrap();
+        a.wait().await.unwrap();
+        taken += m.events_total(input) as usize;
+    }
     stop2.send(()).unwrap();
     http_agent.wait().await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -312,5 +317,5 @@ pub async fn same_as_http(
         ids(&http_events),
         "correlation ids differ from HTTP's"
     );
-    assert_eq!(m.events_total(input) as usize, events.len());
+    assert_eq!(taken, events.len());
 }
