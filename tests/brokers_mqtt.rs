@@ -307,8 +307,9 @@ async fn measure_events_per_second_from_single_event_messages() {
 }
 
 /// MQTT scale-out as the README recommends it: each Janus publishes under a topic of its
-/// own, each agent subscribes to its Janus instances' topics only. Every event reaches the
-/// one agent assigned to its Janus, and none reaches another.
+/// own, each agent subscribes to its Janus instances' topics only (one at QoS 1, one at
+/// QoS 0). Every event reaches the one agent assigned to its Janus, and none reaches
+/// another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_topic_assignment_gives_each_agent_its_own_janus_instances() {
     if !have("static_topic_assignment", false) {
@@ -326,6 +327,8 @@ async fn static_topic_assignment_gives_each_agent_its_own_janus_instances() {
         cfg.mqtt.url = broker.url();
         cfg.mqtt.client_id = format!("heplink-{n}");
         cfg.mqtt.topics = vec![format!("/janus/events/janus-{n}/#")];
+        // The second at QoS 0 (at most once): nothing to acknowledge.
+        cfg.mqtt.qos = if n == 1 { 1 } else { 0 };
         cfg.correlation.hold_ms = 200;
         agents.push(start_agent(cfg).await);
         got.push(g);
@@ -422,4 +425,57 @@ async fn measure_latency_at_10k_events_per_second() {
     assert_eq!(v.len(), 50_000);
     let (p50, p99) = common::brokers::p50_p99(&mut v);
     eprintln!("MQTT at 10,000 events/s: latency p50 {p50} µs, p99 {p99} µs");
+}
+
+/// `mqtts://`: the agent verifies the broker's certificate against the CA it is given
+/// (`mqtt.tls`, as for collectors) and takes what is published on the plain listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_with_the_brokers_ca() {
+    if !have("mqtts_with_the_brokers_ca", false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, issuer) = common::pki::make_ca(dir.path(), "mqtt-ca");
+    let (cert, key) = common::pki::leaf(dir.path(), "broker", &["localhost", "127.0.0.1"], &issuer);
+    let tls_port = free_port();
+    let broker = Mosquitto::start_with(
+        dir.path(),
+        &format!(
+            "listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    common::brokers::wait_port(
+        tls_port,
+        Duration::from_secs(5),
+        "mosquitto TLS",
+        dir.path(),
+    );
+    let (collector, got) = udp_receiver().await;
+    let mut cfg = agent_config(&[format!("udp://{collector}")]);
+    cfg.http.enabled = false;
+    cfg.ws.enabled = false;
+    cfg.mqtt.url = format!("mqtts://127.0.0.1:{tls_port}");
+    cfg.mqtt.client_id = "heplink-tls".into();
+    cfg.mqtt.tls.ca_file = Some(ca);
+    cfg.correlation.hold_ms = 200;
+    let (a, stop) = start_agent(cfg).await;
+    for _ in 0..100 {
+        if a.metrics.brokers[0]
+            .connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let health = get(a.bound.metrics.unwrap(), "/health").await;
+    assert!(health.contains("mqtt up"), "connected over TLS: {health}");
+    publish(broker.port, 0..50, 500, "pub-tls").await;
+    got.wait_for(50, 10).await;
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    assert_eq!(session_ids(&got).0.len(), 50);
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use common::pki::{leaf, make_ca};
 
 struct Pki {
     ca: PathBuf,
@@ -17,37 +17,6 @@ struct Pki {
     key: PathBuf,
     client_cert: PathBuf,
     client_key: PathBuf,
-}
-
-fn make_ca(dir: &Path, name: &str) -> (PathBuf, Issuer<'static, KeyPair>) {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    let cert = p.self_signed(&key).unwrap();
-    let path = dir.join(format!("{name}.pem"));
-    std::fs::write(&path, cert.pem()).unwrap();
-    (path, Issuer::new(p, key))
-}
-
-fn leaf(
-    dir: &Path,
-    name: &str,
-    sans: &[&str],
-    issuer: &Issuer<'static, KeyPair>,
-) -> (PathBuf, PathBuf) {
-    let key = KeyPair::generate().unwrap();
-    let mut p =
-        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, name);
-    let cert = p.signed_by(&key, issuer).unwrap();
-    let (c, k) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-    );
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k)
 }
 
 fn pki(dir: &Path) -> Pki {

@@ -208,6 +208,12 @@ impl MqttInput {
         if self.max_message_bytes < 1024 {
             return bad("mqtt.max_message_bytes", "at least 1024");
         }
+        if self.tls.server_name.is_some() {
+            return bad(
+                "mqtt.tls.server_name",
+                "not supported: the broker's certificate is verified for the URL's host",
+            );
+        }
         Ok(())
     }
 }

@@ -33,6 +33,12 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts one in `dir` on a free port.
     pub fn start(dir: &Path) -> Mosquitto {
+        Self::start_with(dir, "")
+    }
+
+    /// Starts one in `dir` on a free port, with `extra` configuration after the plain
+    /// listener's (e.g. a TLS listener of its own).
+    pub fn start_with(dir: &Path, extra: &str) -> Mosquitto {
         let port = free_port();
         let conf = dir.join("mosquitto.conf");
         let log = dir.join("mosquitto.log");
@@ -40,7 +46,7 @@ impl Mosquitto {
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\npersistence_location {}/\nautosave_interval 1\n\
-                 max_inflight_messages 0\nmax_queued_messages 1000000\nlog_dest file {}\n",
+                 max_inflight_messages 0\nmax_queued_messages 1000000\nlog_dest file {}\n{extra}",
                 dir.display(),
                 log.display()
             ),

@@ -5,6 +5,7 @@
 
 pub mod brokers;
 pub mod janus;
+pub mod pki;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
