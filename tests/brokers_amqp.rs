@@ -183,6 +183,40 @@ async fn real_janus_rabbitmqevh_into_partitions_two_agents_same_as_http() {
     );
 }
 
+/// `amqps://`: the agent verifies RabbitMQ's certificate against `amqp.ca_file`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqps_with_the_brokers_ca() {
+    if !have("amqps_with_the_brokers_ca") {
+        return;
+    }
+    let _one = ONE.lock().await;
+    let (tls_port, ca) = {
+        let r = rabbit().lock().unwrap();
+        (r.tls_port, r.ca.clone())
+    };
+    let (collector, got) = udp_receiver().await;
+    let mut cfg = agent_config(&[format!("udp://{collector}")]);
+    cfg.http.enabled = false;
+    cfg.ws.enabled = false;
+    cfg.amqp.url = format!("amqps://guest:guest@127.0.0.1:{tls_port}/%2f");
+    cfg.amqp.ca_file = ca.display().to_string();
+    cfg.amqp.queue = "hl-tls".into();
+    cfg.correlation.hold_ms = 300;
+    let (a, stop) = start_agent(cfg).await;
+    for _ in 0..100 {
+        if a.metrics.brokers[1].connected.load(Relaxed) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let health = get(a.bound.metrics.unwrap(), "/health").await;
+    assert!(health.contains("amqp up"), "connected over TLS: {health}");
+    publish("hl-tls", (0..50).map(event)).await;
+    assert_eq!(wait_ids(&got, 50).await, 50);
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+}
+
 /// Session-created events with distinct session ids, as one body each.
 fn event(i: u64) -> String {
     format!(

@@ -97,6 +97,9 @@ pub struct AmqpInput {
     pub state_max_age_s: u64,
     /// Largest message accepted, bytes (rejected without redelivery beyond).
     pub max_message_bytes: usize,
+    /// `amqps://`: PEM file of the CA(s) that signed the broker's certificate; empty: the
+    /// system's.
+    pub ca_file: String,
 }
 
 impl Default for AmqpInput {
@@ -111,6 +114,7 @@ impl Default for AmqpInput {
             partitions: 0,
             state_max_age_s: 6 * 3600,
             max_message_bytes: 8 << 20,
+            ca_file: String::new(),
         }
     }
 }
@@ -250,6 +254,9 @@ impl AmqpInput {
                 "amqp.exchange (--amqp-exchange)",
                 "partitions need the consistent-hash exchange Janus publishes to",
             );
+        }
+        if !self.ca_file.is_empty() {
+            super::readable_file("amqp.ca_file", std::path::Path::new(&self.ca_file))?;
         }
         if self.partitions > 1000 {
             return bad("amqp.partitions (--amqp-partitions)", "at most 1000");

@@ -117,6 +117,10 @@ pub struct Rabbit {
     child: Option<Child>,
     /// AMQP port.
     pub port: u16,
+    /// AMQPS port (a certificate for 127.0.0.1 signed by `ca`).
+    pub tls_port: u16,
+    /// The CA of the AMQPS listener's certificate.
+    pub ca: PathBuf,
     dir: PathBuf,
     env: Vec<(String, String)>,
 }
@@ -128,6 +132,9 @@ impl Rabbit {
         let dist = free_port();
         let epmd = free_port();
         let node = format!("heplink{port}@localhost");
+        let tls_port = free_port();
+        let (ca, issuer) = super::pki::make_ca(dir, "rabbit-ca");
+        let (cert, key) = super::pki::leaf(dir, "rabbit", &["localhost", "127.0.0.1"], &issuer);
         std::fs::write(
             dir.join("enabled_plugins"),
             "[rabbitmq_consistent_hash_exchange].\n",
@@ -136,7 +143,13 @@ impl Rabbit {
         std::fs::write(
             dir.join("rabbitmq.conf"),
             format!(
-                "listeners.tcp.1 = 127.0.0.1:{port}\nloopback_users = none\nlog.file.level = info\n"
+                "listeners.tcp.1 = 127.0.0.1:{port}\nloopback_users = none\nlog.file.level = info\n\
+                 listeners.ssl.1 = 127.0.0.1:{tls_port}\nssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\nssl_options.keyfile = {}\nssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n",
+                ca.display(),
+                cert.display(),
+                key.display()
             ),
         )
         .unwrap();
@@ -176,6 +189,8 @@ impl Rabbit {
         let mut r = Rabbit {
             child: None,
             port,
+            tls_port,
+            ca,
             dir: dir.to_path_buf(),
             env,
         };

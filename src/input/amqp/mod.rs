@@ -132,12 +132,26 @@ async fn open(
     cfg: &AmqpInput,
     members: Option<&partitions::Members>,
 ) -> Result<Session, AmqpError> {
-    let conn = Connection::connect(&cfg.url, ConnectionProperties::default())
-        .await
-        .map_err(|source| AmqpError::Connect {
-            url: redacted(&cfg.url),
-            source,
-        })?;
+    let err = |source| AmqpError::Connect {
+        url: redacted(&cfg.url),
+        source,
+    };
+    let conn = if cfg.ca_file.is_empty() {
+        Connection::connect(&cfg.url, ConnectionProperties::default())
+            .await
+            .map_err(err)?
+    } else {
+        // The CA was found readable when the settings were checked.
+        let pem = std::fs::read_to_string(&cfg.ca_file).unwrap_or_default();
+        let tls = lapin::tcp::OwnedTLSConfig {
+            identity: None,
+            cert_chain: Some(pem),
+        };
+        let rt = lapin::runtime::default_runtime().map_err(err)?;
+        Connection::connect_with_config(&cfg.url, ConnectionProperties::default(), tls, rt)
+            .await
+            .map_err(err)?
+    };
     let topo =
         |what: String, hint: &'static str| move |source| AmqpError::Topology { what, source, hint };
     let channel = conn
