@@ -3,11 +3,11 @@
 //! has a bounded queue and a sender task. SIGTERM / SIGINT stop the inputs, release what
 //! the correlator holds and drain the queues (bounded by `shutdown_timeout_ms`).
 //!
-//! Why this file is over 500 lines: besides the wiring it holds the pipeline task with the
-//! bookkeeping of bodies not yet safe (`Settling`: the journal's checkpoint, the broker
-//! inputs' acknowledgements) and the journal's `Intake`, which share that task's state;
-//! they move beside `input/settle.rs` once the pipeline task takes a context object (#10
-//! item 3).
+//! Why this file is over 500 lines: it wires every input, output and the Homer alias
+//! keeper, and holds the pipeline task's loop (journal replay, jobs, ticks, the final
+//! drain) and `/health`. The bookkeeping of bodies not yet safe lives in
+//! `input/settle.rs` (`Settling`) and `input/journal.rs` (`Intake`); the loop becomes
+//! a file of its own once it takes a context object (#10 item 3).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,6 +26,8 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::input::guard::{Gate, GuardedListener};
 use crate::input::http::{http_ingest, HttpState};
+use crate::input::journal::Intake;
+use crate::input::settle::{Settling, Token};
 use crate::input::ws::{ws_upgrade, WsState};
 use crate::input::{serve_router, Job, TlsListener};
 use crate::metrics::{CollectorMetrics, Input, Metrics, Reject};
@@ -124,21 +126,15 @@ pub async fn start(
         None
     } else {
         let dir = std::path::Path::new(&cfg.spool.dir).join("journal");
-        let (j, warm, back) = crate::input::journal::Journal::open(&dir)
+        let intake = Intake::open(&dir)
             .map_err(|e| anyhow::anyhow!("intake journal {}: {e}", dir.display()))?;
-        if !back.is_empty() {
+        if !intake.back.is_empty() {
             tracing::info!(
-                bodies = back.len(),
+                bodies = intake.back.len(),
                 "Taking again what the intake journal holds from the last run."
             );
         }
-        Some(Intake {
-            journal: j,
-            warm,
-            back,
-            newest: 0,
-            last_sync: std::time::Instant::now(),
-        })
+        Some(intake)
     };
     // The collectors with a spool: a body is safe once they took its packets into it.
     let spooled: Vec<Arc<CollectorMetrics>> = if cfg.spool.dir.is_empty() {
@@ -340,118 +336,6 @@ pub async fn start(
     })
 }
 
-/// The intake journal, with what the last run left in it.
-struct Intake {
-    journal: crate::input::journal::Journal,
-    /// Bodies of the last run already delivered, to warm the correlator up with.
-    warm: Vec<crate::input::journal::Record>,
-    /// Bodies of the last run to take again.
-    back: Vec<crate::input::journal::Record>,
-    /// The newest sequence number journaled.
-    newest: u64,
-    last_sync: std::time::Instant,
-}
-
-impl Intake {
-    /// Journals a body before the pipeline takes it (and before its answer); its sequence
-    /// number, unless the write failed.
-    fn take(&mut self, now: u64, job: &Job, metrics: &Metrics) -> Option<u64> {
-        match self.journal.append(now, job.input, &job.body) {
-            Ok(seq) => {
-                self.newest = seq;
-                Some(seq)
-            }
-            Err(e) => {
-                metrics.journal_errors.fetch_add(1, Relaxed);
-                static LOG: crate::observe::LogLimit =
-                    crate::observe::LogLimit::new(Duration::from_secs(1));
-                if let Some(suppressed) = LOG.allow() {
-                    tracing::error!(error = %e, suppressed, "Intake journal write failed: this body is not durable.");
-                }
-                None
-            }
-        }
-    }
-
-    /// Advances the checkpoint to just before the oldest body not yet safe (`oldest`), or
-    /// to the newest journaled when every body is; syncs once a second.
-    fn checkpoint(&mut self, oldest: Option<u64>) {
-        let to = oldest.map_or(self.newest, |s| s.saturating_sub(1));
-        if let Err(e) = self.journal.advance(to) {
-            tracing::error!(error = %e, "Intake journal checkpoint failed.");
-        }
-        if self.last_sync.elapsed() >= Duration::from_secs(1) {
-            self.last_sync = std::time::Instant::now();
-            if let Err(e) = self.journal.sync() {
-                tracing::error!(error = %e, "Intake journal sync failed.");
-            }
-        }
-    }
-}
-
-/// What the pipeline task does once a body is safe.
-enum Token {
-    /// A journaled body: the checkpoint may pass it.
-    Journal(u64),
-    /// A broker message: acknowledge it.
-    Receipt(crate::input::Receipt),
-}
-
-/// The pipeline task's bookkeeping of bodies not yet safe (see `input::settle`).
-struct Settling {
-    settler: crate::input::settle::Settler<Token>,
-    held: std::collections::HashSet<u64>,
-    done: Vec<Token>,
-    /// The time the last body was taken at: each body gets its own.
-    last_at: u64,
-}
-
-impl Settling {
-    /// A time for the next body, after the previous one's.
-    fn time(&mut self) -> u64 {
-        self.last_at = now_us().max(self.last_at + 1);
-        self.last_at
-    }
-
-    /// Settles what is safe now (`all_released`: the correlator holds nothing any more);
-    /// advances the journal's checkpoint.
-    fn settle(&mut self, p: &Pipeline, all_released: bool, intake: Option<&mut Intake>) {
-        if !self.settler.is_empty() {
-            self.held.clear();
-            p.correlator().held_times(&mut self.held);
-            let held = (!all_released).then_some(&self.held);
-            self.settler.settle(held, &mut self.done);
-            self.acknowledge();
-        }
-        if let Some(intake) = intake {
-            let oldest = self
-                .settler
-                .outstanding()
-                .filter_map(|t| match t {
-                    Token::Journal(seq) => Some(*seq),
-                    Token::Receipt(_) => None,
-                })
-                .min();
-            intake.checkpoint(oldest);
-        }
-    }
-
-    /// Settles the released bodies the spools took (no walk over the held events; the
-    /// checkpoint waits for the tick).
-    fn settle_released(&mut self) {
-        self.settler.settle_released(&mut self.done);
-        self.acknowledge();
-    }
-
-    fn acknowledge(&mut self) {
-        for t in self.done.drain(..) {
-            if let Token::Receipt(r) = t {
-                r.settle(crate::input::Outcome::Safe);
-            }
-        }
-    }
-}
-
 async fn run_pipeline(
     cfg: Config,
     mut jobs: mpsc::Receiver<Job>,
@@ -468,12 +352,7 @@ async fn run_pipeline(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut packets: Vec<Bytes> = Vec::new();
     let mut buf = BytesMut::with_capacity(1 << 16);
-    let mut st = Settling {
-        settler: crate::input::settle::Settler::new(spooled),
-        held: Default::default(),
-        done: Vec::new(),
-        last_at: 0,
-    };
+    let mut st = Settling::new(spooled);
     // What the journal kept from the last run goes first: the delivered bodies to rebuild
     // the correlator's state (nothing sent), then the rest (its events may be sent twice,
     // with the ids they got the first time). Each at the time it was taken then.
@@ -564,7 +443,7 @@ async fn run_pipeline(
                 // Gauges walk the correlator's tables: on the tick, not per request.
                 update_gauges(&p, &metrics);
                 send_all(&mut packets, &queues, &metrics).await;
-                st.settle(&p, false, intake.as_mut());
+                st.settle(|h| p.correlator().held_times(h), false, intake.as_mut());
             }
         }
         send_all(&mut packets, &queues, &metrics).await;
@@ -578,7 +457,7 @@ async fn run_pipeline(
     // drain. What they did take by now is checkpointed (and acknowledged); the rest is
     // taken again next time.
     for _ in 0..50 {
-        st.settle(&p, true, intake.as_mut());
+        st.settle(|h| p.correlator().held_times(h), true, intake.as_mut());
         if st.settler.is_empty() {
             break;
         }

@@ -247,6 +247,76 @@ impl Journal {
     }
 }
 
+/// The intake journal as the pipeline task keeps it, with what the last run left in it.
+pub struct Intake {
+    pub(crate) journal: Journal,
+    /// Bodies of the last run already delivered, to warm the correlator up with.
+    pub(crate) warm: Vec<Record>,
+    /// Bodies of the last run to take again.
+    pub(crate) back: Vec<Record>,
+    /// The newest sequence number journaled.
+    pub(crate) newest: u64,
+    pub(crate) last_sync: std::time::Instant,
+}
+
+impl Intake {
+    /// Journals a body before the pipeline takes it (and before its answer); its sequence
+    /// number, unless the write failed.
+    pub fn take(
+        &mut self,
+        now: u64,
+        job: &crate::input::Job,
+        metrics: &crate::metrics::Metrics,
+    ) -> Option<u64> {
+        match self.journal.append(now, job.input, &job.body) {
+            Ok(seq) => {
+                self.newest = seq;
+                Some(seq)
+            }
+            Err(e) => {
+                metrics
+                    .journal_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                static LOG: crate::observe::LogLimit =
+                    crate::observe::LogLimit::new(std::time::Duration::from_secs(1));
+                if let Some(suppressed) = LOG.allow() {
+                    tracing::error!(error = %e, suppressed, "Intake journal write failed: this body is not durable.");
+                }
+                None
+            }
+        }
+    }
+
+    /// Advances the checkpoint to just before the oldest body not yet safe (`oldest`), or
+    /// to the newest journaled when every body is; syncs once a second.
+    pub fn checkpoint(&mut self, oldest: Option<u64>) {
+        let to = oldest.map_or(self.newest, |s| s.saturating_sub(1));
+        if let Err(e) = self.journal.advance(to) {
+            tracing::error!(error = %e, "Intake journal checkpoint failed.");
+        }
+        if self.last_sync.elapsed() >= std::time::Duration::from_secs(1) {
+            self.last_sync = std::time::Instant::now();
+            if let Err(e) = self.journal.sync() {
+                tracing::error!(error = %e, "Intake journal sync failed.");
+            }
+        }
+    }
+}
+
+impl Intake {
+    /// Opens the journal in `dir`, with what the last run left.
+    pub fn open(dir: &Path) -> io::Result<Intake> {
+        let (journal, warm, back) = Journal::open(dir)?;
+        Ok(Intake {
+            journal,
+            warm,
+            back,
+            newest: 0,
+            last_sync: std::time::Instant::now(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

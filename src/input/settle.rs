@@ -113,6 +113,87 @@ impl<T> Settler<T> {
     }
 }
 
+/// What the pipeline task does once a body is safe.
+pub enum Token {
+    /// A journaled body: the checkpoint may pass it.
+    Journal(u64),
+    /// A broker message: acknowledge it.
+    Receipt(crate::input::Receipt),
+}
+
+/// The pipeline task's bookkeeping of bodies not yet safe.
+pub struct Settling {
+    pub(crate) settler: Settler<Token>,
+    held: HashSet<u64>,
+    done: Vec<Token>,
+    /// The time the last body was taken at: each body gets its own.
+    pub(crate) last_at: u64,
+}
+
+impl Settling {
+    /// A time for the next body, after the previous one's.
+    pub fn time(&mut self) -> u64 {
+        self.last_at = crate::time::now_us().max(self.last_at + 1);
+        self.last_at
+    }
+
+    /// Settles what is safe now (`held_times` gives the times of the bodies with events
+    /// held; `all_released`: the correlator holds nothing any more); advances the
+    /// journal's checkpoint.
+    pub fn settle(
+        &mut self,
+        held_times: impl FnOnce(&mut HashSet<u64>),
+        all_released: bool,
+        intake: Option<&mut crate::input::journal::Intake>,
+    ) {
+        if !self.settler.is_empty() {
+            self.held.clear();
+            held_times(&mut self.held);
+            let held = (!all_released).then_some(&self.held);
+            self.settler.settle(held, &mut self.done);
+            self.acknowledge();
+        }
+        if let Some(intake) = intake {
+            let oldest = self
+                .settler
+                .outstanding()
+                .filter_map(|t| match t {
+                    Token::Journal(seq) => Some(*seq),
+                    Token::Receipt(_) => None,
+                })
+                .min();
+            intake.checkpoint(oldest);
+        }
+    }
+
+    /// Settles the released bodies the spools took (no walk over the held events; the
+    /// checkpoint waits for the tick).
+    pub fn settle_released(&mut self) {
+        self.settler.settle_released(&mut self.done);
+        self.acknowledge();
+    }
+
+    fn acknowledge(&mut self) {
+        for t in self.done.drain(..) {
+            if let Token::Receipt(r) = t {
+                r.settle(crate::input::Outcome::Safe);
+            }
+        }
+    }
+}
+
+impl Settling {
+    /// Bookkeeping that waits for these collectors' spools.
+    pub fn new(spooled: Vec<Arc<CollectorMetrics>>) -> Settling {
+        Settling {
+            settler: Settler::new(spooled),
+            held: HashSet::new(),
+            done: Vec::new(),
+            last_at: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
