@@ -420,6 +420,16 @@ fn media(k: u64, t: u64) -> String {
     )
 }
 
+/// An agent process that is killed if the test ends early (a failed assertion).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn partitions_held(metrics: std::net::SocketAddr) -> u64 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -469,7 +479,7 @@ async fn three_agents_one_sigkilled_mid_stream_keep_every_event_and_its_room() {
             .stderr(std::fs::File::create(dir.path().join(format!("agent{n}.log"))).unwrap())
             .spawn()
             .unwrap();
-        agents.push((child, ([127, 0, 0, 1], mport).into()));
+        agents.push((KillOnDrop(child), ([127, 0, 0, 1], mport).into()));
         // One after the other: the first is active on every partition to begin with.
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
@@ -535,9 +545,9 @@ async fn three_agents_one_sigkilled_mid_stream_keep_every_event_and_its_room() {
                 "the partitions spread between the agents: {held:?}"
             );
             let _ = std::process::Command::new("kill")
-                .args(["-KILL", &agents[busiest].0.id().to_string()])
+                .args(["-KILL", &agents[busiest].0 .0.id().to_string()])
                 .status();
-            let _ = agents[busiest].0.wait();
+            let _ = agents[busiest].0 .0.wait();
             killed = Some(busiest);
             killed_when = Some(std::time::Instant::now());
         }
@@ -578,9 +588,9 @@ async fn three_agents_one_sigkilled_mid_stream_keep_every_event_and_its_room() {
     }
     for (mut c, _) in agents {
         let _ = std::process::Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
+            .args(["-TERM", &c.0.id().to_string()])
             .status();
-        wait_or_kill(&mut c, Duration::from_secs(10));
+        wait_or_kill(&mut c.0, Duration::from_secs(10));
     }
     let all = media_of(&got);
     let uniq: std::collections::BTreeSet<u64> = all.iter().map(|(_, t)| *t).collect();

@@ -111,6 +111,10 @@ impl Drop for Mosquitto {
 /// wrappers in /usr/sbin switch to the `rabbitmq` user and its home.
 pub const RABBIT_BIN: &str = "/usr/lib/rabbitmq/bin/";
 
+/// Stops the node's epmd: it refuses while the node is still registered, so a few tries.
+const KILL_EPMD: &str =
+    "for i in 1 2 3 4 5 6 7 8 9 10; do epmd -kill >/dev/null 2>&1 && break; sleep 0.5; done";
+
 /// A RabbitMQ node on 127.0.0.1 (its own node name, ports, Erlang cookie, data and
 /// epmd), with the consistent-hash exchange plugin.
 pub struct Rabbit {
@@ -203,7 +207,7 @@ impl Rabbit {
     /// its epmd, once the test process is gone.
     fn watchdog(&self) {
         let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {RABBIT_BIN}rabbitmqctl stop >/dev/null 2>&1; epmd -kill >/dev/null 2>&1",
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {RABBIT_BIN}rabbitmqctl stop >/dev/null 2>&1; {KILL_EPMD}",
             pid = std::process::id()
         );
         let _ = Command::new("sh")
@@ -272,11 +276,9 @@ impl Drop for Rabbit {
         self.stop();
         // Its epmd was started for this node's port: stop it too.
         if let Some((_, p)) = self.env.iter().find(|(k, _)| k == "ERL_EPMD_PORT") {
-            let _ = Command::new("epmd")
+            let _ = Command::new("sh")
+                .args(["-c", KILL_EPMD])
                 .env("ERL_EPMD_PORT", p)
-                .arg("-kill")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
                 .status();
         }
     }
