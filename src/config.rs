@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::correlate::Fallback;
 
 mod brokers;
-pub use brokers::{AmqpInput, BrokerUrl, MqttInput, MqttVersion};
+pub use brokers::{redact_url, AmqpInput, BrokerUrl, MqttInput, MqttVersion};
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -957,13 +957,7 @@ impl Config {
             shown.mqtt.password = "********".into();
         }
         // The AMQP URL carries its password.
-        if let Some((head, tail)) = shown.amqp.url.split_once('@') {
-            if let Some((scheme_user, _)) = head.rsplit_once(':') {
-                if scheme_user.contains("://") && !scheme_user.ends_with(':') {
-                    shown.amqp.url = format!("{scheme_user}:********@{tail}");
-                }
-            }
-        }
+        shown.amqp.url = redact_url(&shown.amqp.url);
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 

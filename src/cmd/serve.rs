@@ -46,7 +46,7 @@ pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
     let brokers: String = [("MQTT", &cfg.mqtt.url), ("AMQP", &cfg.amqp.url)]
         .iter()
         .filter(|(_, u)| !u.is_empty())
-        .map(|(what, u)| format!(", {what} input from {}", redact(u)))
+        .map(|(what, u)| format!(", {what} input from {}", crate::config::redact_url(u)))
         .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -67,18 +67,4 @@ pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
         );
         agent.wait().await
     })
-}
-
-/// A broker URL without its password.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((user, host)) => {
-                let name = user.split(':').next().unwrap_or_default();
-                format!("{scheme}://{name}@{host}")
-            }
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
 }

@@ -119,6 +119,20 @@ impl Default for AmqpInput {
     }
 }
 
+/// `url` with its password (`user:password@`) masked, for logs and `heplink check`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:********@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// A broker's address, parsed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
@@ -176,6 +190,14 @@ impl BrokerUrl {
     }
 }
 
+/// A setting that parses but cannot work.
+fn bad(key: &'static str, message: &str) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid {
+        key,
+        message: message.into(),
+    })
+}
+
 impl MqttInput {
     /// The broker's address.
     pub fn broker(&self) -> Result<BrokerUrl, ConfigError> {
@@ -190,12 +212,6 @@ impl MqttInput {
         if self.url.is_empty() {
             return Ok(());
         }
-        let bad = |key, message: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                message: message.into(),
-            })
-        };
         self.broker()?;
         if self.topics.is_empty() || self.topics.iter().any(String::is_empty) {
             return bad(
@@ -236,12 +252,6 @@ impl AmqpInput {
         if self.url.is_empty() {
             return Ok(());
         }
-        let bad = |key, message: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                message: message.into(),
-            })
-        };
         self.broker()?;
         if self.queue.is_empty() {
             return bad("amqp.queue (--amqp-queue)", "must not be empty");
@@ -268,6 +278,16 @@ impl AmqpInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            redact_url("amqp://guest:s3cret@host:5672/%2f"),
+            "amqp://guest:********@host:5672/%2f"
+        );
+        assert_eq!(redact_url("mqtt://host:1883"), "mqtt://host:1883");
+        assert_eq!(redact_url("mqtt://user@host"), "mqtt://user@host");
+    }
 
     #[test]
     fn broker_urls() {

@@ -63,11 +63,6 @@ impl Link {
         } else {
             None
         };
-        let qos = if cfg.qos == 1 {
-            rumqttc::QoS::AtLeastOnce
-        } else {
-            rumqttc::QoS::AtMostOnce
-        };
         Ok(match cfg.version {
             MqttVersion::V311 => {
                 let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &b.host, b.port);
@@ -82,7 +77,6 @@ impl Link {
                     o.set_transport(rumqttc::Transport::Tls(t));
                 }
                 let (c, e) = rumqttc::AsyncClient::new(o, 1024);
-                let _ = qos;
                 Link::V4(c, Box::new(e))
             }
             MqttVersion::V5 => {

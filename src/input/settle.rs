@@ -63,20 +63,14 @@ impl<T> Settler<T> {
     pub fn settle(&mut self, held: Option<&HashSet<u64>>, out: &mut Vec<T>) {
         let released = |at: &u64| held.is_none_or(|h| !h.contains(at));
         if self.pending.iter().any(|(at, _)| released(at)) {
-            let marks: Vec<u64> = self
-                .spooled
-                .iter()
-                .map(|m| m.enqueued.load(Relaxed))
-                .collect();
-            let mut keep = VecDeque::with_capacity(self.pending.len());
-            for (at, t) in self.pending.drain(..) {
+            let pending = std::mem::take(&mut self.pending);
+            for (at, t) in pending {
                 if released(&at) {
-                    self.waiting.push_back((marks.clone(), t));
+                    self.take_released(t);
                 } else {
-                    keep.push_back((at, t));
+                    self.pending.push_back((at, t));
                 }
             }
-            self.pending = keep;
         }
         self.settle_released(out);
     }

@@ -18,10 +18,9 @@ use bytes::Bytes;
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use tokio::sync::{mpsc, watch};
 
 use super::mqtt::stopped;
@@ -53,28 +52,7 @@ pub enum AmqpError {
 }
 
 pub mod partitions;
-
-/// The exchange type Janus declares, as lapin names it.
-fn kind(t: &str) -> ExchangeKind {
-    match t {
-        "fanout" => ExchangeKind::Fanout,
-        "direct" => ExchangeKind::Direct,
-        "topic" => ExchangeKind::Topic,
-        "headers" => ExchangeKind::Headers,
-        other => ExchangeKind::Custom(other.to_string()),
-    }
-}
-
-/// The URL without its password.
-fn redacted(url: &str) -> String {
-    match url.split_once('@') {
-        Some((head, tail)) => {
-            let user = head.rsplit_once(':').map_or(head, |(u, _)| u);
-            format!("{user}:…@{tail}")
-        }
-        None => url.to_string(),
-    }
-}
+mod queue;
 
 /// A delivery, or the end of its consumer, with the index of its queue.
 type Incoming = (usize, Result<lapin::message::Delivery, lapin::Error>);
@@ -133,7 +111,7 @@ async fn open(
     members: Option<&partitions::Members>,
 ) -> Result<Session, AmqpError> {
     let err = |source| AmqpError::Connect {
-        url: redacted(&cfg.url),
+        url: crate::config::redact_url(&cfg.url),
         source,
     };
     let conn = if cfg.ca_file.is_empty() {
@@ -161,7 +139,7 @@ async fn open(
     if cfg.partitions > 0 {
         partitions::declare(&channel, cfg).await?;
     } else {
-        single(&channel, cfg).await?;
+        queue::declare(&channel, cfg).await?;
     }
     channel
         .basic_qos(cfg.prefetch, BasicQosOptions::default())
@@ -195,57 +173,6 @@ async fn open(
         consume(&mut s, i, &q).await?;
     }
     Ok(s)
-}
-
-/// The one-queue topology: Janus's exchange (when given) and the durable queue.
-async fn single(channel: &Channel, cfg: &AmqpInput) -> Result<(), AmqpError> {
-    let topo =
-        |what: String, hint: &'static str| move |source| AmqpError::Topology { what, source, hint };
-    if !cfg.exchange.is_empty() {
-        // As Janus declares it (not durable): the same declaration from both sides.
-        channel
-            .exchange_declare(
-                cfg.exchange.as_str().into(),
-                kind(&cfg.exchange_type),
-                ExchangeDeclareOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(topo(
-                format!("declaring exchange {:?} ({})", cfg.exchange, cfg.exchange_type),
-                " (it exists with another type or durability: amqp.exchange_type must be Janus's exchange_type)",
-            ))?;
-    }
-    channel
-        .queue_declare(
-            cfg.queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(topo(
-            format!("declaring queue {:?}", cfg.queue),
-            " (it exists with other settings: Janus's rabbitmqevh declares its route_key queue non-durable unless declare_outgoing_queue = false; delete that queue)",
-        ))?;
-    if !cfg.exchange.is_empty() {
-        channel
-            .queue_bind(
-                cfg.queue.as_str().into(),
-                cfg.exchange.as_str().into(),
-                cfg.binding_key.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(topo(
-                format!("binding queue {:?} to {:?}", cfg.queue, cfg.exchange),
-                "",
-            ))?;
-    }
-    Ok(())
 }
 
 /// Acknowledges or rejects a message on the session it came on.
@@ -405,7 +332,7 @@ pub async fn run(
                         m.connected.store(1, Relaxed);
                         pause = Duration::from_millis(100);
                         failures = 0;
-                        tracing::info!(url = %redacted(&cfg.url), queue = %cfg.queue, exchange = %cfg.exchange, partitions = cfg.partitions, "AMQP input consuming.");
+                        tracing::info!(url = %crate::config::redact_url(&cfg.url), queue = %cfg.queue, exchange = %cfg.exchange, partitions = cfg.partitions, "AMQP input consuming.");
                         session = Some(s);
                     }
                     Err(e) => {
