@@ -37,7 +37,7 @@ enum Command {
     ///
     /// Exit status: 0 when every event was used, 1 when any was rejected, 2 on errors.
     Convert(heplink::cmd::convert::ConvertArgs),
-    /// Run the agent: take Janus events over HTTP(S) and WebSocket, send correlated HEP.
+    /// Run the agent: take Janus events over HTTP(S), WebSocket, MQTT or RabbitMQ, send correlated HEP.
     ///
     /// With no configuration: HTTP on 127.0.0.1:8090, WebSocket on 127.0.0.1:8091,
     /// metrics on 127.0.0.1:9466, HEP over UDP to 127.0.0.1:9060.
