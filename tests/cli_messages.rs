@@ -125,34 +125,38 @@ fn a_bad_environment_value_is_named_by_its_variable_and_a_bad_file_value_says_wh
 }
 
 #[test]
-fn flow_says_when_there_is_nothing_to_draw_or_the_file_is_listen_s_jsonl() {
+fn flow_says_when_there_is_nothing_to_draw_and_draws_listen_s_jsonl() {
     let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.html");
+    let flow = |file: &std::path::Path| {
+        run(&["flow", file.to_str().unwrap(), "-o", out.to_str().unwrap()])
+    };
+    // `listen --jsonl` output: drawn (it used to be refused).
     let listen = dir.path().join("got.jsonl");
     std::fs::write(
         &listen,
-        "{\"index\":0,\"version\":3,\"proto_type\":100,\"correlation_id\":\"x\",\"payload\":\"{}\"}\n",
+        "{\"index\":0,\"version\":3,\"proto_type\":100,\"src_ip\":\"10.0.0.1\",\"src_port\":5,\
+         \"dst_ip\":\"10.0.0.2\",\"dst_port\":6,\"ts_sec\":1,\"ts_usec\":0,\
+         \"correlation_id\":\"x\",\"payload\":\"{}\"}\n",
     )
     .unwrap();
-    let out = dir.path().join("f.html");
-    let (code, msg) = run(&[
-        "flow",
-        listen.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let (code, msg) = flow(&listen);
+    assert_eq!(code, Some(0), "{msg}");
+    let page = std::fs::read_to_string(&out).unwrap();
+    assert!(page.contains(r#"data-cid="x""#) && page.contains("10.0.0.2:6"));
+    std::fs::remove_file(&out).unwrap();
+    // Only rejected packets in it: nothing to draw.
+    std::fs::write(
+        &listen,
+        "{\"index\":0,\"error\":\"bad magic\",\"offset\":0}\n",
+    )
+    .unwrap();
+    let (code, msg) = flow(&listen);
     assert_eq!(code, Some(2));
-    assert!(
-        msg.contains("`heplink listen --jsonl` output") && msg.contains("--write"),
-        "{msg}"
-    );
+    assert!(msg.contains("no flows to draw"), "{msg}");
     let nothing = dir.path().join("nothing.jsonl");
     std::fs::write(&nothing, "{\"not\":\"an event\"}\n").unwrap();
-    let (code, msg) = run(&[
-        "flow",
-        nothing.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let (code, msg) = flow(&nothing);
     assert_eq!(code, Some(2));
     assert!(msg.contains("no flows to draw"), "{msg}");
     assert!(!out.exists(), "no empty page written");

@@ -1,6 +1,8 @@
 //! `heplink flow` checked in a real browser (Debian's chromium, headless): the page loads
 //! without script errors, shows the expected columns and arrows for a real capture, and
-//! clicking an arrow shows its payload. Needs `chromium` (installed by `.ci/run`).
+//! clicking an arrow shows its payload; the page opens on the room, its columns fit the
+//! window and name their participants, its headers stay visible. Needs `chromium`
+//! (installed by `.ci/run`).
 
 mod common;
 
@@ -18,6 +20,11 @@ fn chromium_here(test: &str) -> bool {
 }
 
 fn chromium_dom(url: &str) -> String {
+    chromium_dom_at(url, (1280, 900))
+}
+
+/// The DOM after the page's script ran, in a window of `size` (width, height) pixels.
+fn chromium_dom_at(url: &str, size: (u32, u32)) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new("chromium")
         .args([
@@ -31,6 +38,7 @@ fn chromium_dom(url: &str) -> String {
             "--disable-sync",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--window-size={},{}", size.0, size.1))
         .args(["--virtual-time-budget=5000", "--dump-dom", url])
         .output()
         .expect("chromium is not installed (apt-get install chromium)");
@@ -122,5 +130,70 @@ fn a_sip_capture_shows_sip_methods() {
         ">webrtcup<",
     ] {
         assert!(dom.contains(label), "{label}");
+    }
+}
+
+/// What the page's `#layouttest` measured in the browser, by name.
+fn layout(dom: &str, key: &str) -> String {
+    let attr = format!("data-layout-{key}=\"");
+    let at = dom
+        .find(&attr)
+        .unwrap_or_else(|| panic!("no {attr} in the page: did the script run?"));
+    let rest = &dom[at + attr.len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+/// The whole capture (core, transport and the room): the page opens on the room, drawn
+/// whole across a 1600 × 1000 window without scrolling, its columns named (participants,
+/// Janus, subscribers) in readable type, its headers held while the box scrolls, and the
+/// core and transport flows folded away.
+#[test]
+fn the_page_opens_on_the_room_which_fits_the_window_and_names_its_participants() {
+    let test = "the_page_opens_on_the_room_which_fits_the_window_and_names_its_participants";
+    if !chromium_here(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("flow.html");
+    let cap = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/janus/videoroom-2pub-2sub-webrtc.jsonl"
+    );
+    let st = Command::new(env!("CARGO_BIN_EXE_heplink"))
+        .args(["flow", cap, "-o"])
+        .arg(&html)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The smallest title height (its box, in CSS pixels) each window must give.
+    for (size, min_px) in [((1600, 1000), 12.0), ((1280, 800), 9.0)] {
+        let dom = chromium_dom_at(&format!("file://{}#layouttest", html.display()), size);
+        assert!(!dom.contains(r#"id="script-error""#), "no script error");
+        assert_eq!(
+            layout(&dom, "first"),
+            "janus-fixtures:videoroom:4242",
+            "{size:?}"
+        );
+        assert_eq!(layout(&dom, "first-arrow-in-view"), "true", "{size:?}");
+        assert_eq!(
+            layout(&dom, "columns-in-view"),
+            "true",
+            "all 12 columns, {size:?}"
+        );
+        let titles = layout(&dom, "titles");
+        let titles: Vec<&str> = titles.split('|').collect();
+        assert_eq!(titles.len(), 12, "{titles:?}");
+        for name in ["pubA", "pubB", "Janus", "subscriber"] {
+            assert!(titles.contains(&name), "{name} names a column: {titles:?}");
+        }
+        let px: f64 = layout(&dom, "title-px").parse().unwrap();
+        assert!(px >= min_px, "column titles {px} px high at {size:?}");
+        assert_eq!(layout(&dom, "head-sticks"), "true", "{size:?}");
+        assert_eq!(layout(&dom, "noise-folded"), "true", "{size:?}");
+        // The summary names the room and its participants before any flow.
+        let summary = &dom[..dom.find("<main>").unwrap()];
+        assert!(
+            summary.contains("janus-fixtures:videoroom:4242") && summary.contains("pubA, pubB")
+        );
     }
 }

@@ -231,3 +231,75 @@ fn listen_jsonl_is_written_line_by_line_while_it_runs() {
     assert_eq!(lines, 1);
     let _ = child.kill();
 }
+
+/// `flow` draws what `listen --jsonl` wrote exactly as it draws the capture that was sent.
+#[test]
+fn flow_draws_listen_jsonl_as_it_draws_the_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("sip.pcap");
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/janus/sip-call-simple.jsonl"
+    );
+    let st = common::bin()
+        .args(["convert", fixture, "-o"])
+        .arg(&pcap)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sent = common::pcap_packets(&pcap).len();
+    let jsonl = dir.path().join("got.jsonl");
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut listen = common::bin()
+        .args(["listen", "-q", "--no-flows", "--duration", "20", "--jsonl"])
+        .arg(&jsonl)
+        .arg("--udp")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--count", &sent.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let st = common::bin()
+        .arg("replay")
+        .arg(&pcap)
+        .args([
+            "--to",
+            &format!("udp://127.0.0.1:{port}"),
+            "--keep-time",
+            "--fast",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(listen.wait().unwrap().success(), "listen got all {sent}");
+    let page = |from: &std::path::Path, name: &str| {
+        let out = dir.path().join(name);
+        let st = common::bin()
+            .arg("flow")
+            .arg(from)
+            .arg("-o")
+            .arg(&out)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "flow {}", from.display());
+        std::fs::read_to_string(out).unwrap()
+    };
+    let (a, b) = (page(&pcap, "a.html"), page(&jsonl, "b.html"));
+    assert!(
+        a.contains(">INVITE<") && a.contains(">calling<"),
+        "the call is drawn"
+    );
+    assert!(
+        a == b,
+        "the same page from the capture and from listen's JSONL"
+    );
+}

@@ -111,14 +111,17 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Vec<Timed>> {
     Ok(out)
 }
 
-/// Whether a JSON-lines text is what `heplink listen --jsonl` writes: objects with the
-/// decoded packet's `proto_type` and `payload` rather than a Janus event's `type`.
-fn is_listen_jsonl(text: &str) -> bool {
+/// Whether a JSON-lines text is what `heplink listen --jsonl` writes: numbered objects with
+/// the decoded packet's `proto_type` and `payload` (or a rejected one's `error`) rather
+/// than a Janus event's `type`.
+pub(crate) fn is_listen_jsonl(text: &str) -> bool {
     let Some(first) = text.lines().find(|l| !l.trim().is_empty()) else {
         return false;
     };
     serde_json::from_str::<serde_json::Value>(first).is_ok_and(|v| {
-        v.get("proto_type").is_some() && v.get("payload").is_some() && v.get("type").is_none()
+        let packet = v.get("proto_type").is_some() && v.get("payload").is_some();
+        let rejected = v.get("index").is_some() && v.get("error").is_some();
+        (packet || rejected) && v.get("type").is_none()
     })
 }
 

@@ -432,7 +432,7 @@ pub fn sanitize_node(emitter: &str) -> String {
 }
 
 /// Whether the client caused this event (it goes client → Janus).
-fn from_client(ev: &Event) -> bool {
+pub fn from_client(ev: &Event) -> bool {
     match ev.kind {
         kind::JSEP => matches!(ev.body, Body::Jsep { remote: true, .. }),
         kind::WEBRTC => ev.subtype == Some(3),
