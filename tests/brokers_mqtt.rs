@@ -218,7 +218,17 @@ async fn broker_restarted_mid_stream_the_agent_reconnects_and_nothing_is_lost() 
     let port = broker.port;
     let publisher = tokio::spawn(async move { publish(port, 0..2000, 1000, "pub-restart").await });
     tokio::time::sleep(Duration::from_millis(700)).await;
-    tokio::task::block_in_place(|| broker.restart(Duration::from_millis(1000)));
+    // While the broker is down, /health says so (503, the input down).
+    tokio::task::block_in_place(|| broker.stop());
+    let metrics = agent.bound.metrics.unwrap();
+    let down_deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut down = common::get_with_status(metrics, "/health").await;
+    while down.0 != 503 && tokio::time::Instant::now() < down_deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        down = common::get_with_status(metrics, "/health").await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::block_in_place(|| broker.up());
     publisher.await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while session_ids(&got).0.len() < 2000 && tokio::time::Instant::now() < deadline {
@@ -233,6 +243,8 @@ async fn broker_restarted_mid_stream_the_agent_reconnects_and_nothing_is_lost() 
     assert_eq!(ids.len(), 2000, "nothing lost across the broker's restart");
     assert!(b.connections.load(Relaxed) >= 2, "reconnected");
     assert!(health.contains("mqtt up"), "{health}");
+    assert_eq!(down.0, 503, "/health while the broker is down: {}", down.1);
+    assert!(down.1.contains("mqtt down"), "{}", down.1);
     eprintln!(
         "broker restart: 2000 events, {n} packets, {} redelivered",
         b.redeliveries.load(Relaxed)

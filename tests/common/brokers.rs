@@ -62,7 +62,8 @@ impl Mosquitto {
         m
     }
 
-    fn up(&mut self) {
+    /// Starts it (again) on its port.
+    pub fn up(&mut self) {
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&self.conf)

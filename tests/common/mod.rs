@@ -177,6 +177,27 @@ pub async fn get(addr: SocketAddr, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `GET path`: the status code and the body.
+#[allow(dead_code)]
+pub async fn get_with_status(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+    (code, body.unwrap_or_default())
+}
+
 /// A metric's value from the Prometheus text (`name{labels}` exactly as rendered).
 pub fn metric(text: &str, series: &str) -> u64 {
     text.lines()
