@@ -30,7 +30,7 @@ use crate::input::journal::Intake;
 use crate::input::settle::{Settling, Token};
 use crate::input::ws::{ws_upgrade, WsState};
 use crate::input::{serve_router, Job, TlsListener};
-use crate::metrics::{CollectorMetrics, Input, Metrics, Reject};
+use crate::metrics::{CollectorMetrics, Input, Metrics};
 use crate::output::{self, CollectorUrl, Queue};
 use crate::pipeline::Pipeline;
 
@@ -370,7 +370,7 @@ async fn run_pipeline(
                 encode_into(o.packet, &mut buf, &mut packets)
             });
             for (reason, n) in &rejected.counts {
-                metrics.reject_n(r.input, Reject::from_reason(reason), *n);
+                metrics.reject_n(r.input, *reason, *n);
             }
             send_all(&mut packets, &queues, &metrics).await;
         }
@@ -409,7 +409,7 @@ async fn run_pipeline(
                     }
                 }
                 for (reason, n) in &rejected.counts {
-                    metrics.reject_n(job.input, Reject::from_reason(reason), *n);
+                    metrics.reject_n(job.input, *reason, *n);
                 }
                 send_all(&mut packets, &queues, &metrics).await;
                 let token = match (journaled, job.receipt) {

@@ -24,5 +24,6 @@ pub mod metrics;
 pub mod observe;
 pub mod output;
 pub mod pipeline;
+pub mod reject;
 pub mod time;
 pub mod tls;

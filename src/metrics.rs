@@ -4,6 +4,7 @@
 //! the rendering tables here, one entry per counter, so `/metrics` and this list cannot
 //! drift; moving to `prometheus-client` (#10 item 4) would replace them.
 
+use crate::reject::Reject;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -51,79 +52,6 @@ impl Input {
             Input::Ws => "ws",
             Input::Mqtt => "mqtt",
             Input::Amqp => "amqp",
-        }
-    }
-}
-
-/// Why input was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reject {
-    /// An event that is not valid JSON, or has fields of the wrong type.
-    MalformedJson = 0,
-    /// An event without `type`.
-    NoType,
-    /// A piece of a body that is not an event object.
-    NotAnEvent,
-    /// Wrong or missing Basic auth.
-    Unauthorized,
-    /// A body over `max_body_bytes`.
-    BodyTooLarge,
-    /// A body over `max_decompressed_bytes` once gunzipped.
-    DecompressedTooLarge,
-    /// A body that is not valid gzip.
-    BadGzip,
-    /// A `Content-Encoding` other than gzip / identity.
-    UnsupportedEncoding,
-    /// A WebSocket message over `max_message_bytes`, or binary garbage.
-    BadWsMessage,
-    /// A method other than POST on the HTTP input.
-    MethodNotAllowed,
-    /// A connection closed for being too slow or idle too long.
-    Timeout,
-    /// A connection refused: too many open (in all or from its address).
-    TooManyConnections,
-    /// A request refused: the input's budget of body bytes in flight is spent.
-    Overloaded,
-    /// Events beyond the most one body may hold.
-    TooManyEvents,
-    /// A WebSocket message over `max_message_bytes`.
-    WsMessageTooLarge,
-}
-
-/// How many reasons [`Reject`] has.
-const REJECTS: usize = 15;
-
-const REJECT_LABELS: [&str; REJECTS] = [
-    "malformed_json",
-    "no_type",
-    "not_an_event",
-    "unauthorized",
-    "body_too_large",
-    "decompressed_too_large",
-    "bad_gzip",
-    "unsupported_encoding",
-    "bad_ws_message",
-    "method_not_allowed",
-    "timeout",
-    "too_many_connections",
-    "overloaded",
-    "too_many_events",
-    "ws_message_too_large",
-];
-
-impl Reject {
-    /// The `reason` label.
-    pub fn label(self) -> &'static str {
-        REJECT_LABELS[self as usize]
-    }
-
-    /// From a pipeline rejection reason.
-    pub fn from_reason(r: &str) -> Reject {
-        match r {
-            "no_type" => Reject::NoType,
-            "not_an_event" => Reject::NotAnEvent,
-            "too_many_events" => Reject::TooManyEvents,
-            _ => Reject::MalformedJson,
         }
     }
 }
@@ -233,7 +161,7 @@ impl BrokerMetrics {
 #[derive(Debug, Default)]
 pub struct Metrics {
     events: [[AtomicU64; 10]; 4],
-    rejected: [[AtomicU64; REJECTS]; 4],
+    rejected: [[AtomicU64; crate::reject::REJECTS]; 4],
     /// The broker inputs' counters: MQTT, then AMQP.
     pub brokers: [BrokerMetrics; 2],
     /// Whether the HTTP and WebSocket inputs are listening (for `/health`).
@@ -340,7 +268,7 @@ impl Metrics {
             "Input rejected, per input and reason.",
         );
         for input in INPUTS {
-            for (i, r) in REJECT_LABELS.iter().enumerate() {
+            for (i, r) in crate::reject::LABELS.iter().enumerate() {
                 let v = self.rejected[input as usize][i].load(Relaxed);
                 let _ = writeln!(
                     s,

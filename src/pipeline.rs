@@ -11,6 +11,7 @@ use crate::janus::scan::Scanner;
 use crate::janus::split::{split_events_full, split_rest, split_rest_in_array, Piece};
 use crate::janus::EventParser;
 use crate::map::{MapConfig, Mapper};
+use crate::reject::Reject;
 
 /// A packet ready to encode, with the event it came from.
 #[derive(Debug)]
@@ -27,7 +28,7 @@ pub struct PipelineStats {
     /// Events parsed.
     pub events: u64,
     /// Events rejected, per reason.
-    pub rejected: BTreeMap<&'static str, u64>,
+    pub rejected: BTreeMap<Reject, u64>,
     /// Packets built.
     pub packets: u64,
     /// Packets that could not be built (never expected: the mapper validates).
@@ -42,7 +43,7 @@ pub struct Rejected {
     /// Index of the piece in the body.
     pub index: usize,
     /// Why.
-    pub reason: &'static str,
+    pub reason: Reject,
     /// The error message.
     pub message: String,
 }
@@ -59,7 +60,7 @@ pub struct Rejections {
     /// All rejected events.
     pub total: usize,
     /// All rejected events per reason.
-    pub counts: Vec<(&'static str, u64)>,
+    pub counts: Vec<(Reject, u64)>,
 }
 
 impl Rejections {
@@ -331,14 +332,14 @@ mod tests {
 
     /// What splitting every body first (the path before the one-pass reading) gives: the
     /// raw bytes of the accepted events (sorted) and (index, reason) of each rejected piece.
-    fn reference(body: &Bytes) -> (Vec<Bytes>, Vec<(usize, &'static str)>) {
+    fn reference(body: &Bytes) -> (Vec<Bytes>, Vec<(usize, Reject)>) {
         let mut parser = EventParser::new();
         let (mut ok, mut bad) = (Vec::new(), Vec::new());
         for (i, piece) in crate::janus::split_events(body).into_iter().enumerate() {
             let piece = match piece {
                 Ok(p) => p,
                 Err(_) => {
-                    bad.push((i, "not_an_event"));
+                    bad.push((i, Reject::NotAnEvent));
                     continue;
                 }
             };
@@ -351,7 +352,7 @@ mod tests {
         (ok, bad)
     }
 
-    fn run(body: &Bytes) -> (Vec<Bytes>, Vec<(usize, &'static str)>) {
+    fn run(body: &Bytes) -> (Vec<Bytes>, Vec<(usize, Reject)>) {
         let mut p = Pipeline::new(correlate::Config::default(), MapConfig::default());
         let mut ok = Vec::new();
         let rejected = p.push_body(body, 1, &mut |o| ok.push(o.correlated.event.raw.clone()));
@@ -399,7 +400,7 @@ mod tests {
             run(&body),
             (
                 reference(&Bytes::from(format!("[{E1},{E2}]"))).0,
-                vec![(2, "not_an_event")]
+                vec![(2, Reject::NotAnEvent)]
             )
         );
     }

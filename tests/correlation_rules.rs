@@ -464,7 +464,7 @@ fn a_malformed_event_does_not_take_its_neighbours_down() {
             "janus-fixtures:transport:http:2026-11-24T03"
         ]
     );
-    assert_eq!(p.stats().rejected.get("malformed_json"), Some(&2));
+    assert_eq!(p.stats().rejected.get(&heplink::reject::Reject::MalformedJson), Some(&2));
     // the body splitter alone cuts 4 pieces
     assert_eq!(
         split_events(&Bytes::from(format!("[{},1,{}]", vr[0], vr[1]))).len(),

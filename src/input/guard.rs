@@ -24,8 +24,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
-use crate::metrics::{Input, Metrics, Reject};
+use crate::metrics::{Input, Metrics};
 use crate::observe::LogLimit;
+use crate::reject::Reject;
 
 /// The limits of one input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,8 +22,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use super::auth::{ct_eq, AuthThrottle};
 use super::body::{drain, gunzip, read_body, take_budget, GunzipError, ReadError, INFLATE_SLOTS};
 use super::Job;
-use crate::metrics::{Input, Metrics, Reject};
+use crate::metrics::{Input, Metrics};
 use crate::observe::LogLimit;
+use crate::reject::Reject;
 
 use crate::pipeline::MAX_LISTED;
 
@@ -356,7 +357,7 @@ pub fn rejected_json(rejected: &[crate::pipeline::Rejected], total: usize) -> St
             format!(
                 "{{\"index\":{},\"reason\":\"{}\",\"error\":\"{}\"}}",
                 r.index,
-                r.reason,
+                r.reason.label(),
                 json_escape(&msg)
             )
         })
@@ -392,7 +393,7 @@ mod tests {
         let many: Vec<crate::pipeline::Rejected> = (0..500_000)
             .map(|i| crate::pipeline::Rejected {
                 index: i,
-                reason: "not_an_event",
+                reason: Reject::NotAnEvent,
                 message: "x".repeat(1000),
             })
             .collect();

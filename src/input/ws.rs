@@ -13,7 +13,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use super::Job;
-use crate::metrics::{Input, Metrics, Reject};
+use crate::metrics::{Input, Metrics};
+use crate::reject::Reject;
 
 /// What the WebSocket handler needs.
 pub struct WsState {

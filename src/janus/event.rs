@@ -9,6 +9,7 @@
 //! (every field the reader decodes is a field of the model); the JSON writers and SIP
 //! helpers at the end are to move to their own modules (#10 item 3).
 
+use crate::reject::Reject;
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -285,11 +286,11 @@ pub enum EventError {
 }
 
 impl EventError {
-    /// A short label for metrics.
-    pub fn reason(&self) -> &'static str {
+    /// Why it is rejected.
+    pub fn reason(&self) -> Reject {
         match self {
-            EventError::Json(_) => "malformed_json",
-            EventError::NoType => "no_type",
+            EventError::Json(_) => Reject::MalformedJson,
+            EventError::NoType => Reject::NoType,
         }
     }
 }

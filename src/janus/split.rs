@@ -3,6 +3,7 @@
 //! event is cut out as its own slice, so one malformed event never takes the others of
 //! the same body down with it.
 
+use crate::reject::Reject;
 use bytes::Bytes;
 
 /// Why part of a body could not be cut into an event.
@@ -31,11 +32,11 @@ pub enum SplitError {
 }
 
 impl SplitError {
-    /// The rejection reason (a metrics label).
-    pub fn reason(&self) -> &'static str {
+    /// Why it is rejected.
+    pub fn reason(&self) -> Reject {
         match self {
-            SplitError::TooMany { .. } => "too_many_events",
-            _ => "not_an_event",
+            SplitError::TooMany { .. } => Reject::TooManyEvents,
+            _ => Reject::NotAnEvent,
         }
     }
 }

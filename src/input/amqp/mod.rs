@@ -365,7 +365,7 @@ pub async fn run(
                     }
                     let tag = Tag { connection: st.connection, delivery: d.delivery_tag };
                     if d.data.len() > cfg.max_message_bytes {
-                        metrics.reject(Input::Amqp, crate::metrics::Reject::BodyTooLarge);
+                        metrics.reject(Input::Amqp, crate::reject::Reject::BodyTooLarge);
                         finish(s, m, tag.delivery, Outcome::Malformed).await;
                         continue;
                     }
