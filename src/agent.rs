@@ -31,7 +31,7 @@ use crate::input::settle::{Settling, Token};
 use crate::input::ws::{ws_upgrade, WsState};
 use crate::input::{serve_router, Job, TlsListener};
 use crate::metrics::{CollectorMetrics, Input, Metrics};
-use crate::output::{self, CollectorUrl, Queue};
+use crate::output::{self, Queue};
 use crate::pipeline::Pipeline;
 
 /// The addresses the agent listens on (useful with port 0).
@@ -83,16 +83,16 @@ pub async fn start(
     let mut senders = Vec::new();
     let mut collector_metrics = Vec::new();
     for o in &cfg.output {
-        let url = CollectorUrl::parse(&o.url)?;
+        let url = o.url.clone();
         let m = Arc::new(CollectorMetrics {
-            url: o.url.clone(),
+            url: o.url.to_string(),
             ..Default::default()
         });
         let spool = if cfg.spool.dir.is_empty() || url.transport == output::Transport::Udp {
             None
         } else {
             let dir =
-                std::path::Path::new(&cfg.spool.dir).join(crate::output::spool::dir_name(&o.url));
+                std::path::Path::new(&cfg.spool.dir).join(crate::output::spool::dir_name(&o.url.to_string()));
             Some(
                 crate::output::spool::Spool::open(&dir, cfg.spool.max_bytes)
                     .map_err(|e| anyhow::anyhow!("spool {}: {e}", dir.display()))?,
@@ -144,7 +144,7 @@ pub async fn start(
             .collectors
             .iter()
             .zip(&cfg.output)
-            .filter(|(_, o)| !o.url.starts_with("udp://"))
+            .filter(|(_, o)| !o.url.is_udp())
             .map(|(m, _)| m.clone())
             .collect()
     };

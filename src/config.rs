@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::correlate::Fallback;
+pub use crate::output::{CollectorUrl, WhenFull};
 
 mod brokers;
 pub use brokers::{redact_url, AmqpInput, BrokerUrl, MqttInput, MqttVersion};
@@ -142,7 +143,7 @@ impl Limits {
 #[serde(deny_unknown_fields)]
 pub struct Output {
     /// `udp://HOST:PORT` or `tcp://HOST:PORT`.
-    pub url: String,
+    pub url: CollectorUrl,
     /// UDP packets above this size are still sent, with a warning (IP fragmentation).
     #[serde(default = "default_mtu")]
     pub mtu: usize,
@@ -181,9 +182,9 @@ fn default_read_grace_ms() -> u64 {
 
 impl Output {
     /// A collector at `url` with every other setting at its default.
-    pub fn new(url: impl Into<String>) -> Output {
+    pub fn new(url: CollectorUrl) -> Output {
         Output {
-            url: url.into(),
+            url,
             mtu: default_mtu(),
             tls: Default::default(),
             failback_s: default_failback(),
@@ -221,16 +222,6 @@ fn is_default_tls(t: &crate::tls::TlsClient) -> bool {
 
 fn default_mtu() -> usize {
     1472
-}
-
-/// What happens when a collector's queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum WhenFull {
-    /// Drop the new packet and count it (inputs never wait on a collector).
-    DropNewest,
-    /// Wait for room: inputs slow down (HTTP answers later, WebSocket reads pause).
-    Block,
 }
 
 /// Queue settings.
@@ -349,7 +340,9 @@ impl Default for Config {
             mqtt: MqttInput::default(),
             amqp: AmqpInput::default(),
             limits: Limits::default(),
-            output: vec![Output::new("udp://127.0.0.1:9060")],
+            output: vec![Output::new(
+                CollectorUrl::parse("udp://127.0.0.1:9060").expect("a valid URL"),
+            )],
             queue: Queue::default(),
             spool: Spool::default(),
             hep: Hep::default(),
@@ -581,7 +574,7 @@ pub struct Overrides {
         value_name = "URL",
         value_delimiter = ','
     )]
-    pub to: Vec<String>,
+    pub to: Vec<CollectorUrl>,
     /// UDP collectors: packets per second at most, 0 for unpaced (`output.udp_rate`).
     #[arg(long, env = "HEPLINK_UDP_RATE", value_name = "PACKETS")]
     pub udp_rate: Option<u32>,
@@ -837,11 +830,6 @@ impl Config {
         if self.output.is_empty() {
             return bad("output", "at least one collector is needed".into());
         }
-        for o in &self.output {
-            if let Err(e) = crate::output::CollectorUrl::parse(&o.url) {
-                return bad("output.url", e.to_string());
-            }
-        }
         if self.queue.capacity == 0 {
             return bad("queue.capacity", "must be at least 1".into());
         }
@@ -1006,7 +994,7 @@ mod tests {
         let c = Config::load(None, &Overrides::default()).unwrap();
         assert!(c.http.listen.ip().is_loopback() && c.http.enabled);
         assert!(c.ws.listen.ip().is_loopback() && c.ws.enabled);
-        assert_eq!(c.output[0].url, "udp://127.0.0.1:9060");
+        assert_eq!(c.output[0].url.to_string(), "udp://127.0.0.1:9060");
     }
 
     #[test]
@@ -1014,7 +1002,10 @@ mod tests {
         let o = Overrides {
             http: Some("127.0.0.1:7000".into()),
             ws: Some("off".into()),
-            to: vec!["tcp://127.0.0.1:9061".into(), "udp://[::1]:9060".into()],
+            to: vec![
+                "tcp://127.0.0.1:9061".parse().unwrap(),
+                "udp://[::1]:9060".parse().unwrap(),
+            ],
             hold_ms: Some(250),
             node_name: Some("janus-a".into()),
             ..Default::default()
@@ -1033,11 +1024,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("hep.node_name"));
-        let bad = Overrides {
-            to: vec!["http://x".into()],
-            ..Default::default()
-        };
-        assert!(Config::load(None, &bad).is_err());
+        // A collector URL is parsed where it is read: the flag's value, or the file's key.
+        assert!("http://x".parse::<CollectorUrl>().is_err());
+        let e = Config::from_toml("[[output]]\nurl = \"http://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the scheme must be udp, tcp or tls"), "{e}");
     }
 
     #[test]

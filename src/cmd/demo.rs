@@ -22,7 +22,7 @@ pub const BUNDLED: &str = include_str!("../../fixtures/janus/videoroom-2pub-2sub
 pub struct DemoArgs {
     /// Also send to this collector, e.g. `udp://homer.example:9060` (repeatable).
     #[arg(long = "to", value_name = "URL")]
-    pub to: Vec<String>,
+    pub to: Vec<crate::output::CollectorUrl>,
     /// A Janus capture (one event-handler body per line) instead of the bundled one.
     #[arg(long)]
     pub capture: Option<PathBuf>,
@@ -117,7 +117,7 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<Summary> {
         cfg.http.listen = "127.0.0.1:0".parse()?;
         cfg.ws.enabled = false;
         cfg.metrics.enabled = false;
-        cfg.output = std::iter::once(format!("udp://{}", udp[0]))
+        cfg.output = std::iter::once(format!("udp://{}", udp[0]).parse()?)
             .chain(args.to.iter().cloned())
             .map(|url| Output {
                 mtu: 65_507,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::homer::{Api, ApiError};
-use crate::output::{spawn, CollectorUrl, SendOptions};
+use crate::output::{spawn, SendOptions};
 
 /// Arguments of `heplink homer`.
 #[derive(Debug, clap::Args)]
@@ -94,16 +94,16 @@ pub async fn check(cfg: &Config, wait: Duration) -> anyhow::Result<Outcome> {
     // Sent as `serve` sends: each collector's own sender, ended cleanly.
     let mut unsent = Vec::new();
     for o in &cfg.output {
-        let url = CollectorUrl::parse(&o.url)?;
+        let url = o.url.clone();
         let m = Arc::new(crate::metrics::CollectorMetrics {
-            url: o.url.clone(),
+            url: o.url.to_string(),
             ..Default::default()
         });
         let (q, task) = spawn(
             url,
             SendOptions {
                 capacity: 4,
-                policy: crate::config::WhenFull::Block,
+                policy: crate::output::WhenFull::Block,
                 mtu: o.mtu,
                 fin_confirms: true,
                 failback: Duration::from_secs(o.failback_s),
@@ -123,7 +123,7 @@ pub async fn check(cfg: &Config, wait: Duration) -> anyhow::Result<Outcome> {
             .is_err()
             || m.packets.load(Relaxed) == 0
         {
-            unsent.push(o.url.clone());
+            unsent.push(o.url.to_string());
         }
     }
     if unsent.len() == cfg.output.len() {
@@ -154,8 +154,8 @@ pub async fn check(cfg: &Config, wait: Duration) -> anyhow::Result<Outcome> {
          writes fail (see its log).",
         cfg.output
             .iter()
-            .map(|o| o.url.as_str())
-            .filter(|u| !unsent.iter().any(|x| x == u))
+            .map(|o| o.url.to_string())
+            .filter(|u| !unsent.contains(u))
             .collect::<Vec<_>>()
             .join(", "),
         wait.as_secs_f64()
@@ -196,7 +196,7 @@ pub fn main(args: &HomerArgs) -> u8 {
                 "ok: the probe went through {} and Homer ({}) stored it; found after {:.2} s",
                 cfg.output
                     .iter()
-                    .map(|o| o.url.as_str())
+                    .map(|o| o.url.to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
                 cfg.homer.api,

@@ -17,9 +17,8 @@ use bytes::Bytes;
 use heplink_proto::{decode, ChunkType, Mode, Version};
 
 use crate::capture::{read_capture, CaptureEvent};
-use crate::config::WhenFull;
 use crate::metrics::CollectorMetrics;
-use crate::output::{self, CollectorUrl};
+use crate::output::{self, CollectorUrl, WhenFull};
 
 /// Arguments of `heplink replay`.
 #[derive(Debug, clap::Args)]
@@ -29,7 +28,7 @@ pub struct ReplayArgs {
     pub files: Vec<PathBuf>,
     /// The collector: `udp://`, `tcp://` or `tls://HOST:PORT`.
     #[arg(long, value_name = "URL")]
-    pub to: String,
+    pub to: CollectorUrl,
     /// Play faster (2 = twice as fast) or slower than the original timing.
     #[arg(long, conflicts_with_all = ["rate", "fast"])]
     pub speed: Option<f64>,
@@ -173,7 +172,7 @@ pub struct ReplaySummary {
 
 /// Runs the replay.
 pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
-    let url = CollectorUrl::parse(&args.to)?;
+    let url = args.to.clone();
     let mut packets = Vec::new();
     for f in &args.files {
         packets.extend(load(f)?);
@@ -195,7 +194,7 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
         .build()?;
     rt.block_on(async move {
         let m = Arc::new(CollectorMetrics {
-            url: args.to.clone(),
+            url: args.to.to_string(),
             ..Default::default()
         });
         let (queue, task) = output::spawn(

@@ -38,9 +38,9 @@ pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
     let collectors: Vec<String> = cfg
         .output
         .iter()
-        .map(|o| match o.url.starts_with("udp://") && o.udp_rate > 0 {
+        .map(|o| match o.url.is_udp() && o.udp_rate > 0 {
             true => format!("{} (paced at {} packets/s)", o.url, o.udp_rate),
-            false => o.url.clone(),
+            false => o.url.to_string(),
         })
         .collect();
     let brokers: String = [("MQTT", &cfg.mqtt.url), ("AMQP", &cfg.amqp.url)]

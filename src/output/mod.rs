@@ -26,8 +26,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::config::WhenFull;
 use crate::metrics::CollectorMetrics;
+
+/// What happens when a collector's queue is full.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Drop the new packet and count it (inputs never wait on a collector).
+    DropNewest,
+    /// Wait for room: inputs slow down (HTTP answers later, WebSocket reads pause).
+    Block,
+}
 
 /// The transport of a collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +51,10 @@ pub enum Transport {
     Tls,
 }
 
-/// A parsed collector URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A collector URL, parsed once where it is read (the configuration file, `--to`,
+/// `HEPLINK_TO`); written back as `scheme://HOST:PORT[|backup…]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct CollectorUrl {
     /// The transport.
     pub transport: Transport,
@@ -60,7 +73,47 @@ pub struct UrlError {
     message: &'static str,
 }
 
+impl std::fmt::Display for CollectorUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = match self.transport {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        };
+        write!(f, "{scheme}://{}", self.address)?;
+        for b in &self.failover {
+            write!(f, "|{b}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for CollectorUrl {
+    type Err = UrlError;
+    fn from_str(s: &str) -> Result<Self, UrlError> {
+        CollectorUrl::parse(s)
+    }
+}
+
+impl TryFrom<String> for CollectorUrl {
+    type Error = UrlError;
+    fn try_from(s: String) -> Result<Self, UrlError> {
+        CollectorUrl::parse(&s)
+    }
+}
+
+impl From<CollectorUrl> for String {
+    fn from(u: CollectorUrl) -> String {
+        u.to_string()
+    }
+}
+
 impl CollectorUrl {
+    /// Whether packets go over UDP.
+    pub fn is_udp(&self) -> bool {
+        self.transport == Transport::Udp
+    }
+
     /// The host part (for TLS verification and SNI).
     pub fn host(&self) -> &str {
         self.address

@@ -414,7 +414,7 @@ pub fn agent_config(outputs: &[String]) -> heplink::config::Config {
     c.metrics.listen = "127.0.0.1:0".parse().unwrap();
     c.output = outputs
         .iter()
-        .map(|u| heplink::config::Output::new(u.clone()))
+        .map(|u| heplink::config::Output::new(u.parse().expect("a collector URL")))
         .collect();
     c
 }
