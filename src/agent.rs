@@ -19,7 +19,7 @@ use axum::http::header;
 use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -91,8 +91,8 @@ pub async fn start(
         let spool = if cfg.spool.dir.is_empty() || url.transport == output::Transport::Udp {
             None
         } else {
-            let dir =
-                std::path::Path::new(&cfg.spool.dir).join(crate::output::spool::dir_name(&o.url.to_string()));
+            let dir = std::path::Path::new(&cfg.spool.dir)
+                .join(crate::output::spool::dir_name(&o.url.to_string()));
             Some(
                 crate::output::spool::Spool::open(&dir, cfg.spool.max_bytes)
                     .map_err(|e| anyhow::anyhow!("spool {}: {e}", dir.display()))?,
@@ -351,7 +351,6 @@ async fn run_pipeline(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut packets: Vec<Bytes> = Vec::new();
-    let mut buf = BytesMut::with_capacity(1 << 16);
     let mut st = Settling::new(spooled);
     // What the journal kept from the last run goes first: the delivered bodies to rebuild
     // the correlator's state (nothing sent), then the rest (its events may be sent twice,
@@ -366,10 +365,8 @@ async fn run_pipeline(
             intake.newest = intake.newest.max(r.seq);
             st.settler.take(now, Token::Journal(r.seq));
             metrics.journal_replayed.fetch_add(1, Relaxed);
-            let rejected = p.push_body(&Bytes::from(r.body), now, &mut |o| {
-                encode_into(o.packet, &mut buf, &mut packets)
-            });
-            for (reason, n) in &rejected.counts {
+            let taken = p.push_body(&Bytes::from(r.body), now, &mut |o| packets.push(o.packet));
+            for (reason, n) in &taken.rejected.counts {
                 metrics.reject_n(r.input, *reason, *n);
             }
             send_all(&mut packets, &queues, &metrics).await;
@@ -390,30 +387,21 @@ async fn run_pipeline(
                     (Some(intake), None) => intake.take(now, &job, &metrics),
                     _ => None,
                 };
-                let before = p.stats().by_type;
-                let held_before = p.correlator().stats().held;
-                let rejected = p.push_body(&job.body, now, &mut |o| {
+                let taken = p.push_body(&job.body, now, &mut |o| {
                     if let Some(a) = aliases.as_mut() {
                         a.event(o.correlated);
                     }
-                    encode_into(o.packet, &mut buf, &mut packets)
+                    packets.push(o.packet)
                 });
-                // None of its events waits for a binding: released now.
-                let released = p.correlator().stats().held == held_before;
-                let after = p.stats().by_type;
-                let mut taken = 0;
-                for (i, (a, b)) in after.iter().zip(before.iter()).enumerate() {
-                    if a > b {
-                        metrics.event(job.input, i, a - b);
-                        taken += a - b;
-                    }
+                for (i, n) in taken.by_type.iter().enumerate().filter(|(_, n)| **n > 0) {
+                    metrics.event(job.input, i, *n);
                 }
-                for (reason, n) in &rejected.counts {
+                for (reason, n) in &taken.rejected.counts {
                     metrics.reject_n(job.input, *reason, *n);
                 }
                 send_all(&mut packets, &queues, &metrics).await;
                 let token = match (journaled, job.receipt) {
-                    (_, Some(r)) if taken == 0 && !rejected.is_empty() => {
+                    (_, Some(r)) if taken.events() == 0 && !taken.rejected.is_empty() => {
                         r.settle(crate::input::Outcome::Malformed);
                         None
                     }
@@ -422,15 +410,15 @@ async fn run_pipeline(
                     (None, None) => None,
                 };
                 if let Some(t) = token {
-                    if released {
+                    if taken.held {
+                        st.settler.take(now, t);
+                    } else {
                         st.settler.take_released(t);
                         st.settle_released();
-                    } else {
-                        st.settler.take(now, t);
                     }
                 }
                 if let Some(reply) = job.reply {
-                    let _ = reply.send(rejected);
+                    let _ = reply.send(taken.rejected);
                 }
             }
             _ = tick.tick() => {
@@ -438,7 +426,7 @@ async fn run_pipeline(
                     if let Some(a) = aliases.as_mut() {
                         a.event(o.correlated);
                     }
-                    encode_into(o.packet, &mut buf, &mut packets)
+                    packets.push(o.packet)
                 });
                 // Gauges walk the correlator's tables: on the tick, not per request.
                 update_gauges(&p, &metrics);
@@ -448,9 +436,7 @@ async fn run_pipeline(
         }
         send_all(&mut packets, &queues, &metrics).await;
     }
-    p.flush(now_us(), &mut |o| {
-        encode_into(o.packet, &mut buf, &mut packets)
-    });
+    p.flush(now_us(), &mut |o| packets.push(o.packet));
     send_all(&mut packets, &queues, &metrics).await;
     update_gauges(&p, &metrics);
     // Everything is released; the senders take the rest into their spools while they
@@ -506,18 +492,6 @@ fn health(m: &Metrics) -> (axum::http::StatusCode, String) {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             format!("degraded\n{lines}"),
         )
-    }
-}
-
-fn encode_into(
-    packet: Result<heplink_proto::PacketBuilder, heplink_proto::EncodeError>,
-    buf: &mut BytesMut,
-    out: &mut Vec<Bytes>,
-) {
-    if let Ok(b) = packet {
-        if b.encode(buf).is_ok() {
-            out.push(buf.split().freeze());
-        }
     }
 }
 

@@ -1,10 +1,12 @@
-//! The path of one event without I/O: body → events → correlator → mapper → HEP packet.
-//! Shared by `convert`, and by the agent and replay tools.
+//! The path of one event without I/O: body → events → correlator → mapper → encoded HEP
+//! packet. Shared by `convert`, and by the agent and replay tools. It ends at bytes
+//! (validated once, by the encoder) and says per body what it took: events per type,
+//! rejections, whether any waits for a binding; callers do not encode or diff counters.
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
-use heplink_proto::{EncodeError, PacketBuilder};
+use bytes::{Bytes, BytesMut};
+use heplink_proto::PacketBuilder;
 
 use crate::correlate::{self, Correlated, Correlator};
 use crate::janus::scan::Scanner;
@@ -13,13 +15,33 @@ use crate::janus::EventParser;
 use crate::map::{MapConfig, Mapper};
 use crate::reject::Reject;
 
-/// A packet ready to encode, with the event it came from.
+/// An encoded HEP packet, with the event it came from.
 #[derive(Debug)]
 pub struct Output<'a> {
     /// The correlated event.
     pub correlated: &'a Correlated,
-    /// Its packet, or why none could be built.
-    pub packet: Result<PacketBuilder, EncodeError>,
+    /// The packet (an event's, or a QoS report made of its media stats).
+    pub packet: Bytes,
+    /// The packet's time stamp, µs since the epoch.
+    pub ts_us: u64,
+}
+
+/// What the pipeline took of one body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// Its events read, per type, indexed as [`crate::metrics::EVENT_TYPES`].
+    pub by_type: [u64; 10],
+    /// Its pieces that were not events.
+    pub rejected: Rejections,
+    /// Whether some of its events wait for a binding (held by the correlator).
+    pub held: bool,
+}
+
+impl Taken {
+    /// Its events read.
+    pub fn events(&self) -> u64 {
+        self.by_type.iter().sum()
+    }
 }
 
 /// Counters of the pipeline.
@@ -31,7 +53,8 @@ pub struct PipelineStats {
     pub rejected: BTreeMap<Reject, u64>,
     /// Packets built.
     pub packets: u64,
-    /// Packets that could not be built (never expected: the mapper validates).
+    /// Events whose packet could not be encoded (logged; never expected: the mapper
+    /// builds what the encoder accepts).
     pub unencodable: u64,
     /// Events parsed per type, indexed as [`crate::metrics::EVENT_TYPES`].
     pub by_type: [u64; 10],
@@ -103,6 +126,8 @@ pub struct Pipeline {
     buf: Vec<Correlated>,
     /// QoS reports of the event being drained.
     qos: Vec<PacketBuilder>,
+    /// Where packets are encoded (split off one by one).
+    out: BytesMut,
     stats: PipelineStats,
     /// With event time as the clock ([`Pipeline::event_time`]): a body's events, until
     /// its newest timestamp is known.
@@ -120,6 +145,7 @@ impl Pipeline {
             mapper: Mapper::new(map),
             buf: Vec::new(),
             qos: Vec::new(),
+            out: BytesMut::with_capacity(1 << 16),
             stats: PipelineStats::default(),
             pending: None,
             now: 0,
@@ -155,18 +181,15 @@ impl Pipeline {
     }
 
     /// Takes one event-handler body at time `now`; calls `sink` for every packet released
-    /// and returns the events of the body that were rejected.
+    /// and says what it took of the body.
     ///
     /// The common shapes are read in one pass: a one-line object (Janus with `grouping =
     /// false`) and an array of objects (`grouping = true`). Anything else, and the rest of
     /// a body from its first bad event on, is cut into pieces first
     /// ([`crate::janus::split`]) so that one malformed event never takes down the others.
-    pub fn push_body(
-        &mut self,
-        body: &Bytes,
-        now: u64,
-        sink: &mut dyn FnMut(Output<'_>),
-    ) -> Rejections {
+    pub fn push_body(&mut self, body: &Bytes, now: u64, sink: &mut dyn FnMut(Output<'_>)) -> Taken {
+        let by_type = self.stats.by_type;
+        let held = self.correlator.stats().held;
         let mut rejected = Rejections::default();
         let b = &body[..];
         let rest = match (b.first(), b.last()) {
@@ -207,7 +230,20 @@ impl Pipeline {
         }
         let now = self.settle(now);
         self.drain(now, sink);
-        rejected
+        let mut taken = Taken {
+            rejected,
+            // None of its events waits for a binding when nothing more is held.
+            held: self.correlator.stats().held != held,
+            ..Taken::default()
+        };
+        for (t, (after, before)) in taken
+            .by_type
+            .iter_mut()
+            .zip(self.stats.by_type.iter().zip(by_type))
+        {
+            *t = after - before;
+        }
+        taken
     }
 
     /// Advances the clock to `now` (and with event time, to the body's newest timestamp)
@@ -300,25 +336,39 @@ impl Pipeline {
     fn drain(&mut self, now: u64, sink: &mut dyn FnMut(Output<'_>)) {
         // By reference, then cleared: a `Correlated` is a few hundred bytes, not worth moving.
         for c in &self.buf {
-            let packet = self.mapper.map(c, now);
-            match &packet {
-                Ok(_) => self.stats.packets += 1,
+            match self.mapper.encode(c, now, &mut self.out) {
+                Ok((packet, ts_us)) => {
+                    self.stats.packets += 1;
+                    sink(Output {
+                        correlated: c,
+                        packet,
+                        ts_us,
+                    });
+                }
                 Err(e) => {
                     self.stats.unencodable += 1;
                     tracing::warn!(cid = %c.cid, error = %e, "Event could not be encoded.");
                 }
             }
-            sink(Output {
-                correlated: c,
-                packet,
-            });
             self.mapper.qos_reports(c, now, &mut self.qos);
             for b in self.qos.drain(..) {
-                self.stats.packets += 1;
-                sink(Output {
-                    correlated: c,
-                    packet: Ok(b),
-                });
+                match b.encode(&mut self.out) {
+                    Ok(_) => {
+                        self.stats.packets += 1;
+                        let ts_us = b.ts_sec.map_or(0, |s| {
+                            u64::from(s) * 1_000_000 + u64::from(b.ts_usec.unwrap_or(0))
+                        });
+                        sink(Output {
+                            correlated: c,
+                            packet: self.out.split().freeze(),
+                            ts_us,
+                        });
+                    }
+                    Err(e) => {
+                        self.stats.unencodable += 1;
+                        tracing::warn!(cid = %c.cid, error = %e, "QoS report could not be encoded.");
+                    }
+                }
             }
         }
         self.buf.clear();
@@ -355,7 +405,9 @@ mod tests {
     fn run(body: &Bytes) -> (Vec<Bytes>, Vec<(usize, Reject)>) {
         let mut p = Pipeline::new(correlate::Config::default(), MapConfig::default());
         let mut ok = Vec::new();
-        let rejected = p.push_body(body, 1, &mut |o| ok.push(o.correlated.event.raw.clone()));
+        let rejected = p
+            .push_body(body, 1, &mut |o| ok.push(o.correlated.event.raw.clone()))
+            .rejected;
         p.flush(1, &mut |o| ok.push(o.correlated.event.raw.clone()));
         let bad = rejected.iter().map(|r| (r.index, r.reason)).collect();
         // The correlator may hold an event for a while: compare what, not in which order.
@@ -431,7 +483,11 @@ mod tests {
         let ev = |ts: &str| format!(r#"{{"emitter":"j","type":256,"subtype":2{ts},"event":{{}}}}"#);
         let mut p = Pipeline::new(correlate::Config::default(), MapConfig::default()).event_time();
         let mut stamps = Vec::new();
-        let mut sink = |o: Output<'_>| stamps.push(o.packet.unwrap().ts_sec.unwrap());
+        let mut sink = |o: Output<'_>| {
+            let d = heplink_proto::decode(&o.packet, heplink_proto::Mode::Strict).unwrap();
+            assert_eq!(d.timestamp_micros(), Some(o.ts_us), "ts_us is the packet's");
+            stamps.push(o.ts_us / 1_000_000);
+        };
         let body = Bytes::from(format!(
             "[{},{},{}]",
             ev(r#","timestamp":5000000"#),

@@ -46,13 +46,15 @@ fn run(scenario: &str, cfg: correlate::Config) -> Run {
             order.insert(piece.as_ptr() as usize, events.len());
             events.push(parser.parse(piece).unwrap());
         }
-        let rejected = p.push_body(&body, 0, &mut |o| {
-            outputs.push((
-                o.correlated.event.raw.as_ptr() as usize,
-                o.correlated.cid.to_string(),
-                o.packet.is_ok(),
-            ))
-        });
+        let rejected = p
+            .push_body(&body, 0, &mut |o| {
+                outputs.push((
+                    o.correlated.event.raw.as_ptr() as usize,
+                    o.correlated.cid.to_string(),
+                    heplink::proto::decode(&o.packet, heplink::proto::Mode::Strict).is_ok(),
+                ))
+            })
+            .rejected;
         assert!(rejected.is_empty(), "{rejected:?}");
     }
     let now = p.now();
@@ -60,9 +62,10 @@ fn run(scenario: &str, cfg: correlate::Config) -> Run {
         outputs.push((
             o.correlated.event.raw.as_ptr() as usize,
             o.correlated.cid.to_string(),
-            o.packet.is_ok(),
+            heplink::proto::decode(&o.packet, heplink::proto::Mode::Strict).is_ok(),
         ))
     });
+    assert_eq!(p.stats().unencodable, 0, "every packet encodes");
     let mut cids = vec![Vec::new(); events.len()];
     for (ptr, cid, ok) in &outputs {
         assert!(ok, "{cid}: packet not encodable");

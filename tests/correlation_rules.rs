@@ -451,9 +451,11 @@ fn a_malformed_event_does_not_take_its_neighbours_down() {
     );
     let mut p = heplink::pipeline::Pipeline::new(correlate::Config::default(), Default::default());
     let mut got = Vec::new();
-    let rejected = p.push_body(&Bytes::from(body), ts(&vr[1]), &mut |o| {
-        got.push(o.correlated.cid.to_string())
-    });
+    let rejected = p
+        .push_body(&Bytes::from(body), ts(&vr[1]), &mut |o| {
+            got.push(o.correlated.cid.to_string())
+        })
+        .rejected;
     assert_eq!(rejected.len(), 2);
     assert_eq!(rejected[0].index, 1);
     assert_eq!(rejected[1].index, 2);
@@ -464,7 +466,12 @@ fn a_malformed_event_does_not_take_its_neighbours_down() {
             "janus-fixtures:transport:http:2026-11-24T03"
         ]
     );
-    assert_eq!(p.stats().rejected.get(&heplink::reject::Reject::MalformedJson), Some(&2));
+    assert_eq!(
+        p.stats()
+            .rejected
+            .get(&heplink::reject::Reject::MalformedJson),
+        Some(&2)
+    );
     // the body splitter alone cuts 4 pieces
     assert_eq!(
         split_events(&Bytes::from(format!("[{},1,{}]", vr[0], vr[1]))).len(),
@@ -513,9 +520,11 @@ fn two_objects_on_one_line_are_two_events() {
     let body = format!("{}{}", vr[0], vr[1]);
     let mut p = heplink::pipeline::Pipeline::new(correlate::Config::default(), Default::default());
     let mut got = Vec::new();
-    let rejected = p.push_body(&Bytes::from(body), ts(&vr[1]), &mut |o| {
-        got.push(o.correlated.cid.to_string())
-    });
+    let rejected = p
+        .push_body(&Bytes::from(body), ts(&vr[1]), &mut |o| {
+            got.push(o.correlated.cid.to_string())
+        })
+        .rejected;
     assert!(rejected.is_empty());
     assert_eq!(
         got,

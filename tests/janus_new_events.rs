@@ -18,7 +18,7 @@ fn run(events: &[Value]) -> Vec<(ProtoType, String, Vec<u8>)> {
     let mut p = Pipeline::new(Default::default(), MapConfig::default()).event_time();
     let mut out = Vec::new();
     let mut sink = |o: heplink::pipeline::Output<'_>| {
-        let b = o.packet.unwrap().to_bytes().unwrap();
+        let b = o.packet;
         let d = heplink::proto::decode(&b, heplink::proto::Mode::Strict).unwrap();
         out.push((
             d.proto_type.unwrap(),
@@ -27,7 +27,9 @@ fn run(events: &[Value]) -> Vec<(ProtoType, String, Vec<u8>)> {
         ));
     };
     for e in events {
-        let rejected = p.push_body(&Bytes::from(e.to_string()), 0, &mut sink);
+        let rejected = p
+            .push_body(&Bytes::from(e.to_string()), 0, &mut sink)
+            .rejected;
         assert!(rejected.is_empty(), "{rejected:?}");
     }
     let now = p.now();

@@ -23,7 +23,7 @@ fn run(scenario: &str, qos: QosReports) -> Vec<(Value, Vec<u8>, Vec<Vec<u8>>)> {
     let mut last_ptr = 0usize;
     let mut sink = |o: heplink::pipeline::Output<'_>| {
         let ptr = o.correlated.event.raw.as_ptr() as usize;
-        let bytes = o.packet.unwrap().to_bytes().unwrap().to_vec();
+        let bytes = o.packet.to_vec();
         if ptr == last_ptr && !out.is_empty() {
             out.last_mut().unwrap().2.push(bytes);
         } else {
@@ -33,7 +33,7 @@ fn run(scenario: &str, qos: QosReports) -> Vec<(Value, Vec<u8>, Vec<Vec<u8>>)> {
         }
     };
     for body in common::fixture_bodies(scenario) {
-        let rejected = p.push_body(&Bytes::from(body), 0, &mut sink);
+        let rejected = p.push_body(&Bytes::from(body), 0, &mut sink).rejected;
         assert!(rejected.is_empty());
     }
     let now = p.now();
@@ -269,14 +269,10 @@ fn fraction_lost_comes_from_the_interval_since_the_previous_sample() {
         ev(1_795_000_000_000_000, 0, 100),
         ev(1_795_000_002_000_000, 11, 108),
     ] {
-        p.push_body(&Bytes::from(body), 0, &mut |o| {
-            packets.push(o.packet.unwrap().to_bytes().unwrap())
-        });
+        p.push_body(&Bytes::from(body), 0, &mut |o| packets.push(o.packet));
     }
     let now = p.now();
-    p.flush(now, &mut |o| {
-        packets.push(o.packet.unwrap().to_bytes().unwrap())
-    });
+    p.flush(now, &mut |o| packets.push(o.packet));
     let reports: Vec<Value> = packets
         .iter()
         .map(|b| decode(b))

@@ -113,12 +113,7 @@ pub fn convert(
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut sink = |o: Output| {
         let c = o.correlated;
-        let Ok(b) = o.packet else { return };
-        let Ok(bytes) = b.to_bytes() else { return };
-        let ts = b.ts_sec.map_or(0, |s| {
-            u64::from(s) * 1_000_000 + u64::from(b.ts_usec.unwrap_or(0))
-        });
-        res.packets.push((ts, bytes));
+        res.packets.push((o.ts_us, o.packet));
         let cid = c.cid.to_string();
         res.cids.push(cid.clone());
         let i = *index.entry(cid.clone()).or_insert_with(|| {
@@ -148,7 +143,7 @@ pub fn convert(
             continue;
         }
         let body = Bytes::from(line);
-        for r in p.push_body(&body, 0, &mut sink) {
+        for r in p.push_body(&body, 0, &mut sink).rejected {
             res.rejected
                 .push((lineno + 1, format!("event {}: {}", r.index, r.message)));
         }

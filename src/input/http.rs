@@ -311,7 +311,7 @@ pub fn ingest_once(
             while let Some(job) = rx.recv().await {
                 let rejected = p.push_body(&job.body, 1_700_000_000_000_000, &mut |_| {});
                 if let Some(r) = job.reply {
-                    let _ = r.send(rejected);
+                    let _ = r.send(rejected.rejected);
                 }
             }
             p.stats().events

@@ -259,9 +259,15 @@ impl Mapper {
         b
     }
 
-    /// Builds the HEP packet of one correlated event; `now_us` stamps events without a
-    /// timestamp. The result passes the encoder's checks (it is validated here).
-    pub fn map(&mut self, c: &Correlated, now_us: u64) -> Result<PacketBuilder, EncodeError> {
+    /// Encodes the HEP packet of one correlated event into `out` (validated once, by the
+    /// encoder) and returns it with its time stamp (µs); `now_us` stamps events without a
+    /// timestamp. An event too large for one packet is sent as its head, marked.
+    pub fn encode(
+        &mut self,
+        c: &Correlated,
+        now_us: u64,
+        out: &mut BytesMut,
+    ) -> Result<(Bytes, u64), EncodeError> {
         let ev = &c.event;
         let ts = self.packet_time(ev.timestamp, now_us);
         let node = self.node(&ev.emitter);
@@ -312,7 +318,7 @@ impl Mapper {
         b.node_name = Some(node);
         b.correlation_id = Some(cid);
         b.auth_key = self.cfg.auth_key.as_ref().map(|k| Bytes::from(k.clone()));
-        match b.validate() {
+        match b.encode(out) {
             Err(EncodeError::TooLarge { .. }) => {
                 // A huge event (an SDP of tens of KB): send its head instead, marked.
                 let mut payload = String::new();
@@ -330,12 +336,12 @@ impl Mapper {
                 payload.push('}');
                 b.proto_type = Some(self.cfg.event_proto);
                 b.payload = Bytes::from(payload);
-                b.validate()?;
-                Ok(b)
+                b.encode(out)?;
             }
-            Err(e) => Err(e),
-            Ok(_) => Ok(b),
+            Err(e) => return Err(e),
+            Ok(_) => {}
         }
+        Ok((out.split().freeze(), ts))
     }
 
     /// `{"heplink":{facts},"event":<raw>}`: the facts are written as JSON text, the
