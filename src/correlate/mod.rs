@@ -30,20 +30,23 @@
 //!   least recently active handles. Every release, expiry and eviction is counted.
 //!
 //! Why this file is over 500 lines: the correlator's rules share one `EmitterState` and its
-//! tables (sessions, handles, rooms, calls, holds); splitting it into rule files needs the
-//! shared handler context of #10 item 3 first, or each file would re-look-up the same
-//! state.
+//! tables (sessions, handles, rooms, calls, holds). What a handle event teaches about its
+//! handle is in `handle.rs` (one lookup per event, free functions over the tables); the
+//! routing (groups, hold, fallback), sessions, rooms and sweeps stay here, each rule a
+//! method of its own taking the event's context (`Cx`). Unit tests are at the end.
 
 use std::collections::HashMap as StdHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use smallvec::{smallvec, SmallVec};
+use smallvec::SmallVec;
 
 /// Maps keyed by ids: ahash (fast, randomly seeded, so crafted ids cannot force collisions).
 type HashMap<K, V> = StdHashMap<K, V, ahash::RandomState>;
 
 use crate::janus::event::{kind, Body, Event, Plugin, RoomId};
+
+mod handle;
 
 /// How events that belong to no room or call are grouped.
 #[derive(
@@ -506,6 +509,16 @@ impl CidCache {
     }
 }
 
+/// The context of one event's handling: the emitter, the settings, the counters, the
+/// clock and where correlated events go.
+struct Cx<'a> {
+    em: &'a str,
+    cfg: &'a Config,
+    st: &'a mut Stats,
+    now: u64,
+    out: &'a mut Vec<Correlated>,
+}
+
 fn push_unique(groups: &mut Groups, g: Group) {
     if !groups.iter().any(|x| x.key == g.key) {
         groups.push(g);
@@ -896,237 +909,104 @@ impl EmitterState {
         now: u64,
         out: &mut Vec<Correlated>,
     ) {
-        let sid = ev.session_id;
-        // Until ICE names the PeerConnection's client, the session's client (the address
-        // its API requests came from) stands for it.
-        let session_client = sid
-            .and_then(|s| self.sessions.get(&s))
-            .and_then(|s| s.client);
         if !self.handles.contains_key(&hid) && self.handles.len() >= cfg.max_handles {
             // The hard cap: make room before tracking one more handle.
             self.evict(em, cfg, st, now, out);
         }
-        let h = self.handles.entry(hid).or_insert_with(|| HandleState {
-            session: sid,
-            plugin: None,
-            groups: Groups::new(),
-            participant: None,
-            display: None,
-            feeds: Vec::new(),
-            sip: SipPhase::Idle,
-            held: Vec::new(),
-            gave_up: false,
-            client: session_client,
-            janus: None,
-            opaque: None,
-            last_seen: now,
-            ended_at: None,
-        });
-        h.last_seen = now;
-        if h.session.is_none() {
-            h.session = sid;
-        }
-        if h.opaque.is_none() {
-            h.opaque = ev.opaque_id.clone();
-        }
-        if let Some(sid) = h.session {
-            let s = self.sessions.entry(sid).or_default();
-            s.last_seen = now;
-            if !s.handles.contains(&hid) {
-                s.handles.push(hid);
-            }
-        }
-        let h = self.handles.get_mut(&hid).expect("just inserted");
-        let mut detached = false;
-        // Event-level routing overrides (a SIP message or call event names its own call).
-        let mut own_cid: Option<(Arc<str>, GroupKey)> = None;
-        let mut new_participant: Option<(Plugin, RoomId, RoomId)> = None;
-        // The room a plugin event names, if any.
-        let mut named: Option<GroupKey> = None;
-        match &ev.body {
-            Body::Handle { name, plugin } => {
-                if let Some(p) = plugin {
-                    h.plugin = Some(*p);
-                }
-                detached = &**name == "detached";
-            }
-            Body::WebRtc(w) => {
-                if w.remote.is_some() {
-                    h.client = w.remote;
-                }
-                if w.local.is_some() {
-                    h.janus = w.local;
-                }
-            }
-            // A remote offer with no call in progress starts a new call: hold its events
-            // until the Call-ID is known. Mid-call offers are renegotiations.
-            Body::Jsep { remote, sdp_type }
-                if h.plugin == Some(Plugin::Sip)
-                    && *remote
-                    && &**sdp_type == "offer"
-                    && h.sip == SipPhase::Idle =>
-            {
-                h.sip = SipPhase::SettingUp;
-                h.groups.clear();
-                h.gave_up = false;
-                h.client = None;
-                h.janus = None;
-            }
-            Body::Plugin(p) => {
-                if let Some(pl) = p.plugin {
-                    h.plugin.get_or_insert(pl);
-                }
-                let name = p.name.as_deref().unwrap_or("");
-                match (h.plugin.unwrap_or(Plugin::Other), &p.room) {
-                    (Plugin::Sip, _) => {
-                        if let Some(call) = &p.call_id {
-                            let message = matches!(name, "sip-in" | "sip-out");
-                            let invite = p.sip.as_deref().is_some_and(|m| m.starts_with("INVITE "));
-                            let key = GroupKey::Call(call.clone());
-                            let current = h.groups.iter().any(|g| g.key == key);
-                            let starts = matches!(name, "calling" | "incoming")
-                                || invite
-                                || (h.groups.is_empty() && !message);
-                            if !current && starts {
-                                h.groups = smallvec![intern(&mut self.groups, em, key)];
-                                h.sip = SipPhase::InCall;
-                                h.gave_up = false;
-                            } else if !current {
-                                // Another call's event (a late one, or a SIP message of its own).
-                                own_cid = Some((call.clone(), key));
-                            } else if name == "hangup" {
-                                h.sip = SipPhase::Idle;
-                            }
-                        }
-                    }
-                    (
-                        pl @ (Plugin::VideoRoom | Plugin::AudioBridge | Plugin::TextRoom),
-                        Some(room),
-                    ) => {
-                        let g = intern(&mut self.groups, em, GroupKey::Room(pl, room.clone()));
-                        named = Some(g.key.clone());
-                        let manages = matches!(name, "created" | "edited" | "destroyed" | "kicked");
-                        let joins =
-                            matches!(name, "joined" | "subscribing" | "roomchanged" | "join");
-                        if manages {
-                            push_unique(&mut h.groups, g);
-                        } else if joins {
-                            if pl != Plugin::TextRoom {
-                                // A participant is in one room: moving replaces the old one,
-                                // rooms it manages stay.
-                                if let Some((old_room, _)) = &h.participant {
-                                    let old = GroupKey::Room(pl, old_room.clone());
-                                    if old != g.key {
-                                        h.groups.retain(|x| x.key != old);
-                                    }
-                                }
-                            }
-                            push_unique(&mut h.groups, g);
-                            if let Some(id) = &p.participant {
-                                h.participant = Some((room.clone(), id.clone()));
-                                new_participant = Some((pl, room.clone(), id.clone()));
-                            } else if pl == Plugin::VideoRoom && name == "subscribing" {
-                                h.participant = None;
-                            }
-                            if p.display.is_some() {
-                                h.display = p.display.clone();
-                            }
-                            if !p.feeds.is_empty() {
-                                for f in &p.feeds {
-                                    if !h.feeds.contains(f) {
-                                        h.feeds.push(f.clone());
-                                    }
-                                }
-                            }
-                        } else if name == "leave" && pl == Plugin::TextRoom && h.groups.len() > 1 {
-                            h.groups.retain(|x| x.key != g.key);
-                        } else if h.groups.is_empty() {
-                            push_unique(&mut h.groups, g);
-                        }
-                        if !p.feeds.is_empty() && name == "updated" {
-                            for f in &p.feeds {
-                                if !h.feeds.contains(f) {
-                                    h.feeds.push(f.clone());
-                                }
-                            }
-                        }
-                        h.gave_up = h.gave_up && h.groups.is_empty();
-                    }
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-        if let Some((pl, room, id)) = new_participant {
-            self.participants.insert((pl, room, id), hid);
-        }
-        let h = self.handles.get(&hid).expect("present");
+        let h = handle::track(&mut self.sessions, &mut self.handles, hid, &ev, now);
+        let learned = handle::learn(h, &mut self.groups, em, &ev);
         let bound = !h.groups.is_empty();
         let may_bind = !h.gave_up && h.plugin.is_none_or(Plugin::binds);
-
-        if let Some((cid, key)) = own_cid {
+        if let Some(key) = learned.new_participant {
+            self.participants.insert(key, hid);
+        }
+        let mut cx = Cx {
+            em,
+            cfg,
+            st,
+            now,
+            out,
+        };
+        if let Some((cid, key)) = learned.own_cid {
+            let h = &self.handles[&hid];
             let mut facts = Self::handle_facts(h);
             facts.call_id = Some(cid.clone());
             facts.group = Some(key);
-            emit(out, ev, cid, facts);
+            emit(cx.out, ev, cid, facts);
         } else if bound {
-            let groups = h.groups.clone();
-            // An event that names one of the handle's rooms goes to that room only.
-            let to: Groups = match &named {
-                Some(k) if groups.iter().any(|g| &g.key == k) => {
-                    groups.iter().filter(|g| &g.key == k).cloned().collect()
-                }
-                _ => groups.clone(),
-            };
-            let facts = Self::handle_facts(h);
-            self.release_handle(hid, &groups, now, out);
-            if let Some(sid) = self.handles.get(&hid).and_then(|h| h.session) {
-                self.release_session(em, cfg, sid, now, out);
-                self.echo_late(sid, now, cfg.hold_us, out);
-            }
-            emit_groups(out, ev, &to, facts);
+            self.send_bound(&mut cx, hid, ev, learned.named);
         } else if may_bind {
-            st.held += 1;
-            let overflow = h.held.len() >= cfg.max_held;
-            if overflow {
-                st.hold_overflow += 1;
-                let cid = self.handle_cid(em, cfg, hid, self.handles.get(&hid).expect("present"));
-                let h = self.handles.get_mut(&hid).expect("present");
-                let first = h.held.remove(0);
-                let facts = Facts {
-                    held_us: now.saturating_sub(first.at),
-                    ..Self::handle_facts(h)
-                };
-                emit(out, first.event, cid, facts);
-            }
-            self.handles
-                .get_mut(&hid)
-                .expect("present")
-                .held
-                .push(Held { event: ev, at: now });
+            self.hold(&mut cx, hid, ev);
         } else {
-            // Never binds (or gave up): release what waits, then this one, to the fallback.
-            self.release_handle_fallback(em, cfg, hid, now, out);
-            let h = self.handles.get(&hid).expect("present");
-            if cfg.fallback == Fallback::Session {
-                if let Some(s) = h.session.and_then(|sid| self.sessions.get_mut(&sid)) {
-                    s.fallback_used = true;
-                }
-            }
-            let h = self.handles.get(&hid).expect("present");
-            let cid = self.handle_cid(em, cfg, hid, h);
-            let facts = Self::handle_facts(h);
-            emit(out, ev, cid, facts);
-            if let Some(sid) = h.session {
-                if !self.session_may_bind(sid) {
-                    self.release_session(em, cfg, sid, now, out);
-                }
-            }
+            self.send_fallback(&mut cx, hid, ev);
         }
-        if detached {
+        if learned.detached {
             // Held events wait out the grace period: a binding may still come.
             if let Some(h) = self.handles.get_mut(&hid) {
                 h.ended_at = Some(now);
+            }
+        }
+    }
+
+    /// A bound handle's event: to its groups (only the room it names, if it names one of
+    /// them), after what the handle and its session held.
+    fn send_bound(&mut self, cx: &mut Cx<'_>, hid: u64, ev: Event, named: Option<GroupKey>) {
+        let h = &self.handles[&hid];
+        let groups = h.groups.clone();
+        let to: Groups = match &named {
+            Some(k) if groups.iter().any(|g| &g.key == k) => {
+                groups.iter().filter(|g| &g.key == k).cloned().collect()
+            }
+            _ => groups.clone(),
+        };
+        let facts = Self::handle_facts(h);
+        let session = h.session;
+        self.release_handle(hid, &groups, cx.now, cx.out);
+        if let Some(sid) = session {
+            self.release_session(cx.em, cx.cfg, sid, cx.now, cx.out);
+            self.echo_late(sid, cx.now, cx.cfg.hold_us, cx.out);
+        }
+        emit_groups(cx.out, ev, &to, facts);
+    }
+
+    /// An event of a handle that may still bind: held (the oldest goes to the fallback
+    /// when the hold is full).
+    fn hold(&mut self, cx: &mut Cx<'_>, hid: u64, ev: Event) {
+        cx.st.held += 1;
+        if self.handles[&hid].held.len() >= cx.cfg.max_held {
+            cx.st.hold_overflow += 1;
+            let cid = self.handle_cid(cx.em, cx.cfg, hid, &self.handles[&hid]);
+            let h = self.handles.get_mut(&hid).expect("tracked");
+            let first = h.held.remove(0);
+            let facts = Facts {
+                held_us: cx.now.saturating_sub(first.at),
+                ..Self::handle_facts(h)
+            };
+            emit(cx.out, first.event, cid, facts);
+        }
+        let h = self.handles.get_mut(&hid).expect("tracked");
+        h.held.push(Held {
+            event: ev,
+            at: cx.now,
+        });
+    }
+
+    /// An event of a handle that never binds (or gave up): what it held, then this one,
+    /// to the fallback flow.
+    fn send_fallback(&mut self, cx: &mut Cx<'_>, hid: u64, ev: Event) {
+        self.release_handle_fallback(cx.em, cx.cfg, hid, cx.now, cx.out);
+        let session = self.handles[&hid].session;
+        if cx.cfg.fallback == Fallback::Session {
+            if let Some(s) = session.and_then(|sid| self.sessions.get_mut(&sid)) {
+                s.fallback_used = true;
+            }
+        }
+        let h = &self.handles[&hid];
+        let cid = self.handle_cid(cx.em, cx.cfg, hid, h);
+        emit(cx.out, ev, cid, Self::handle_facts(h));
+        if let Some(sid) = session {
+            if !self.session_may_bind(sid) {
+                self.release_session(cx.em, cx.cfg, sid, cx.now, cx.out);
             }
         }
     }
