@@ -19,6 +19,7 @@ pub mod correlate;
 pub mod homer;
 pub mod input;
 pub mod janus;
+pub mod json;
 pub mod map;
 pub mod metrics;
 pub mod observe;

@@ -380,7 +380,7 @@ fn encoding(headers: &HeaderMap) -> String {
 
 fn json_escape(s: &str) -> String {
     let mut out = String::new();
-    crate::janus::event::write_json_str(&mut out, s);
+    crate::json::write_json_str(&mut out, s);
     out[1..out.len() - 1].to_string()
 }
 

@@ -6,9 +6,12 @@
 //! error; a malformed event is an [`EventError`] that does not affect its neighbours.
 //!
 //! Why this file is over 500 lines: the event model and its one-pass reader are one unit
-//! (every field the reader decodes is a field of the model); the JSON writers and SIP
-//! helpers at the end are to move to their own modules (#10 item 3).
+//! (every field the reader decodes is a field of the model). The ICE and SIP helpers it
+//! uses are in `ice.rs` and `sip.rs`, the JSON writers in `crate::json`.
 
+use crate::janus::ice::{candidate_addr, selected_pair};
+use crate::janus::sip::sip_call_id;
+use crate::json::{write_json_str, write_u64};
 use crate::reject::Reject;
 use std::borrow::Cow;
 use std::fmt;
@@ -67,44 +70,6 @@ impl RoomId {
             RoomId::Str(s) => write_json_str(out, s),
         }
     }
-}
-
-/// Writes `n` in decimal (without the formatting machinery: this runs for most events).
-pub fn write_u64<W: fmt::Write>(out: &mut W, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    let _ = out.write_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
-}
-
-/// Writes `s` as a JSON string literal.
-pub fn write_json_str<W: fmt::Write>(out: &mut W, s: &str) {
-    let _ = out.write_char('"');
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        let _ = out.write_str(s);
-        let _ = out.write_char('"');
-        return;
-    }
-    for c in s.chars() {
-        let _ = match c {
-            '"' => out.write_str("\\\""),
-            '\\' => out.write_str("\\\\"),
-            '\n' => out.write_str("\\n"),
-            '\r' => out.write_str("\\r"),
-            '\t' => out.write_str("\\t"),
-            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32),
-            c => out.write_char(c),
-        };
-    }
-    let _ = out.write_char('"');
 }
 
 /// The plugins correlation knows about.
@@ -673,102 +638,12 @@ impl EventParser {
     }
 }
 
-/// The address of an ICE candidate line: `foundation component transport priority ip port typ …`
-/// (with or without the `candidate:` prefix).
-pub fn candidate_addr(c: &str) -> Option<SocketAddr> {
-    let mut f = c.trim().split_ascii_whitespace();
-    let _foundation = f.next()?;
-    let _component = f.next()?;
-    let _transport = f.next()?;
-    let _priority = f.next()?;
-    let ip: IpAddr = f.next()?.parse().ok()?;
-    let port: u16 = f.next()?.parse().ok()?;
-    Some(SocketAddr::new(ip, port))
-}
-
-/// Local and remote addresses of `"<lip>:<lport> [host,udp] <-> <rip>:<rport> [srflx,udp]"`.
-pub fn selected_pair(s: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let (l, r) = s.split_once("<->")?;
-    let addr = |side: &str| -> Option<SocketAddr> {
-        let a = side.split_ascii_whitespace().next()?;
-        let (ip, port) = a.rsplit_once(':')?;
-        let ip = ip.trim_start_matches('[').trim_end_matches(']');
-        Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
-    };
-    Some((addr(l)?, addr(r)?))
-}
-
-/// The value of the `Call-ID` (or compact `i`) header of a SIP message.
-pub fn sip_call_id(msg: &str) -> Option<&str> {
-    sip_header(msg, "call-id", Some("i"))
-}
-
-/// The first value of a SIP header (case-insensitive name, optional compact form).
-pub fn sip_header<'m>(msg: &'m str, name: &str, compact: Option<&str>) -> Option<&'m str> {
-    for line in msg.split("\r\n").skip(1).flat_map(|l| l.split('\n')) {
-        if line.is_empty() {
-            break;
-        }
-        let Some((n, v)) = line.split_once(':') else {
-            continue;
-        };
-        let n = n.trim();
-        if n.eq_ignore_ascii_case(name) || compact.is_some_and(|c| n.eq_ignore_ascii_case(c)) {
-            let v = v.trim();
-            return (!v.is_empty()).then_some(v);
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<Event, EventError> {
         EventParser::new().parse(Bytes::from(s.to_string()))
-    }
-
-    #[test]
-    fn candidates_and_pairs() {
-        assert_eq!(
-            candidate_addr("1 1 udp 2015363327 127.0.0.2 20748 typ host"),
-            Some("127.0.0.2:20748".parse().unwrap())
-        );
-        assert_eq!(
-            candidate_addr("candidate:842163049 1 udp 1677729535 203.0.113.7 51432 typ srflx raddr 0.0.0.0 rport 0 generation 0"),
-            Some("203.0.113.7:51432".parse().unwrap())
-        );
-        assert_eq!(
-            candidate_addr("remote1 1 udp 1862270975 127.0.0.6 50628 typ prflx raddr 127.0.0.6 rport 50628\r\n"),
-            Some("127.0.0.6:50628".parse().unwrap())
-        );
-        assert_eq!(candidate_addr("garbage"), None);
-        assert_eq!(
-            selected_pair("127.0.0.2:20126 [host,udp] <-> 127.0.0.5:55529 [host,udp]"),
-            Some((
-                "127.0.0.2:20126".parse().unwrap(),
-                "127.0.0.5:55529".parse().unwrap()
-            ))
-        );
-        assert_eq!(
-            selected_pair("[::1]:1 [host,udp] <-> [2001:db8::5]:2 [srflx,udp]"),
-            Some((
-                "[::1]:1".parse().unwrap(),
-                "[2001:db8::5]:2".parse().unwrap()
-            ))
-        );
-    }
-
-    #[test]
-    fn sip_headers() {
-        let m = "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP x\r\ncall-ID:  abc@h \r\n\r\nv=0\r\nCall-ID: body";
-        assert_eq!(sip_call_id(m), Some("abc@h"));
-        assert_eq!(
-            sip_call_id("SIP/2.0 200 OK\r\ni: compact\r\n\r\n"),
-            Some("compact")
-        );
-        assert_eq!(sip_call_id("SIP/2.0 200 OK\r\n\r\nCall-ID: in-body"), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Janus events: splitting bodies into events, and the typed event model.
 
 pub mod event;
+pub mod ice;
 pub mod scan;
+pub mod sip;
 pub mod split;
 
 pub use event::{Event, EventError, EventParser};

@@ -28,7 +28,9 @@ use bytes::{Bytes, BytesMut};
 use heplink_proto::{EncodeError, PacketBuilder, ProtoType};
 
 use crate::correlate::{Correlated, GroupKey};
-use crate::janus::event::{kind, sip_header, write_json_str, write_u64, Body, Event, RoomId};
+use crate::janus::event::{kind, Body, Event, RoomId};
+use crate::janus::sip::sip_header;
+use crate::json::{write_json_str, write_u64};
 
 /// Mapper settings.
 #[derive(Debug, Clone)]
@@ -273,7 +275,7 @@ impl Mapper {
         let node = self.node(&ev.emitter);
         let (proto, payload, (src, dst), cid) =
             if let (true, Some((sip, inbound))) = (self.cfg.sip_as_sip, ev.sip_message()) {
-                let call = crate::janus::event::sip_call_id(sip);
+                let call = crate::janus::sip::sip_call_id(sip);
                 let cid = call.map_or_else(
                     || self.cid_bytes(&c.cid),
                     |s| Bytes::copy_from_slice(s.as_bytes()),

@@ -454,9 +454,9 @@ fn write_reports(
         let (mos, r) = mos(f64::from(s.rtt), f64::from(jitter), loss_pct);
         let mut p = String::with_capacity(700);
         p.push_str("{\"CORRELATION_ID\":");
-        crate::janus::event::write_json_str(&mut p, cid);
+        crate::json::write_json_str(&mut p, cid);
         p.push_str(",\"RTP_SIP_CALL_ID\":");
-        crate::janus::event::write_json_str(&mut p, cid);
+        crate::json::write_json_str(&mut p, cid);
         let _ = write!(
             p,
             ",\"REPORT_TS\":{},\"TL_BYTE\":{bytes},\"TOTAL_PK\":{total},\"EXPECTED_PK\":{expected},\"PACKET_LOSS\":{},\"JITTER\":{jitter},\"MAX_JITTER\":{jitter},\"MEAN_JITTER\":{jitter},\"DELTA\":{},\"MAX_DELTA\":{},\"MOS\":{mos},\"MIN_MOS\":{mos},\"MEAN_MOS\":{mos},\"RFACTOR\":{r},\"MIN_RFACTOR\":{r},\"MEAN_RFACTOR\":{r},\"SRC_IP\":\"{}\",\"SRC_PORT\":{},\"DST_IP\":\"{}\",\"DST_PORT\":{},\"SSRC\":\"{ssrc:08x}\",\"CODEC_PT\":{},\"CLOCK\":{},\"CODEC_NAME\":",
@@ -471,7 +471,7 @@ fn write_reports(
             m.pt.map_or(-1, i32::from),
             s.base,
         );
-        crate::janus::event::write_json_str(&mut p, s.codec.as_deref().unwrap_or(""));
+        crate::json::write_json_str(&mut p, s.codec.as_deref().unwrap_or(""));
         let _ = write!(
             p,
             ",\"DIR\":{dir},\"PARTY\":{dir},\"REPORT_NAME\":\"janus:mid{mid}:{media}\",\"TYPE\":\"PERIODIC\",\"SOURCE\":\"JANUS\"}}"

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use super::columns::{columns, Column, Role};
 use super::{Flows, Step};
 use crate::capture::render::format_utc;
-use crate::janus::event::write_json_str;
+use crate::json::write_json_str;
 
 const COL_W: usize = 130;
 const ROW_H: usize = 22;
