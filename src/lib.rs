@@ -18,6 +18,7 @@ pub mod config;
 pub mod correlate;
 pub mod homer;
 pub mod input;
+pub mod internal_events;
 pub mod janus;
 pub mod json;
 pub mod map;

@@ -11,6 +11,7 @@
 //! A WebSocket input applies only the first rule: after the upgrade, wsevh's connection
 //! lives as long as Janus wants.
 
+use crate::internal_events::InputRejected;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -25,7 +26,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
 use crate::metrics::{Input, Metrics};
-use crate::observe::LogLimit;
 use crate::reject::Reject;
 
 /// The limits of one input.
@@ -54,9 +54,6 @@ pub struct Gate {
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
-static REFUSED_LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
-static TIMEOUT_LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
-
 impl Gate {
     /// A gate with these limits, counting into `metrics` for `input`.
     pub fn new(limits: Limits, input: Input, metrics: Arc<Metrics>) -> Arc<Gate> {
@@ -76,15 +73,17 @@ impl Gate {
         if open.0 >= self.limits.max_connections || per >= self.limits.max_per_peer {
             let (total, from_peer) = (open.0, per);
             drop(open);
-            self.metrics.reject(self.input, Reject::TooManyConnections);
-            if let Some(suppressed) = REFUSED_LOG.allow() {
-                tracing::warn!(
-                    %peer, open = total, from_peer, suppressed,
-                    max = self.limits.max_connections,
-                    max_per_peer = self.limits.max_per_peer,
-                    "Connection refused: too many connections."
-                );
+            InputRejected {
+                input: self.input,
+                reason: Reject::TooManyConnections,
+                peer: Some(peer),
+                what: "Connection refused: too many connections;",
+                detail: format_args!(
+                    "open={total} from_peer={from_peer} max={} max_per_peer={}",
+                    self.limits.max_connections, self.limits.max_per_peer
+                ),
             }
+            .emit(&self.metrics);
             return None;
         }
         open.0 += 1;
@@ -250,16 +249,23 @@ impl<Io> Guarded<Io> {
 
     fn timed_out(&self) -> io::Error {
         let gate = &self.gate;
-        gate.metrics.reject(gate.input, Reject::Timeout);
         let what = match self.phase {
             Phase::New => "no request head in time",
             Phase::Reading => "request slower than the minimum rate",
             _ => "idle too long",
         };
-        if self.phase != Phase::Idle {
-            if let Some(suppressed) = TIMEOUT_LOG.allow() {
-                tracing::warn!(peer = %self.peer, bytes = self.bytes, suppressed, "Connection closed: {what}.");
+        if self.phase == Phase::Idle {
+            // A keep-alive connection left idle: counted, not worth a log line.
+            gate.metrics.reject(gate.input, Reject::Timeout);
+        } else {
+            InputRejected {
+                input: gate.input,
+                reason: Reject::Timeout,
+                peer: Some(self.peer),
+                what: "Connection closed:",
+                detail: format_args!("{what}; bytes={}", self.bytes),
             }
+            .emit(&gate.metrics);
         }
         io::Error::new(io::ErrorKind::TimedOut, what)
     }

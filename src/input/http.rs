@@ -8,6 +8,7 @@
 //! sends its whole body before reading still sees the status, and a 4xx answer lists at
 //! most [`MAX_LISTED`] rejected events.
 
+use crate::internal_events::InputRejected;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -52,10 +53,10 @@ fn plain(status: StatusCode, msg: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], msg).into_response()
 }
 
+/// The log of bodies with malformed events (counted per event by the pipeline task).
 static REJECT_LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
 
-/// A rejected request: counted, logged at WARN (at most once a second, with the count
-/// of lines suppressed), its body discarded up to [`super::body::DRAIN_MAX`], answered with
+/// A rejected request: counted and logged ([`InputRejected`]), its body discarded up to [`super::body::DRAIN_MAX`], answered with
 /// `Connection: close`.
 async fn reject(
     st: &HttpState,
@@ -65,17 +66,18 @@ async fn reject(
     body: Option<Body>,
     mut resp: Response,
 ) -> Response {
-    st.metrics.reject(Input::Http, reason);
-    if let Some(suppressed) = REJECT_LOG.allow() {
-        tracing::warn!(
-            peer = %peer.map_or_else(|| "?".to_string(), |p| p.to_string()),
-            reason = reason.label(),
-            status = resp.status().as_u16(),
-            size = size.unwrap_or(0),
-            suppressed,
-            "HTTP request rejected."
-        );
+    InputRejected {
+        input: Input::Http,
+        reason,
+        peer,
+        what: "HTTP request rejected:",
+        detail: format_args!(
+            "status={} size={}",
+            resp.status().as_u16(),
+            size.unwrap_or(0)
+        ),
     }
+    .emit(&st.metrics);
     if let Some(b) = body {
         drain(b).await;
     }

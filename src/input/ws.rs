@@ -1,6 +1,7 @@
 //! The WebSocket input (Janus's wsevh connects as the client, subprotocol
 //! `janus-event-handlers`).
 
+use crate::internal_events::InputRejected;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -75,8 +76,14 @@ pub async fn ws_upgrade(
     if !authorized(&st, &headers, &uri) {
         let (delay, failures) = st.auth_failures.fail(peer.ip());
         tokio::time::sleep(delay).await;
-        st.metrics.reject(Input::Ws, Reject::Unauthorized);
-        tracing::warn!(%peer, failures, "WebSocket upgrade refused: wrong or missing credentials.");
+        InputRejected {
+            input: Input::Ws,
+            reason: Reject::Unauthorized,
+            peer: Some(peer),
+            what: "WebSocket upgrade refused: wrong or missing credentials;",
+            detail: format_args!("failures={failures}"),
+        }
+        .emit(&st.metrics);
         let mut r = (StatusCode::UNAUTHORIZED, "wrong or missing credentials\n").into_response();
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -92,8 +99,14 @@ pub async fn ws_upgrade(
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER);
     if st.require_subprotocol && ws.selected_protocol().is_none() {
-        st.metrics.reject(Input::Ws, Reject::BadWsMessage);
-        tracing::warn!(%peer, "WebSocket upgrade refused: no janus-event-handlers subprotocol.");
+        InputRejected {
+            input: Input::Ws,
+            reason: Reject::BadWsMessage,
+            peer: Some(peer),
+            what: "WebSocket upgrade refused: no janus-event-handlers subprotocol.",
+            detail: format_args!(""),
+        }
+        .emit(&st.metrics);
         return (
             StatusCode::BAD_REQUEST,
             "ask for the janus-event-handlers subprotocol\n",
@@ -122,8 +135,14 @@ async fn ws_session(mut socket: WebSocket, peer: SocketAddr, st: Arc<WsState>) {
                 let text = e.to_string();
                 if text.contains("too long") || text.contains("Space limit") {
                     // Over max_message_bytes: say so with 1009 (message too big).
-                    st.metrics.reject(Input::Ws, Reject::WsMessageTooLarge);
-                    tracing::warn!(%peer, max = st.max_message, "WebSocket message too large: closing with 1009.");
+                    InputRejected {
+                        input: Input::Ws,
+                        reason: Reject::WsMessageTooLarge,
+                        peer: Some(peer),
+                        what: "WebSocket message too large: closing with 1009;",
+                        detail: format_args!("max={}", st.max_message),
+                    }
+                    .emit(&st.metrics);
                     let close = CloseFrame {
                         code: 1009,
                         reason: "message too big".into(),
@@ -134,8 +153,14 @@ async fn ws_session(mut socket: WebSocket, peer: SocketAddr, st: Arc<WsState>) {
                     )
                     .await;
                 } else {
-                    st.metrics.reject(Input::Ws, Reject::BadWsMessage);
-                    tracing::warn!(%peer, error = %text, "WebSocket error: closing.");
+                    InputRejected {
+                        input: Input::Ws,
+                        reason: Reject::BadWsMessage,
+                        peer: Some(peer),
+                        what: "WebSocket error: closing;",
+                        detail: format_args!("error={text}"),
+                    }
+                    .emit(&st.metrics);
                 }
                 break;
             }

@@ -1,6 +1,7 @@
 //! The UDP sender: one packet per datagram, what is queued sent in batches with one
 //! `sendmmsg`, paced by a [`super::pace::Pacer`].
 
+use crate::internal_events::{UdpOverMtu, UdpSendFailed};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -69,8 +70,13 @@ pub(super) async fn run_udp(
         }
         m.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
         for p in &batch {
-            if p.len() > mtu && m.over_mtu.fetch_add(1, Relaxed).is_multiple_of(1000) {
-                tracing::warn!(collector = %address, size = p.len(), mtu, "HEP packet larger than the MTU: it will be fragmented (TCP avoids that).");
+            if p.len() > mtu {
+                UdpOverMtu {
+                    collector: &address,
+                    size: p.len(),
+                    mtu,
+                }
+                .emit(&m);
             }
         }
         let mut done = 0;
@@ -105,10 +111,11 @@ pub(super) async fn run_udp(
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => {
-                        m.set_error(&e);
-                        if m.send_errors.fetch_add(1, Relaxed).is_multiple_of(1000) {
-                            tracing::warn!(collector = %address, error = %e, "UDP send failed.");
+                        UdpSendFailed {
+                            collector: &address,
+                            error: &e,
                         }
+                        .emit(&m);
                         // A refusal reports the ICMP port unreachable of an earlier
                         // datagram (Linux keeps it on the socket until the next send, which
                         // it fails without sending): this packet was not sent, so it is

@@ -365,7 +365,14 @@ pub async fn run(
                     }
                     let tag = Tag { connection: st.connection, delivery: d.delivery_tag };
                     if d.data.len() > cfg.max_message_bytes {
-                        metrics.reject(Input::Amqp, crate::reject::Reject::BodyTooLarge);
+                        crate::internal_events::InputRejected {
+                            input: Input::Amqp,
+                            reason: crate::reject::Reject::BodyTooLarge,
+                            peer: None,
+                            what: "AMQP message over amqp.max_message_bytes, rejected without requeue;",
+                            detail: format_args!("size={} max={}", d.data.len(), cfg.max_message_bytes),
+                        }
+                        .emit(&metrics);
                         finish(s, m, tag.delivery, Outcome::Malformed).await;
                         continue;
                     }

@@ -1,0 +1,122 @@
+//! The agent's observable happenings, one value each (after vector's internal events):
+//! emitting one counts it, logs it and limits how often it logs, in one place, so that a
+//! counter and its log line cannot drift apart and a flood cannot flood the log.
+//!
+//! Each kind of happening logs at most once per interval ([`LogLimit`]), saying how many
+//! lines it held back since the last; its counter counts every one.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use crate::metrics::{CollectorMetrics, Input, Metrics};
+use crate::observe::LogLimit;
+use crate::reject::{Reject, REJECTS};
+
+/// Input refused (a request, a connection, a WebSocket message, a broker message):
+/// counted in `heplink_rejected_total{input, reason}`; logged at WARN, at most once a
+/// second per reason.
+#[derive(Debug)]
+pub struct InputRejected<'a> {
+    /// Where it came in.
+    pub input: Input,
+    /// Why it was refused.
+    pub reason: Reject,
+    /// Who sent it, when known.
+    pub peer: Option<SocketAddr>,
+    /// The log line's message: what happened, in words.
+    pub what: &'a str,
+    /// More for the log line (e.g. `status=413 size=9000000`); may be empty.
+    pub detail: fmt::Arguments<'a>,
+}
+
+static REJECT_LOGS: [LogLimit; REJECTS] =
+    [const { LogLimit::new(Duration::from_secs(1)) }; REJECTS];
+
+impl InputRejected<'_> {
+    /// Counts it, and logs it unless its reason logged within the last second.
+    pub fn emit(self, m: &Metrics) {
+        m.reject(self.input, self.reason);
+        if let Some(suppressed) = REJECT_LOGS[self.reason as usize].allow() {
+            tracing::warn!(
+                input = self.input.label(),
+                reason = self.reason.label(),
+                peer = %self.peer.map_or_else(|| "?".to_string(), |p| p.to_string()),
+                suppressed,
+                "{} {}",
+                self.what,
+                self.detail
+            );
+        }
+    }
+}
+
+/// A UDP datagram larger than the configured MTU was sent (it is fragmented on the way):
+/// counted in `heplink_udp_over_mtu_total`; logged at most once a minute.
+#[derive(Debug)]
+pub struct UdpOverMtu<'a> {
+    /// The collector.
+    pub collector: &'a str,
+    /// The packet's size.
+    pub size: usize,
+    /// The configured MTU.
+    pub mtu: usize,
+}
+
+impl UdpOverMtu<'_> {
+    /// Counts it, and logs it unless one logged within the last minute.
+    pub fn emit(self, m: &CollectorMetrics) {
+        static LOG: LogLimit = LogLimit::new(Duration::from_secs(60));
+        m.over_mtu.fetch_add(1, Relaxed);
+        if let Some(suppressed) = LOG.allow() {
+            tracing::warn!(collector = %self.collector, size = self.size, mtu = self.mtu, suppressed, "HEP packet larger than the MTU: it will be fragmented (TCP avoids that).");
+        }
+    }
+}
+
+/// A UDP send failed: counted in `heplink_send_errors_total` (and the collector's last
+/// error); logged at most once a second.
+#[derive(Debug)]
+pub struct UdpSendFailed<'a> {
+    /// The collector.
+    pub collector: &'a str,
+    /// What the socket said.
+    pub error: &'a std::io::Error,
+}
+
+impl UdpSendFailed<'_> {
+    /// Counts it, and logs it unless one logged within the last second.
+    pub fn emit(self, m: &CollectorMetrics) {
+        static LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
+        m.set_error(self.error);
+        m.send_errors.fetch_add(1, Relaxed);
+        if let Some(suppressed) = LOG.allow() {
+            tracing::warn!(collector = %self.collector, error = %self.error, suppressed, "UDP send failed.");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rejection_counts_though_the_log_is_limited() {
+        let m = Metrics::default();
+        for _ in 0..1000 {
+            InputRejected {
+                input: Input::Ws,
+                reason: Reject::BadWsMessage,
+                peer: None,
+                what: "WebSocket error: closing.",
+                detail: format_args!(""),
+            }
+            .emit(&m);
+        }
+        assert_eq!(m.rejected(Input::Ws, Reject::BadWsMessage), 1000);
+        // The log of this reason is spent for a second; another reason's is not.
+        assert!(REJECT_LOGS[Reject::BadWsMessage as usize].allow().is_none());
+        assert!(REJECT_LOGS[Reject::Overloaded as usize].allow().is_some());
+    }
+}
