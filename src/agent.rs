@@ -78,6 +78,92 @@ pub async fn start(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Agent> {
+    let (queues, senders, collector_metrics) = start_collectors(&cfg)?;
+    let metrics = Arc::new(Metrics::new(collector_metrics));
+    let journal = open_journal(&cfg)?;
+    // The collectors with a spool: a body is safe once they took its packets into it.
+    let spooled: Vec<Arc<CollectorMetrics>> = if cfg.spool.dir.is_empty() {
+        Vec::new()
+    } else {
+        metrics
+            .collectors
+            .iter()
+            .zip(&cfg.output)
+            .filter(|(_, o)| !o.url.is_udp())
+            .map(|(m, _)| m.clone())
+            .collect()
+    };
+    let aliases = alias_feed(&cfg, &metrics)?;
+
+    // The pipeline task.
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
+    let pipeline = tokio::spawn(run_pipeline(
+        cfg.clone(),
+        jobs_rx,
+        queues,
+        metrics.clone(),
+        (journal, aliases, spooled),
+    ));
+
+    // Inputs and metrics.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let w = Wiring {
+        cfg: &cfg,
+        jobs: jobs_tx,
+        metrics: &metrics,
+        stop: &stop_rx,
+    };
+    let mut bound = Bound::default();
+    let mut servers = Vec::new();
+    if cfg.http.enabled {
+        let (addr, server) = w.http().await?;
+        bound.http = Some(addr);
+        servers.push(server);
+    }
+    if cfg.ws.enabled {
+        let (addr, server) = w.ws().await?;
+        bound.ws = Some(addr);
+        servers.push(server);
+    }
+    // Broker inputs: they acknowledge until the pipeline settled its last message, so
+    // they are waited for after it.
+    let brokers = w.brokers();
+    if cfg.metrics.enabled {
+        let (addr, server) = w.metrics().await?;
+        bound.metrics = Some(addr);
+        servers.push(server);
+    }
+    drop(w);
+    let stopping = Stopping {
+        stop: stop_tx,
+        servers,
+        pipeline,
+        brokers,
+        senders,
+        timeout: Duration::from_millis(cfg.shutdown_timeout_ms),
+        spooled: !cfg.spool.dir.is_empty(),
+        metrics: metrics.clone(),
+    };
+    let done = tokio::spawn(async move {
+        shutdown.await;
+        stopping.run().await
+    });
+    Ok(Agent {
+        bound,
+        metrics,
+        done,
+    })
+}
+
+/// Each collector's queue and sender task (with its spool, when on), and its counters.
+#[allow(clippy::type_complexity)]
+fn start_collectors(
+    cfg: &Config,
+) -> anyhow::Result<(
+    Vec<Queue>,
+    Vec<tokio::task::JoinHandle<()>>,
+    Vec<Arc<CollectorMetrics>>,
+)> {
     // Collectors.
     let mut queues = Vec::new();
     let mut senders = Vec::new();
@@ -119,10 +205,12 @@ pub async fn start(
         queues.push(q);
         senders.push(task);
     }
-    let metrics = Arc::new(Metrics::new(collector_metrics));
+    Ok((queues, senders, collector_metrics))
+}
 
-    // The intake journal (with the spool): what was answered 2xx survives a SIGKILL.
-    let journal = if cfg.spool.dir.is_empty() {
+/// The intake journal (with the spool): what was answered 2xx survives a SIGKILL.
+fn open_journal(cfg: &Config) -> anyhow::Result<Option<Intake>> {
+    Ok(if cfg.spool.dir.is_empty() {
         None
     } else {
         let dir = std::path::Path::new(&cfg.spool.dir).join("journal");
@@ -135,22 +223,15 @@ pub async fn start(
             );
         }
         Some(intake)
-    };
-    // The collectors with a spool: a body is safe once they took its packets into it.
-    let spooled: Vec<Arc<CollectorMetrics>> = if cfg.spool.dir.is_empty() {
-        Vec::new()
-    } else {
-        metrics
-            .collectors
-            .iter()
-            .zip(&cfg.output)
-            .filter(|(_, o)| !o.url.is_udp())
-            .map(|(m, _)| m.clone())
-            .collect()
-    };
+    })
+}
 
-    // Homer's aliases (named columns), when its API is configured.
-    let aliases = if cfg.homer.api.is_empty() || !cfg.homer.aliases {
+/// Homer's aliases (named columns), when its API is configured.
+fn alias_feed(
+    cfg: &Config,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<crate::homer::aliases::AliasFeed>> {
+    Ok(if cfg.homer.api.is_empty() || !cfg.homer.aliases {
         None
     } else {
         let api = crate::homer::Api::new(
@@ -167,31 +248,31 @@ pub async fn start(
             metrics.homer.clone(),
         );
         Some(feed)
-    };
+    })
+}
 
-    // The pipeline task.
-    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
-    let pipeline = tokio::spawn(run_pipeline(
-        cfg.clone(),
-        jobs_rx,
-        queues,
-        metrics.clone(),
-        (journal, aliases, spooled),
-    ));
+/// What the inputs are started with.
+struct Wiring<'a> {
+    cfg: &'a Config,
+    jobs: mpsc::Sender<Job>,
+    metrics: &'a Arc<Metrics>,
+    stop: &'a watch::Receiver<bool>,
+}
 
-    // Inputs and metrics.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut bound = Bound::default();
-    let mut servers = Vec::new();
-    if cfg.http.enabled {
+type Server = tokio::task::JoinHandle<()>;
+
+impl Wiring<'_> {
+    /// The HTTP input (sampleevh), plain or TLS, behind the connection guard.
+    async fn http(&self) -> anyhow::Result<(SocketAddr, Server)> {
+        let (cfg, metrics) = (self.cfg, self.metrics);
         let l = TcpListener::bind(cfg.http.listen)
             .await
             .map_err(|e| anyhow::anyhow!("HTTP input {}: {e}", cfg.http.listen))?;
-        bound.http = Some(l.local_addr()?);
+        let addr = l.local_addr()?;
         let st = Arc::new(HttpState {
-            jobs: jobs_tx.clone(),
+            jobs: self.jobs.clone(),
             metrics: metrics.clone(),
-            auth: http_auth(&cfg),
+            auth: http_auth(cfg),
             max_body: cfg.http.max_body_bytes,
             max_decompressed: cfg.http.max_decompressed_bytes,
             budget: Arc::new(tokio::sync::Semaphore::new(cfg.limits.body_budget_bytes)),
@@ -202,35 +283,39 @@ pub async fn start(
         });
         let app = Router::new().fallback(http_ingest).with_state(st);
         let gate = Gate::new(cfg.limits.input(false), Input::Http, metrics.clone());
-        if cfg.http.tls_cert.is_empty() {
+        let server = if cfg.http.tls_cert.is_empty() {
             let l = GuardedListener::new(l, gate);
-            servers.push(tokio::spawn(serve_router(l, app, stop_rx.clone())));
+            tokio::spawn(serve_router(l, app, self.stop.clone()))
         } else {
             let tls = crate::tls::server(
                 std::path::Path::new(&cfg.http.tls_cert),
                 std::path::Path::new(&cfg.http.tls_key),
                 None,
             )?;
-            servers.push(tokio::spawn(serve_router(
+            tokio::spawn(serve_router(
                 TlsListener::new(l, tls, gate)?,
                 app,
-                stop_rx.clone(),
-            )));
-        }
+                self.stop.clone(),
+            ))
+        };
         metrics.listening[0].store(1, Relaxed);
-        tracing::info!(listen = %bound.http.unwrap_or(cfg.http.listen), "HTTP input ready.");
+        tracing::info!(listen = %addr, "HTTP input ready.");
+        Ok((addr, server))
     }
-    if cfg.ws.enabled {
+
+    /// The WebSocket input (wsevh), behind the connection guard.
+    async fn ws(&self) -> anyhow::Result<(SocketAddr, Server)> {
+        let (cfg, metrics) = (self.cfg, self.metrics);
         let l = TcpListener::bind(cfg.ws.listen)
             .await
             .map_err(|e| anyhow::anyhow!("WebSocket input {}: {e}", cfg.ws.listen))?;
-        bound.ws = Some(l.local_addr()?);
+        let addr = l.local_addr()?;
         let st = Arc::new(WsState {
-            jobs: jobs_tx.clone(),
+            jobs: self.jobs.clone(),
             metrics: metrics.clone(),
             max_message: cfg.ws.max_message_bytes,
-            stop: stop_rx.clone(),
-            auth: http_auth(&cfg),
+            stop: self.stop.clone(),
+            auth: http_auth(cfg),
             token: (!cfg.ws.token.is_empty()).then(|| cfg.ws.token.clone()),
             require_subprotocol: cfg.ws.require_subprotocol,
             auth_failures: Default::default(),
@@ -238,42 +323,49 @@ pub async fn start(
         let app = Router::new().fallback(ws_upgrade).with_state(st);
         let gate = Gate::new(cfg.limits.input(true), Input::Ws, metrics.clone());
         let l = GuardedListener::new(l, gate);
-        servers.push(tokio::spawn(serve_router(l, app, stop_rx.clone())));
+        let server = tokio::spawn(serve_router(l, app, self.stop.clone()));
         metrics.listening[1].store(1, Relaxed);
-        tracing::info!(listen = %bound.ws.unwrap_or(cfg.ws.listen), "WebSocket input ready.");
+        tracing::info!(listen = %addr, "WebSocket input ready.");
+        Ok((addr, server))
     }
-    // Broker inputs: they acknowledge until the pipeline settled its last message, so
-    // they are waited for after it.
-    let mut brokers = Vec::new();
-    let drain = Duration::from_millis(cfg.shutdown_timeout_ms);
-    if !cfg.mqtt.url.is_empty() {
-        metrics.brokers[0].enabled.store(1, Relaxed);
-        brokers.push(tokio::spawn(crate::input::mqtt::run(
-            cfg.mqtt.clone(),
-            jobs_tx.clone(),
-            metrics.clone(),
-            stop_rx.clone(),
-            drain,
-        )));
+
+    /// The MQTT and RabbitMQ inputs that are configured.
+    fn brokers(&self) -> Vec<Server> {
+        let (cfg, metrics) = (self.cfg, self.metrics);
+        let drain = Duration::from_millis(cfg.shutdown_timeout_ms);
+        let mut brokers = Vec::new();
+        if !cfg.mqtt.url.is_empty() {
+            metrics.brokers[0].enabled.store(1, Relaxed);
+            brokers.push(tokio::spawn(crate::input::mqtt::run(
+                cfg.mqtt.clone(),
+                self.jobs.clone(),
+                metrics.clone(),
+                self.stop.clone(),
+                drain,
+            )));
+        }
+        if !cfg.amqp.url.is_empty() {
+            metrics.brokers[1].enabled.store(1, Relaxed);
+            brokers.push(tokio::spawn(crate::input::amqp::run(
+                cfg.amqp.clone(),
+                self.jobs.clone(),
+                metrics.clone(),
+                self.stop.clone(),
+                drain,
+            )));
+        }
+        brokers
     }
-    if !cfg.amqp.url.is_empty() {
-        metrics.brokers[1].enabled.store(1, Relaxed);
-        brokers.push(tokio::spawn(crate::input::amqp::run(
-            cfg.amqp.clone(),
-            jobs_tx.clone(),
-            metrics.clone(),
-            stop_rx.clone(),
-            drain,
-        )));
-    }
-    drop(jobs_tx);
-    if cfg.metrics.enabled {
+
+    /// `/metrics` and `/health`.
+    async fn metrics(&self) -> anyhow::Result<(SocketAddr, Server)> {
+        let cfg = self.cfg;
         let l = TcpListener::bind(cfg.metrics.listen)
             .await
             .map_err(|e| anyhow::anyhow!("metrics {}: {e}", cfg.metrics.listen))?;
-        bound.metrics = Some(l.local_addr()?);
-        let m = metrics.clone();
-        let m2 = metrics.clone();
+        let addr = l.local_addr()?;
+        let m = self.metrics.clone();
+        let m2 = self.metrics.clone();
         let app = Router::new()
             .route(
                 "/metrics",
@@ -285,34 +377,46 @@ pub async fn start(
                 }),
             )
             .route("/health", get(move || async move { health(&m2) }));
-        servers.push(tokio::spawn(serve_router(l, app, stop_rx.clone())));
+        Ok((addr, tokio::spawn(serve_router(l, app, self.stop.clone()))))
     }
+}
 
-    let timeout = Duration::from_millis(cfg.shutdown_timeout_ms);
-    let spooled = !cfg.spool.dir.is_empty();
-    let m2 = metrics.clone();
-    let done = tokio::spawn(async move {
-        shutdown.await;
+/// What shutting down waits for, in order: the inputs, the pipeline (it releases what it
+/// holds), the broker inputs (their last acknowledgements), the senders (their drain,
+/// within `timeout`; what is left is counted as dropped).
+struct Stopping {
+    stop: watch::Sender<bool>,
+    servers: Vec<Server>,
+    pipeline: tokio::task::JoinHandle<()>,
+    brokers: Vec<Server>,
+    senders: Vec<tokio::task::JoinHandle<()>>,
+    timeout: Duration,
+    spooled: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl Stopping {
+    async fn run(mut self) -> anyhow::Result<()> {
         tracing::info!("Shutting down: inputs close, held events are released, queues drain.");
-        let _ = stop_tx.send(true);
-        for s in servers {
+        let _ = self.stop.send(true);
+        for s in self.servers {
             let _ = s.await;
         }
-        pipeline.await?;
-        for b in brokers {
+        self.pipeline.await?;
+        for b in self.brokers {
             let _ = b.await;
         }
-        let drained = tokio::time::timeout(timeout, async {
-            for s in senders.iter_mut() {
+        let drained = tokio::time::timeout(self.timeout, async {
+            for s in self.senders.iter_mut() {
                 let _ = s.await;
             }
         })
         .await;
         if drained.is_err() {
-            for c in &m2.collectors {
+            for c in &self.metrics.collectors {
                 // Queued packets are lost; written but unconfirmed ones too, unless the
                 // spool keeps them for the next run.
-                let unconfirmed = if spooled {
+                let unconfirmed = if self.spooled {
                     0
                 } else {
                     c.in_flight.load(Relaxed)
@@ -323,17 +427,12 @@ pub async fn start(
                     tracing::warn!(collector = %c.url, packets = left, "Shutdown drain time ran out: packets dropped.");
                 }
             }
-            for s in &senders {
+            for s in &self.senders {
                 s.abort();
             }
         }
         Ok(())
-    });
-    Ok(Agent {
-        bound,
-        metrics,
-        done,
-    })
+    }
 }
 
 async fn run_pipeline(
