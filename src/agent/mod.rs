@@ -3,11 +3,10 @@
 //! has a bounded queue and a sender task. SIGTERM / SIGINT stop the inputs, release what
 //! the correlator holds and drain the queues (bounded by `shutdown_timeout_ms`).
 //!
-//! Why this file is over 500 lines: it wires every input, output and the Homer alias
-//! keeper, and holds the pipeline task's loop (journal replay, jobs, ticks, the final
-//! drain) and `/health`. The bookkeeping of bodies not yet safe lives in
-//! `input/settle.rs` (`Settling`) and `input/journal.rs` (`Intake`); the loop becomes
-//! a file of its own once it takes a context object (#10 item 3).
+//! The pipeline task's loop is `task.rs`; the bookkeeping of bodies not yet safe lives in
+//! `input/settle.rs` (`Settling`) and `input/journal.rs` (`Intake`).
+
+mod task;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,7 +18,6 @@ use axum::http::header;
 use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
-use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -27,12 +25,11 @@ use crate::config::Config;
 use crate::input::guard::{Gate, GuardedListener};
 use crate::input::http::{http_ingest, HttpState};
 use crate::input::journal::Intake;
-use crate::input::settle::{Settling, Token};
+
 use crate::input::ws::{ws_upgrade, WsState};
 use crate::input::{serve_router, Job, TlsListener};
 use crate::metrics::{CollectorMetrics, Input, Metrics};
 use crate::output::{self, Queue};
-use crate::pipeline::Pipeline;
 
 /// The addresses the agent listens on (useful with port 0).
 #[derive(Debug, Clone, Default)]
@@ -61,8 +58,6 @@ impl Agent {
         self.done.await?
     }
 }
-
-use crate::time::now_us;
 
 /// The whole `Authorization` header value Basic auth expects, when it is on.
 fn http_auth(cfg: &Config) -> Option<Vec<u8>> {
@@ -97,7 +92,7 @@ pub async fn start(
 
     // The pipeline task.
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
-    let pipeline = tokio::spawn(run_pipeline(
+    let pipeline = tokio::spawn(task::run_pipeline(
         cfg.clone(),
         jobs_rx,
         queues,
@@ -435,124 +430,6 @@ impl Stopping {
     }
 }
 
-async fn run_pipeline(
-    cfg: Config,
-    mut jobs: mpsc::Receiver<Job>,
-    queues: Vec<Queue>,
-    metrics: Arc<Metrics>,
-    (mut intake, mut aliases, spooled): (
-        Option<Intake>,
-        Option<crate::homer::aliases::AliasFeed>,
-        Vec<Arc<CollectorMetrics>>,
-    ),
-) {
-    let mut p = Pipeline::new(cfg.correlator(), cfg.mapper());
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut packets: Vec<Bytes> = Vec::new();
-    let mut st = Settling::new(spooled);
-    // What the journal kept from the last run goes first: the delivered bodies to rebuild
-    // the correlator's state (nothing sent), then the rest (its events may be sent twice,
-    // with the ids they got the first time). Each at the time it was taken then.
-    if let Some(intake) = intake.as_mut() {
-        for r in std::mem::take(&mut intake.warm) {
-            p.warm_body(&Bytes::from(r.body), r.at_us);
-        }
-        for r in std::mem::take(&mut intake.back) {
-            let now = r.at_us;
-            st.last_at = st.last_at.max(now);
-            intake.newest = intake.newest.max(r.seq);
-            st.settler.take(now, Token::Journal(r.seq));
-            metrics.journal_replayed.fetch_add(1, Relaxed);
-            let taken = p.push_body(&Bytes::from(r.body), now, &mut |o| packets.push(o.packet));
-            for (reason, n) in &taken.rejected.counts {
-                metrics.reject_n(r.input, *reason, *n);
-            }
-            send_all(&mut packets, &queues, &metrics).await;
-        }
-    }
-    loop {
-        tokio::select! {
-            job = jobs.recv() => {
-                let Some(job) = job else { break };
-                if job.warm {
-                    let at = st.time();
-                    p.warm_body(&job.body, at);
-                    continue;
-                }
-                let now = st.time();
-                let journaled = match (intake.as_mut(), &job.receipt) {
-                    // A broker keeps its message until it is acknowledged: no journal.
-                    (Some(intake), None) => intake.take(now, &job, &metrics),
-                    _ => None,
-                };
-                let taken = p.push_body(&job.body, now, &mut |o| {
-                    if let Some(a) = aliases.as_mut() {
-                        a.event(o.correlated);
-                    }
-                    packets.push(o.packet)
-                });
-                for (i, n) in taken.by_type.iter().enumerate().filter(|(_, n)| **n > 0) {
-                    metrics.event(job.input, i, *n);
-                }
-                for (reason, n) in &taken.rejected.counts {
-                    metrics.reject_n(job.input, *reason, *n);
-                }
-                send_all(&mut packets, &queues, &metrics).await;
-                let token = match (journaled, job.receipt) {
-                    (_, Some(r)) if taken.events() == 0 && !taken.rejected.is_empty() => {
-                        r.settle(crate::input::Outcome::Malformed);
-                        None
-                    }
-                    (_, Some(r)) => Some(Token::Receipt(r)),
-                    (Some(seq), None) => Some(Token::Journal(seq)),
-                    (None, None) => None,
-                };
-                if let Some(t) = token {
-                    if taken.held {
-                        st.settler.take(now, t);
-                    } else {
-                        st.settler.take_released(t);
-                        st.settle_released();
-                    }
-                }
-                if let Some(reply) = job.reply {
-                    let _ = reply.send(taken.rejected);
-                }
-            }
-            _ = tick.tick() => {
-                p.tick(now_us(), &mut |o| {
-                    if let Some(a) = aliases.as_mut() {
-                        a.event(o.correlated);
-                    }
-                    packets.push(o.packet)
-                });
-                // Gauges walk the correlator's tables: on the tick, not per request.
-                update_gauges(&p, &metrics);
-                send_all(&mut packets, &queues, &metrics).await;
-                st.settle(|h| p.correlator().held_times(h), false, intake.as_mut());
-            }
-        }
-        send_all(&mut packets, &queues, &metrics).await;
-    }
-    p.flush(now_us(), &mut |o| packets.push(o.packet));
-    send_all(&mut packets, &queues, &metrics).await;
-    update_gauges(&p, &metrics);
-    // Everything is released; the senders take the rest into their spools while they
-    // drain. What they did take by now is checkpointed (and acknowledged); the rest is
-    // taken again next time.
-    for _ in 0..50 {
-        st.settle(|h| p.correlator().held_times(h), true, intake.as_mut());
-        if st.settler.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if let Some(mut intake) = intake {
-        let _ = intake.journal.sync();
-    }
-}
-
 /// `/health`: one line per input, up or down (with the broker's last error); 200 when
 /// every configured input is up, 503 otherwise.
 fn health(m: &Metrics) -> (axum::http::StatusCode, String) {
@@ -592,29 +469,4 @@ fn health(m: &Metrics) -> (axum::http::StatusCode, String) {
             format!("degraded\n{lines}"),
         )
     }
-}
-
-async fn send_all(packets: &mut Vec<Bytes>, queues: &[Queue], metrics: &Metrics) {
-    metrics.packets.fetch_add(packets.len() as u64, Relaxed);
-    for p in packets.drain(..) {
-        for q in queues {
-            q.push(p.clone()).await;
-        }
-    }
-}
-
-fn update_gauges(p: &Pipeline, m: &Metrics) {
-    let c = p.correlator();
-    let st = c.stats();
-    m.handles.store(c.handles() as u64, Relaxed);
-    m.held.store(c.held() as u64, Relaxed);
-    m.hold_expired.store(st.hold_expired, Relaxed);
-    m.hold_overflow.store(st.hold_overflow, Relaxed);
-    m.expired.store(st.expired, Relaxed);
-    m.evicted.store(st.evicted, Relaxed);
-    m.unencodable.store(p.stats().unencodable, Relaxed);
-    let ms = p.mapper_stats();
-    m.time_rewritten_old.store(ms.time_rewritten_old, Relaxed);
-    m.time_rewritten_future
-        .store(ms.time_rewritten_future, Relaxed);
 }

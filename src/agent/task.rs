@@ -1,0 +1,165 @@
+//! The pipeline task: it takes the inputs' `Job`s one at a time, runs them through the
+//! pipeline, pushes the packets to every collector's queue, counts what each body held,
+//! and settles bodies (the journal's checkpoint, the brokers' acknowledgements) once
+//! they are safe. First it takes again what the intake journal kept from the last run;
+//! at the end it releases what the correlator holds.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::input::journal::Intake;
+use crate::input::settle::{Settling, Token};
+use crate::input::Job;
+use crate::metrics::{CollectorMetrics, Metrics};
+use crate::output::Queue;
+use crate::pipeline::Pipeline;
+use crate::time::now_us;
+
+/// Runs the pipeline task until every input's sender is gone.
+pub(super) async fn run_pipeline(
+    cfg: Config,
+    mut jobs: mpsc::Receiver<Job>,
+    queues: Vec<Queue>,
+    metrics: Arc<Metrics>,
+    (mut intake, mut aliases, spooled): (
+        Option<Intake>,
+        Option<crate::homer::aliases::AliasFeed>,
+        Vec<Arc<CollectorMetrics>>,
+    ),
+) {
+    let mut p = Pipeline::new(cfg.correlator(), cfg.mapper());
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut packets: Vec<Bytes> = Vec::new();
+    let mut st = Settling::new(spooled);
+    // What the journal kept from the last run goes first: the delivered bodies to rebuild
+    // the correlator's state (nothing sent), then the rest (its events may be sent twice,
+    // with the ids they got the first time). Each at the time it was taken then.
+    if let Some(intake) = intake.as_mut() {
+        for r in std::mem::take(&mut intake.warm) {
+            p.warm_body(&Bytes::from(r.body), r.at_us);
+        }
+        for r in std::mem::take(&mut intake.back) {
+            let now = r.at_us;
+            st.last_at = st.last_at.max(now);
+            intake.newest = intake.newest.max(r.seq);
+            st.settler.take(now, Token::Journal(r.seq));
+            metrics.journal_replayed.fetch_add(1, Relaxed);
+            let taken = p.push_body(&Bytes::from(r.body), now, &mut |o| packets.push(o.packet));
+            for (reason, n) in &taken.rejected.counts {
+                metrics.reject_n(r.input, *reason, *n);
+            }
+            send_all(&mut packets, &queues, &metrics).await;
+        }
+    }
+    loop {
+        tokio::select! {
+            job = jobs.recv() => {
+                let Some(job) = job else { break };
+                if job.warm {
+                    let at = st.time();
+                    p.warm_body(&job.body, at);
+                    continue;
+                }
+                let now = st.time();
+                let journaled = match (intake.as_mut(), &job.receipt) {
+                    // A broker keeps its message until it is acknowledged: no journal.
+                    (Some(intake), None) => intake.take(now, &job, &metrics),
+                    _ => None,
+                };
+                let taken = p.push_body(&job.body, now, &mut |o| {
+                    if let Some(a) = aliases.as_mut() {
+                        a.event(o.correlated);
+                    }
+                    packets.push(o.packet)
+                });
+                for (i, n) in taken.by_type.iter().enumerate().filter(|(_, n)| **n > 0) {
+                    metrics.event(job.input, i, *n);
+                }
+                for (reason, n) in &taken.rejected.counts {
+                    metrics.reject_n(job.input, *reason, *n);
+                }
+                send_all(&mut packets, &queues, &metrics).await;
+                let token = match (journaled, job.receipt) {
+                    (_, Some(r)) if taken.events() == 0 && !taken.rejected.is_empty() => {
+                        r.settle(crate::input::Outcome::Malformed);
+                        None
+                    }
+                    (_, Some(r)) => Some(Token::Receipt(r)),
+                    (Some(seq), None) => Some(Token::Journal(seq)),
+                    (None, None) => None,
+                };
+                if let Some(t) = token {
+                    if taken.held {
+                        st.settler.take(now, t);
+                    } else {
+                        st.settler.take_released(t);
+                        st.settle_released();
+                    }
+                }
+                if let Some(reply) = job.reply {
+                    let _ = reply.send(taken.rejected);
+                }
+            }
+            _ = tick.tick() => {
+                p.tick(now_us(), &mut |o| {
+                    if let Some(a) = aliases.as_mut() {
+                        a.event(o.correlated);
+                    }
+                    packets.push(o.packet)
+                });
+                // Gauges walk the correlator's tables: on the tick, not per request.
+                update_gauges(&p, &metrics);
+                send_all(&mut packets, &queues, &metrics).await;
+                st.settle(|h| p.correlator().held_times(h), false, intake.as_mut());
+            }
+        }
+        send_all(&mut packets, &queues, &metrics).await;
+    }
+    p.flush(now_us(), &mut |o| packets.push(o.packet));
+    send_all(&mut packets, &queues, &metrics).await;
+    update_gauges(&p, &metrics);
+    // Everything is released; the senders take the rest into their spools while they
+    // drain. What they did take by now is checkpointed (and acknowledged); the rest is
+    // taken again next time.
+    for _ in 0..50 {
+        st.settle(|h| p.correlator().held_times(h), true, intake.as_mut());
+        if st.settler.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(mut intake) = intake {
+        let _ = intake.journal.sync();
+    }
+}
+
+async fn send_all(packets: &mut Vec<Bytes>, queues: &[Queue], metrics: &Metrics) {
+    metrics.packets.fetch_add(packets.len() as u64, Relaxed);
+    for p in packets.drain(..) {
+        for q in queues {
+            q.push(p.clone()).await;
+        }
+    }
+}
+
+fn update_gauges(p: &Pipeline, m: &Metrics) {
+    let c = p.correlator();
+    let st = c.stats();
+    m.handles.store(c.handles() as u64, Relaxed);
+    m.held.store(c.held() as u64, Relaxed);
+    m.hold_expired.store(st.hold_expired, Relaxed);
+    m.hold_overflow.store(st.hold_overflow, Relaxed);
+    m.expired.store(st.expired, Relaxed);
+    m.evicted.store(st.evicted, Relaxed);
+    m.unencodable.store(p.stats().unencodable, Relaxed);
+    let ms = p.mapper_stats();
+    m.time_rewritten_old.store(ms.time_rewritten_old, Relaxed);
+    m.time_rewritten_future
+        .store(ms.time_rewritten_future, Relaxed);
+}
