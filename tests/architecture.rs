@@ -66,3 +66,35 @@ fn every_module_folder_of_src_is_described() {
         }
     }
 }
+
+/// Every source file whose code (before its unit tests) is over 500 lines says why, in
+/// its module documentation, under "Why this file is over 500 lines".
+#[test]
+fn every_file_over_500_lines_says_why() {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&root().join("src"), &mut files);
+    walk(&root().join("proto/src"), &mut files);
+    assert!(files.len() > 40, "{files:?}");
+    let mut silent = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let code = text
+            .lines()
+            .take_while(|l| !l.starts_with("#[cfg(test)]"))
+            .count();
+        if code > 500 && !text.contains("Why this file is over 500 lines") {
+            silent.push(format!("{} ({code} lines)", f.display()));
+        }
+    }
+    assert!(silent.is_empty(), "over 500 lines without saying why: {silent:?}");
+}
