@@ -163,22 +163,10 @@ pub async fn post(addr: SocketAddr, headers: &[(&str, &str)], body: &[u8]) -> (u
 
 /// GET a path (metrics).
 pub async fn get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await.unwrap();
-    String::from_utf8_lossy(&resp)
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
+    get_with_status(addr, path).await.1
 }
 
 /// `GET path`: the status code and the body.
-#[allow(dead_code)]
 pub async fn get_with_status(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(
