@@ -96,5 +96,8 @@ fn every_file_over_500_lines_says_why() {
             silent.push(format!("{} ({code} lines)", f.display()));
         }
     }
-    assert!(silent.is_empty(), "over 500 lines without saying why: {silent:?}");
+    assert!(
+        silent.is_empty(),
+        "over 500 lines without saying why: {silent:?}"
+    );
 }

@@ -18,6 +18,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::auth::{ct_eq, AuthThrottle};
@@ -88,7 +89,10 @@ async fn reject(
     resp
 }
 
-/// The handler of every request on the HTTP input.
+/// The handler of every request on the HTTP input: the head is checked (method,
+/// credentials, declared size, encoding), the body read within the caps and the budget,
+/// inflated if gzipped, and handed to the pipeline task, whose answer says which events
+/// were rejected.
 pub async fn http_ingest(State(st): State<Arc<HttpState>>, req: Request) -> Response {
     st.metrics.http_requests.fetch_add(1, Relaxed);
     let peer = req
@@ -96,10 +100,59 @@ pub async fn http_ingest(State(st): State<Arc<HttpState>>, req: Request) -> Resp
         .get::<ConnectInfo<super::Peer>>()
         .map(|c| c.0 .0);
     let (parts, mut body) = req.into_parts();
-    let headers = &parts.headers;
-    let declared = headers
+    let declared = parts
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let encoding = encoding(&parts.headers);
+    if let Err(Refused(reason, size, r)) = check_head(&st, peer, &parts, declared, &encoding).await
+    {
+        return reject(&st, peer, reason, size, Some(body), r).await;
+    }
+    let mut held = None;
+    let raw = match read_body(&mut body, st.max_body, &st.budget, &mut held).await {
+        Ok(b) => b,
+        Err(ReadError::Broken) => {
+            // The client went away mid-body: nobody to answer.
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "{\"error\":\"body cut short\"}".into(),
+            );
+        }
+        Err(e) => {
+            drop(held);
+            let Refused(reason, size, r) = read_refused(&st, e, declared);
+            return reject(&st, peer, reason, size, Some(body), r).await;
+        }
+    };
+    let size = raw.len();
+    let body = if matches!(encoding.as_str(), "gzip" | "x-gzip") {
+        match inflate(&st, raw, &mut held).await {
+            Ok(b) => b,
+            Err(Refused(reason, _, r)) => {
+                return reject(&st, peer, reason, Some(size), None, r).await;
+            }
+        }
+    } else {
+        raw
+    };
+    let answer = deliver(&st, peer, body, size).await;
+    drop(held);
+    answer
+}
+
+/// A request refused: why, the size to report, the answer.
+struct Refused(Reject, Option<usize>, Response);
+
+/// The checks made before reading the body: method, credentials (a failure waits, longer
+/// each time from the same address), declared size, encoding.
+async fn check_head(
+    st: &HttpState,
+    peer: Option<SocketAddr>,
+    parts: &axum::http::request::Parts,
+    declared: Option<usize>,
+    encoding: &str,
+) -> Result<(), Refused> {
     if parts.method != Method::POST {
         let mut r = plain(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -107,10 +160,11 @@ pub async fn http_ingest(State(st): State<Arc<HttpState>>, req: Request) -> Resp
         );
         r.headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-        return reject(&st, peer, Reject::MethodNotAllowed, declared, Some(body), r).await;
+        return Err(Refused(Reject::MethodNotAllowed, declared, r));
     }
     if let Some(expected) = &st.auth {
-        let given = headers
+        let given = parts
+            .headers
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes())
             .unwrap_or(b"");
@@ -127,130 +181,103 @@ pub async fn http_ingest(State(st): State<Arc<HttpState>>, req: Request) -> Resp
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Basic realm=\"heplink\""),
             );
-            return reject(&st, peer, Reject::Unauthorized, declared, Some(body), r).await;
+            return Err(Refused(Reject::Unauthorized, declared, r));
         }
         st.auth_failures.succeed(ip);
     }
-    let too_large = |n: usize| {
-        plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "{{\"error\":\"body of {n} bytes or more, larger than {} bytes\"}}",
-                st.max_body
-            ),
-        )
-    };
     if let Some(n) = declared.filter(|n| *n > st.max_body) {
-        return reject(
-            &st,
-            peer,
-            Reject::BodyTooLarge,
-            Some(n),
-            Some(body),
-            too_large(n),
-        )
-        .await;
+        return Err(Refused(Reject::BodyTooLarge, Some(n), too_large(st, n)));
     }
-    let encoding = encoding(headers);
-    if !matches!(encoding.as_str(), "" | "identity" | "gzip" | "x-gzip") {
+    if !matches!(encoding, "" | "identity" | "gzip" | "x-gzip") {
         let r = plain(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
                 "{{\"error\":\"unsupported Content-Encoding {}; send identity or gzip\"}}",
-                json_escape(&encoding)
+                json_escape(encoding)
             ),
         );
-        return reject(
-            &st,
-            peer,
-            Reject::UnsupportedEncoding,
-            declared,
-            Some(body),
-            r,
-        )
-        .await;
+        return Err(Refused(Reject::UnsupportedEncoding, declared, r));
     }
-    let mut held = None;
-    let raw = match read_body(&mut body, st.max_body, &st.budget, &mut held).await {
-        Ok(b) => b,
-        Err(ReadError::TooLarge(n)) => {
-            drop(held);
-            return reject(
-                &st,
-                peer,
-                Reject::BodyTooLarge,
-                Some(n),
-                Some(body),
-                too_large(n),
-            )
-            .await;
-        }
-        Err(ReadError::Overloaded) => {
-            drop(held);
+    Ok(())
+}
+
+/// 413 for a body of at least `n` bytes.
+fn too_large(st: &HttpState, n: usize) -> Response {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "{{\"error\":\"body of {n} bytes or more, larger than {} bytes\"}}",
+            st.max_body
+        ),
+    )
+}
+
+/// The answer to a body that could not be read whole (not a broken one).
+fn read_refused(st: &HttpState, e: ReadError, declared: Option<usize>) -> Refused {
+    match e {
+        ReadError::TooLarge(n) => Refused(Reject::BodyTooLarge, Some(n), too_large(st, n)),
+        ReadError::Overloaded | ReadError::Broken => {
             let mut r = plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "{\"error\":\"too many request bodies in flight; retry\"}".into(),
             );
             r.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            return reject(&st, peer, Reject::Overloaded, declared, Some(body), r).await;
+            Refused(Reject::Overloaded, declared, r)
         }
-        Err(ReadError::Broken) => {
-            // The client went away mid-body: nobody to answer.
-            return plain(
-                StatusCode::BAD_REQUEST,
-                "{\"error\":\"body cut short\"}".into(),
-            );
-        }
+    }
+}
+
+/// Inflates a gzipped body within `max_decompressed_bytes` and the budget. At most
+/// `INFLATE_SLOTS` bodies inflate at once, each on a blocking thread: a flood of bombs
+/// takes that many threads (and their allocator heaps), not one each.
+async fn inflate(
+    st: &HttpState,
+    raw: Bytes,
+    held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<Bytes, Refused> {
+    let overloaded = |what: &str| {
+        let r = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{{\"error\":\"too many {what} in flight; retry\"}}"),
+        );
+        Refused(Reject::Overloaded, None, r)
     };
-    let size = raw.len();
-    let body = if matches!(encoding.as_str(), "gzip" | "x-gzip") {
-        let (max, budget) = (st.max_decompressed, st.budget.clone());
-        // At most INFLATE_SLOTS bodies inflate at once, each on a blocking thread: a flood
-        // of bombs takes that many threads (and their allocator heaps), not one each.
-        let Some(_slot) = take_budget(&st.inflate_slots, 1).await else {
+    let (max, budget) = (st.max_decompressed, st.budget.clone());
+    let Some(_slot) = take_budget(&st.inflate_slots, 1).await else {
+        return Err(overloaded("compressed bodies"));
+    };
+    match tokio::task::spawn_blocking(move || gunzip(&raw, max, Some(&budget))).await {
+        Ok(Ok((b, permit))) => {
+            if let (Some(h), Some(p)) = (held.as_mut(), permit) {
+                h.merge(p);
+            }
+            Ok(b)
+        }
+        Ok(Err(GunzipError::TooLarge)) => {
             let r = plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "{\"error\":\"too many compressed bodies in flight; retry\"}".into(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "{{\"error\":\"decompressed body larger than {} bytes\"}}",
+                    st.max_decompressed
+                ),
             );
-            return reject(&st, peer, Reject::Overloaded, Some(size), None, r).await;
-        };
-        let inflated = tokio::task::spawn_blocking(move || gunzip(&raw, max, Some(&budget))).await;
-        match inflated {
-            Ok(Ok((b, permit))) => {
-                if let (Some(h), Some(p)) = (held.as_mut(), permit) {
-                    h.merge(p);
-                }
-                b
-            }
-            Ok(Err(GunzipError::TooLarge)) => {
-                let r = plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "{{\"error\":\"decompressed body larger than {} bytes\"}}",
-                        st.max_decompressed
-                    ),
-                );
-                return reject(&st, peer, Reject::DecompressedTooLarge, Some(size), None, r).await;
-            }
-            Ok(Err(GunzipError::Overloaded)) | Err(_) => {
-                let r = plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "{\"error\":\"too many request bodies in flight; retry\"}".into(),
-                );
-                return reject(&st, peer, Reject::Overloaded, Some(size), None, r).await;
-            }
-            Ok(Err(GunzipError::Bad(e))) => {
-                let r = plain(
-                    StatusCode::BAD_REQUEST,
-                    format!("{{\"error\":\"bad gzip body: {}\"}}", json_escape(&e)),
-                );
-                return reject(&st, peer, Reject::BadGzip, Some(size), None, r).await;
-            }
+            Err(Refused(Reject::DecompressedTooLarge, None, r))
         }
-    } else {
-        raw
-    };
+        Ok(Err(GunzipError::Overloaded)) | Err(_) => Err(overloaded("request bodies")),
+        Ok(Err(GunzipError::Bad(e))) => {
+            let r = plain(
+                StatusCode::BAD_REQUEST,
+                format!("{{\"error\":\"bad gzip body: {}\"}}", json_escape(&e)),
+            );
+            Err(Refused(Reject::BadGzip, None, r))
+        }
+    }
+}
+
+/// Hands the body to the pipeline task and answers with what it says: 200, or 400 with
+/// the rejected events (the good ones were delivered).
+async fn deliver(st: &HttpState, peer: Option<SocketAddr>, body: Bytes, size: usize) -> Response {
     let (tx, rx) = oneshot::channel();
     let job = Job {
         body,
@@ -265,7 +292,7 @@ pub async fn http_ingest(State(st): State<Arc<HttpState>>, req: Request) -> Resp
             "{\"error\":\"shutting down\"}".into(),
         );
     }
-    let answer = match rx.await {
+    match rx.await {
         Ok(rejected) if rejected.is_empty() => plain(StatusCode::OK, "{\"ok\":true}".into()),
         Ok(rejected) => {
             let r = plain(
@@ -287,9 +314,7 @@ pub async fn http_ingest(State(st): State<Arc<HttpState>>, req: Request) -> Resp
             StatusCode::SERVICE_UNAVAILABLE,
             "{\"error\":\"shutting down\"}".into(),
         ),
-    };
-    drop(held);
-    answer
+    }
 }
 
 /// Runs one request through the real handler without sockets, with a pipeline behind it
