@@ -137,6 +137,12 @@ pub(super) fn columns(steps: &[Step]) -> Vec<Column> {
             c.role = Role::Participant;
         }
     }
+    order(cols, &partner)
+}
+
+/// Signalling columns first, then each client followed by Janus's media columns for it
+/// (`partner`: Janus media address → its client), then any media column left.
+fn order(cols: Vec<Column>, partner: &[(String, String)]) -> Vec<Column> {
     let (mut first, mut rest): (Vec<Column>, Vec<Column>) =
         cols.into_iter().partition(|c| c.signalling());
     let mut media: Vec<Column> = Vec::new();
