@@ -864,8 +864,31 @@ impl Config {
                 return bad(key, "must be at least 1".into());
             }
         }
-        // Files and directories the settings name: checked here, so that `check` finds
-        // them and `serve` fails at start naming the setting.
+        self.validate_paths()?;
+        if self.limits.body_budget_bytes < self.http.max_body_bytes {
+            return bad(
+                "limits.body_budget_bytes",
+                format!(
+                    "must be at least http.max_body_bytes ({}), or no body that size could be read",
+                    self.http.max_body_bytes
+                ),
+            );
+        }
+        self.mqtt.validate()?;
+        self.amqp.validate()?;
+        if !self.http.enabled
+            && !self.ws.enabled
+            && self.mqtt.url.is_empty()
+            && self.amqp.url.is_empty()
+        {
+            return bad("http.enabled", "no input enabled".into());
+        }
+        Ok(())
+    }
+
+    /// The files and directories the settings name: checked here, so that `check` finds
+    /// them and `serve` fails at start naming the setting.
+    fn validate_paths(&self) -> Result<(), ConfigError> {
         if !self.http.tls_cert.is_empty() {
             readable_file(
                 "http.tls_cert (--http-tls-cert)",
@@ -899,29 +922,11 @@ impl Config {
                     .is_some_and(Path::is_dir)
             };
             if !usable {
-                return bad(
-                    "spool.dir (--spool-dir)",
-                    format!("{} is not a directory and cannot be created", d.display()),
-                );
+                return Err(ConfigError::Invalid {
+                    key: "spool.dir (--spool-dir)",
+                    message: format!("{} is not a directory and cannot be created", d.display()),
+                });
             }
-        }
-        if self.limits.body_budget_bytes < self.http.max_body_bytes {
-            return bad(
-                "limits.body_budget_bytes",
-                format!(
-                    "must be at least http.max_body_bytes ({}), or no body that size could be read",
-                    self.http.max_body_bytes
-                ),
-            );
-        }
-        self.mqtt.validate()?;
-        self.amqp.validate()?;
-        if !self.http.enabled
-            && !self.ws.enabled
-            && self.mqtt.url.is_empty()
-            && self.amqp.url.is_empty()
-        {
-            return bad("http.enabled", "no input enabled".into());
         }
         Ok(())
     }
