@@ -77,8 +77,9 @@ fn converted_janus_captures_match_the_committed_pcaps() {
         let input = dir.join(format!("fixtures/janus/{scenario}.jsonl"));
         let text = std::fs::read_to_string(&input).unwrap();
         let mut lines = text.lines().map(|l| Ok(l.to_string()));
-        let c = heplink::cmd::convert::convert(&mut lines, Default::default(), Default::default())
-            .unwrap();
+        let c =
+            heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
+                .unwrap();
         let committed = dir.join(format!("fixtures/hep/janus-{scenario}.pcap"));
         if std::env::var_os("HEPLINK_REGEN_FIXTURES").is_some() {
             heplink::cmd::convert::write_pcap(&committed, &c.packets).unwrap();

@@ -12,8 +12,9 @@ fn every_packet_meets_homer_11_s_rules() {
     let mut n = 0;
     for scenario in common::CAPTURES {
         let mut lines = common::fixture_bodies(scenario).into_iter().map(Ok);
-        let c = heplink::cmd::convert::convert(&mut lines, Default::default(), Default::default())
-            .unwrap();
+        let c =
+            heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
+                .unwrap();
         for (_, p) in &c.packets {
             check(p).unwrap_or_else(|e| panic!("{scenario}: {e}"));
             n += 1;

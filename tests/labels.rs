@@ -14,8 +14,9 @@ fn every_event_of_every_fixture_has_a_label_within_the_first_50_bytes() {
         let bodies = common::fixture_bodies(scenario);
         let events = common::fixture_events(scenario);
         let mut lines = bodies.into_iter().map(Ok);
-        let c = heplink::cmd::convert::convert(&mut lines, Default::default(), Default::default())
-            .unwrap();
+        let c =
+            heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
+                .unwrap();
         let mut originals: Vec<serde_json::Value> = events.clone();
         for (_, bytes) in &c.packets {
             let p = decode(bytes, Mode::Strict).unwrap();

@@ -288,8 +288,8 @@ async fn tcp_collector_restarted_loses_nothing_queued_and_keeps_order() {
     };
     let got_order = room_ts(got.0.lock().unwrap().clone());
     let mut lines = bodies.iter().map(|b| Ok(b.clone()));
-    let c =
-        heplink::cmd::convert::convert(&mut lines, Default::default(), Default::default()).unwrap();
+    let c = heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
+        .unwrap();
     let want: Vec<(String, Vec<u8>)> = c
         .packets
         .iter()

@@ -11,8 +11,8 @@ fn janus_200_to_a_bye_without_contact_comes_from_janus_sip_address() {
     let mut lines = common::fixture_bodies("sip-call-simple")
         .into_iter()
         .map(Ok);
-    let c =
-        heplink::cmd::convert::convert(&mut lines, Default::default(), Default::default()).unwrap();
+    let c = heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
+        .unwrap();
     let mut sip = 0;
     let mut ok_without_contact = 0;
     for (_, bytes) in &c.packets {

@@ -59,6 +59,23 @@ impl Agent {
     }
 }
 
+/// Waits for SIGTERM or SIGINT.
+pub async fn signals() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// The whole `Authorization` header value Basic auth expects, when it is on.
 fn http_auth(cfg: &Config) -> Option<Vec<u8>> {
     (!cfg.http.username.is_empty()).then(|| {

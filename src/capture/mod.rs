@@ -5,6 +5,8 @@
 //! reassembly (reordering, retransmission, sequence wrap); the reassembly could go to its
 //! own file.
 
+pub mod jsonl;
+pub mod load;
 pub mod pcap_writer;
 pub mod render;
 

@@ -487,7 +487,7 @@ pub fn main(args: &ListenArgs) -> anyhow::Result<Summary> {
         let stdout = std::io::stdout();
         let mut summary = Summary::default();
         let deadline = args.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
-        let signals = crate::cmd::serve::signals();
+        let signals = crate::agent::signals();
         tokio::pin!(signals);
         let mut index = 0u64;
         loop {

@@ -14,23 +14,6 @@ pub struct ServeArgs {
     pub overrides: crate::config::Overrides,
 }
 
-/// Waits for SIGTERM or SIGINT.
-pub async fn signals() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// Runs `serve` until a signal, then drains.
 pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
     let cfg = Config::load(args.config.as_deref(), &args.overrides)?;
@@ -52,7 +35,7 @@ pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let agent = start(cfg, signals()).await?;
+        let agent = start(cfg, crate::agent::signals()).await?;
         let b = &agent.bound;
         let words = |a: Option<std::net::SocketAddr>,
                      f: &dyn Fn(std::net::SocketAddr) -> String| {

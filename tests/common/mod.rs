@@ -267,8 +267,8 @@ pub fn fixture_bodies(scenario: &str) -> Vec<String> {
 /// The correlation ids `convert` gives the fixture (the reference for what `serve` sends).
 pub fn expected_cids(scenario: &str) -> Vec<String> {
     let mut lines = fixture_bodies(scenario).into_iter().map(Ok);
-    let c =
-        heplink::cmd::convert::convert(&mut lines, Default::default(), Default::default()).unwrap();
+    let c = heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
+        .unwrap();
     let mut v: Vec<String> = c
         .packets
         .iter()
@@ -283,8 +283,8 @@ pub fn expected_cids(scenario: &str) -> Vec<String> {
 /// How many QoS reports `convert` (and so `serve`) makes of a scenario's media stats.
 pub fn expected_qos(scenario: &str) -> usize {
     let mut lines = fixture_bodies(scenario).into_iter().map(Ok);
-    let c =
-        heplink::cmd::convert::convert(&mut lines, Default::default(), Default::default()).unwrap();
+    let c = heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
+        .unwrap();
     c.packets
         .iter()
         .filter(|(_, b)| is_qos(heplink::proto::decode(b, Mode::Lenient).unwrap().proto_type))
@@ -343,8 +343,8 @@ pub fn firsts(got: &Received) -> Vec<Key> {
 /// The keys of what `convert` makes of the bodies: what `serve` must send.
 pub fn converted(bodies: &[String]) -> Vec<Key> {
     let mut lines = bodies.iter().map(|b| Ok(b.clone()));
-    let c =
-        heplink::cmd::convert::convert(&mut lines, Default::default(), Default::default()).unwrap();
+    let c = heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
+        .unwrap();
     c.packets
         .iter()
         .zip(&c.cids)

@@ -127,10 +127,10 @@ pub fn label(proto: Option<ProtoType>, payload: &[u8]) -> String {
 pub fn load(path: &Path) -> anyhow::Result<Flows> {
     let data = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let text = std::str::from_utf8(&data).ok();
-    if let Some(text) = text.filter(|t| crate::cmd::replay::is_listen_jsonl(t)) {
+    if let Some(text) = text.filter(|t| crate::capture::load::is_listen_jsonl(t)) {
         return from_listen_jsonl(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
     }
-    let packets = crate::cmd::replay::load(path)?;
+    let packets = crate::capture::load::load(path)?;
     Ok(from_packets(packets.iter().map(|p| &p.bytes[..])))
 }
 
