@@ -340,16 +340,34 @@ fn rtcp_json(
     p
 }
 
+/// The QoS reports of one stream's stats: RTCP (HEP type 5) for what Janus sent and
+/// received, and with `rtp` the rtpagent reports (HEP type 34) of both directions.
 #[allow(clippy::too_many_arguments)]
 fn write_reports(
     s: &Stats,
     m: Mid,
     prev: Option<Prev>,
     ts_us: u64,
-    (peer, janus): (SocketAddr, SocketAddr),
+    ends: (SocketAddr, SocketAddr),
     cid: &str,
     (mid, media): (&str, &str),
     rtp: bool,
+    out: &mut Vec<Report>,
+) {
+    rtcp_reports(s, m, prev, ts_us, ends, out);
+    if rtp {
+        rtpagent_reports(s, m, prev, ts_us, ends, cid, (mid, media), out);
+    }
+}
+
+/// RTCP report A (Janus → peer: what Janus sent, its block on the peer's stream) and B
+/// (peer → Janus: what Janus received, the peer's block on Janus's stream).
+fn rtcp_reports(
+    s: &Stats,
+    m: Mid,
+    prev: Option<Prev>,
+    ts_us: u64,
+    (peer, janus): (SocketAddr, SocketAddr),
     out: &mut Vec<Report>,
 ) {
     let ntp_sec = ts_us / 1_000_000 + 2_208_988_800;
@@ -402,10 +420,20 @@ fn write_reports(
             dst: janus,
         });
     }
-    if !rtp {
-        return;
-    }
-    // rtpagent: DIR 0 measured by Janus on the peer's stream, DIR 1 from the peer's RR.
+}
+
+/// rtpagent: DIR 0 measured by Janus on the peer's stream, DIR 1 from the peer's RR.
+#[allow(clippy::too_many_arguments)]
+fn rtpagent_reports(
+    s: &Stats,
+    m: Mid,
+    prev: Option<Prev>,
+    ts_us: u64,
+    (peer, janus): (SocketAddr, SocketAddr),
+    cid: &str,
+    (mid, media): (&str, &str),
+    out: &mut Vec<Report>,
+) {
     let interval_loss = |lost: i64, before: i64, total: i64| {
         let dl = (lost - before).max(0) as f64;
         if total > 0 {
@@ -415,74 +443,108 @@ fn write_reports(
         }
     };
     let dirs = [
-        (
-            0u8,
-            s.packets_received,
-            s.packets_received as i64 + s.lost.max(0),
-            s.lost,
-            s.jitter_local,
-            s.bytes_received,
-            m.peer_ssrc,
-            prev.map_or(0.0, |p| {
+        Dir {
+            dir: 0,
+            total: s.packets_received,
+            expected: s.packets_received as i64 + s.lost.max(0),
+            lost: s.lost,
+            jitter: s.jitter_local,
+            bytes: s.bytes_received,
+            ssrc: m.peer_ssrc,
+            loss_pct: prev.map_or(0.0, |p| {
                 let dr = s.packets_received as i64 - p.received as i64;
                 interval_loss(s.lost, p.lost, dr + (s.lost - p.lost))
             }),
-            (peer, janus),
-        ),
-        (
-            1u8,
-            (s.packets_sent as i64 - s.lost_by_remote.max(0)).max(0) as u64,
-            s.packets_sent as i64,
-            s.lost_by_remote,
-            s.jitter_remote,
-            s.bytes_sent,
-            m.janus_ssrc,
-            prev.map_or(0.0, |p| {
+            ends: (peer, janus),
+        },
+        Dir {
+            dir: 1,
+            total: (s.packets_sent as i64 - s.lost_by_remote.max(0)).max(0) as u64,
+            expected: s.packets_sent as i64,
+            lost: s.lost_by_remote,
+            jitter: s.jitter_remote,
+            bytes: s.bytes_sent,
+            ssrc: m.janus_ssrc,
+            loss_pct: prev.map_or(0.0, |p| {
                 interval_loss(
                     s.lost_by_remote,
                     p.lost_remote,
                     s.packets_sent as i64 - p.sent as i64,
                 )
             }),
-            (janus, peer),
-        ),
+            ends: (janus, peer),
+        },
     ];
-    for (dir, total, expected, lost, jitter, bytes, ssrc, loss_pct, (src, dst)) in dirs {
-        if expected <= 0 {
-            continue;
-        }
-        let (mos, r) = mos(f64::from(s.rtt), f64::from(jitter), loss_pct);
-        let mut p = String::with_capacity(700);
-        p.push_str("{\"CORRELATION_ID\":");
-        crate::json::write_json_str(&mut p, cid);
-        p.push_str(",\"RTP_SIP_CALL_ID\":");
-        crate::json::write_json_str(&mut p, cid);
-        let _ = write!(
-            p,
-            ",\"REPORT_TS\":{},\"TL_BYTE\":{bytes},\"TOTAL_PK\":{total},\"EXPECTED_PK\":{expected},\"PACKET_LOSS\":{},\"JITTER\":{jitter},\"MAX_JITTER\":{jitter},\"MEAN_JITTER\":{jitter},\"DELTA\":{},\"MAX_DELTA\":{},\"MOS\":{mos},\"MIN_MOS\":{mos},\"MEAN_MOS\":{mos},\"RFACTOR\":{r},\"MIN_RFACTOR\":{r},\"MEAN_RFACTOR\":{r},\"SRC_IP\":\"{}\",\"SRC_PORT\":{},\"DST_IP\":\"{}\",\"DST_PORT\":{},\"SSRC\":\"{ssrc:08x}\",\"CODEC_PT\":{},\"CLOCK\":{},\"CODEC_NAME\":",
-            ts_us / 1_000_000,
-            lost.max(0),
-            s.rtt,
-            s.rtt,
-            src.ip(),
-            src.port(),
-            dst.ip(),
-            dst.port(),
-            m.pt.map_or(-1, i32::from),
-            s.base,
-        );
-        crate::json::write_json_str(&mut p, s.codec.as_deref().unwrap_or(""));
-        let _ = write!(
-            p,
-            ",\"DIR\":{dir},\"PARTY\":{dir},\"REPORT_NAME\":\"janus:mid{mid}:{media}\",\"TYPE\":\"PERIODIC\",\"SOURCE\":\"JANUS\"}}"
-        );
+    for d in dirs.iter().filter(|d| d.expected > 0) {
+        let (src, dst) = d.ends;
         out.push(Report {
             rtpagent: true,
-            payload: p,
+            payload: rtpagent_json(s, m, d, ts_us, cid, (mid, media)),
             src,
             dst,
         });
     }
+}
+
+/// One direction of an rtpagent report.
+struct Dir {
+    dir: u8,
+    total: u64,
+    expected: i64,
+    lost: i64,
+    jitter: u32,
+    bytes: u64,
+    ssrc: u32,
+    loss_pct: f64,
+    ends: (SocketAddr, SocketAddr),
+}
+
+/// The rtpagent (HEP type 34) JSON of one direction.
+fn rtpagent_json(
+    s: &Stats,
+    m: Mid,
+    d: &Dir,
+    ts_us: u64,
+    cid: &str,
+    (mid, media): (&str, &str),
+) -> String {
+    let Dir {
+        dir,
+        total,
+        expected,
+        lost,
+        jitter,
+        bytes,
+        ssrc,
+        loss_pct,
+        ends: (src, dst),
+    } = *d;
+    let (mos, r) = mos(f64::from(s.rtt), f64::from(jitter), loss_pct);
+    let mut p = String::with_capacity(700);
+    p.push_str("{\"CORRELATION_ID\":");
+    crate::json::write_json_str(&mut p, cid);
+    p.push_str(",\"RTP_SIP_CALL_ID\":");
+    crate::json::write_json_str(&mut p, cid);
+    let _ = write!(
+        p,
+        ",\"REPORT_TS\":{},\"TL_BYTE\":{bytes},\"TOTAL_PK\":{total},\"EXPECTED_PK\":{expected},\"PACKET_LOSS\":{},\"JITTER\":{jitter},\"MAX_JITTER\":{jitter},\"MEAN_JITTER\":{jitter},\"DELTA\":{},\"MAX_DELTA\":{},\"MOS\":{mos},\"MIN_MOS\":{mos},\"MEAN_MOS\":{mos},\"RFACTOR\":{r},\"MIN_RFACTOR\":{r},\"MEAN_RFACTOR\":{r},\"SRC_IP\":\"{}\",\"SRC_PORT\":{},\"DST_IP\":\"{}\",\"DST_PORT\":{},\"SSRC\":\"{ssrc:08x}\",\"CODEC_PT\":{},\"CLOCK\":{},\"CODEC_NAME\":",
+        ts_us / 1_000_000,
+        lost.max(0),
+        s.rtt,
+        s.rtt,
+        src.ip(),
+        src.port(),
+        dst.ip(),
+        dst.port(),
+        m.pt.map_or(-1, i32::from),
+        s.base,
+    );
+    crate::json::write_json_str(&mut p, s.codec.as_deref().unwrap_or(""));
+    let _ = write!(
+        p,
+        ",\"DIR\":{dir},\"PARTY\":{dir},\"REPORT_NAME\":\"janus:mid{mid}:{media}\",\"TYPE\":\"PERIODIC\",\"SOURCE\":\"JANUS\"}}"
+    );
+    p
 }
 
 #[cfg(test)]
