@@ -414,155 +414,166 @@ impl EventParser {
     /// Reads an `event` object into the typed body of its event type (and subtype: ICE-state
     /// and DTLS bodies hold nothing heplink reads, so they are only checked).
     fn body(&mut self, sc: &mut Scanner<'_>, kind: u16, subtype: Option<u16>) -> scan::R<Body> {
-        Ok(match kind {
-            kind::SESSION => {
-                let (mut name, mut transport, mut transport_id) = (None, None, None);
-                sc.object(|sc, key| {
-                    match &*key {
-                        "name" => name = self.name(sc.opt_str()?),
-                        "transport" => {
-                            sc.opt_object(|sc, key| {
-                                match &*key {
-                                    "transport" => transport = self.name(sc.opt_str()?),
-                                    "id" => transport_id = sc.opt_str()?.map(|s| Arc::from(&*s)),
-                                    _ => sc.skip()?,
-                                }
-                                Ok(())
-                            })?;
-                        }
-                        _ => sc.skip()?,
-                    }
-                    Ok(())
-                })?;
-                Body::Session {
-                    name: name.unwrap_or_else(|| intern(&mut self.names, "")),
-                    transport_id,
-                    transport,
-                }
-            }
-            kind::HANDLE => {
-                let (mut name, mut plugin) = (None, None);
-                sc.object(|sc, key| {
-                    match &*key {
-                        "name" => name = self.name(sc.opt_str()?),
-                        "plugin" => plugin = sc.opt_str()?.map(|p| Plugin::from_package(&p)),
-                        _ => sc.skip()?,
-                    }
-                    Ok(())
-                })?;
-                Body::Handle {
-                    name: name.unwrap_or_else(|| intern(&mut self.names, "")),
-                    plugin,
-                }
-            }
-            kind::JSEP => {
-                let (mut remote, mut sdp_type) = (false, None);
-                sc.object(|sc, key| {
-                    match &*key {
-                        "owner" => remote = sc.opt_str()?.as_deref() == Some("remote"),
-                        "jsep" => {
-                            sc.opt_object(|sc, key| {
-                                match &*key {
-                                    "type" => sdp_type = self.name(sc.opt_str()?),
-                                    _ => sc.skip()?,
-                                }
-                                Ok(())
-                            })?;
-                        }
-                        _ => sc.skip()?,
-                    }
-                    Ok(())
-                })?;
-                Body::Jsep {
-                    remote,
-                    sdp_type: sdp_type.unwrap_or_else(|| intern(&mut self.names, "")),
-                }
-            }
+        match kind {
+            kind::SESSION => self.session_body(sc),
+            kind::HANDLE => self.handle_body(sc),
+            kind::JSEP => self.jsep_body(sc),
             kind::WEBRTC if matches!(subtype, Some(1 | 5)) => {
                 sc.skip()?;
-                Body::WebRtc(WebRtc::default())
+                Ok(Body::WebRtc(WebRtc::default()))
             }
-            kind::WEBRTC => {
-                let mut w = WebRtc::default();
-                sc.object(|sc, key| {
-                    match (&*key, subtype) {
-                        ("local-candidate", Some(2)) => {
-                            w.local = sc.opt_str()?.as_deref().and_then(candidate_addr)
-                        }
-                        ("remote-candidate", Some(3)) => {
-                            w.remote = sc.opt_str()?.as_deref().and_then(candidate_addr)
-                        }
-                        ("selected-pair", Some(4)) => {
-                            if let Some((l, r)) = sc.opt_str()?.as_deref().and_then(selected_pair) {
-                                w.local = Some(l);
-                                w.remote = Some(r);
-                            }
-                        }
-                        ("connection", Some(6)) => {
-                            w.hangup = sc.opt_str()?.as_deref() == Some("hangup")
-                        }
-                        (
-                            "local-candidate" | "remote-candidate" | "selected-pair" | "connection",
-                            _,
-                        ) => {
-                            sc.opt_str()?;
-                        }
-                        _ => sc.skip()?,
-                    }
-                    Ok(())
-                })?;
-                Body::WebRtc(w)
-            }
-            kind::PLUGIN => {
-                let mut p = PluginEvent::default();
-                sc.object(|sc, key| {
-                    match &*key {
-                        "plugin" => p.plugin = sc.opt_str()?.map(|s| Plugin::from_package(&s)),
-                        "data" => {
-                            sc.opt_object(|sc, key| self.plugin_data(sc, &key, &mut p))?;
-                        }
-                        _ => sc.skip()?,
-                    }
-                    Ok(())
-                })?;
-                p.feeds.dedup();
-                if p.call_id.is_none() {
-                    p.call_id = p.sip.as_deref().and_then(sip_call_id).map(Arc::from);
-                }
-                Body::Plugin(Box::new(p))
-            }
-            kind::TRANSPORT => {
-                let (mut id, mut transport, mut ip, mut port) = (None, None, None, None);
-                sc.object(|sc, key| {
-                    match &*key {
-                        "id" => id = sc.opt_str()?.map(|s| Arc::from(&*s)),
-                        "transport" => transport = self.name(sc.opt_str()?),
-                        "data" => {
-                            sc.opt_object(|sc, key| {
-                                match &*key {
-                                    "ip" => {
-                                        ip = sc.opt_str()?.and_then(|s| s.parse::<IpAddr>().ok())
-                                    }
-                                    "port" => port = sc.opt_u16()?,
-                                    _ => sc.skip()?,
-                                }
-                                Ok(())
-                            })?;
-                        }
-                        _ => sc.skip()?,
-                    }
-                    Ok(())
-                })?;
-                Body::Transport {
-                    id,
-                    transport,
-                    client: ip.map(|ip| SocketAddr::new(ip, port.unwrap_or(0))),
-                }
-            }
+            kind::WEBRTC => Self::webrtc_body(sc, subtype),
+            kind::PLUGIN => self.plugin_body(sc),
+            kind::TRANSPORT => self.transport_body(sc),
             _ => {
                 sc.skip()?;
-                Body::Other
+                Ok(Body::Other)
             }
+        }
+    }
+
+    /// A session event: its name and the transport that carries it.
+    fn session_body(&mut self, sc: &mut Scanner<'_>) -> scan::R<Body> {
+        let (mut name, mut transport, mut transport_id) = (None, None, None);
+        sc.object(|sc, key| {
+            match &*key {
+                "name" => name = self.name(sc.opt_str()?),
+                "transport" => {
+                    sc.opt_object(|sc, key| {
+                        match &*key {
+                            "transport" => transport = self.name(sc.opt_str()?),
+                            "id" => transport_id = sc.opt_str()?.map(|s| Arc::from(&*s)),
+                            _ => sc.skip()?,
+                        }
+                        Ok(())
+                    })?;
+                }
+                _ => sc.skip()?,
+            }
+            Ok(())
+        })?;
+        Ok(Body::Session {
+            name: name.unwrap_or_else(|| intern(&mut self.names, "")),
+            transport_id,
+            transport,
+        })
+    }
+
+    /// A handle event: its name and the plugin attached.
+    fn handle_body(&mut self, sc: &mut Scanner<'_>) -> scan::R<Body> {
+        let (mut name, mut plugin) = (None, None);
+        sc.object(|sc, key| {
+            match &*key {
+                "name" => name = self.name(sc.opt_str()?),
+                "plugin" => plugin = sc.opt_str()?.map(|p| Plugin::from_package(&p)),
+                _ => sc.skip()?,
+            }
+            Ok(())
+        })?;
+        Ok(Body::Handle {
+            name: name.unwrap_or_else(|| intern(&mut self.names, "")),
+            plugin,
+        })
+    }
+
+    /// A JSEP event: whose SDP (local or remote) and its type.
+    fn jsep_body(&mut self, sc: &mut Scanner<'_>) -> scan::R<Body> {
+        let (mut remote, mut sdp_type) = (false, None);
+        sc.object(|sc, key| {
+            match &*key {
+                "owner" => remote = sc.opt_str()?.as_deref() == Some("remote"),
+                "jsep" => {
+                    sc.opt_object(|sc, key| {
+                        match &*key {
+                            "type" => sdp_type = self.name(sc.opt_str()?),
+                            _ => sc.skip()?,
+                        }
+                        Ok(())
+                    })?;
+                }
+                _ => sc.skip()?,
+            }
+            Ok(())
+        })?;
+        Ok(Body::Jsep {
+            remote,
+            sdp_type: sdp_type.unwrap_or_else(|| intern(&mut self.names, "")),
+        })
+    }
+
+    /// A WebRTC event: the addresses ICE names, and a hangup.
+    fn webrtc_body(sc: &mut Scanner<'_>, subtype: Option<u16>) -> scan::R<Body> {
+        let mut w = WebRtc::default();
+        sc.object(|sc, key| {
+            match (&*key, subtype) {
+                ("local-candidate", Some(2)) => {
+                    w.local = sc.opt_str()?.as_deref().and_then(candidate_addr)
+                }
+                ("remote-candidate", Some(3)) => {
+                    w.remote = sc.opt_str()?.as_deref().and_then(candidate_addr)
+                }
+                ("selected-pair", Some(4)) => {
+                    if let Some((l, r)) = sc.opt_str()?.as_deref().and_then(selected_pair) {
+                        w.local = Some(l);
+                        w.remote = Some(r);
+                    }
+                }
+                ("connection", Some(6)) => w.hangup = sc.opt_str()?.as_deref() == Some("hangup"),
+                ("local-candidate" | "remote-candidate" | "selected-pair" | "connection", _) => {
+                    sc.opt_str()?;
+                }
+                _ => sc.skip()?,
+            }
+            Ok(())
+        })?;
+        Ok(Body::WebRtc(w))
+    }
+
+    /// A plugin event: the plugin and what its `data` says.
+    fn plugin_body(&mut self, sc: &mut Scanner<'_>) -> scan::R<Body> {
+        let mut p = PluginEvent::default();
+        sc.object(|sc, key| {
+            match &*key {
+                "plugin" => p.plugin = sc.opt_str()?.map(|s| Plugin::from_package(&s)),
+                "data" => {
+                    sc.opt_object(|sc, key| self.plugin_data(sc, &key, &mut p))?;
+                }
+                _ => sc.skip()?,
+            }
+            Ok(())
+        })?;
+        p.feeds.dedup();
+        if p.call_id.is_none() {
+            p.call_id = p.sip.as_deref().and_then(sip_call_id).map(Arc::from);
+        }
+        Ok(Body::Plugin(Box::new(p)))
+    }
+
+    /// A transport event: the transport, its connection id and the client address.
+    fn transport_body(&mut self, sc: &mut Scanner<'_>) -> scan::R<Body> {
+        let (mut id, mut transport, mut ip, mut port) = (None, None, None, None);
+        sc.object(|sc, key| {
+            match &*key {
+                "id" => id = sc.opt_str()?.map(|s| Arc::from(&*s)),
+                "transport" => transport = self.name(sc.opt_str()?),
+                "data" => {
+                    sc.opt_object(|sc, key| {
+                        match &*key {
+                            "ip" => ip = sc.opt_str()?.and_then(|s| s.parse::<IpAddr>().ok()),
+                            "port" => port = sc.opt_u16()?,
+                            _ => sc.skip()?,
+                        }
+                        Ok(())
+                    })?;
+                }
+                _ => sc.skip()?,
+            }
+            Ok(())
+        })?;
+        Ok(Body::Transport {
+            id,
+            transport,
+            client: ip.map(|ip| SocketAddr::new(ip, port.unwrap_or(0))),
         })
     }
 
