@@ -26,116 +26,172 @@ pub(super) async fn run_pipeline(
     mut jobs: mpsc::Receiver<Job>,
     queues: Vec<Queue>,
     metrics: Arc<Metrics>,
-    (mut intake, mut aliases, spooled): (
+    (intake, aliases, spooled): (
         Option<Intake>,
         Option<crate::homer::aliases::AliasFeed>,
         Vec<Arc<CollectorMetrics>>,
     ),
 ) {
-    let mut p = Pipeline::new(cfg.correlator(), cfg.mapper());
+    let mut t = Task {
+        p: Pipeline::new(cfg.correlator(), cfg.mapper()),
+        packets: Vec::new(),
+        st: Settling::new(spooled),
+        intake,
+        aliases,
+        queues,
+        metrics,
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut packets: Vec<Bytes> = Vec::new();
-    let mut st = Settling::new(spooled);
-    // What the journal kept from the last run goes first: the delivered bodies to rebuild
-    // the correlator's state (nothing sent), then the rest (its events may be sent twice,
-    // with the ids they got the first time). Each at the time it was taken then.
-    if let Some(intake) = intake.as_mut() {
-        for r in std::mem::take(&mut intake.warm) {
-            p.warm_body(&Bytes::from(r.body), r.at_us);
-        }
-        for r in std::mem::take(&mut intake.back) {
-            let now = r.at_us;
-            st.last_at = st.last_at.max(now);
-            intake.newest = intake.newest.max(r.seq);
-            st.settler.take(now, Token::Journal(r.seq));
-            metrics.journal_replayed.fetch_add(1, Relaxed);
-            let taken = p.push_body(&Bytes::from(r.body), now, &mut |o| packets.push(o.packet));
-            for (reason, n) in &taken.rejected.counts {
-                metrics.reject_n(r.input, *reason, *n);
-            }
-            send_all(&mut packets, &queues, &metrics).await;
-        }
-    }
+    t.replay_journal().await;
     loop {
         tokio::select! {
             job = jobs.recv() => {
                 let Some(job) = job else { break };
-                if job.warm {
-                    let at = st.time();
-                    p.warm_body(&job.body, at);
-                    continue;
-                }
-                let now = st.time();
-                let journaled = match (intake.as_mut(), &job.receipt) {
-                    // A broker keeps its message until it is acknowledged: no journal.
-                    (Some(intake), None) => intake.take(now, &job, &metrics),
-                    _ => None,
-                };
-                let taken = p.push_body(&job.body, now, &mut |o| {
-                    if let Some(a) = aliases.as_mut() {
-                        a.event(o.correlated);
-                    }
-                    packets.push(o.packet)
-                });
-                for (i, n) in taken.by_type.iter().enumerate().filter(|(_, n)| **n > 0) {
-                    metrics.event(job.input, i, *n);
-                }
-                for (reason, n) in &taken.rejected.counts {
-                    metrics.reject_n(job.input, *reason, *n);
-                }
-                send_all(&mut packets, &queues, &metrics).await;
-                let token = match (journaled, job.receipt) {
-                    (_, Some(r)) if taken.events() == 0 && !taken.rejected.is_empty() => {
-                        r.settle(crate::input::Outcome::Malformed);
-                        None
-                    }
-                    (_, Some(r)) => Some(Token::Receipt(r)),
-                    (Some(seq), None) => Some(Token::Journal(seq)),
-                    (None, None) => None,
-                };
-                if let Some(t) = token {
-                    if taken.held {
-                        st.settler.take(now, t);
-                    } else {
-                        st.settler.take_released(t);
-                        st.settle_released();
-                    }
-                }
-                if let Some(reply) = job.reply {
-                    let _ = reply.send(taken.rejected);
-                }
+                t.take(job).await;
             }
-            _ = tick.tick() => {
-                p.tick(now_us(), &mut |o| {
-                    if let Some(a) = aliases.as_mut() {
-                        a.event(o.correlated);
-                    }
-                    packets.push(o.packet)
-                });
-                // Gauges walk the correlator's tables: on the tick, not per request.
-                update_gauges(&p, &metrics);
-                send_all(&mut packets, &queues, &metrics).await;
-                st.settle(|h| p.correlator().held_times(h), false, intake.as_mut());
+            _ = tick.tick() => t.tick().await,
+        }
+        t.send().await;
+    }
+    t.finish().await;
+}
+
+/// The pipeline task's state: the pipeline, the packets on their way to the queues, the
+/// bodies not yet safe, the journal, the alias feed.
+struct Task {
+    p: Pipeline,
+    packets: Vec<Bytes>,
+    st: Settling,
+    intake: Option<Intake>,
+    aliases: Option<crate::homer::aliases::AliasFeed>,
+    queues: Vec<Queue>,
+    metrics: Arc<Metrics>,
+}
+
+impl Task {
+    /// What the journal kept from the last run goes first: the delivered bodies to rebuild
+    /// the correlator's state (nothing sent), then the rest (its events may be sent twice,
+    /// with the ids they got the first time). Each at the time it was taken then.
+    async fn replay_journal(&mut self) {
+        let Some(intake) = self.intake.as_mut() else {
+            return;
+        };
+        for r in std::mem::take(&mut intake.warm) {
+            self.p.warm_body(&Bytes::from(r.body), r.at_us);
+        }
+        for r in std::mem::take(&mut intake.back) {
+            let now = r.at_us;
+            self.st.last_at = self.st.last_at.max(now);
+            intake.newest = intake.newest.max(r.seq);
+            self.st.settler.take(now, Token::Journal(r.seq));
+            self.metrics.journal_replayed.fetch_add(1, Relaxed);
+            let packets = &mut self.packets;
+            let taken = self
+                .p
+                .push_body(&Bytes::from(r.body), now, &mut |o| packets.push(o.packet));
+            for (reason, n) in &taken.rejected.counts {
+                self.metrics.reject_n(r.input, *reason, *n);
+            }
+            send_all(&mut self.packets, &self.queues, &self.metrics).await;
+        }
+    }
+
+    /// One job: journaled (unless a broker keeps it), through the pipeline, counted, its
+    /// packets queued, settled now or once its held events are released; the HTTP input's
+    /// answer.
+    async fn take(&mut self, job: Job) {
+        if job.warm {
+            let at = self.st.time();
+            self.p.warm_body(&job.body, at);
+            return;
+        }
+        let now = self.st.time();
+        let journaled = match (self.intake.as_mut(), &job.receipt) {
+            // A broker keeps its message until it is acknowledged: no journal.
+            (Some(intake), None) => intake.take(now, &job, &self.metrics),
+            _ => None,
+        };
+        let (packets, aliases) = (&mut self.packets, &mut self.aliases);
+        let taken = self.p.push_body(&job.body, now, &mut |o| {
+            if let Some(a) = aliases.as_mut() {
+                a.event(o.correlated);
+            }
+            packets.push(o.packet)
+        });
+        for (i, n) in taken.by_type.iter().enumerate().filter(|(_, n)| **n > 0) {
+            self.metrics.event(job.input, i, *n);
+        }
+        for (reason, n) in &taken.rejected.counts {
+            self.metrics.reject_n(job.input, *reason, *n);
+        }
+        self.send().await;
+        let token = match (journaled, job.receipt) {
+            (_, Some(r)) if taken.events() == 0 && !taken.rejected.is_empty() => {
+                r.settle(crate::input::Outcome::Malformed);
+                None
+            }
+            (_, Some(r)) => Some(Token::Receipt(r)),
+            (Some(seq), None) => Some(Token::Journal(seq)),
+            (None, None) => None,
+        };
+        if let Some(t) = token {
+            if taken.held {
+                self.st.settler.take(now, t);
+            } else {
+                self.st.settler.take_released(t);
+                self.st.settle_released();
             }
         }
-        send_all(&mut packets, &queues, &metrics).await;
-    }
-    p.flush(now_us(), &mut |o| packets.push(o.packet));
-    send_all(&mut packets, &queues, &metrics).await;
-    update_gauges(&p, &metrics);
-    // Everything is released; the senders take the rest into their spools while they
-    // drain. What they did take by now is checkpointed (and acknowledged); the rest is
-    // taken again next time.
-    for _ in 0..50 {
-        st.settle(|h| p.correlator().held_times(h), true, intake.as_mut());
-        if st.settler.is_empty() {
-            break;
+        if let Some(reply) = job.reply {
+            let _ = reply.send(taken.rejected);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if let Some(mut intake) = intake {
-        let _ = intake.journal.sync();
+
+    /// The clock: holds that ran out are released, gauges updated, bodies settled.
+    async fn tick(&mut self) {
+        let (packets, aliases) = (&mut self.packets, &mut self.aliases);
+        self.p.tick(now_us(), &mut |o| {
+            if let Some(a) = aliases.as_mut() {
+                a.event(o.correlated);
+            }
+            packets.push(o.packet)
+        });
+        // Gauges walk the correlator's tables: on the tick, not per request.
+        update_gauges(&self.p, &self.metrics);
+        self.send().await;
+        let p = &self.p;
+        self.st.settle(
+            |h| p.correlator().held_times(h),
+            false,
+            self.intake.as_mut(),
+        );
+    }
+
+    async fn send(&mut self) {
+        send_all(&mut self.packets, &self.queues, &self.metrics).await;
+    }
+
+    /// The inputs are gone: everything held is released. The senders take the rest into
+    /// their spools while they drain; what they did take by now is checkpointed (and
+    /// acknowledged), the rest is taken again next time.
+    async fn finish(mut self) {
+        let packets = &mut self.packets;
+        self.p.flush(now_us(), &mut |o| packets.push(o.packet));
+        self.send().await;
+        update_gauges(&self.p, &self.metrics);
+        for _ in 0..50 {
+            let p = &self.p;
+            self.st
+                .settle(|h| p.correlator().held_times(h), true, self.intake.as_mut());
+            if self.st.settler.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(mut intake) = self.intake {
+            let _ = intake.journal.sync();
+        }
     }
 }
 
