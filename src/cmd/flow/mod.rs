@@ -81,39 +81,54 @@ struct Seen<'a> {
 /// The label of a Janus event (as in the LOG payload's `event`) or of a SIP message.
 pub fn label(proto: Option<ProtoType>, payload: &[u8]) -> String {
     if proto == Some(ProtoType::SIP) {
-        let first = String::from_utf8_lossy(payload)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string();
-        return match first.strip_prefix("SIP/2.0 ") {
-            Some(status) => status.to_string(),
-            None => first.split_whitespace().next().unwrap_or("SIP").to_string(),
-        };
+        return sip_label(payload);
     }
-    let Ok(v) = serde_json::from_slice::<Value>(payload) else {
-        return "LOG".into();
-    };
-    // What the agent wrote first, for Homer's preview.
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(v) => json_label(&v, janus_event(&v).as_ref()),
+        Err(_) => "LOG".into(),
+    }
+}
+
+/// A SIP message's label: its status, or its method.
+fn sip_label(payload: &[u8]) -> String {
+    let text = String::from_utf8_lossy(payload);
+    let first = text.lines().next().unwrap_or("");
+    match first.strip_prefix("SIP/2.0 ") {
+        Some(status) => status.to_string(),
+        None => first.split_whitespace().next().unwrap_or("SIP").to_string(),
+    }
+}
+
+/// The agent's facts (`heplink`) and the Janus event of a LOG payload: nested under
+/// `event`, or the payload itself (an older capture, a raw event).
+fn parts(v: &Value) -> (&Value, &Value) {
+    if v.get("event").is_some() && v.get("heplink").is_some() {
+        (&v["event"], &v["heplink"])
+    } else {
+        (v, &Value::Null)
+    }
+}
+
+/// The Janus event of a LOG payload, read as the agent reads it.
+fn janus_event(v: &Value) -> Option<crate::janus::Event> {
+    let raw = bytes::Bytes::from(parts(v).0.to_string());
+    crate::janus::EventParser::new().parse(raw).ok()
+}
+
+/// A LOG payload's label: what the agent wrote first (for Homer's preview), else the
+/// mapper's labeller on the event it holds.
+fn json_label(v: &Value, event: Option<&crate::janus::Event>) -> String {
     if let Some(l) = v.get("label").and_then(Value::as_str) {
         return l.to_string();
     }
-    // A payload without one (an older capture): the mapper's labeller on the Janus event
-    // it holds (nested under `event` with the agent's facts, or the event itself).
-    let (event, display) = if v.get("event").is_some() && v.get("heplink").is_some() {
-        (&v["event"], v["heplink"]["display"].as_str())
-    } else {
-        (&v, None)
-    };
-    let raw = bytes::Bytes::from(event.to_string());
-    let Ok(event) = crate::janus::EventParser::new().parse(raw) else {
+    let Some(event) = event else {
         return "event".into();
     };
     let c = crate::correlate::Correlated {
-        event,
+        event: event.clone(),
         cid: "".into(),
         facts: crate::correlate::Facts {
-            display: display.map(Into::into),
+            display: parts(v).1["display"].as_str().map(Into::into),
             ..Default::default()
         },
     };
@@ -204,12 +219,25 @@ impl Grouper {
         if matches!(p.proto, Some(ProtoType::RTCP_JSON | ProtoType::MOS_FULL)) {
             return;
         }
-        let facts = match p.proto {
-            Some(ProtoType::SIP) => Facts {
-                group: Some("sip".into()),
-                ..Default::default()
+        // The payload is read once for the label, the facts and the text shown.
+        let text = || String::from_utf8_lossy(p.payload).into_owned();
+        let (label, payload, facts) = match p.proto {
+            Some(ProtoType::SIP) => {
+                let sip = Facts {
+                    group: Some("sip".into()),
+                    ..Default::default()
+                };
+                (sip_label(p.payload), text(), sip)
+            }
+            _ => match serde_json::from_slice::<Value>(p.payload) {
+                Ok(v) => {
+                    let ev = janus_event(&v);
+                    let pretty = serde_json::to_string_pretty(&v).unwrap_or_default();
+                    let facts = facts(&v, ev.as_ref(), &p.src, &p.dst);
+                    (json_label(&v, ev.as_ref()), pretty, facts)
+                }
+                Err(_) => ("LOG".into(), text(), Facts::default()),
             },
-            _ => facts(p.payload, &p.src, &p.dst),
         };
         let i = match self.index.get(&p.cid) {
             Some(i) => *i,
@@ -221,8 +249,8 @@ impl Grouper {
         };
         self.flows[i].1.push(Step {
             ts: p.ts,
-            label: label(p.proto, p.payload),
-            payload: pretty(p.payload),
+            label,
+            payload,
             src: p.src,
             dst: p.dst,
             display: facts.display,
@@ -254,21 +282,13 @@ struct Facts {
 
 /// Reads the agent's facts of a Janus event packet: the participant's name and their
 /// address, Janus's end, the correlation group, participant and feed ids.
-fn facts(payload: &[u8], src: &str, dst: &str) -> Facts {
-    let Ok(v) = serde_json::from_slice::<Value>(payload) else {
+fn facts(v: &Value, ev: Option<&crate::janus::Event>, src: &str, dst: &str) -> Facts {
+    let Some(ev) = ev else {
         return Facts::default();
     };
-    let (event, facts) = if v.get("event").is_some() && v.get("heplink").is_some() {
-        (&v["event"], &v["heplink"])
-    } else {
-        (&v, &Value::Null)
-    };
-    // The event read as the agent reads it: which side caused it.
-    let raw = bytes::Bytes::from(event.to_string());
-    let Ok(ev) = crate::janus::EventParser::new().parse(raw) else {
-        return Facts::default();
-    };
-    let (client, janus) = if crate::map::from_client(&ev) {
+    let facts = parts(v).1;
+    // Which side caused the event, by the mapper's own rule.
+    let (client, janus) = if crate::map::from_client(ev) {
         (src, dst)
     } else {
         (dst, src)
@@ -284,13 +304,6 @@ fn facts(payload: &[u8], src: &str, dst: &str) -> Facts {
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_u64).collect())
             .unwrap_or_default(),
-    }
-}
-
-fn pretty(payload: &[u8]) -> String {
-    match serde_json::from_slice::<Value>(payload) {
-        Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
-        Err(_) => String::from_utf8_lossy(payload).into_owned(),
     }
 }
 
