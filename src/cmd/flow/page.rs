@@ -258,15 +258,10 @@ fn who(steps: &[Step]) -> Vec<String> {
             .iter()
             .find(|s| s.janus.is_none() && s.label == "INVITE")
         {
-            let header = |full: &str, short: &str| {
-                invite.payload.lines().find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    let name = name.trim();
-                    (name.eq_ignore_ascii_case(full) || name.eq_ignore_ascii_case(short))
-                        .then(|| sip_uri(value))
-                })
+            let header = |name, compact| {
+                crate::janus::sip::sip_header(&invite.payload, name, Some(compact)).map(sip_uri)
             };
-            if let (Some(from), Some(to)) = (header("From", "f"), header("To", "t")) {
+            if let (Some(from), Some(to)) = (header("from", "f"), header("to", "t")) {
                 names.push(format!("{from} → {to}"));
             }
         }
