@@ -9,8 +9,17 @@
 //! on a new connection each (Janus's default), a fixed 10,000 events/s for latency, and
 //! the same 10,000 events/s with the collector absent (a TCP port nobody listens on), where
 //! what matters is the HTTP input's answer time. Every mode reports the POSTs' answer time.
+//!
+//! `bare-<mode>` runs a mode against the bare axum + serde pipeline of `benches/bare/`
+//! instead of the agent; `compare` runs the agent and the bare pipeline one after the
+//! other with 1-event POSTs on 4 keep-alive connections and with 100-event POSTs.
 
+mod bare;
 mod common;
+
+/// The agent's allocator, so that the bare pipeline (`serve-bare`) runs on the same one.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -75,9 +84,30 @@ impl Agent {
             .stderr(Stdio::null())
             .spawn()
             .expect("taskset (util-linux) and the agent");
+        Agent::up(child, http)
+    }
+
+    /// The bare pipeline of [`bare`] in place of the agent, pinned the same way.
+    fn start_bare(to: &str) -> Agent {
+        let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let child = Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["serve-bare", &http.to_string(), to])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("taskset (util-linux)");
+        Agent::up(child, http)
+    }
+
+    /// Waits (10 s at most) until `http` accepts connections.
+    fn up(child: Child, http: SocketAddr) -> Agent {
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(http).is_err() {
-            assert!(Instant::now() < deadline, "agent did not start");
+            assert!(
+                Instant::now() < deadline,
+                "the server under load did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Agent { child, http }
@@ -526,6 +556,18 @@ const MODES: &[Mode] = &[
         spool: false,
     },
     Mode {
+        key: "keepalive4",
+        label: "1-event POSTs, 4 keep-alive connections",
+        copies: 160,
+        limit: 116_800,
+        per_post: 1,
+        conns: 4,
+        keep_alive: true,
+        rate: None,
+        absent: false,
+        spool: false,
+    },
+    Mode {
         key: "latency",
         label: "10,000 events/s in 1-event POSTs, 4 senders",
         copies: 160,
@@ -564,8 +606,13 @@ const MODES: &[Mode] = &[
     },
 ];
 
-fn run(m: &Mode) {
-    let name = format!("{}: {}", m.key, m.label);
+/// Runs mode `m` against the agent, or with `bare` against the bare pipeline
+/// ([`bare`]).
+fn run(m: &Mode, bare: bool) {
+    let name = match bare {
+        true => format!("bare-{}: {}, bare axum + serde pipeline", m.key, m.label),
+        false => format!("{}: {}", m.key, m.label),
+    };
     let (chunks, sent) = requests(m.copies, m.limit, m.per_post, m.keep_alive);
     let Mode {
         per_post,
@@ -583,7 +630,10 @@ fn run(m: &Mode) {
         format!("udp://{collector}")
     };
     let spool_dir = spool.then(|| tempfile::tempdir().expect("a temporary directory"));
-    let agent = Agent::start(&to, spool_dir.as_ref().map(|d| d.path()));
+    let agent = match bare {
+        true => Agent::start_bare(&collector.to_string()),
+        false => Agent::start(&to, spool_dir.as_ref().map(|d| d.path())),
+    };
     let (cpu0, _) = agent.usage();
     let (core0, load0) = (core_jiffies(0), core_jiffies(1));
     let start = Instant::now();
@@ -673,10 +723,23 @@ fn main() {
     if only.first().map(String::as_str) == Some("serve-baseline") {
         return baseline_server(only[1].parse().unwrap());
     }
+    if only.first().map(String::as_str) == Some("serve-bare") {
+        return bare::serve(only[1].parse().unwrap(), only[2].parse().unwrap());
+    }
     let want = |m: &str| only.is_empty() || only.iter().any(|o| o == m);
+    // `compare`: the agent and the bare pipeline, one after the other, in the two modes
+    // the architecture targets name (1-event and 100-event POSTs on keep-alive
+    // connections).
+    let compare = only.iter().any(|o| o == "compare");
     for m in MODES {
-        if want(m.key) {
-            run(m);
+        let in_compare = compare && matches!(m.key, "keepalive4" | "batch");
+        if want(m.key) && !compare || in_compare {
+            run(m, false);
+        }
+        // The bare pipeline only where the collector is there (it has no spool).
+        let bare = !m.absent && only.iter().any(|o| *o == format!("bare-{}", m.key));
+        if bare || in_compare {
+            run(m, true);
         }
     }
     if want("baseline") {
