@@ -109,19 +109,15 @@ pub async fn start(
 
     // The pipeline task.
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
-    let pipeline = tokio::spawn(task::run_pipeline(
-        cfg.clone(),
-        jobs_rx,
-        queues,
-        metrics.clone(),
-        (journal, aliases, spooled),
-    ));
+    let shared = task::Shared::new(&cfg, queues, metrics.clone(), (journal, aliases, spooled));
+    let pipeline = tokio::spawn(task::run_pipeline(shared.clone(), jobs_rx));
 
     // Inputs and metrics.
     let (stop_tx, stop_rx) = watch::channel(false);
     let w = Wiring {
         cfg: &cfg,
         jobs: jobs_tx,
+        shared,
         metrics: &metrics,
         stop: &stop_rx,
     };
@@ -267,6 +263,7 @@ fn alias_feed(
 struct Wiring<'a> {
     cfg: &'a Config,
     jobs: mpsc::Sender<Job>,
+    shared: Arc<task::Shared>,
     metrics: &'a Arc<Metrics>,
     stop: &'a watch::Receiver<bool>,
 }
@@ -282,7 +279,10 @@ impl Wiring<'_> {
             .map_err(|e| anyhow::anyhow!("HTTP input {}: {e}", cfg.http.listen))?;
         let addr = l.local_addr()?;
         let st = Arc::new(HttpState {
-            jobs: self.jobs.clone(),
+            taker: Arc::new(task::Direct {
+                shared: self.shared.clone(),
+                _alive: self.jobs.clone(),
+            }),
             metrics: metrics.clone(),
             auth: http_auth(cfg),
             max_body: cfg.http.max_body_bytes,

@@ -3,6 +3,12 @@
 //! and settles bodies (the journal's checkpoint, the brokers' acknowledgements) once
 //! they are safe. First it takes again what the intake journal kept from the last run;
 //! at the end it releases what the correlator holds.
+//!
+//! Its state ([`Task`]) sits behind an async lock ([`Shared`]) that the task takes for
+//! each job and tick. The HTTP input takes the same lock and runs the same step in its
+//! handler ([`crate::input::Taker`]): a POST is answered without a hop to this task and
+//! back, and bodies still go through the pipeline (and their packets into the queues)
+//! one at a time, in one order.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -17,44 +23,73 @@ use crate::input::settle::{Settling, Token};
 use crate::input::Job;
 use crate::metrics::{CollectorMetrics, Metrics};
 use crate::output::Queue;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Rejections};
 use crate::time::now_us;
 
+/// The pipeline task's state behind its lock, shared with the HTTP input.
+pub(super) struct Shared(tokio::sync::Mutex<Task>);
+
+impl Shared {
+    /// The state of a pipeline task that has not started yet.
+    pub(super) fn new(
+        cfg: &Config,
+        queues: Vec<Queue>,
+        metrics: Arc<Metrics>,
+        (intake, aliases, spooled): (
+            Option<Intake>,
+            Option<crate::homer::aliases::AliasFeed>,
+            Vec<Arc<CollectorMetrics>>,
+        ),
+    ) -> Arc<Shared> {
+        Arc::new(Shared(tokio::sync::Mutex::new(Task {
+            p: Pipeline::new(cfg.correlator(), cfg.mapper()),
+            packets: Vec::new(),
+            st: Settling::new(spooled),
+            intake,
+            aliases,
+            queues,
+            metrics,
+            finished: false,
+        })))
+    }
+}
+
+/// The HTTP input's way in: `Shared` and a sender of the pipeline task's channel, which
+/// keeps the task running as long as the input is there (the task finishes once every
+/// input's sender is gone).
+pub(super) struct Direct {
+    pub(super) shared: Arc<Shared>,
+    pub(super) _alive: mpsc::Sender<Job>,
+}
+
+impl crate::input::Taker for Direct {
+    fn take(
+        &self,
+        job: Job,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Rejections>> + Send + '_>> {
+        Box::pin(async move {
+            let mut t = self.shared.0.lock().await;
+            (!t.finished).then_some(())?;
+            Some(t.take(job).await)
+        })
+    }
+}
+
 /// Runs the pipeline task until every input's sender is gone.
-pub(super) async fn run_pipeline(
-    cfg: Config,
-    mut jobs: mpsc::Receiver<Job>,
-    queues: Vec<Queue>,
-    metrics: Arc<Metrics>,
-    (intake, aliases, spooled): (
-        Option<Intake>,
-        Option<crate::homer::aliases::AliasFeed>,
-        Vec<Arc<CollectorMetrics>>,
-    ),
-) {
-    let mut t = Task {
-        p: Pipeline::new(cfg.correlator(), cfg.mapper()),
-        packets: Vec::new(),
-        st: Settling::new(spooled),
-        intake,
-        aliases,
-        queues,
-        metrics,
-    };
+pub(super) async fn run_pipeline(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    t.replay_journal().await;
+    shared.0.lock().await.replay_journal().await;
     loop {
         tokio::select! {
             job = jobs.recv() => {
                 let Some(job) = job else { break };
-                t.take(job).await;
+                shared.0.lock().await.take(job).await;
             }
-            _ = tick.tick() => t.tick().await,
+            _ = tick.tick() => shared.0.lock().await.tick().await,
         }
-        t.send().await;
     }
-    t.finish().await;
+    shared.0.lock().await.finish().await;
 }
 
 /// The pipeline task's state: the pipeline, the packets on their way to the queues, the
@@ -67,6 +102,8 @@ struct Task {
     aliases: Option<crate::homer::aliases::AliasFeed>,
     queues: Vec<Queue>,
     metrics: Arc<Metrics>,
+    /// Set by [`Task::finish`]: what comes after is refused.
+    finished: bool,
 }
 
 impl Task {
@@ -98,13 +135,13 @@ impl Task {
     }
 
     /// One job: journaled (unless a broker keeps it), through the pipeline, counted, its
-    /// packets queued, settled now or once its held events are released; the HTTP input's
-    /// answer.
-    async fn take(&mut self, job: Job) {
+    /// packets queued, settled now or once its held events are released. Returns its
+    /// rejected events (the HTTP input's answer).
+    async fn take(&mut self, job: Job) -> Rejections {
         if job.warm {
             let at = self.st.time();
             self.p.warm_body(&job.body, at);
-            return;
+            return Rejections::default();
         }
         let now = self.st.time();
         let journaled = match (self.intake.as_mut(), &job.receipt) {
@@ -143,9 +180,7 @@ impl Task {
                 self.st.settle_released();
             }
         }
-        if let Some(reply) = job.reply {
-            let _ = reply.send(taken.rejected);
-        }
+        taken.rejected
     }
 
     /// The clock: holds that ran out are released, gauges updated, bodies settled.
@@ -175,7 +210,8 @@ impl Task {
     /// The inputs are gone: everything held is released. The senders take the rest into
     /// their spools while they drain; what they did take by now is checkpointed (and
     /// acknowledged), the rest is taken again next time.
-    async fn finish(mut self) {
+    async fn finish(&mut self) {
+        self.finished = true;
         let packets = &mut self.packets;
         self.p.flush(now_us(), &mut |o| packets.push(o.packet));
         self.send().await;
@@ -189,7 +225,7 @@ impl Task {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if let Some(mut intake) = self.intake {
+        if let Some(intake) = self.intake.as_mut() {
             let _ = intake.journal.sync();
         }
     }

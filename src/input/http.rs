@@ -19,11 +19,11 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::auth::{ct_eq, AuthThrottle};
 use super::body::{drain, gunzip, read_body, take_budget, GunzipError, ReadError, INFLATE_SLOTS};
-use super::Job;
+use super::{Job, Taker};
 use crate::metrics::{Input, Metrics};
 use crate::observe::LogLimit;
 use crate::reject::Reject;
@@ -32,8 +32,8 @@ use crate::pipeline::MAX_LISTED;
 
 /// What the HTTP handler needs.
 pub struct HttpState {
-    /// The pipeline task.
-    pub jobs: mpsc::Sender<Job>,
+    /// Takes each body (the pipeline, at once).
+    pub taker: Arc<dyn Taker>,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// The whole expected `Authorization` header value, when Basic auth is on.
@@ -54,7 +54,7 @@ fn plain(status: StatusCode, msg: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], msg).into_response()
 }
 
-/// The log of bodies with malformed events (counted per event by the pipeline task).
+/// The log of bodies with malformed events (counted per event by the pipeline).
 static REJECT_LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
 
 /// A rejected request: counted and logged ([`InputRejected`]), its body discarded up to [`super::body::DRAIN_MAX`], answered with
@@ -91,8 +91,8 @@ async fn reject(
 
 /// The handler of every request on the HTTP input: the head is checked (method,
 /// credentials, declared size, encoding), the body read within the caps and the budget,
-/// inflated if gzipped, and handed to the pipeline task, whose answer says which events
-/// were rejected.
+/// inflated if gzipped, and handed to the pipeline (at once, through [`Taker`]), whose
+/// answer says which events were rejected.
 pub async fn http_ingest(State(st): State<Arc<HttpState>>, req: Request) -> Response {
     st.metrics.http_requests.fetch_add(1, Relaxed);
     let peer = req
@@ -275,31 +275,23 @@ async fn inflate(
     }
 }
 
-/// Hands the body to the pipeline task and answers with what it says: 200, or 400 with
-/// the rejected events (the good ones were delivered).
+/// Hands the body to the pipeline and answers with what it says: 200, or 400 with the
+/// rejected events (the good ones were delivered).
 async fn deliver(st: &HttpState, peer: Option<SocketAddr>, body: Bytes, size: usize) -> Response {
-    let (tx, rx) = oneshot::channel();
     let job = Job {
         body,
         input: Input::Http,
-        reply: Some(tx),
         receipt: None,
         warm: false,
     };
-    if st.jobs.send(job).await.is_err() {
-        return plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{\"error\":\"shutting down\"}".into(),
-        );
-    }
-    match rx.await {
-        Ok(rejected) if rejected.is_empty() => plain(StatusCode::OK, "{\"ok\":true}".into()),
-        Ok(rejected) => {
+    match st.taker.take(job).await {
+        Some(rejected) if rejected.is_empty() => plain(StatusCode::OK, "{\"ok\":true}".into()),
+        Some(rejected) => {
             let r = plain(
                 StatusCode::BAD_REQUEST,
                 rejected_json(&rejected.listed, rejected.total),
             );
-            // Counted per event by the pipeline task; logged here, once per request.
+            // Counted per event by the pipeline; logged here, once per request.
             if let Some(suppressed) = REJECT_LOG.allow() {
                 tracing::warn!(
                     peer = %peer.map_or_else(|| "?".to_string(), |p| p.to_string()),
@@ -310,10 +302,26 @@ async fn deliver(st: &HttpState, peer: Option<SocketAddr>, body: Bytes, size: us
             }
             r
         }
-        Err(_) => plain(
+        None => plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "{\"error\":\"shutting down\"}".into(),
         ),
+    }
+}
+
+/// The pipeline alone behind [`ingest_once`]: the events it read.
+struct Once(std::sync::Mutex<crate::pipeline::Pipeline>);
+
+impl Taker for Once {
+    fn take(
+        &self,
+        job: Job,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Option<crate::pipeline::Rejections>> + Send + '_>,
+    > {
+        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = p.push_body(&job.body, 1_700_000_000_000_000, &mut |_| {});
+        Box::pin(std::future::ready(Some(taken.rejected)))
     }
 }
 
@@ -332,19 +340,12 @@ pub fn ingest_once(
         .build()
         .expect("a runtime");
     rt.block_on(async move {
-        let (tx, mut rx) = mpsc::channel::<Job>(4);
-        let pipeline = tokio::spawn(async move {
-            let mut p = crate::pipeline::Pipeline::new(Default::default(), Default::default());
-            while let Some(job) = rx.recv().await {
-                let rejected = p.push_body(&job.body, 1_700_000_000_000_000, &mut |_| {});
-                if let Some(r) = job.reply {
-                    let _ = r.send(rejected.rejected);
-                }
-            }
-            p.stats().events
-        });
+        let once = Arc::new(Once(std::sync::Mutex::new(crate::pipeline::Pipeline::new(
+            Default::default(),
+            Default::default(),
+        ))));
         let st = Arc::new(HttpState {
-            jobs: tx,
+            taker: once.clone(),
             metrics: Arc::new(Metrics::default()),
             auth: auth.then(|| b"Basic amFudXM6czNjcmV0".to_vec()),
             max_body: 64 << 10,
@@ -368,7 +369,7 @@ pub fn ingest_once(
             .await
             .map(|b| b.to_vec())
             .unwrap_or_default();
-        let events = pipeline.await.unwrap_or(0);
+        let events = once.0.lock().map_or(0, |p| p.stats().events);
         (status, bytes, events)
     })
 }

@@ -14,11 +14,13 @@ pub mod settle;
 pub mod tls_listener;
 pub mod ws;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 
 use axum::Router;
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Input;
 use crate::pipeline::Rejections;
@@ -30,8 +32,6 @@ pub struct Job {
     pub body: Bytes,
     /// Which input it came from.
     pub input: Input,
-    /// Where the rejected events go back to (HTTP answers with them), if anywhere.
-    pub reply: Option<oneshot::Sender<Rejections>>,
     /// A broker message's receipt, sent back once the message is settled.
     pub receipt: Option<Receipt>,
     /// A body replayed only to rebuild the correlator's state: nothing of it is sent.
@@ -48,6 +48,16 @@ pub enum Outcome {
     Safe,
     /// Nothing in it reads as an event: reject it without redelivery.
     Malformed,
+}
+
+/// Takes a job at once, in the caller's task, and says which of its events were rejected
+/// (`None`: the agent is shutting down). The HTTP input answers through it: a POST is
+/// answered without a hop to the pipeline task and back (one wake-up each way per
+/// request). The agent's implementation runs the pipeline task's own step under the lock
+/// the pipeline task takes for each of its jobs and ticks, so bodies stay in one order.
+pub trait Taker: Send + Sync + 'static {
+    /// Takes `job`.
+    fn take(&self, job: Job) -> Pin<Box<dyn Future<Output = Option<Rejections>> + Send + '_>>;
 }
 
 /// Which broker message a job is: the connection it came on (inputs count connections,

@@ -220,7 +220,7 @@ pub async fn run(
     drain: Duration,
 ) {
     let m: &BrokerMetrics = &metrics.brokers[0];
-    let mut link = match Link::new(&cfg) {
+    let link = match Link::new(&cfg) {
         Ok(l) => l,
         Err(e) => {
             m.down(&e);
@@ -229,92 +229,157 @@ pub async fn run(
         }
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<(Tag, Outcome)>();
-    let mut connection = 0u64;
-    let mut pause = Duration::from_millis(100);
-    let mut failures = 0u64;
-    let qos1 = cfg.qos == 1;
-    let mut wait = None;
+    let mut q = Mqtt {
+        cfg: &cfg,
+        m,
+        link,
+        receipts: tx,
+        connection: 0,
+        pause: Duration::from_millis(100),
+        failures: 0,
+    };
     loop {
-        tokio::select! {
-            h = link.poll() => match h {
-                Ok(Happening::Connected { session_present }) => {
-                    connection += 1;
-                    m.connections.fetch_add(1, Relaxed);
-                    m.connected.store(1, Relaxed);
-                    pause = Duration::from_millis(100);
-                    failures = 0;
-                    if !(session_present && cfg.persistent) {
-                        link.subscribe(&cfg.topics, qos1);
-                    }
-                    tracing::info!(url = %cfg.url, session_present, topics = ?cfg.topics, "MQTT input connected.");
-                }
-                Ok(Happening::Refused) => {
-                    m.down(&"subscription refused");
-                    tracing::error!(topics = ?cfg.topics, "MQTT broker refused a subscription (its ACL?).");
-                }
-                Ok(Happening::Message { status, payload, pkid, qos1, dup }) => {
-                    m.messages.fetch_add(1, Relaxed);
-                    tracing::trace!(pkid, qos1, dup, bytes = payload.len(), "MQTT message.");
-                    if dup {
-                        m.redeliveries.fetch_add(1, Relaxed);
-                    }
-                    if status {
-                        tracing::debug!(status = %String::from_utf8_lossy(&payload), "mqttevh status.");
-                        if qos1 {
-                            link.ack(pkid);
-                        }
-                        continue;
-                    }
-                    let receipt = qos1.then(|| Receipt {
-                        to: tx.clone(),
-                        tag: Tag { connection, delivery: u64::from(pkid) },
-                    });
-                    let job = Job { body: payload, input: Input::Mqtt, reply: None, receipt, warm: false };
-                    if jobs.send(job).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(Happening::Other) => {}
-                Err(e) => {
-                    m.down(&e);
-                    failures += 1;
-                    if failures == 1 || failures.is_power_of_two() {
-                        tracing::warn!(url = %cfg.url, error = %e, failures, retry_in = ?pause, "MQTT broker connection lost or refused.");
-                    }
-                    wait = Some(pause);
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-            },
-            Some((tag, outcome)) = rx.recv() => settle(&link, m, connection, tag, outcome),
+        let step = tokio::select! {
+            h = q.link.poll() => q.happening(h),
+            Some((tag, outcome)) = rx.recv() => {
+                settle(&q.link, m, q.connection, tag, outcome);
+                Step::Go
+            }
             _ = stopped(&mut stop) => break,
-        }
-        if let Some(p) = wait.take() {
-            tokio::select! {
+        };
+        match step {
+            Step::Go => {}
+            Step::Job(job) => {
+                if jobs.send(job).await.is_err() {
+                    break;
+                }
+            }
+            Step::Wait(p) => tokio::select! {
                 _ = tokio::time::sleep(p) => {}
                 _ = stopped(&mut stop) => break,
+            },
+        }
+    }
+    drop(jobs);
+    q.wind_down(rx, drain).await;
+}
+
+/// What the input does after a happening of its connection.
+enum Step {
+    /// Goes on.
+    Go,
+    /// Hands a job to the pipeline.
+    Job(Job),
+    /// Waits before the next attempt to connect.
+    Wait(Duration),
+}
+
+/// The input's running context.
+struct Mqtt<'a> {
+    cfg: &'a MqttInput,
+    m: &'a BrokerMetrics,
+    link: Link,
+    /// Where the pipeline sends each QoS 1 message's receipt back.
+    receipts: mpsc::UnboundedSender<(Tag, Outcome)>,
+    /// Connections made: a receipt of an earlier one is stale.
+    connection: u64,
+    pause: Duration,
+    failures: u64,
+}
+
+impl Mqtt<'_> {
+    /// What one happening of the connection means.
+    fn happening(&mut self, h: Result<Happening, String>) -> Step {
+        let (cfg, m) = (self.cfg, self.m);
+        match h {
+            Ok(Happening::Connected { session_present }) => {
+                self.connection += 1;
+                m.connections.fetch_add(1, Relaxed);
+                m.connected.store(1, Relaxed);
+                self.pause = Duration::from_millis(100);
+                self.failures = 0;
+                if !(session_present && cfg.persistent) {
+                    self.link.subscribe(&cfg.topics, cfg.qos == 1);
+                }
+                tracing::info!(url = %cfg.url, session_present, topics = ?cfg.topics, "MQTT input connected.");
+                Step::Go
+            }
+            Ok(Happening::Refused) => {
+                m.down(&"subscription refused");
+                tracing::error!(topics = ?cfg.topics, "MQTT broker refused a subscription (its ACL?).");
+                Step::Go
+            }
+            Ok(Happening::Message {
+                status,
+                payload,
+                pkid,
+                qos1,
+                dup,
+            }) => {
+                m.messages.fetch_add(1, Relaxed);
+                tracing::trace!(pkid, qos1, dup, bytes = payload.len(), "MQTT message.");
+                if dup {
+                    m.redeliveries.fetch_add(1, Relaxed);
+                }
+                if status {
+                    tracing::debug!(status = %String::from_utf8_lossy(&payload), "mqttevh status.");
+                    if qos1 {
+                        self.link.ack(pkid);
+                    }
+                    return Step::Go;
+                }
+                let receipt = qos1.then(|| Receipt {
+                    to: self.receipts.clone(),
+                    tag: Tag {
+                        connection: self.connection,
+                        delivery: u64::from(pkid),
+                    },
+                });
+                Step::Job(Job {
+                    body: payload,
+                    input: Input::Mqtt,
+                    receipt,
+                    warm: false,
+                })
+            }
+            Ok(Happening::Other) => Step::Go,
+            Err(e) => {
+                m.down(&e);
+                self.failures += 1;
+                if self.failures == 1 || self.failures.is_power_of_two() {
+                    tracing::warn!(url = %cfg.url, error = %e, failures = self.failures, retry_in = ?self.pause, "MQTT broker connection lost or refused.");
+                }
+                let wait = self.pause;
+                self.pause = (self.pause * 2).min(Duration::from_secs(5));
+                Step::Wait(wait)
             }
         }
     }
-    // Stopping: no new message is taken (the broker keeps what comes now for the next
-    // connection); what the pipeline settles is acknowledged while the event loop runs.
-    drop((tx, jobs));
-    let deadline = tokio::time::Instant::now() + drain;
-    loop {
-        tokio::select! {
-            r = rx.recv() => match r {
-                Some((tag, outcome)) => settle(&link, m, connection, tag, outcome),
-                None => break,
-            },
-            h = link.poll() => if h.is_err() { break },
-            _ = tokio::time::sleep_until(deadline) => break,
+
+    /// Stopping: no new message is taken (the broker keeps what comes now for the next
+    /// connection); what the pipeline settles is acknowledged while the event loop runs,
+    /// until it drops the last receipt or `drain` runs out; then disconnects.
+    async fn wind_down(mut self, mut rx: mpsc::UnboundedReceiver<(Tag, Outcome)>, drain: Duration) {
+        let m = self.m;
+        drop(self.receipts);
+        let deadline = tokio::time::Instant::now() + drain;
+        loop {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some((tag, outcome)) => settle(&self.link, m, self.connection, tag, outcome),
+                    None => break,
+                },
+                h = self.link.poll() => if h.is_err() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
         }
+        self.link.disconnect();
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while self.link.poll().await.is_ok() {}
+        })
+        .await;
+        m.connected.store(0, Relaxed);
     }
-    link.disconnect();
-    let _ = tokio::time::timeout(Duration::from_millis(500), async {
-        while link.poll().await.is_ok() {}
-    })
-    .await;
-    m.connected.store(0, Relaxed);
 }
 
 fn settle(link: &Link, m: &BrokerMetrics, connection: u64, tag: Tag, outcome: Outcome) {

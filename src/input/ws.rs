@@ -168,7 +168,6 @@ async fn ws_session(mut socket: WebSocket, peer: SocketAddr, st: Arc<WsState>) {
         let job = Job {
             body,
             input: Input::Ws,
-            reply: None,
             receipt: None,
             warm: false,
         };

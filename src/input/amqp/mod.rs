@@ -11,22 +11,18 @@
 //! not acknowledged comes again (counted as redelivered).
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
-use super::mqtt::stopped;
-use super::{Job, Outcome, Receipt, Tag};
+use super::{Outcome, Tag};
 use crate::config::AmqpInput;
-use crate::metrics::{BrokerMetrics, Input, Metrics};
+use crate::metrics::BrokerMetrics;
 
 /// Why the AMQP input could not open its connection or topology.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +49,9 @@ pub enum AmqpError {
 
 pub mod partitions;
 mod queue;
+mod run;
+
+pub use run::run;
 
 /// A delivery, or the end of its consumer, with the index of its queue.
 type Incoming = (usize, Result<lapin::message::Delivery, lapin::Error>);
@@ -293,181 +292,4 @@ async fn spread(s: &mut Session, st: &mut State, cfg: &AmqpInput, m: &BrokerMetr
         );
     }
     m.partitions_held.store(st.held(), Relaxed);
-}
-
-/// Runs the AMQP input until `stop` turns true, then acknowledges what the pipeline still
-/// settles (until it drops the last receipt or `drain` runs out) and closes.
-pub async fn run(
-    cfg: AmqpInput,
-    jobs: mpsc::Sender<Job>,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-    drain: Duration,
-) {
-    let m: &BrokerMetrics = &metrics.brokers[1];
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Tag, Outcome)>();
-    let (log_tx, mut log_rx) = mpsc::unbounded_channel::<Tag>();
-    let mut st = State {
-        connection: 0,
-        held: vec![false; usize::from(cfg.partitions)],
-        waits: Default::default(),
-        last_spread: tokio::time::Instant::now(),
-    };
-    let mut pause = Duration::from_millis(100);
-    let mut failures = 0u64;
-    let mut session: Option<Session> = None;
-    let mut spread_tick = tokio::time::interval(Duration::from_secs(1));
-    let mut members = (cfg.partitions > 0).then(partitions::Members::new);
-    'run: loop {
-        let s = match session.as_mut() {
-            Some(s) => s,
-            None => {
-                match open(&cfg, members.as_ref()).await {
-                    Ok(s) => {
-                        st.connection += 1;
-                        st.held.iter_mut().for_each(|h| *h = false);
-                        st.waits.clear();
-                        m.partitions_held.store(0, Relaxed);
-                        m.connections.fetch_add(1, Relaxed);
-                        m.connected.store(1, Relaxed);
-                        pause = Duration::from_millis(100);
-                        failures = 0;
-                        tracing::info!(url = %crate::config::redact_url(&cfg.url), queue = %cfg.queue, exchange = %cfg.exchange, partitions = cfg.partitions, "AMQP input consuming.");
-                        session = Some(s);
-                    }
-                    Err(e) => {
-                        m.down(&e);
-                        failures += 1;
-                        if failures == 1 || failures.is_power_of_two() {
-                            tracing::warn!(error = %e, failures, retry_in = ?pause, "AMQP input cannot consume.");
-                        }
-                        tokio::select! {
-                            _ = tokio::time::sleep(pause) => {}
-                            _ = stopped(&mut stop) => break 'run,
-                        }
-                        pause = (pause * 2).min(Duration::from_secs(5));
-                    }
-                }
-                continue;
-            }
-        };
-        tokio::select! {
-            d = s.deliveries.recv() => match d {
-                Some((partitions::MEMBERS, Ok(d))) => {
-                    if let Some(mb) = members.as_mut() {
-                        mb.heard(&d.data);
-                    }
-                }
-                Some((i, Ok(d))) => {
-                    m.messages.fetch_add(1, Relaxed);
-                    if d.redelivered {
-                        m.redeliveries.fetch_add(1, Relaxed);
-                    }
-                    let tag = Tag { connection: st.connection, delivery: d.delivery_tag };
-                    if d.data.len() > cfg.max_message_bytes {
-                        crate::internal_events::InputRejected {
-                            input: Input::Amqp,
-                            reason: crate::reject::Reject::BodyTooLarge,
-                            peer: None,
-                            what: "AMQP message over amqp.max_message_bytes, rejected without requeue;",
-                            detail: format_args!("size={} max={}", d.data.len(), cfg.max_message_bytes),
-                        }
-                        .emit(&metrics);
-                        finish(s, m, tag.delivery, Outcome::Malformed).await;
-                        continue;
-                    }
-                    let body = Bytes::from(d.data);
-                    if let Some(log_ch) = s.log.as_ref() {
-                        if !st.held[i] {
-                            // The first delivery of a partition: this agent is its active
-                            // consumer now. What the previous one knew comes first.
-                            match partitions::take_over(&s.conn, log_ch, &cfg, i, &jobs).await {
-                                Ok(n) => {
-                                    m.state_replayed.fetch_add(n, Relaxed);
-                                    tracing::info!(partition = i, replayed = n, "AMQP partition taken over.");
-                                }
-                                Err(e) => tracing::warn!(partition = i, error = %e, "AMQP partition taken over without its correlation log."),
-                            }
-                            st.held[i] = true;
-                            m.partitions_held.store(st.held(), Relaxed);
-                        }
-                        let mut w = Wait { settled: None, logged: true };
-                        if let Some(entry) = partitions::log_body(&body) {
-                            match partitions::append(log_ch, &cfg, i, &entry).await {
-                                Ok(confirm) => {
-                                    w.logged = false;
-                                    let to = log_tx.clone();
-                                    tokio::spawn(async move {
-                                        if confirm.await.is_ok() {
-                                            let _ = to.send(tag);
-                                        }
-                                    });
-                                }
-                                Err(e) => tracing::warn!(error = %e, "AMQP correlation log append failed."),
-                            }
-                        }
-                        st.waits.insert(tag.delivery, w);
-                    }
-                    let job = Job {
-                        body,
-                        input: Input::Amqp,
-                        reply: None,
-                        receipt: Some(Receipt { to: tx.clone(), tag }),
-                        warm: false,
-                    };
-                    if jobs.send(job).await.is_err() {
-                        break 'run;
-                    }
-                }
-                Some((_, Err(e))) => {
-                    m.down(&e);
-                    tracing::warn!(error = %e, "AMQP connection lost.");
-                    session = None;
-                }
-                None => {
-                    m.down(&"consumers ended");
-                    session = None;
-                }
-            },
-            Some((tag, outcome)) = rx.recv() => settle(s, &mut st, m, tag, outcome).await,
-            Some(tag) = log_rx.recv() => logged(s, &mut st, m, tag).await,
-            _ = spread_tick.tick(), if cfg.partitions > 0 => {
-                if let (Some(mb), Some(log_ch)) = (members.as_mut(), s.log.as_ref()) {
-                    mb.announce(log_ch, &cfg).await;
-                    // Every 2 s, once the others had time to announce themselves.
-                    if st.last_spread.elapsed() >= Duration::from_secs(2) {
-                        st.last_spread = tokio::time::Instant::now();
-                        let agents = mb.count();
-                        spread(s, &mut st, &cfg, m, agents).await;
-                    }
-                }
-            }
-            _ = stopped(&mut stop) => break 'run,
-        }
-    }
-    // Stopping: no new delivery is taken; what the pipeline settles is acknowledged.
-    drop((tx, jobs));
-    if let Some(s) = session.as_ref() {
-        for t in &s.tags {
-            let _ = s
-                .channel
-                .basic_cancel(t.as_str().into(), BasicCancelOptions::default())
-                .await;
-        }
-        let deadline = tokio::time::Instant::now() + drain;
-        let mut receipts_open = true;
-        while receipts_open || !st.waits.is_empty() {
-            tokio::select! {
-                r = rx.recv(), if receipts_open => match r {
-                    Some((tag, outcome)) => settle(s, &mut st, m, tag, outcome).await,
-                    None => receipts_open = false,
-                },
-                Some(tag) = log_rx.recv() => logged(s, &mut st, m, tag).await,
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
-        }
-        let _ = s.conn.close(200, "heplink stopping".into()).await;
-    }
-    m.connected.store(0, Relaxed);
-    m.partitions_held.store(0, Relaxed);
 }

@@ -341,7 +341,6 @@ pub async fn take_over(
         let job = Job {
             body: Bytes::from(d.data),
             input: Input::Amqp,
-            reply: None,
             receipt: None,
             warm: true,
         };
