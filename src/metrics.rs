@@ -291,64 +291,7 @@ impl Metrics {
             ]
             .map(|(reason, v)| (vec![("reason", reason)], v.load(Relaxed))),
         )?;
-        type BrokerField = fn(&BrokerMetrics) -> &AtomicU64;
-        let broker: [(&str, &str, &str, BrokerField); 9] = [
-            (
-                "heplink_broker_connected",
-                "gauge",
-                "1 while the broker input is connected and consuming.",
-                |b| &b.connected,
-            ),
-            (
-                "heplink_broker_connections_total",
-                "counter",
-                "Connections the broker input made (reconnections included).",
-                |b| &b.connections,
-            ),
-            (
-                "heplink_broker_messages_total",
-                "counter",
-                "Messages the broker input received.",
-                |b| &b.messages,
-            ),
-            (
-                "heplink_broker_acks_total",
-                "counter",
-                "Messages acknowledged once their events were safe.",
-                |b| &b.acks,
-            ),
-            (
-                "heplink_broker_nacks_total",
-                "counter",
-                "Messages rejected without redelivery: nothing in them reads as an event.",
-                |b| &b.nacks,
-            ),
-            (
-                "heplink_broker_redeliveries_total",
-                "counter",
-                "Messages the broker delivered again (each a possible duplicate).",
-                |b| &b.redeliveries,
-            ),
-            (
-                "heplink_broker_partitions_held",
-                "gauge",
-                "Partition queues this agent is the active consumer of.",
-                |b| &b.partitions_held,
-            ),
-            (
-                "heplink_broker_state_replayed_total",
-                "counter",
-                "Correlation-log messages replayed on taking over a partition.",
-                |b| &b.state_replayed,
-            ),
-            (
-                "heplink_broker_enabled",
-                "gauge",
-                "1 when the broker input is configured.",
-                |b| &b.enabled,
-            ),
-        ];
-        for (name, kind, help, f) in broker {
+        for (name, kind, help, f) in BROKER_FAMILIES {
             let on = self.brokers.iter().zip(["mqtt", "amqp"]);
             let on = on.filter(|(b, _)| b.enabled.load(Relaxed) == 1);
             e.family(
@@ -358,213 +301,10 @@ impl Metrics {
                 on.map(|(b, label)| (vec![("input", label)], f(b).load(Relaxed))),
             )?;
         }
-        let plain: [(&str, &str, &str, &AtomicU64); 17] = [
-            (
-                "heplink_homer_aliases",
-                "gauge",
-                "Aliases the agent keeps in Homer now.",
-                &self.homer.held,
-            ),
-            (
-                "heplink_homer_alias_writes_total",
-                "counter",
-                "Homer aliases created or deleted.",
-                &self.homer.writes,
-            ),
-            (
-                "heplink_homer_alias_failures_total",
-                "counter",
-                "Homer API calls for aliases that failed.",
-                &self.homer.failures,
-            ),
-            (
-                "heplink_homer_alias_dropped_total",
-                "counter",
-                "Alias changes not made: the keeper's queue was full or its cap reached.",
-                &self.homer.dropped,
-            ),
-            (
-                "heplink_http_requests_total",
-                "counter",
-                "HTTP requests answered.",
-                &self.http_requests,
-            ),
-            (
-                "heplink_journal_replayed_bodies_total",
-                "counter",
-                "Bodies taken again from the intake journal at start (their events may be sent twice).",
-                &self.journal_replayed,
-            ),
-            (
-                "heplink_journal_errors_total",
-                "counter",
-                "Intake journal writes that failed (those bodies were not durable).",
-                &self.journal_errors,
-            ),
-            (
-                "heplink_ws_connections",
-                "gauge",
-                "WebSocket connections open.",
-                &self.ws_connections,
-            ),
-            (
-                "heplink_ws_connections_total",
-                "counter",
-                "WebSocket connections accepted.",
-                &self.ws_connections_total,
-            ),
-            (
-                "heplink_packets_built_total",
-                "counter",
-                "HEP packets built.",
-                &self.packets,
-            ),
-            (
-                "heplink_correlation_handles",
-                "gauge",
-                "Handles tracked by the correlator (live or in their grace period).",
-                &self.handles,
-            ),
-            (
-                "heplink_correlation_held",
-                "gauge",
-                "Events waiting for their handle's binding.",
-                &self.held,
-            ),
-            (
-                "heplink_correlation_hold_expired_total",
-                "counter",
-                "Held events released with the fallback id.",
-                &self.hold_expired,
-            ),
-            (
-                "heplink_correlation_hold_overflow_total",
-                "counter",
-                "Held events released early: too many held.",
-                &self.hold_overflow,
-            ),
-            (
-                "heplink_correlation_expired_total",
-                "counter",
-                "Sessions and handles forgotten after inactivity.",
-                &self.expired,
-            ),
-            (
-                "heplink_correlation_evicted_total",
-                "counter",
-                "Handles evicted by the cap.",
-                &self.evicted,
-            ),
-            (
-                "heplink_unencodable_total",
-                "counter",
-                "Events that could not be encoded as HEP.",
-                &self.unencodable,
-            ),
-        ];
-        for (name, kind, help, v) in plain {
-            e.family(name, kind, help, [(vec![], v.load(Relaxed))])?;
+        for (name, kind, help, f) in PLAIN_FAMILIES {
+            e.family(name, kind, help, [(vec![], f(self).load(Relaxed))])?;
         }
-        type Field = fn(&CollectorMetrics) -> &AtomicU64;
-        let per: [(&str, &str, &str, Field); 16] = [
-            (
-                "heplink_spool_bytes",
-                "gauge",
-                "Bytes spooled to disk and not yet confirmed, per collector.",
-                |c| &c.spool_bytes,
-            ),
-            (
-                "heplink_dropped_spool_total",
-                "counter",
-                "Packets dropped by the spool's cap.",
-                |c| &c.dropped_spool,
-            ),
-            (
-                "heplink_dropped_spool_error_total",
-                "counter",
-                "Packets dropped: a spool write failed (disk full, read-only, gone).",
-                |c| &c.dropped_spool_error,
-            ),
-            (
-                "heplink_sent_packets_total",
-                "counter",
-                "HEP packets sent, per collector.",
-                |c| &c.packets,
-            ),
-            (
-                "heplink_sent_bytes_total",
-                "counter",
-                "HEP bytes sent, per collector.",
-                |c| &c.bytes,
-            ),
-            (
-                "heplink_send_errors_total",
-                "counter",
-                "Send errors, per collector.",
-                |c| &c.send_errors,
-            ),
-            (
-                "heplink_reconnects_total",
-                "counter",
-                "Reconnections, per collector.",
-                |c| &c.reconnects,
-            ),
-            (
-                "heplink_collector_connected",
-                "gauge",
-                "1 while the collector is connected.",
-                |c| &c.connected,
-            ),
-            (
-                "heplink_queue_depth",
-                "gauge",
-                "Packets queued for a collector.",
-                |c| &c.queue_depth,
-            ),
-            (
-                "heplink_dropped_queue_full_total",
-                "counter",
-                "Packets dropped: the collector's queue was full.",
-                |c| &c.dropped_queue_full,
-            ),
-            (
-                "heplink_dropped_shutdown_total",
-                "counter",
-                "Packets dropped: shutdown drain time ran out.",
-                |c| &c.dropped_shutdown,
-            ),
-            (
-                "heplink_udp_over_mtu_total",
-                "counter",
-                "UDP packets larger than the configured MTU (sent).",
-                |c| &c.over_mtu,
-            ),
-            (
-                "heplink_udp_paced_waits_total",
-                "counter",
-                "Times a UDP batch waited for the pacer (udp_rate), per collector.",
-                |c| &c.paced_waits,
-            ),
-            (
-                "heplink_collector_stalls_total",
-                "counter",
-                "Connections replaced because the collector stopped reading, per collector.",
-                |c| &c.stalls,
-            ),
-            (
-                "heplink_resent_packets_total",
-                "counter",
-                "Packets written again after a lost connection (possible duplicates), per collector.",
-                |c| &c.resent,
-            ),
-            (
-                "heplink_unconfirmed_packets",
-                "gauge",
-                "Packets written to a TCP/TLS collector, not yet confirmed read, per collector.",
-                |c| &c.in_flight,
-            ),
-        ];
-        for (name, kind, help, f) in per {
+        for (name, kind, help, f) in COLLECTOR_FAMILIES {
             let series = self.collectors.iter();
             let series = series.map(|c| (vec![("collector", c.url.as_str())], f(c).load(Relaxed)));
             e.family(name, kind, help, series)?;
@@ -572,6 +312,292 @@ impl Metrics {
         Ok(())
     }
 }
+
+/// A family with one series: (name, type, help, its counter).
+type Plain = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Metrics) -> &AtomicU64,
+);
+/// A family with a series per broker input.
+type PerBroker = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&BrokerMetrics) -> &AtomicU64,
+);
+/// A family with a series per collector.
+type PerCollector = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CollectorMetrics) -> &AtomicU64,
+);
+
+/// The broker inputs' families (a series for each configured one).
+const BROKER_FAMILIES: [PerBroker; 9] = [
+    (
+        "heplink_broker_connected",
+        "gauge",
+        "1 while the broker input is connected and consuming.",
+        |b| &b.connected,
+    ),
+    (
+        "heplink_broker_connections_total",
+        "counter",
+        "Connections the broker input made (reconnections included).",
+        |b| &b.connections,
+    ),
+    (
+        "heplink_broker_messages_total",
+        "counter",
+        "Messages the broker input received.",
+        |b| &b.messages,
+    ),
+    (
+        "heplink_broker_acks_total",
+        "counter",
+        "Messages acknowledged once their events were safe.",
+        |b| &b.acks,
+    ),
+    (
+        "heplink_broker_nacks_total",
+        "counter",
+        "Messages rejected without redelivery: nothing in them reads as an event.",
+        |b| &b.nacks,
+    ),
+    (
+        "heplink_broker_redeliveries_total",
+        "counter",
+        "Messages the broker delivered again (each a possible duplicate).",
+        |b| &b.redeliveries,
+    ),
+    (
+        "heplink_broker_partitions_held",
+        "gauge",
+        "Partition queues this agent is the active consumer of.",
+        |b| &b.partitions_held,
+    ),
+    (
+        "heplink_broker_state_replayed_total",
+        "counter",
+        "Correlation-log messages replayed on taking over a partition.",
+        |b| &b.state_replayed,
+    ),
+    (
+        "heplink_broker_enabled",
+        "gauge",
+        "1 when the broker input is configured.",
+        |b| &b.enabled,
+    ),
+];
+
+/// The families with one series.
+const PLAIN_FAMILIES: [Plain; 17] = [
+    (
+        "heplink_homer_aliases",
+        "gauge",
+        "Aliases the agent keeps in Homer now.",
+        |m| &m.homer.held,
+    ),
+    (
+        "heplink_homer_alias_writes_total",
+        "counter",
+        "Homer aliases created or deleted.",
+        |m| &m.homer.writes,
+    ),
+    (
+        "heplink_homer_alias_failures_total",
+        "counter",
+        "Homer API calls for aliases that failed.",
+        |m| &m.homer.failures,
+    ),
+    (
+        "heplink_homer_alias_dropped_total",
+        "counter",
+        "Alias changes not made: the keeper's queue was full or its cap reached.",
+        |m| &m.homer.dropped,
+    ),
+    (
+        "heplink_http_requests_total",
+        "counter",
+        "HTTP requests answered.",
+        |m| &m.http_requests,
+    ),
+    (
+        "heplink_journal_replayed_bodies_total",
+        "counter",
+        "Bodies taken again from the intake journal at start (their events may be sent twice).",
+        |m| &m.journal_replayed,
+    ),
+    (
+        "heplink_journal_errors_total",
+        "counter",
+        "Intake journal writes that failed (those bodies were not durable).",
+        |m| &m.journal_errors,
+    ),
+    (
+        "heplink_ws_connections",
+        "gauge",
+        "WebSocket connections open.",
+        |m| &m.ws_connections,
+    ),
+    (
+        "heplink_ws_connections_total",
+        "counter",
+        "WebSocket connections accepted.",
+        |m| &m.ws_connections_total,
+    ),
+    (
+        "heplink_packets_built_total",
+        "counter",
+        "HEP packets built.",
+        |m| &m.packets,
+    ),
+    (
+        "heplink_correlation_handles",
+        "gauge",
+        "Handles tracked by the correlator (live or in their grace period).",
+        |m| &m.handles,
+    ),
+    (
+        "heplink_correlation_held",
+        "gauge",
+        "Events waiting for their handle's binding.",
+        |m| &m.held,
+    ),
+    (
+        "heplink_correlation_hold_expired_total",
+        "counter",
+        "Held events released with the fallback id.",
+        |m| &m.hold_expired,
+    ),
+    (
+        "heplink_correlation_hold_overflow_total",
+        "counter",
+        "Held events released early: too many held.",
+        |m| &m.hold_overflow,
+    ),
+    (
+        "heplink_correlation_expired_total",
+        "counter",
+        "Sessions and handles forgotten after inactivity.",
+        |m| &m.expired,
+    ),
+    (
+        "heplink_correlation_evicted_total",
+        "counter",
+        "Handles evicted by the cap.",
+        |m| &m.evicted,
+    ),
+    (
+        "heplink_unencodable_total",
+        "counter",
+        "Events that could not be encoded as HEP.",
+        |m| &m.unencodable,
+    ),
+];
+
+/// The collectors' families.
+const COLLECTOR_FAMILIES: [PerCollector; 16] = [
+    (
+        "heplink_spool_bytes",
+        "gauge",
+        "Bytes spooled to disk and not yet confirmed, per collector.",
+        |c| &c.spool_bytes,
+    ),
+    (
+        "heplink_dropped_spool_total",
+        "counter",
+        "Packets dropped by the spool's cap.",
+        |c| &c.dropped_spool,
+    ),
+    (
+        "heplink_dropped_spool_error_total",
+        "counter",
+        "Packets dropped: a spool write failed (disk full, read-only, gone).",
+        |c| &c.dropped_spool_error,
+    ),
+    (
+        "heplink_sent_packets_total",
+        "counter",
+        "HEP packets sent, per collector.",
+        |c| &c.packets,
+    ),
+    (
+        "heplink_sent_bytes_total",
+        "counter",
+        "HEP bytes sent, per collector.",
+        |c| &c.bytes,
+    ),
+    (
+        "heplink_send_errors_total",
+        "counter",
+        "Send errors, per collector.",
+        |c| &c.send_errors,
+    ),
+    (
+        "heplink_reconnects_total",
+        "counter",
+        "Reconnections, per collector.",
+        |c| &c.reconnects,
+    ),
+    (
+        "heplink_collector_connected",
+        "gauge",
+        "1 while the collector is connected.",
+        |c| &c.connected,
+    ),
+    (
+        "heplink_queue_depth",
+        "gauge",
+        "Packets queued for a collector.",
+        |c| &c.queue_depth,
+    ),
+    (
+        "heplink_dropped_queue_full_total",
+        "counter",
+        "Packets dropped: the collector's queue was full.",
+        |c| &c.dropped_queue_full,
+    ),
+    (
+        "heplink_dropped_shutdown_total",
+        "counter",
+        "Packets dropped: shutdown drain time ran out.",
+        |c| &c.dropped_shutdown,
+    ),
+    (
+        "heplink_udp_over_mtu_total",
+        "counter",
+        "UDP packets larger than the configured MTU (sent).",
+        |c| &c.over_mtu,
+    ),
+    (
+        "heplink_udp_paced_waits_total",
+        "counter",
+        "Times a UDP batch waited for the pacer (udp_rate), per collector.",
+        |c| &c.paced_waits,
+    ),
+    (
+        "heplink_collector_stalls_total",
+        "counter",
+        "Connections replaced because the collector stopped reading, per collector.",
+        |c| &c.stalls,
+    ),
+    (
+        "heplink_resent_packets_total",
+        "counter",
+        "Packets written again after a lost connection (possible duplicates), per collector.",
+        |c| &c.resent,
+    ),
+    (
+        "heplink_unconfirmed_packets",
+        "gauge",
+        "Packets written to a TCP/TLS collector, not yet confirmed read, per collector.",
+        |c| &c.in_flight,
+    ),
+];
 
 /// The agent's counters, read on each scrape.
 #[derive(Debug)]
