@@ -647,6 +647,37 @@ pub struct Overrides {
     pub shutdown_timeout_ms: Option<u64>,
 }
 
+impl Overrides {
+    /// `--to` replaces the configured collectors (each with the transport flags); without
+    /// it, the flags given change every configured collector.
+    fn apply_outputs(&self, outputs: &mut Vec<Output>) {
+        let o = self;
+        if !o.to.is_empty() {
+            *outputs =
+                o.to.iter()
+                    .map(|u| Output {
+                        tls: o.tls.settings(),
+                        udp_rate: o.udp_rate.unwrap_or(DEFAULT_UDP_RATE),
+                        udp_burst: o.udp_burst.unwrap_or(DEFAULT_UDP_BURST),
+                        stall_s: o.stall_s.unwrap_or_else(default_stall_s),
+                        read_grace_ms: o.read_grace_ms.unwrap_or_else(default_read_grace_ms),
+                        ..Output::new(u.clone())
+                    })
+                    .collect();
+            return;
+        }
+        for out in outputs {
+            if o.tls.given() {
+                out.tls = o.tls.settings();
+            }
+            out.udp_rate = o.udp_rate.unwrap_or(out.udp_rate);
+            out.udp_burst = o.udp_burst.unwrap_or(out.udp_burst);
+            out.stall_s = o.stall_s.unwrap_or(out.stall_s);
+            out.read_grace_ms = o.read_grace_ms.unwrap_or(out.read_grace_ms);
+        }
+    }
+}
+
 fn addr_or_off(key: &'static str, v: &str) -> Result<Option<SocketAddr>, ConfigError> {
     if v == "off" {
         return Ok(None);
@@ -712,61 +743,38 @@ impl Config {
             Some(f) => Self::from_file(f)?,
             None => Config::default(),
         };
-        if let Some(v) = &o.http {
-            match addr_or_off("http.listen (--http, HEPLINK_HTTP)", v)? {
-                Some(a) => {
-                    c.http.enabled = true;
-                    c.http.listen = a;
+        let listeners = [
+            (
+                "http.listen (--http, HEPLINK_HTTP)",
+                &o.http,
+                &mut c.http.enabled,
+                &mut c.http.listen,
+            ),
+            (
+                "ws.listen (--ws, HEPLINK_WS)",
+                &o.ws,
+                &mut c.ws.enabled,
+                &mut c.ws.listen,
+            ),
+            (
+                "metrics.listen (--metrics, HEPLINK_METRICS)",
+                &o.metrics,
+                &mut c.metrics.enabled,
+                &mut c.metrics.listen,
+            ),
+        ];
+        for (key, given, enabled, listen) in listeners {
+            if let Some(v) = given {
+                match addr_or_off(key, v)? {
+                    Some(a) => (*enabled, *listen) = (true, a),
+                    None => *enabled = false,
                 }
-                None => c.http.enabled = false,
-            }
-        }
-        if let Some(v) = &o.ws {
-            match addr_or_off("ws.listen (--ws, HEPLINK_WS)", v)? {
-                Some(a) => {
-                    c.ws.enabled = true;
-                    c.ws.listen = a;
-                }
-                None => c.ws.enabled = false,
-            }
-        }
-        if let Some(v) = &o.metrics {
-            match addr_or_off("metrics.listen (--metrics, HEPLINK_METRICS)", v)? {
-                Some(a) => {
-                    c.metrics.enabled = true;
-                    c.metrics.listen = a;
-                }
-                None => c.metrics.enabled = false,
             }
         }
         if !o.mqtt_topic.is_empty() {
             c.mqtt.topics = o.mqtt_topic.clone();
         }
-        if !o.to.is_empty() {
-            c.output =
-                o.to.iter()
-                    .map(|u| Output {
-                        tls: o.tls.settings(),
-                        udp_rate: o.udp_rate.unwrap_or(DEFAULT_UDP_RATE),
-                        udp_burst: o.udp_burst.unwrap_or(DEFAULT_UDP_BURST),
-                        stall_s: o.stall_s.unwrap_or_else(default_stall_s),
-                        read_grace_ms: o.read_grace_ms.unwrap_or_else(default_read_grace_ms),
-                        ..Output::new(u.clone())
-                    })
-                    .collect();
-        } else if o.tls.given() {
-            for out in &mut c.output {
-                out.tls = o.tls.settings();
-            }
-        }
-        if o.to.is_empty() {
-            for out in &mut c.output {
-                out.udp_rate = o.udp_rate.unwrap_or(out.udp_rate);
-                out.udp_burst = o.udp_burst.unwrap_or(out.udp_burst);
-                out.stall_s = o.stall_s.unwrap_or(out.stall_s);
-                out.read_grace_ms = o.read_grace_ms.unwrap_or(out.read_grace_ms);
-            }
-        }
+        o.apply_outputs(&mut c.output);
         macro_rules! set {
             ($($field:ident => $($path:ident).+;)*) => {
                 $( if let Some(v) = &o.$field { c.$($path).+ = v.clone(); } )*

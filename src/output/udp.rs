@@ -22,34 +22,7 @@ pub(super) async fn run_udp(
     mut pacer: pace::Pacer,
     m: Arc<CollectorMetrics>,
 ) {
-    let mut backoff = Backoff::default();
-    let mut failures = super::conn::FailureLog::default();
-    let sock = loop {
-        let bound = async {
-            let to = resolve(&address).await?;
-            let local: SocketAddr = if to.is_ipv4() {
-                ([0, 0, 0, 0], 0).into()
-            } else {
-                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-            };
-            failures.connected(&address);
-            let s = UdpSocket::bind(local).await?;
-            s.connect(to).await?;
-            Ok::<_, std::io::Error>(s)
-        };
-        match bound.await {
-            Ok(s) => break s,
-            Err(e) => {
-                // Once per change of reason at WARN (a host that does not resolve says so),
-                // the retries at DEBUG.
-                m.send_errors.fetch_add(1, Relaxed);
-                m.set_error(&e);
-                let d = backoff.next_delay();
-                failures.report(&address, &e, d);
-                tokio::time::sleep(d).await;
-            }
-        }
-    };
+    let sock = bind(&address, &m).await;
     m.connected.store(1, Relaxed);
     tracing::info!(collector = %address, "Sending HEP over UDP.");
     // Whatever is queued goes out in batches: one `sendmmsg` per batch rather than one
@@ -79,61 +52,102 @@ pub(super) async fn run_udp(
                 .emit(&m);
             }
         }
-        let mut done = 0;
-        let mut retry_at = None;
-        while done < batch.len() {
-            // The pacer says how many may go now; the others wait their turn.
-            let (allowed, wait) = pacer.take(std::time::Instant::now(), batch.len() - done);
-            if allowed == 0 {
-                m.paced_waits.fetch_add(1, Relaxed);
-                tokio::time::sleep(wait.unwrap_or(Duration::from_micros(100))).await;
-                continue;
+        send_paced(&sock, &batch, &mut pacer, &address, &m).await;
+        batch.clear();
+    }
+    m.connected.store(0, Relaxed);
+}
+
+/// A UDP socket connected to `address`, retried (with a growing pause, each failure
+/// counted) until it resolves and binds.
+async fn bind(address: &str, m: &CollectorMetrics) -> UdpSocket {
+    let mut backoff = Backoff::default();
+    let mut failures = super::conn::FailureLog::default();
+    loop {
+        let bound = async {
+            let to = resolve(address).await?;
+            let local: SocketAddr = if to.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            failures.connected(address);
+            let s = UdpSocket::bind(local).await?;
+            s.connect(to).await?;
+            Ok::<_, std::io::Error>(s)
+        };
+        match bound.await {
+            Ok(s) => return s,
+            Err(e) => {
+                // Once per change of reason at WARN (a host that does not resolve says so),
+                // the retries at DEBUG.
+                m.send_errors.fetch_add(1, Relaxed);
+                m.set_error(&e);
+                let d = backoff.next_delay();
+                failures.report(address, &e, d);
+                tokio::time::sleep(d).await;
             }
-            let limit = done + allowed;
-            while done < limit {
-                let rest = &batch[done..limit];
-                let sent = if rest.len() == 1 {
-                    sock.send(&rest[0]).await.map(|_| 1)
-                } else {
-                    match sock.writable().await {
-                        Ok(()) => {
-                            sock.try_io(tokio::io::Interest::WRITABLE, || send_batch(&sock, rest))
-                        }
-                        Err(e) => Err(e),
+        }
+    }
+}
+
+/// Sends `batch` as the pacer allows, in `sendmmsg` batches; counts what went and what
+/// failed (a refused packet, i.e. the ICMP of an earlier one, is tried once more).
+async fn send_paced(
+    sock: &UdpSocket,
+    batch: &[Bytes],
+    pacer: &mut pace::Pacer,
+    address: &str,
+    m: &CollectorMetrics,
+) {
+    let mut done = 0;
+    let mut retry_at = None;
+    while done < batch.len() {
+        // The pacer says how many may go now; the others wait their turn.
+        let (allowed, wait) = pacer.take(std::time::Instant::now(), batch.len() - done);
+        if allowed == 0 {
+            m.paced_waits.fetch_add(1, Relaxed);
+            tokio::time::sleep(wait.unwrap_or(Duration::from_micros(100))).await;
+            continue;
+        }
+        let limit = done + allowed;
+        while done < limit {
+            let rest = &batch[done..limit];
+            let sent = if rest.len() == 1 {
+                sock.send(&rest[0]).await.map(|_| 1)
+            } else {
+                match sock.writable().await {
+                    Ok(()) => sock.try_io(tokio::io::Interest::WRITABLE, || send_batch(sock, rest)),
+                    Err(e) => Err(e),
+                }
+            };
+            match sent {
+                Ok(n) => {
+                    m.packets.fetch_add(n as u64, Relaxed);
+                    let bytes: usize = rest[..n].iter().map(Bytes::len).sum();
+                    m.bytes.fetch_add(bytes as u64, Relaxed);
+                    done += n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    UdpSendFailed {
+                        collector: address,
+                        error: &e,
                     }
-                };
-                match sent {
-                    Ok(n) => {
-                        m.packets.fetch_add(n as u64, Relaxed);
-                        let bytes: usize = rest[..n].iter().map(Bytes::len).sum();
-                        m.bytes.fetch_add(bytes as u64, Relaxed);
-                        done += n;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => {
-                        UdpSendFailed {
-                            collector: &address,
-                            error: &e,
-                        }
-                        .emit(&m);
-                        // A refusal reports the ICMP port unreachable of an earlier
-                        // datagram (Linux keeps it on the socket until the next send, which
-                        // it fails without sending): this packet was not sent, so it is
-                        // tried once more. Any other error, or a second refusal, loses it.
-                        if e.kind() == std::io::ErrorKind::ConnectionRefused
-                            && retry_at != Some(done)
-                        {
-                            retry_at = Some(done);
-                        } else {
-                            done += 1;
-                        }
+                    .emit(m);
+                    // A refusal reports the ICMP port unreachable of an earlier
+                    // datagram (Linux keeps it on the socket until the next send, which
+                    // it fails without sending): this packet was not sent, so it is
+                    // tried once more. Any other error, or a second refusal, loses it.
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused && retry_at != Some(done) {
+                        retry_at = Some(done);
+                    } else {
+                        done += 1;
                     }
                 }
             }
         }
-        batch.clear();
     }
-    m.connected.store(0, Relaxed);
 }
 
 /// Most packets per `sendmmsg`.
