@@ -6,6 +6,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 /// mimalloc: the agent allocates and frees a few small buffers per event; glibc's
 /// malloc spent ~16% of the pipeline's time on that (see `cargo bench --bench breakdown`).
+/// Built with `no_thp`: with transparent huge pages on (`always`, as on Debian 12),
+/// mimalloc's first touch of its eagerly committed arena faulted in whole 2 MiB pages; the
+/// agent rested at 17 MiB resident, 9.7 MiB without them.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
