@@ -648,6 +648,64 @@ pub struct Overrides {
 }
 
 impl Overrides {
+    /// Every other flag given replaces its key.
+    fn apply_scalars(&self, c: &mut Config) {
+        let o = self;
+        macro_rules! set {
+            ($($field:ident => $($path:ident).+;)*) => {
+                $( if let Some(v) = &o.$field { c.$($path).+ = v.clone(); } )*
+            };
+        }
+        set! {
+            http_username => http.username;
+            http_password => http.password;
+            homer_api => homer.api;
+            homer_user => homer.user;
+            homer_password => homer.password;
+            http_max_body_bytes => http.max_body_bytes;
+            http_max_decompressed_bytes => http.max_decompressed_bytes;
+            http_tls_cert => http.tls_cert;
+            http_tls_key => http.tls_key;
+            mqtt => mqtt.url;
+            mqtt_version => mqtt.version;
+            mqtt_qos => mqtt.qos;
+            mqtt_client_id => mqtt.client_id;
+            mqtt_persistent => mqtt.persistent;
+            mqtt_username => mqtt.username;
+            mqtt_password => mqtt.password;
+            amqp => amqp.url;
+            amqp_queue => amqp.queue;
+            amqp_exchange => amqp.exchange;
+            amqp_partitions => amqp.partitions;
+            amqp_prefetch => amqp.prefetch;
+            ws_max_message_bytes => ws.max_message_bytes;
+            ws_token => ws.token;
+            ws_require_subprotocol => ws.require_subprotocol;
+            max_connections => limits.max_connections;
+            max_connections_per_peer => limits.max_connections_per_peer;
+            header_timeout_ms => limits.header_timeout_ms;
+            idle_timeout_s => limits.idle_timeout_s;
+            min_rate_bytes => limits.min_rate_bytes;
+            body_budget_bytes => limits.body_budget_bytes;
+            queue_capacity => queue.capacity;
+            when_full => queue.when_full;
+            spool_dir => spool.dir;
+            spool_max_bytes => spool.max_bytes;
+            capture_id => hep.capture_id;
+            node_name => hep.node_name;
+            auth_key => hep.auth_key;
+            sip_as_sip => hep.sip_as_sip;
+            qos => hep.qos;
+            max_age_s => hep.max_age_s;
+            max_ahead_s => hep.max_ahead_s;
+            fallback => correlation.fallback;
+            hold_ms => correlation.hold_ms;
+            idle_s => correlation.idle_s;
+            max_handles => correlation.max_handles;
+            shutdown_timeout_ms => shutdown_timeout_ms;
+        }
+    }
+
     /// `--to` replaces the configured collectors (each with the transport flags); without
     /// it, the flags given change every configured collector.
     fn apply_outputs(&self, outputs: &mut Vec<Output>) {
@@ -775,59 +833,7 @@ impl Config {
             c.mqtt.topics = o.mqtt_topic.clone();
         }
         o.apply_outputs(&mut c.output);
-        macro_rules! set {
-            ($($field:ident => $($path:ident).+;)*) => {
-                $( if let Some(v) = &o.$field { c.$($path).+ = v.clone(); } )*
-            };
-        }
-        set! {
-            http_username => http.username;
-            http_password => http.password;
-            homer_api => homer.api;
-            homer_user => homer.user;
-            homer_password => homer.password;
-            http_max_body_bytes => http.max_body_bytes;
-            http_max_decompressed_bytes => http.max_decompressed_bytes;
-            http_tls_cert => http.tls_cert;
-            http_tls_key => http.tls_key;
-            mqtt => mqtt.url;
-            mqtt_version => mqtt.version;
-            mqtt_qos => mqtt.qos;
-            mqtt_client_id => mqtt.client_id;
-            mqtt_persistent => mqtt.persistent;
-            mqtt_username => mqtt.username;
-            mqtt_password => mqtt.password;
-            amqp => amqp.url;
-            amqp_queue => amqp.queue;
-            amqp_exchange => amqp.exchange;
-            amqp_partitions => amqp.partitions;
-            amqp_prefetch => amqp.prefetch;
-            ws_max_message_bytes => ws.max_message_bytes;
-            ws_token => ws.token;
-            ws_require_subprotocol => ws.require_subprotocol;
-            max_connections => limits.max_connections;
-            max_connections_per_peer => limits.max_connections_per_peer;
-            header_timeout_ms => limits.header_timeout_ms;
-            idle_timeout_s => limits.idle_timeout_s;
-            min_rate_bytes => limits.min_rate_bytes;
-            body_budget_bytes => limits.body_budget_bytes;
-            queue_capacity => queue.capacity;
-            when_full => queue.when_full;
-            spool_dir => spool.dir;
-            spool_max_bytes => spool.max_bytes;
-            capture_id => hep.capture_id;
-            node_name => hep.node_name;
-            auth_key => hep.auth_key;
-            sip_as_sip => hep.sip_as_sip;
-            qos => hep.qos;
-            max_age_s => hep.max_age_s;
-            max_ahead_s => hep.max_ahead_s;
-            fallback => correlation.fallback;
-            hold_ms => correlation.hold_ms;
-            idle_s => correlation.idle_s;
-            max_handles => correlation.max_handles;
-            shutdown_timeout_ms => shutdown_timeout_ms;
-        }
+        o.apply_scalars(&mut c);
         c.validate()?;
         Ok(c)
     }

@@ -75,57 +75,8 @@ pub async fn check(cfg: &Config, wait: Duration) -> anyhow::Result<Outcome> {
         "heplink-probe-{:012x}",
         ts ^ u64::from(std::process::id()) << 20
     );
-    let payload = serde_json::json!({
-        "label": "heplink probe",
-        "heplink": {"cid": sid, "probe": true},
-        "event": {"emitter": "heplink-probe", "type": 4, "timestamp": ts,
-                  "event": {"schema": "heplink.probe", "data": {}}}
-    })
-    .to_string();
-    let mut b = heplink_proto::PacketBuilder::new(heplink_proto::ProtoType::LOG, payload)
-        .correlation_id(sid.clone());
-    b.ip_proto = Some(heplink_proto::registry::ip_proto::TCP);
-    (b.src_ip, b.src_port) = (Some([127, 0, 0, 1].into()), Some(0));
-    (b.dst_ip, b.dst_port) = (Some([127, 0, 0, 1].into()), Some(0));
-    b.set_timestamp_micros(ts);
-    b.capture_id = Some(cfg.hep.capture_id);
-    b.node_name = Some(bytes::Bytes::from("heplink-probe"));
-    let packet = b.to_bytes()?;
-    // Sent as `serve` sends: each collector's own sender, ended cleanly.
-    let mut unsent = Vec::new();
-    for o in &cfg.output {
-        let url = o.url.clone();
-        let m = Arc::new(crate::metrics::CollectorMetrics {
-            url: o.url.to_string(),
-            ..Default::default()
-        });
-        let (q, task) = spawn(
-            url,
-            SendOptions {
-                capacity: 4,
-                policy: crate::output::WhenFull::Block,
-                mtu: o.mtu,
-                fin_confirms: true,
-                failback: Duration::from_secs(o.failback_s),
-                stall: Duration::from_secs(o.stall_s.max(1)),
-                read_grace: Duration::from_millis(o.read_grace_ms),
-                udp_rate: 0,
-                udp_burst: 1,
-            },
-            &o.tls,
-            None,
-            m.clone(),
-        )?;
-        q.push(packet.clone()).await;
-        drop(q);
-        if tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .is_err()
-            || m.packets.load(Relaxed) == 0
-        {
-            unsent.push(o.url.to_string());
-        }
-    }
+    let packet = probe(cfg, &sid, ts)?;
+    let unsent = send_probe(cfg, &packet).await?;
     if unsent.len() == cfg.output.len() {
         return Ok(Outcome::Missing(format!(
             "the probe could not be sent to any collector ({}): is the collector up and listening there?",
@@ -164,6 +115,66 @@ pub async fn check(cfg: &Config, wait: Duration) -> anyhow::Result<Outcome> {
         why.push_str(&format!(" Not sent to: {}.", unsent.join(", ")));
     }
     Ok(Outcome::Missing(why))
+}
+
+/// The probe: a LOG packet with correlation id `sid`, stamped `ts`.
+fn probe(cfg: &Config, sid: &str, ts: u64) -> anyhow::Result<bytes::Bytes> {
+    let payload = serde_json::json!({
+        "label": "heplink probe",
+        "heplink": {"cid": sid, "probe": true},
+        "event": {"emitter": "heplink-probe", "type": 4, "timestamp": ts,
+                  "event": {"schema": "heplink.probe", "data": {}}}
+    })
+    .to_string();
+    let mut b = heplink_proto::PacketBuilder::new(heplink_proto::ProtoType::LOG, payload)
+        .correlation_id(sid.to_string());
+    b.ip_proto = Some(heplink_proto::registry::ip_proto::TCP);
+    (b.src_ip, b.src_port) = (Some([127, 0, 0, 1].into()), Some(0));
+    (b.dst_ip, b.dst_port) = (Some([127, 0, 0, 1].into()), Some(0));
+    b.set_timestamp_micros(ts);
+    b.capture_id = Some(cfg.hep.capture_id);
+    b.node_name = Some(bytes::Bytes::from("heplink-probe"));
+    Ok(b.to_bytes()?)
+}
+
+/// Sends `packet` to every collector, as `serve` sends: each collector's own sender,
+/// ended cleanly. Returns the collectors it could not be sent to.
+async fn send_probe(cfg: &Config, packet: &bytes::Bytes) -> anyhow::Result<Vec<String>> {
+    let mut unsent = Vec::new();
+    for o in &cfg.output {
+        let url = o.url.clone();
+        let m = Arc::new(crate::metrics::CollectorMetrics {
+            url: o.url.to_string(),
+            ..Default::default()
+        });
+        let (q, task) = spawn(
+            url,
+            SendOptions {
+                capacity: 4,
+                policy: crate::output::WhenFull::Block,
+                mtu: o.mtu,
+                fin_confirms: true,
+                failback: Duration::from_secs(o.failback_s),
+                stall: Duration::from_secs(o.stall_s.max(1)),
+                read_grace: Duration::from_millis(o.read_grace_ms),
+                udp_rate: 0,
+                udp_burst: 1,
+            },
+            &o.tls,
+            None,
+            m.clone(),
+        )?;
+        q.push(packet.clone()).await;
+        drop(q);
+        if tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+            || m.packets.load(Relaxed) == 0
+        {
+            unsent.push(o.url.to_string());
+        }
+    }
+    Ok(unsent)
 }
 
 /// `heplink homer …`: the exit status.

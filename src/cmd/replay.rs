@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use heplink_proto::{decode, ChunkType, Mode, Version};
 
-use crate::capture::load::load;
+use crate::capture::load::{load, Timed};
 use crate::metrics::CollectorMetrics;
 use crate::output::{self, CollectorUrl, WhenFull};
 
@@ -104,7 +104,6 @@ pub struct ReplaySummary {
 
 /// Runs the replay.
 pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
-    let url = args.to.clone();
     let mut packets = Vec::new();
     for f in &args.files {
         packets.extend(load(f)?);
@@ -130,7 +129,7 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             ..Default::default()
         });
         let (queue, task) = output::spawn(
-            url,
+            args.to.clone(),
             output::SendOptions {
                 capacity: 4096,
                 policy: WhenFull::Block,
@@ -147,6 +146,50 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             m.clone(),
         )?;
         let start = Instant::now();
+        let replay = Replay {
+            args,
+            first_ts,
+            span,
+            total,
+            start,
+        };
+        replay.push_all(&packets, &queue).await?;
+        drop(queue);
+        let drained = tokio::time::timeout(Duration::from_secs_f64(args.drain_timeout), task).await;
+        replay.summary(&m, drained.is_ok())
+    })
+}
+
+/// One replay under way: its settings, the captures' time origin and span, the packets
+/// it sends in all, when it started.
+struct Replay<'a> {
+    args: &'a ReplayArgs,
+    first_ts: u64,
+    span: u64,
+    total: u64,
+    start: Instant,
+}
+
+impl Replay<'_> {
+    /// When the `n`th packet (of loop `l`, `offset` µs into its capture) is due, from the
+    /// start; `None` with `--fast`.
+    fn due(&self, n: u64, l: u64, offset: u64) -> Option<Duration> {
+        let args = self.args;
+        if args.fast {
+            None
+        } else if let Some(rate) = args.rate {
+            Some(Duration::from_secs_f64(n as f64 / rate))
+        } else {
+            let speed = args.speed.unwrap_or(1.0);
+            let offset = l * self.span + offset;
+            Some(Duration::from_secs_f64(offset as f64 / 1e6 / speed))
+        }
+    }
+
+    /// Every packet, every loop, each when due and restamped (unless `--keep-time`), into
+    /// the sender's queue; progress on a terminal.
+    async fn push_all(&self, packets: &[Timed], queue: &output::Queue) -> anyhow::Result<()> {
+        let (args, first_ts, span, total) = (self.args, self.first_ts, self.span, self.total);
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_micros() as u64;
@@ -154,19 +197,9 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
         let mut last_progress = Instant::now();
         let mut n = 0u64;
         for l in 0..u64::from(args.loops) {
-            for p in &packets {
-                // Pacing.
-                let due = if args.fast {
-                    None
-                } else if let Some(rate) = args.rate {
-                    Some(Duration::from_secs_f64(n as f64 / rate))
-                } else {
-                    let speed = args.speed.unwrap_or(1.0);
-                    let offset = l * span + p.ts.saturating_sub(first_ts);
-                    Some(Duration::from_secs_f64(offset as f64 / 1e6 / speed))
-                };
-                if let Some(d) = due {
-                    let elapsed = start.elapsed();
+            for p in packets {
+                if let Some(d) = self.due(n, l, p.ts.saturating_sub(first_ts)) {
+                    let elapsed = self.start.elapsed();
                     if d > elapsed {
                         tokio::time::sleep(d - elapsed).await;
                     }
@@ -180,19 +213,24 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
                 n += 1;
                 if tty && last_progress.elapsed() > Duration::from_millis(200) {
                     last_progress = Instant::now();
-                    let rate = n as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                    let rate = n as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
                     let eta = (total - n) as f64 / rate.max(1e-9);
                     eprint!("\r{n}/{total} packets  {:.0}/s  ETA {:.0} s   ", rate, eta);
                 }
             }
         }
-        drop(queue);
-        let drained = tokio::time::timeout(Duration::from_secs_f64(args.drain_timeout), task).await;
-        let sent = m.packets.load(Relaxed);
         if tty {
             eprint!("\r");
         }
-        let secs = start.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// The line on standard error, and an error when packets could not be sent (the
+    /// sender did not drain in time, or gave up on some).
+    fn summary(&self, m: &CollectorMetrics, drained: bool) -> anyhow::Result<ReplaySummary> {
+        let (args, total) = (self.args, self.total);
+        let sent = m.packets.load(Relaxed);
+        let secs = self.start.elapsed().as_secs_f64();
         let mut err = std::io::stderr().lock();
         writeln!(
             err,
@@ -200,7 +238,7 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             args.to,
             sent as f64 / secs.max(1e-9)
         )?;
-        if drained.is_err() || sent < total {
+        if !drained || sent < total {
             let why = m
                 .error()
                 .map_or_else(String::new, |e| format!(" (last error: {e})"));
@@ -214,7 +252,7 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             queued: total,
             sent,
         })
-    })
+    }
 }
 
 #[cfg(test)]
