@@ -120,3 +120,104 @@ mod tests {
         assert!(REJECT_LOGS[Reject::Overloaded as usize].allow().is_some());
     }
 }
+
+/// The spool's cap dropped packets not yet confirmed (the oldest first): counted in
+/// `heplink_dropped_spool_total`; logged at WARN at most once a second.
+#[derive(Debug)]
+pub struct SpoolCapDropped<'a> {
+    /// The collector whose spool it is.
+    pub collector: &'a str,
+    /// Packets dropped.
+    pub packets: u64,
+    /// The cap, bytes.
+    pub max_bytes: u64,
+}
+
+impl SpoolCapDropped<'_> {
+    /// Counts them, and logs unless a drop logged within the last second.
+    pub fn emit(self, m: &CollectorMetrics) {
+        static LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
+        m.dropped_spool.fetch_add(self.packets, Relaxed);
+        if let Some(suppressed) = LOG.allow() {
+            tracing::warn!(collector = %self.collector, packets = self.packets, max_bytes = self.max_bytes, suppressed, "Spool at its cap: the oldest packets were dropped.");
+        }
+    }
+}
+
+/// A spool write failed (disk full, read-only, gone): the packets are lost, counted in
+/// `heplink_dropped_spool_error_total`; logged at ERROR at most once a second.
+#[derive(Debug)]
+pub struct SpoolWriteFailed<'a> {
+    /// The collector whose spool it is.
+    pub collector: &'a str,
+    /// Why.
+    pub error: &'a std::io::Error,
+    /// Packets lost.
+    pub packets: u64,
+}
+
+impl SpoolWriteFailed<'_> {
+    /// Counts them, and logs unless a failure logged within the last second.
+    pub fn emit(self, m: &CollectorMetrics) {
+        static LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
+        m.dropped_spool_error.fetch_add(self.packets, Relaxed);
+        if let Some(suppressed) = LOG.allow() {
+            tracing::error!(collector = %self.collector, error = %self.error, packets = self.packets, suppressed, "Spool write failed: packets dropped.");
+        }
+    }
+}
+
+/// A write to a TCP/TLS collector failed, or stalled (the collector stopped reading): the
+/// connection is replaced and what it may not have read is written again. Counted in
+/// `heplink_collector_stalls_total` or `heplink_send_errors_total` (and the collector's
+/// last error); logged at WARN at most once a second per kind.
+#[derive(Debug)]
+pub struct CollectorWriteFailed<'a> {
+    /// The collector.
+    pub collector: &'a str,
+    /// Why (`TimedOut`: a stall).
+    pub error: &'a std::io::Error,
+}
+
+impl CollectorWriteFailed<'_> {
+    /// Counts it, marks the collector disconnected, and logs unless one of its kind
+    /// logged within the last second.
+    pub fn emit(self, m: &CollectorMetrics) {
+        static STALL: LogLimit = LogLimit::new(Duration::from_secs(1));
+        static FAILED: LogLimit = LogLimit::new(Duration::from_secs(1));
+        m.set_error(self.error);
+        m.connected.store(0, Relaxed);
+        if self.error.kind() == std::io::ErrorKind::TimedOut {
+            m.stalls.fetch_add(1, Relaxed);
+            if let Some(suppressed) = STALL.allow() {
+                tracing::warn!(collector = %self.collector, error = %self.error, suppressed, "The collector stopped reading; replacing the connection.");
+            }
+        } else {
+            m.send_errors.fetch_add(1, Relaxed);
+            if let Some(suppressed) = FAILED.allow() {
+                tracing::warn!(collector = %self.collector, error = %self.error, suppressed, "Write to the collector failed; reconnecting.");
+            }
+        }
+    }
+}
+
+/// A Homer API call for aliases failed: counted in `heplink_homer_alias_failures_total`;
+/// logged at WARN at most once every 10 seconds.
+#[derive(Debug)]
+pub struct AliasFailed<'a> {
+    /// What was being done, in words.
+    pub what: &'a str,
+    /// Why.
+    pub error: &'a crate::homer::ApiError,
+}
+
+impl AliasFailed<'_> {
+    /// Counts it, and logs unless one logged within the last 10 seconds.
+    pub fn emit(self, m: &crate::homer::aliases::AliasMetrics) {
+        static LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
+        m.failures.fetch_add(1, Relaxed);
+        if let Some(suppressed) = LOG.allow() {
+            tracing::warn!(error = %self.error, suppressed, "Homer aliases: {}", self.what);
+        }
+    }
+}

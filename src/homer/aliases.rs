@@ -10,6 +10,7 @@
 //! ones are skipped, counted), deletes a client's alias when its PeerConnection hangs up
 //! or its handle detaches, and counts and logs (rate-limited) every failed call.
 
+use crate::internal_events::AliasFailed;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -182,10 +183,11 @@ async fn keep(
             }
             m.held.store(ours.len() as u64, Relaxed);
         }
-        Err(e) => {
-            m.failures.fetch_add(1, Relaxed);
-            tracing::warn!(error = %e, "Homer aliases: cannot list the existing ones.");
+        Err(e) => AliasFailed {
+            what: "cannot list the existing ones.",
+            error: &e,
         }
+        .emit(&m),
     }
     // Client aliases of an earlier run name PeerConnections that are gone.
     let stale: Vec<(IpAddr, u16)> = ours
@@ -203,12 +205,12 @@ async fn keep(
     m.held.store(ours.len() as u64, Relaxed);
     let gap = Duration::from_secs(1) / rate;
     let mut next = Instant::now();
-    static LOG: crate::observe::LogLimit = crate::observe::LogLimit::new(Duration::from_secs(10));
     let failed = |m: &AliasMetrics, e: &super::ApiError| {
-        m.failures.fetch_add(1, Relaxed);
-        if let Some(suppressed) = LOG.allow() {
-            tracing::warn!(error = %e, suppressed, "Homer alias update failed.");
+        AliasFailed {
+            what: "an update failed.",
+            error: e,
         }
+        .emit(m)
     };
     while let Some(intent) = rx.recv().await {
         let now = Instant::now();

@@ -4,7 +4,6 @@
 //! handed to the kernel, `TCP_INFO`).
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -283,20 +282,6 @@ pub(super) async fn preferred_back(targets: &[(String, Tls)]) -> bool {
         tokio::time::timeout(Duration::from_secs(2), probe).await,
         Ok(Ok(_))
     )
-}
-
-/// A write failed or stalled: counted, logged; the caller reconnects (and resends what
-/// the collector may not have read).
-pub(super) fn write_failed(m: &CollectorMetrics, address: &str, e: &std::io::Error) {
-    m.set_error(e);
-    if e.kind() == std::io::ErrorKind::TimedOut {
-        m.stalls.fetch_add(1, Relaxed);
-        tracing::warn!(collector = %address, error = %e, "The collector stopped reading; replacing the connection.");
-    } else {
-        m.send_errors.fetch_add(1, Relaxed);
-        tracing::warn!(collector = %address, error = %e, "Write to the collector failed; reconnecting.");
-    }
-    m.connected.store(0, Relaxed);
 }
 
 /// Logs a collector's connection failures at WARN with the reason once per change of

@@ -127,6 +127,11 @@ impl Spool {
             .any(|(n, len)| *n > self.cursor.0 || (*n == self.cursor.0 && *len > self.cursor.1))
     }
 
+    /// The cap on the spool's bytes on disk.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
     /// Appends packets (buffered by the OS; [`Spool::sync`] makes them durable). The
     /// cap holds for the total: room is made first by dropping the oldest segments
     /// (counted in [`Spool::dropped`]); of a batch larger than the whole cap, the oldest
@@ -141,7 +146,6 @@ impl Spool {
                 packets = &packets[1..];
             }
             self.dropped += (before - packets.len()) as u64;
-            tracing::warn!(dir = %self.dir.display(), dropped = before - packets.len(), "A batch larger than the spool's cap: its oldest packets dropped.");
         }
         if packets.is_empty() {
             return Ok(());
@@ -224,13 +228,7 @@ impl Spool {
                 self.cursor = next;
             }
         }
-        if dropped_segments > 0 {
-            static LOG: crate::observe::LogLimit =
-                crate::observe::LogLimit::new(std::time::Duration::from_secs(1));
-            if let Some(suppressed) = LOG.allow() {
-                tracing::warn!(dir = %self.dir.display(), segments = dropped_segments, packets = dropped_packets, suppressed, max_bytes = self.max_bytes, "Spool at its cap: the oldest packets were dropped.");
-            }
-        }
+        tracing::debug!(dir = %self.dir.display(), segments = dropped_segments, packets = dropped_packets, "Spool segments dropped to stay under the cap.");
         Ok(())
     }
 

@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
-use super::conn::{
-    connect_first, finish, preferred_back, write_failed, Absorb, Conn, FailureLog, Peer, Tls,
-};
+use super::conn::{connect_first, finish, preferred_back, Absorb, Conn, FailureLog, Peer, Tls};
 use super::delivery::{Delivery, Route, Settled};
 use super::spool::{Pos, Spool};
 use super::Backoff;
+use crate::internal_events::{CollectorWriteFailed, SpoolCapDropped, SpoolWriteFailed};
 use crate::metrics::CollectorMetrics;
 
 /// Most bytes written in one batch.
@@ -142,7 +141,11 @@ impl<T> Link<T> {
             std::io::ErrorKind::TimedOut,
             "the collector acknowledged nothing for the stall time: it stopped reading",
         );
-        write_failed(&self.m, self.address(), &e);
+        CollectorWriteFailed {
+            collector: self.address(),
+            error: &e,
+        }
+        .emit(&self.m);
         true
     }
 
@@ -286,7 +289,11 @@ pub(super) async fn run_tcp(
                     link.observe(&stream);
                 }
                 Err(e) => {
-                    write_failed(&m, link.address(), &e);
+                    CollectorWriteFailed {
+                        collector: link.address(),
+                        error: &e,
+                    }
+                    .emit(&m);
                     again = link.lose();
                     continue 'connect;
                 }
@@ -323,19 +330,26 @@ pub(super) fn spool_queued(
     }
     if !batch.is_empty() {
         m.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
+        let before = spool.dropped;
         if let Err(e) = spool.append(&batch) {
             // The disk failed (full, read-only, gone): these packets are lost, and counted.
-            m.dropped_spool_error.fetch_add(batch.len() as u64, Relaxed);
-            static LOG: crate::observe::LogLimit =
-                crate::observe::LogLimit::new(Duration::from_secs(1));
-            if let Some(suppressed) = LOG.allow() {
-                tracing::error!(collector = %m.url, error = %e, packets = batch.len(), suppressed, "Spool write failed: packets dropped.");
+            SpoolWriteFailed {
+                collector: &m.url,
+                error: &e,
+                packets: batch.len() as u64,
             }
+            .emit(m);
+        }
+        if spool.dropped > before {
+            SpoolCapDropped {
+                collector: &m.url,
+                packets: spool.dropped - before,
+                max_bytes: spool.max_bytes(),
+            }
+            .emit(m);
         }
     }
     m.spooled.fetch_add(batch.len() as u64, Relaxed);
-    // The spool counts what its cap dropped; the metric follows it.
-    m.dropped_spool.store(spool.dropped, Relaxed);
     m.spool_bytes.store(spool.pending_bytes(), Relaxed);
     closed
 }
@@ -456,7 +470,11 @@ pub(super) async fn run_spooled(
                         commit(&mut spool, last, &m);
                     }
                     Err(e) => {
-                        write_failed(&m, link.address(), &e);
+                        CollectorWriteFailed {
+                            collector: link.address(),
+                            error: &e,
+                        }
+                        .emit(&m);
                         lose_spooled(&mut link);
                         continue 'connect;
                     }
