@@ -370,164 +370,208 @@ fn commit(spool: &mut Spool, pos: Option<Pos>, m: &CollectorMetrics) {
 /// there.
 pub(super) async fn run_spooled(
     targets: Vec<(String, Tls)>,
-    mut rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
     failback: Duration,
     (stall, read_grace): (Duration, Duration),
     m: Arc<CollectorMetrics>,
-    mut spool: Spool,
+    spool: Spool,
 ) {
-    let mut link: Link<Pos> = Link::new(targets, failback, (stall, read_grace), m.clone());
-    let mut closing = false;
-    let mut last_sync = Instant::now();
     // Whatever a previous run left unsent is sent first.
     m.spool_bytes.store(spool.pending_bytes(), Relaxed);
-    'connect: loop {
-        spool.rewind();
-        let mut stream = loop {
-            closing |= spool_queued(&mut rx, &mut spool, &m, None);
-            match link.try_connect().await {
-                Ok(s) => break s,
-                Err(d) => {
-                    // Keep taking packets into the spool while waiting.
-                    let sleep = tokio::time::sleep(d);
-                    tokio::pin!(sleep);
-                    loop {
-                        tokio::select! {
-                            _ = &mut sleep => break,
-                            p = rx.recv(), if !closing => match p {
-                                Some(p) => closing |= spool_queued(&mut rx, &mut spool, &m, Some(p)),
-                                None => closing = true,
-                            },
-                        }
-                    }
-                }
-            }
-        };
-        tracing::info!(collector = %link.address(), spooled = spool.pending_bytes(), "Connected to the collector.");
+    let mut s = Spooled {
+        link: Link::new(targets, failback, (stall, read_grace), m.clone()),
+        rx,
+        spool,
+        m,
+        closing: false,
+        last_sync: Instant::now(),
+        stall,
+    };
+    loop {
+        s.spool.rewind();
+        let mut stream = s.connect().await;
+        tracing::info!(collector = %s.link.address(), spooled = s.spool.pending_bytes(), "Connected to the collector.");
         loop {
-            closing |= spool_queued(&mut rx, &mut spool, &m, None);
-            if last_sync.elapsed() > Duration::from_secs(1) {
-                let _ = spool.sync();
-                last_sync = Instant::now();
-            }
-            let done = closing && !spool.has_unread();
-            match stream
-                .peer_with(|| closing |= spool_queued(&mut rx, &mut spool, &m, None))
-                .await
-            {
-                Peer::Open => {}
-                Peer::Closed if done => {
-                    let all = link.delivery.closed();
-                    let last = link.count_sent(all);
-                    commit(&mut spool, last, &m);
-                    m.connected.store(0, Relaxed);
+            match s.step(&mut stream).await {
+                Step::Go => {}
+                Step::Reconnect => {
+                    lose_spooled(&mut s.link);
+                    break;
+                }
+                Step::Done => {
+                    s.m.connected.store(0, Relaxed);
                     return;
-                }
-                state => {
-                    tracing::warn!(collector = %link.address(), ?state, "The collector closed the connection.");
-                    lose_spooled(&mut link);
-                    continue 'connect;
-                }
-            }
-            let last = link.observe(&stream);
-            commit(&mut spool, last, &m);
-            if link.stalled() {
-                lose_spooled(&mut link);
-                continue 'connect;
-            }
-            if link.preferred_is_back().await {
-                if finish(&mut stream, || {
-                    closing |= spool_queued(&mut rx, &mut spool, &m, None)
-                })
-                .await
-                    == Peer::Closed
-                {
-                    let all = link.delivery.closed();
-                    let last = link.count_sent(all);
-                    commit(&mut spool, last, &m);
-                }
-                lose_spooled(&mut link);
-                continue 'connect;
-            }
-            match spool.read_batch(BATCH_BYTES) {
-                Ok(Some((bytes, n, end))) => match stream
-                    .write_watched(
-                        &bytes,
-                        stall,
-                        Some(&mut Absorb {
-                            rx: &mut rx,
-                            spool: &mut spool,
-                            m: &m,
-                            closing: &mut closing,
-                        }),
-                    )
-                    .await
-                {
-                    Ok(()) => {
-                        m.in_flight.fetch_add(n, Relaxed);
-                        link.written(&stream, bytes.len(), n, end);
-                        let last = link.observe(&stream);
-                        commit(&mut spool, last, &m);
-                    }
-                    Err(e) => {
-                        CollectorWriteFailed {
-                            collector: link.address(),
-                            error: &e,
-                        }
-                        .emit(&m);
-                        lose_spooled(&mut link);
-                        continue 'connect;
-                    }
-                },
-                Ok(None) if closing => {
-                    // Our FIN; a collector that read everything closes in turn.
-                    match finish(&mut stream, || {
-                        closing |= spool_queued(&mut rx, &mut spool, &m, None)
-                    })
-                    .await
-                    {
-                        Peer::Closed => {
-                            let all = link.delivery.closed();
-                            let last = link.count_sent(all);
-                            commit(&mut spool, last, &m);
-                        }
-                        // Not read: send it again (within the shutdown drain time).
-                        Peer::Lost => {
-                            lose_spooled(&mut link);
-                            continue 'connect;
-                        }
-                        // No answer: what is not confirmed stays in the spool for the
-                        // next run.
-                        Peer::Open => {
-                            let last = link.observe(&stream);
-                            commit(&mut spool, last, &m);
-                            let left: u64 = link.delivery.lost().iter().map(|s| s.packets).sum();
-                            m.in_flight.fetch_sub(left, Relaxed);
-                        }
-                    }
-                    let _ = spool.sync();
-                    m.spool_bytes.store(spool.pending_bytes(), Relaxed);
-                    m.connected.store(0, Relaxed);
-                    return;
-                }
-                Ok(None) => {
-                    let next = if link.delivery.unconfirmed() {
-                        tokio::time::timeout(CONFIRM_IDLE, rx.recv()).await
-                    } else {
-                        Ok(rx.recv().await)
-                    };
-                    match next {
-                        Ok(Some(p)) => closing |= spool_queued(&mut rx, &mut spool, &m, Some(p)),
-                        Ok(None) => closing = true,
-                        Err(_) => {}
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(collector = %link.address(), error = %e, "Spool read failed.");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         }
+    }
+}
+
+/// What the spooled sender does after a step.
+enum Step {
+    /// Goes on, on this connection.
+    Go,
+    /// Rewinds and connects again (what was not confirmed is written again).
+    Reconnect,
+    /// Stops: everything is delivered, or what is not stays in the spool for the next run.
+    Done,
+}
+
+/// The spooled sender's state: the connection's delivery state, the queue it takes
+/// packets from, the spool they go through.
+struct Spooled {
+    link: Link<Pos>,
+    rx: mpsc::Receiver<Bytes>,
+    spool: Spool,
+    m: Arc<CollectorMetrics>,
+    /// The queue closed: drain the spool, then stop.
+    closing: bool,
+    last_sync: Instant,
+    stall: Duration,
+}
+
+impl Spooled {
+    /// Moves what is queued into the spool.
+    fn absorb(&mut self) {
+        self.closing |= spool_queued(&mut self.rx, &mut self.spool, &self.m, None);
+    }
+
+    /// A connection, taking packets into the spool while it waits.
+    async fn connect(&mut self) -> Conn {
+        loop {
+            self.absorb();
+            let d = match self.link.try_connect().await {
+                Ok(s) => return s,
+                Err(d) => d,
+            };
+            let sleep = tokio::time::sleep(d);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    p = self.rx.recv(), if !self.closing => match p {
+                        Some(p) => self.closing |= spool_queued(&mut self.rx, &mut self.spool, &self.m, Some(p)),
+                        None => self.closing = true,
+                    },
+                }
+            }
+        }
+    }
+
+    /// The collector closed after reading everything written: all confirmed, committed.
+    fn confirm_all(&mut self) {
+        let all = self.link.delivery.closed();
+        let last = self.link.count_sent(all);
+        commit(&mut self.spool, last, &self.m);
+    }
+
+    /// What the connection confirms now is committed.
+    fn observe(&mut self, stream: &Conn) {
+        let last = self.link.observe(stream);
+        commit(&mut self.spool, last, &self.m);
+    }
+
+    /// One step on a connection: take what is queued, look at the peer, confirm, move
+    /// back to the preferred collector, write the next batch from the spool (or wait for
+    /// packets, or close at the end).
+    async fn step(&mut self, stream: &mut Conn) -> Step {
+        self.absorb();
+        if self.last_sync.elapsed() > Duration::from_secs(1) {
+            let _ = self.spool.sync();
+            self.last_sync = Instant::now();
+        }
+        let done = self.closing && !self.spool.has_unread();
+        match stream.peer_with(|| self.absorb()).await {
+            Peer::Open => {}
+            Peer::Closed if done => {
+                self.confirm_all();
+                return Step::Done;
+            }
+            state => {
+                tracing::warn!(collector = %self.link.address(), ?state, "The collector closed the connection.");
+                return Step::Reconnect;
+            }
+        }
+        self.observe(stream);
+        if self.link.stalled() {
+            return Step::Reconnect;
+        }
+        if self.link.preferred_is_back().await {
+            if finish(stream, || self.absorb()).await == Peer::Closed {
+                self.confirm_all();
+            }
+            return Step::Reconnect;
+        }
+        match self.spool.read_batch(BATCH_BYTES) {
+            Ok(Some((bytes, n, end))) => {
+                let mut absorb = Absorb {
+                    rx: &mut self.rx,
+                    spool: &mut self.spool,
+                    m: &self.m,
+                    closing: &mut self.closing,
+                };
+                match stream
+                    .write_watched(&bytes, self.stall, Some(&mut absorb))
+                    .await
+                {
+                    Ok(()) => {
+                        self.m.in_flight.fetch_add(n, Relaxed);
+                        self.link.written(stream, bytes.len(), n, end);
+                        self.observe(stream);
+                    }
+                    Err(e) => {
+                        CollectorWriteFailed {
+                            collector: self.link.address(),
+                            error: &e,
+                        }
+                        .emit(&self.m);
+                        return Step::Reconnect;
+                    }
+                }
+            }
+            Ok(None) if self.closing => return self.close_out(stream).await,
+            Ok(None) => {
+                let next = if self.link.delivery.unconfirmed() {
+                    tokio::time::timeout(CONFIRM_IDLE, self.rx.recv()).await
+                } else {
+                    Ok(self.rx.recv().await)
+                };
+                match next {
+                    Ok(Some(p)) => {
+                        self.closing |=
+                            spool_queued(&mut self.rx, &mut self.spool, &self.m, Some(p))
+                    }
+                    Ok(None) => self.closing = true,
+                    Err(_) => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(collector = %self.link.address(), error = %e, "Spool read failed.");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        Step::Go
+    }
+
+    /// The queue closed and the spool is written: our FIN; a collector that read
+    /// everything closes in turn.
+    async fn close_out(&mut self, stream: &mut Conn) -> Step {
+        match finish(stream, || self.absorb()).await {
+            Peer::Closed => self.confirm_all(),
+            // Not read: send it again (within the shutdown drain time).
+            Peer::Lost => return Step::Reconnect,
+            // No answer: what is not confirmed stays in the spool for the next run.
+            Peer::Open => {
+                self.observe(stream);
+                let left: u64 = self.link.delivery.lost().iter().map(|s| s.packets).sum();
+                self.m.in_flight.fetch_sub(left, Relaxed);
+            }
+        }
+        let _ = self.spool.sync();
+        self.m
+            .spool_bytes
+            .store(self.spool.pending_bytes(), Relaxed);
+        Step::Done
     }
 }
 
