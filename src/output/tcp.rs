@@ -2,10 +2,13 @@
 //! what is written again after a lost connection, when a connection is stalled and when
 //! to fail back are decided by [`super::delivery`].
 //!
-//! Why this file is over 500 lines: the plain and the spooled sender are two loops over the
-//! same `Link` (connect, observe, stall, failback); they differ in where bytes come from
-//! (memory or the spool) and what a confirmation does (count, or count and commit), which a
-//! trait would hide rather than shorten.
+//! Each sender is a state (`Plain`, `Spooled`) whose `step` does one turn on a connection
+//! and says what comes next ([`Step`]); the `run_` functions only reconnect.
+//!
+//! Why this file is over 500 lines: the plain and the spooled sender are two states over
+//! the same `Link` (connect, observe, stall, failback); they differ in where bytes come
+//! from (memory or the spool) and what a confirmation does (count, or count and commit),
+//! which a trait would hide rather than shorten.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -165,140 +168,195 @@ impl<T> Link<T> {
 /// duplicates bounded by what the collector may not have read.
 pub(super) async fn run_tcp(
     targets: Vec<(String, Tls)>,
-    mut rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
     fin_confirms: bool,
     failback: Duration,
     (stall, read_grace): (Duration, Duration),
     m: Arc<CollectorMetrics>,
 ) {
-    let mut link: Link<Bytes> = Link::new(targets, failback, (stall, read_grace), m.clone());
-    let mut batch = BytesMut::with_capacity(BATCH_BYTES);
-    let mut batch_packets = 0u64;
-    let mut again: Vec<Settled<Bytes>> = Vec::new();
-    let mut closing = false;
-    'connect: loop {
-        // What may not have been read goes first on the new connection, in order.
-        if !again.is_empty() {
-            let mut b = BytesMut::with_capacity(
-                batch.len() + again.iter().map(|s| s.token.len()).sum::<usize>(),
-            );
-            for s in again.drain(..) {
-                b.extend_from_slice(&s.token);
-                batch_packets += s.packets;
-                m.in_flight.fetch_sub(s.packets, Relaxed);
+    let mut s = Plain {
+        link: Link::new(targets, failback, (stall, read_grace), m.clone()),
+        rx,
+        m,
+        batch: BytesMut::with_capacity(BATCH_BYTES),
+        batch_packets: 0,
+        again: Vec::new(),
+        closing: false,
+        fin_confirms,
+        stall,
+    };
+    loop {
+        s.requeue();
+        let Some(mut stream) = s.connect().await else {
+            return;
+        };
+        tracing::info!(collector = %s.link.address(), "Connected to the collector.");
+        loop {
+            match s.step(&mut stream).await {
+                Step::Go => {}
+                Step::Reconnect => {
+                    s.again = s.link.lose();
+                    break;
+                }
+                Step::Done => {
+                    s.m.connected.store(0, Relaxed);
+                    return;
+                }
             }
-            b.extend_from_slice(&batch);
-            batch = b;
         }
-        let mut stream = loop {
-            match link.try_connect().await {
-                Ok(s) => break s,
+    }
+}
+
+/// The plain sender's state: the connection's delivery state, the queue, the batch being
+/// built, what is to be written again first on the next connection.
+struct Plain {
+    link: Link<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
+    m: Arc<CollectorMetrics>,
+    batch: BytesMut,
+    batch_packets: u64,
+    /// Written, not known to be read, from the lost connection.
+    again: Vec<Settled<Bytes>>,
+    /// The queue closed: write what is left, then stop.
+    closing: bool,
+    fin_confirms: bool,
+    stall: Duration,
+}
+
+impl Plain {
+    /// What may not have been read goes first on the new connection, in order.
+    fn requeue(&mut self) {
+        if self.again.is_empty() {
+            return;
+        }
+        let again: usize = self.again.iter().map(|s| s.token.len()).sum();
+        let mut b = BytesMut::with_capacity(self.batch.len() + again);
+        for s in self.again.drain(..) {
+            b.extend_from_slice(&s.token);
+            self.batch_packets += s.packets;
+            self.m.in_flight.fetch_sub(s.packets, Relaxed);
+        }
+        b.extend_from_slice(&self.batch);
+        self.batch = b;
+    }
+
+    /// A connection; `None` when there is nothing left to send and nothing will come.
+    async fn connect(&mut self) -> Option<Conn> {
+        loop {
+            match self.link.try_connect().await {
+                Ok(s) => return Some(s),
                 Err(d) => {
-                    if batch.is_empty() && rx.is_closed() && rx.is_empty() {
-                        return;
+                    if self.batch.is_empty() && self.rx.is_closed() && self.rx.is_empty() {
+                        return None;
                     }
                     tokio::time::sleep(d).await;
                 }
             }
+        }
+    }
+
+    /// With an empty batch: waits for packets (looking at the connection every
+    /// [`CONFIRM_IDLE`] while batches wait for confirmation) and takes what is queued.
+    async fn fill(&mut self) {
+        let next = if self.link.delivery.unconfirmed() {
+            match tokio::time::timeout(CONFIRM_IDLE, self.rx.recv()).await {
+                Ok(p) => p.map(Some),
+                Err(_) => Some(None),
+            }
+        } else {
+            self.rx.recv().await.map(Some)
         };
-        tracing::info!(collector = %link.address(), "Connected to the collector.");
-        loop {
-            if batch.is_empty() && !closing {
-                let next = if link.delivery.unconfirmed() {
-                    match tokio::time::timeout(CONFIRM_IDLE, rx.recv()).await {
-                        Ok(p) => p.map(Some),
-                        Err(_) => Some(None),
+        match next {
+            Some(Some(p)) => {
+                take(&mut self.batch, &mut self.batch_packets, p, &self.m);
+                while self.batch.len() < BATCH_BYTES {
+                    match self.rx.try_recv() {
+                        Ok(p) => take(&mut self.batch, &mut self.batch_packets, p, &self.m),
+                        Err(_) => break,
                     }
-                } else {
-                    rx.recv().await.map(Some)
-                };
-                match next {
-                    Some(Some(p)) => {
-                        take(&mut batch, &mut batch_packets, p, &m);
-                        while batch.len() < BATCH_BYTES {
-                            match rx.try_recv() {
-                                Ok(p) => take(&mut batch, &mut batch_packets, p, &m),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    Some(None) => {}
-                    None => closing = true,
                 }
             }
-            match stream.peer().await {
-                Peer::Open => {}
-                Peer::Closed if batch.is_empty() && (closing || fin_confirms) => {
-                    // The collector closed at the end, after reading: all delivered.
-                    let done = link.delivery.closed();
-                    link.count_sent(done);
-                    m.connected.store(0, Relaxed);
-                    return;
-                }
-                state => {
-                    tracing::warn!(collector = %link.address(), ?state, "The collector closed the connection.");
-                    again = link.lose();
-                    continue 'connect;
-                }
+            Some(None) => {}
+            None => self.closing = true,
+        }
+    }
+
+    /// The collector closed after reading everything written: all confirmed.
+    fn confirm_all(&mut self) {
+        let done = self.link.delivery.closed();
+        self.link.count_sent(done);
+    }
+
+    /// One step on a connection: fill the batch, look at the peer, confirm, move back to
+    /// the preferred collector, write the batch (or close at the end).
+    async fn step(&mut self, stream: &mut Conn) -> Step {
+        if self.batch.is_empty() && !self.closing {
+            self.fill().await;
+        }
+        match stream.peer().await {
+            Peer::Open => {}
+            Peer::Closed if self.batch.is_empty() && (self.closing || self.fin_confirms) => {
+                // The collector closed at the end, after reading: all delivered.
+                self.confirm_all();
+                return Step::Done;
             }
-            link.observe(&stream);
-            if link.stalled() {
-                again = link.lose();
-                continue 'connect;
-            }
-            if link.preferred_is_back().await {
-                if finish(&mut stream, || {}).await == Peer::Closed {
-                    let done = link.delivery.closed();
-                    link.count_sent(done);
-                }
-                again = link.lose();
-                continue 'connect;
-            }
-            if batch.is_empty() {
-                if closing {
-                    // Our FIN; a collector that read everything closes in turn.
-                    match finish(&mut stream, || {}).await {
-                        Peer::Lost => {
-                            again = link.lose();
-                            continue 'connect;
-                        }
-                        Peer::Closed => {
-                            let done = link.delivery.closed();
-                            link.count_sent(done);
-                        }
-                        // No answer in time: what the kernel confirms is sent; the rest
-                        // is not known to be delivered and is counted as dropped.
-                        Peer::Open => {
-                            link.observe(&stream);
-                            let left: u64 = link.delivery.lost().iter().map(|s| s.packets).sum();
-                            m.in_flight.fetch_sub(left, Relaxed);
-                            m.dropped_shutdown.fetch_add(left, Relaxed);
-                        }
-                    }
-                    m.connected.store(0, Relaxed);
-                    return;
-                }
-                continue;
-            }
-            match stream.write_watched(&batch, stall, None).await {
-                Ok(()) => {
-                    let b = std::mem::take(&mut batch).freeze();
-                    m.in_flight.fetch_add(batch_packets, Relaxed);
-                    link.written(&stream, b.len(), batch_packets, b);
-                    batch_packets = 0;
-                    link.observe(&stream);
-                }
-                Err(e) => {
-                    CollectorWriteFailed {
-                        collector: link.address(),
-                        error: &e,
-                    }
-                    .emit(&m);
-                    again = link.lose();
-                    continue 'connect;
-                }
+            state => {
+                tracing::warn!(collector = %self.link.address(), ?state, "The collector closed the connection.");
+                return Step::Reconnect;
             }
         }
+        self.link.observe(stream);
+        if self.link.stalled() {
+            return Step::Reconnect;
+        }
+        if self.link.preferred_is_back().await {
+            if finish(stream, || {}).await == Peer::Closed {
+                self.confirm_all();
+            }
+            return Step::Reconnect;
+        }
+        if self.batch.is_empty() {
+            return match self.closing {
+                true => self.close_out(stream).await,
+                false => Step::Go,
+            };
+        }
+        match stream.write_watched(&self.batch, self.stall, None).await {
+            Ok(()) => {
+                let b = std::mem::take(&mut self.batch).freeze();
+                self.m.in_flight.fetch_add(self.batch_packets, Relaxed);
+                self.link.written(stream, b.len(), self.batch_packets, b);
+                self.batch_packets = 0;
+                self.link.observe(stream);
+                Step::Go
+            }
+            Err(e) => {
+                CollectorWriteFailed {
+                    collector: self.link.address(),
+                    error: &e,
+                }
+                .emit(&self.m);
+                Step::Reconnect
+            }
+        }
+    }
+
+    /// The queue closed and everything is written: our FIN; a collector that read
+    /// everything closes in turn.
+    async fn close_out(&mut self, stream: &mut Conn) -> Step {
+        match finish(stream, || {}).await {
+            Peer::Lost => return Step::Reconnect,
+            Peer::Closed => self.confirm_all(),
+            // No answer in time: what the kernel confirms is sent; the rest is not known
+            // to be delivered and is counted as dropped.
+            Peer::Open => {
+                self.link.observe(stream);
+                let left: u64 = self.link.delivery.lost().iter().map(|s| s.packets).sum();
+                self.m.in_flight.fetch_sub(left, Relaxed);
+                self.m.dropped_shutdown.fetch_add(left, Relaxed);
+            }
+        }
+        Step::Done
     }
 }
 
@@ -407,7 +465,7 @@ pub(super) async fn run_spooled(
     }
 }
 
-/// What the spooled sender does after a step.
+/// What a sender does after a step.
 enum Step {
     /// Goes on, on this connection.
     Go,
