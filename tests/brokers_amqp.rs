@@ -7,6 +7,7 @@
 //! - A malformed message is rejected without requeue and counted; the good ones around it
 //!   go through, and the queue ends empty.
 //! - The broker restarted mid-stream: the agent reconnects and nothing is lost.
+//! - Stopping with nothing pending does not wait out the drain time.
 //!
 //! One RabbitMQ node serves every test of this file (it takes seconds to start), each
 //! test on queues and exchanges of its own. Needs `rabbitmq-server` and `janus`
@@ -315,6 +316,39 @@ async fn a_malformed_message_is_rejected_once_and_counted_and_the_good_ones_go_t
         .unwrap_or_default()
         .to_string();
     assert!(line.ends_with('0'), "the queue ends empty: {line:?}");
+}
+
+/// Regression: the input kept its pipeline and receipt senders until it returned (a
+/// partial move of its state), so stopping waited out the whole drain time although
+/// nothing was pending, and the pipeline task with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_with_nothing_pending_does_not_wait_out_the_drain_time() {
+    if !have("stopping_with_nothing_pending") {
+        return;
+    }
+    let _one = ONE.lock().await;
+    let (collector, got) = udp_receiver().await;
+    let mut cfg = agent_config(&[format!("udp://{collector}")]);
+    cfg.http.enabled = false;
+    cfg.ws.enabled = false;
+    cfg.amqp.url = url();
+    cfg.amqp.queue = "hl-stop".into();
+    cfg.shutdown_timeout_ms = 30_000;
+    let (a, stop) = start_agent(cfg).await;
+    while a.metrics.brokers[1].connected.load(Relaxed) == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    publish("hl-stop", (0..5).map(event)).await;
+    assert_eq!(wait_ids(&got, 5).await, 5);
+    while a.metrics.brokers[1].acks.load(Relaxed) < 5 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), a.wait()).await;
+    assert!(
+        stopped.is_ok(),
+        "the agent still stopping after 10 s with nothing pending (drain time 30 s)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -233,7 +233,28 @@ pub async fn run(
         }
     }
     // Stopping: no new delivery is taken; what the pipeline settles is acknowledged.
-    let Amqp { mut st, .. } = a;
+    // The senders go now (a partial move would keep them until the end of this
+    // function): the receipts close once the pipeline drops the last one, and the
+    // pipeline task, waiting for every input's sender, can finish.
+    let Amqp {
+        st, jobs, receipts, ..
+    } = a;
+    drop((jobs, receipts));
+    wind_down(session, st, (rx, log_rx), m, drain).await;
+}
+
+/// Cancels the consumers, acknowledges what the pipeline still settles (until it drops
+/// the last receipt or `drain` runs out) and closes.
+async fn wind_down(
+    session: Option<Session>,
+    mut st: State,
+    (mut rx, mut log_rx): (
+        mpsc::UnboundedReceiver<(Tag, Outcome)>,
+        mpsc::UnboundedReceiver<Tag>,
+    ),
+    m: &BrokerMetrics,
+    drain: Duration,
+) {
     if let Some(s) = session.as_ref() {
         for t in &s.tags {
             let _ = s
