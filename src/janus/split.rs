@@ -1,8 +1,11 @@
 //! Splitting an event-handler body into its events without parsing them: a body is one
 //! JSON object, an array of them, or NDJSON (objects, or arrays, one after another). Each
 //! event is cut out as its own slice, so one malformed event never takes the others of
-//! the same body down with it.
+//! the same body down with it. The cutting is the scanner's lenient mode
+//! ([`super::scan::lenient`]): brackets and strings only, so that a malformed event still
+//! ends where its brackets say.
 
+use super::scan::lenient::{element_end, skip_ws, value_end};
 use crate::reject::Reject;
 use bytes::Bytes;
 
@@ -183,75 +186,6 @@ fn split_elements(
         }
         pos = end;
     }
-}
-
-fn skip_ws(b: &[u8], mut pos: usize) -> usize {
-    while pos < b.len() && b[pos].is_ascii_whitespace() {
-        pos += 1;
-    }
-    pos
-}
-
-/// The end (exclusive) of the object or array starting at `pos`.
-fn value_end(b: &[u8], pos: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut i = pos;
-    while i < b.len() {
-        match b[i] {
-            b'"' => i = string_end(b, i)?,
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
-/// The end (exclusive) of an array element starting at `pos`: the next `,` or `]` at
-/// depth 0. Malformed elements end there too, so the next element is still found.
-fn element_end(b: &[u8], pos: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut i = pos;
-    while i < b.len() {
-        match b[i] {
-            b'"' => i = string_end(b, i)?,
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' if depth > 0 => depth -= 1,
-            b',' | b']' if depth == 0 => return Some(i),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
-/// The index of the closing quote of the string opening at `pos` (memchr jumps over the
-/// long runs: SDPs are most of the bytes).
-fn string_end(b: &[u8], pos: usize) -> Option<usize> {
-    let mut i = pos + 1;
-    // Most strings are short (keys, ids): a plain loop beats a memchr call on them.
-    let short_end = b.len().min(i + 32);
-    while i < short_end {
-        match b[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i),
-            _ => i += 1,
-        }
-    }
-    while i < b.len() {
-        i += memchr::memchr2(b'"', b'\\', &b[i..])?;
-        match b[i] {
-            b'\\' => i += 2,
-            _ => return Some(i),
-        }
-    }
-    None
 }
 
 #[cfg(test)]
