@@ -454,6 +454,87 @@ pub async fn bind(
     Ok((rx, u_bound, t_bound, s_bound, drops))
 }
 
+/// Where `listen` writes what it receives: the pcap, the JSON lines file, standard
+/// output; the summary it keeps; the index of the next packet.
+struct Out {
+    pcap: Option<PcapWriter<BufWriter<File>>>,
+    jsonl: Option<std::io::LineWriter<File>>,
+    summary: Summary,
+    index: u64,
+}
+
+impl Out {
+    fn open(args: &ListenArgs) -> anyhow::Result<Out> {
+        Ok(Out {
+            pcap: match &args.write {
+                Some(p) => Some(PcapWriter::new(BufWriter::new(File::create(p)?))?),
+                None => None,
+            },
+            // Line by line: the file is readable while listen runs (tail -f).
+            jsonl: match &args.jsonl {
+                Some(p) => Some(std::io::LineWriter::new(File::create(p)?)),
+                None => None,
+            },
+            summary: Summary::default(),
+            index: 0,
+        })
+    }
+
+    /// One packet received: into the pcap, decoded (strictly) into the summary, its line
+    /// and JSON written.
+    fn take(&mut self, args: &ListenArgs, r: &Received) -> anyhow::Result<()> {
+        let index = self.index;
+        if let Some(w) = self.pcap.as_mut() {
+            let ts = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            w.udp(ts, r.peer, r.local, &r.bytes)?;
+        }
+        let (frame, src, dst) = (index + 1, r.peer, r.local);
+        let origin = match r.tcp {
+            true => Origin::Tcp { frame, src, dst },
+            false => Origin::Udp { frame, src, dst },
+        };
+        let (line, json) = match decode(&r.bytes, Mode::Strict) {
+            Ok(p) => {
+                self.summary.add(&p);
+                (
+                    packet_line(index, &p),
+                    packet_json(index, &p, Some(&origin)),
+                )
+            }
+            Err(e) => {
+                self.summary.rejected += 1;
+                let json = error_json(index, &e, Some(&origin));
+                (format!("#{index} rejected: {e}"), json)
+            }
+        };
+        if let Some(w) = self.jsonl.as_mut() {
+            writeln!(w, "{json}")?;
+        }
+        if !args.quiet {
+            let mut o = std::io::stdout().lock();
+            match args.json {
+                true => writeln!(o, "{json}")?,
+                false => writeln!(o, "{line}")?,
+            }
+        }
+        self.index += 1;
+        Ok(())
+    }
+
+    /// Flushes the files; the summary.
+    fn finish(self) -> anyhow::Result<Summary> {
+        if let Some(w) = self.pcap {
+            w.finish()?.flush()?;
+        }
+        if let Some(mut w) = self.jsonl {
+            w.flush()?;
+        }
+        Ok(self.summary)
+    }
+}
+
 /// Runs `heplink listen` until a signal, --count or --duration.
 pub fn main(args: &ListenArgs) -> anyhow::Result<Summary> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -475,68 +556,23 @@ pub fn main(args: &ListenArgs) -> anyhow::Result<Summary> {
         for a in &t {
             tracing::info!(listen = %a, "Listening for HEP over TCP.");
         }
-        let mut pcap = match &args.write {
-            Some(p) => Some(PcapWriter::new(BufWriter::new(File::create(p)?))?),
-            None => None,
-        };
-        let mut jsonl = match &args.jsonl {
-            // Line by line: the file is readable while listen runs (tail -f).
-            Some(p) => Some(std::io::LineWriter::new(File::create(p)?)),
-            None => None,
-        };
-        let stdout = std::io::stdout();
-        let mut summary = Summary::default();
+        let mut out = Out::open(args)?;
         let deadline = args.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
         let signals = crate::agent::signals();
         tokio::pin!(signals);
-        let mut index = 0u64;
         loop {
             let r = tokio::select! {
                 r = rx.recv() => match r { Some(r) => r, None => break },
                 _ = &mut signals => break,
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
             };
-            if let Some(w) = pcap.as_mut() {
-                let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
-                w.udp(ts, r.peer, r.local, &r.bytes)?;
-            }
-            let origin = if r.tcp {
-                Origin::Tcp { frame: index + 1, src: r.peer, dst: r.local }
-            } else {
-                Origin::Udp { frame: index + 1, src: r.peer, dst: r.local }
-            };
-            let (line, json) = match decode(&r.bytes, Mode::Strict) {
-                Ok(p) => {
-                    summary.add(&p);
-                    (packet_line(index, &p), packet_json(index, &p, Some(&origin)))
-                }
-                Err(e) => {
-                    summary.rejected += 1;
-                    (format!("#{index} rejected: {e}"), error_json(index, &e, Some(&origin)))
-                }
-            };
-            if let Some(w) = jsonl.as_mut() {
-                writeln!(w, "{json}")?;
-            }
-            if !args.quiet {
-                let mut o = stdout.lock();
-                if args.json {
-                    writeln!(o, "{json}")?;
-                } else {
-                    writeln!(o, "{line}")?;
-                }
-            }
-            index += 1;
-            if args.count.is_some_and(|c| index >= c) {
+            out.take(args, &r)?;
+            if args.count.is_some_and(|c| out.index >= c) {
                 break;
             }
         }
-        if let Some(w) = pcap {
-            w.finish()?.flush()?;
-        }
-        if let Some(mut w) = jsonl {
-            w.flush()?;
-        }
+        let mut summary = out.finish()?;
+        let stdout = std::io::stdout();
         if !u.is_empty() {
             let seen = drops.load(std::sync::atomic::Ordering::Relaxed);
             let now: u64 = u.iter().filter_map(|a| udp_drops_now(*a)).sum();

@@ -159,14 +159,10 @@ fn is_ours(name: &str) -> bool {
         || name.ends_with(" (sip)")
 }
 
-async fn keep(
-    mut api: Api,
-    mut rx: mpsc::Receiver<Intent>,
-    max: usize,
-    rate: u32,
-    m: Arc<AliasMetrics>,
-) {
-    // (ip, port) -> (guid, name) of the aliases this keeper made.
+/// The aliases an earlier run left (it may have been killed), known by their names,
+/// taken over so that they are replaced or deleted like this run's own; its client
+/// aliases, which name PeerConnections that are gone, deleted.
+async fn take_over(api: &mut Api, m: &AliasMetrics) -> HashMap<(IpAddr, u16), (String, String)> {
     let mut ours: HashMap<(IpAddr, u16), (String, String)> = HashMap::new();
     // What an earlier run left (it may have been killed): its aliases, known by their
     // names, are taken over, so that they are replaced or deleted like this run's own.
@@ -187,7 +183,7 @@ async fn keep(
             what: "cannot list the existing ones.",
             error: &e,
         }
-        .emit(&m),
+        .emit(m),
     }
     // Client aliases of an earlier run name PeerConnections that are gone.
     let stale: Vec<(IpAddr, u16)> = ours
@@ -203,6 +199,18 @@ async fn keep(
         }
     }
     m.held.store(ours.len() as u64, Relaxed);
+    ours
+}
+
+async fn keep(
+    mut api: Api,
+    mut rx: mpsc::Receiver<Intent>,
+    max: usize,
+    rate: u32,
+    m: Arc<AliasMetrics>,
+) {
+    // (ip, port) -> (guid, name) of the aliases this keeper made.
+    let mut ours = take_over(&mut api, &m).await;
     let gap = Duration::from_secs(1) / rate;
     let mut next = Instant::now();
     let failed = |m: &AliasMetrics, e: &super::ApiError| {
