@@ -93,50 +93,16 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     match cli.command {
-        Command::Decode(args) => match heplink::cmd::decode::main(&args) {
-            Ok(s) if s.rejected == 0 => ExitCode::SUCCESS,
-            Ok(_) => ExitCode::from(1),
-            Err(e) => {
-                eprintln!("heplink decode: {e:#}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Serve(args) => match heplink::cmd::serve::main(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("heplink serve: {e:#}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Demo(args) => match heplink::cmd::demo::main(&args) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("heplink demo: {e:#}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Listen(args) => match heplink::cmd::listen::main(&args) {
-            Ok(s) if s.rejected == 0 => ExitCode::SUCCESS,
-            Ok(_) => ExitCode::from(1),
-            Err(e) => {
-                eprintln!("heplink listen: {e:#}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Replay(args) => match heplink::cmd::replay::main(&args) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("heplink replay: {e:#}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Flow(args) => match heplink::cmd::flow::main(&args) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("heplink flow: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Decode(args) => exit("decode", heplink::cmd::decode::main(&args), |s| {
+            s.rejected == 0
+        }),
+        Command::Serve(args) => exit("serve", heplink::cmd::serve::main(&args), |_| true),
+        Command::Demo(args) => exit("demo", heplink::cmd::demo::main(&args), |_| true),
+        Command::Listen(args) => exit("listen", heplink::cmd::listen::main(&args), |s| {
+            s.rejected == 0
+        }),
+        Command::Replay(args) => exit("replay", heplink::cmd::replay::main(&args), |_| true),
+        Command::Flow(args) => exit("flow", heplink::cmd::flow::main(&args), |_| true),
         Command::Check { config, overrides } => {
             match heplink::config::Config::load(config.as_deref(), &overrides) {
                 Ok(c) => {
@@ -162,14 +128,22 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut cmd, "heplink", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Command::Convert(args) => match heplink::cmd::convert::main(&args) {
-            Ok(c) if c.rejected.is_empty() => ExitCode::SUCCESS,
-            Ok(_) => ExitCode::from(1),
-            Err(e) => {
-                eprintln!("heplink convert: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Convert(args) => exit("convert", heplink::cmd::convert::main(&args), |c| {
+            c.rejected.is_empty()
+        }),
+    }
+}
+
+/// A command's exit status: 0 when it did all it should (`clean`), 1 when it ran but
+/// rejected some of its input, 2 on errors (said on standard error).
+fn exit<T>(name: &str, r: anyhow::Result<T>, clean: impl FnOnce(&T) -> bool) -> ExitCode {
+    match r {
+        Ok(v) if clean(&v) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("heplink {name}: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 
