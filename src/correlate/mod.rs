@@ -1170,23 +1170,37 @@ impl EmitterState {
             if idle {
                 st.expired += 1;
             }
-            self.release_session(em, cfg, sid, now, out);
-            if let Some(s) = self.sessions.remove(&sid) {
-                if let Some(t) = &s.transport_id {
-                    if let Some(list) = self.transport_sessions.get_mut(t) {
-                        list.retain(|x| *x != sid);
-                        if list.is_empty() {
-                            self.transport_sessions.remove(t);
-                        }
-                    }
-                }
-                for h in s.handles {
-                    self.forget_handle(em, cfg, h, now, out);
-                }
-            }
+            self.forget_session(em, cfg, sid, now, out);
         }
         self.transports
             .retain(|_, t| now.saturating_sub(t.at) < cfg.hold_us);
+    }
+
+    /// Forgets an ended or idle session: what it holds is released, its transport's list
+    /// and its handles are forgotten.
+    fn forget_session(
+        &mut self,
+        em: &str,
+        cfg: &Config,
+        sid: u64,
+        now: u64,
+        out: &mut Vec<Correlated>,
+    ) {
+        self.release_session(em, cfg, sid, now, out);
+        let Some(s) = self.sessions.remove(&sid) else {
+            return;
+        };
+        if let Some(t) = &s.transport_id {
+            if let Some(list) = self.transport_sessions.get_mut(t) {
+                list.retain(|x| *x != sid);
+                if list.is_empty() {
+                    self.transport_sessions.remove(t);
+                }
+            }
+        }
+        for h in s.handles {
+            self.forget_handle(em, cfg, h, now, out);
+        }
     }
 
     /// Evicts the least recently active handles down to 90% of the cap (counted).
