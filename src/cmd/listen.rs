@@ -371,6 +371,9 @@ pub type Bound = (
 );
 
 /// Binds the listeners (TLS ones with `tls`); packets go to the returned channel.
+///
+/// Over 80 lines: one block per transport (UDP, TCP, TLS), each bind, its reader task
+/// and its log; they share the channel and the drop counter.
 pub async fn bind(
     udp: &[SocketAddr],
     tcp: &[SocketAddr],

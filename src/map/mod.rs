@@ -264,6 +264,9 @@ impl Mapper {
     /// Encodes the HEP packet of one correlated event into `out` (validated once, by the
     /// encoder) and returns it with its time stamp (µs); `now_us` stamps events without a
     /// timestamp. An event too large for one packet is sent as its head, marked.
+    ///
+    /// At 81 lines, the hot path of every event in one place: proto type, addresses,
+    /// payload, the too-large fallback, the encoder call.
     pub fn encode(
         &mut self,
         c: &Correlated,

@@ -55,6 +55,9 @@ impl Column {
 /// The columns of a flow: what each address is, ordered for reading: the signalling
 /// columns (no port) first, then each client's address followed by Janus's media address
 /// for it (the two ends of one PeerConnection side by side).
+///
+/// Over 80 lines: one pass per role, in reading order (signalling, participants,
+/// subscribers, clients beside their media column); each pass is a few lines.
 pub(super) fn columns(steps: &[Step]) -> Vec<Column> {
     let janus: HashSet<&str> = steps.iter().filter_map(|s| s.janus.as_deref()).collect();
     // A publisher's name by participant id, for the subscribers' feeds.

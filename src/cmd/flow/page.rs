@@ -332,6 +332,9 @@ const STYLE: &str = include_str!("page.css");
 const SCRIPT: &str = include_str!("page.js");
 
 /// The self-contained HTML page of all flows.
+///
+/// Over 80 lines because it is the page's template: its parts in the order they appear,
+/// each a few `push_str`s; cut into functions it would read worse.
 pub fn html(flows: &Flows) -> String {
     let order = page_order(flows);
     let arrows: usize = flows.iter().map(|(_, s)| s.len()).sum();
