@@ -589,36 +589,31 @@ pub(crate) mod lenient {
 
     /// The end (exclusive) of the object or array starting at `pos`.
     pub(crate) fn value_end(b: &[u8], pos: usize) -> Option<usize> {
-        let mut depth = 0usize;
-        let mut i = pos;
-        while i < b.len() {
-            match b[i] {
-                b'"' => i = string_end(b, i)?,
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        return Some(i + 1);
-                    }
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        None
+        walk(b, pos, false)
     }
 
     /// The end (exclusive) of an array element starting at `pos`: the next `,` or `]` at
     /// depth 0. Malformed elements end there too, so the next element is still found.
     pub(crate) fn element_end(b: &[u8], pos: usize) -> Option<usize> {
+        walk(b, pos, true)
+    }
+
+    /// Walks brackets and strings from `pos`: to the end of the value that opens there,
+    /// or (`element`) to the `,` or `]` that ends an array element.
+    fn walk(b: &[u8], pos: usize, element: bool) -> Option<usize> {
         let mut depth = 0usize;
         let mut i = pos;
         while i < b.len() {
             match b[i] {
                 b'"' => i = string_end(b, i)?,
                 b'{' | b'[' => depth += 1,
-                b'}' | b']' if depth > 0 => depth -= 1,
-                b',' | b']' if depth == 0 => return Some(i),
+                b',' | b']' if element && depth == 0 => return Some(i),
+                b'}' | b']' => {
+                    depth = depth.saturating_sub(1);
+                    if !element && depth == 0 {
+                        return Some(i + 1);
+                    }
+                }
                 _ => {}
             }
             i += 1;
