@@ -151,7 +151,11 @@ fn each_stage_imports_only_what_comes_before_it() {
     let rules: [(&str, Vec<&str>, bool); 6] = [
         ("src/janus", core.to_vec(), false),
         ("src/correlate", [&core[..], &["correlate"]].concat(), false),
-        ("src/map", [&core[..], &["correlate", "map"]].concat(), false),
+        (
+            "src/map",
+            [&core[..], &["correlate", "map"]].concat(),
+            false,
+        ),
         (
             "src/pipeline.rs",
             [&core[..], &["correlate", "map", "metrics"]].concat(),
