@@ -2,7 +2,7 @@
 //! JSON object, an array of them, or NDJSON (objects, or arrays, one after another). Each
 //! event is cut out as its own slice, so one malformed event never takes the others of
 //! the same body down with it. The cutting is the scanner's lenient mode
-//! ([`super::scan::lenient`]): brackets and strings only, so that a malformed event still
+//! (`janus::scan::lenient`): brackets and strings only, so that a malformed event still
 //! ends where its brackets say.
 
 use super::scan::lenient::{element_end, skip_ws, value_end};
