@@ -110,7 +110,8 @@ pub async fn start(
     // The pipeline task.
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
     let shared = task::Shared::new(&cfg, queues, metrics.clone(), (journal, aliases, spooled));
-    let pipeline = tokio::spawn(task::run_pipeline(shared.clone(), jobs_rx));
+    let replay = shared.replay().await;
+    let pipeline = tokio::spawn(task::run_pipeline(shared.clone(), jobs_rx, replay));
 
     // Inputs and metrics.
     let (stop_tx, stop_rx) = watch::channel(false);

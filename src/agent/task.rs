@@ -27,9 +27,20 @@ use crate::pipeline::{Pipeline, Rejections};
 use crate::time::now_us;
 
 /// The pipeline task's state behind its lock, shared with the HTTP input.
-pub(super) struct Shared(tokio::sync::Mutex<Task>);
+pub(super) struct Shared(Arc<tokio::sync::Mutex<Task>>);
+
+/// The lock on the pipeline task's state, taken before the inputs start and kept by the
+/// task while it takes again what the intake journal kept: a POST that comes meanwhile
+/// waits for it, so that the correlator knows what it knew before new events come.
+pub(super) struct Replay(tokio::sync::OwnedMutexGuard<Task>);
 
 impl Shared {
+    /// The lock for [`run_pipeline`]'s replay of the journal (there is nobody to wait
+    /// for yet).
+    pub(super) async fn replay(&self) -> Replay {
+        Replay(self.0.clone().lock_owned().await)
+    }
+
     /// The state of a pipeline task that has not started yet.
     pub(super) fn new(
         cfg: &Config,
@@ -41,7 +52,7 @@ impl Shared {
             Vec<Arc<CollectorMetrics>>,
         ),
     ) -> Arc<Shared> {
-        Arc::new(Shared(tokio::sync::Mutex::new(Task {
+        Arc::new(Shared(Arc::new(tokio::sync::Mutex::new(Task {
             p: Pipeline::new(cfg.correlator(), cfg.mapper()),
             packets: Vec::new(),
             st: Settling::new(spooled),
@@ -50,7 +61,7 @@ impl Shared {
             queues,
             metrics,
             finished: false,
-        })))
+        }))))
     }
 }
 
@@ -75,11 +86,19 @@ impl crate::input::Taker for Direct {
     }
 }
 
-/// Runs the pipeline task until every input's sender is gone.
-pub(super) async fn run_pipeline(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>) {
+/// Runs the pipeline task until every input's sender is gone: first what the journal
+/// kept, under `replay`.
+pub(super) async fn run_pipeline(
+    shared: Arc<Shared>,
+    mut jobs: mpsc::Receiver<Job>,
+    replay: Replay,
+) {
+    {
+        let mut t = replay.0;
+        t.replay_journal().await;
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    shared.0.lock().await.replay_journal().await;
     loop {
         tokio::select! {
             job = jobs.recv() => {
