@@ -5,8 +5,9 @@
 //! output is byte for byte what the hand-written renderer gave).
 //!
 //! Why this file is over 500 lines: every metric's name, type and help text is listed in
-//! the tables of `Metrics::encode`, one entry per counter, so `/metrics` and this list
-//! cannot drift.
+//! the family tables (`PLAIN_FAMILIES`, `BROKER_FAMILIES`, `COLLECTOR_FAMILIES`) beside
+//! the counters they read, one entry per counter, so `/metrics` and this list cannot
+//! drift.
 
 use crate::reject::Reject;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};

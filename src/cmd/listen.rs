@@ -8,8 +8,8 @@
 //! participants named in the payloads.
 //!
 //! Why this file is over 500 lines: the listener's three transports, its UDP drop
-//! accounting and the flow summary are one command; the summary is to move beside `flow`
-//! when the flow page is reworked (#14 item 4).
+//! accounting, its output (`Out`) and the per-flow summary it prints at the end are one
+//! command; the summary is `listen`'s own (the flow page reads the JSON lines instead).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
