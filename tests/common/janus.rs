@@ -281,7 +281,17 @@ pub async fn same_as_http(
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Janus's last events (its core "shutdown") go out as it exits; under load the broker's
+    // consumers take longer to get them than HTTP does. Wait (10 s at most) until both
+    // sides hold as many events, then compare what they hold.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (broker, http) = (events_of(&got).1.len(), events_of(&via_http).1.len());
+        if (broker >= http && http > 0) || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
     let mut taken = 0;
     for (a, stop) in agents {
         let m = a.metrics.clone();
