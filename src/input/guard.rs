@@ -17,6 +17,8 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -114,7 +116,7 @@ impl Gate {
             std::os::fd::AsFd::as_fd(&io).try_clone_to_owned(),
         ) {
             (Some(t), Ok(fd)) if !self.limits.upgrade => {
-                let w = Arc::new(Watch::default());
+                let w = Arc::new(Watch::new());
                 tokio::spawn(watchdog(w.clone(), fd, t, self.clone()));
                 Some(w)
             }
@@ -154,38 +156,72 @@ impl Drop for Ticket {
     }
 }
 
-/// What the idle watchdog of a connection knows.
-#[derive(Debug, Default)]
+/// What the idle watchdog of a connection knows. The connection writes it with plain
+/// atomic stores (twice per request); the watchdog reads it when its own timer fires, so
+/// a request costs it no wake-up.
+#[derive(Debug)]
 struct Watch {
-    /// Idle (answered, nothing read since) from this time on, if idle.
-    idle_since: Mutex<Option<Instant>>,
-    closed: std::sync::atomic::AtomicBool,
+    /// The time the values below count from.
+    base: Instant,
+    /// Idle (answered, nothing read since) from `base` + this many µs on; [`BUSY`] while
+    /// a request is coming in or being answered.
+    idle_since: AtomicU64,
+    closed: AtomicBool,
+    /// Woken only when the connection closes.
     wake: tokio::sync::Notify,
 }
 
-/// Shuts the connection down once it has been idle for `timeout`; ends with it.
+/// [`Watch::idle_since`] of a connection that is not idle.
+const BUSY: u64 = u64::MAX;
+
+impl Watch {
+    fn new() -> Watch {
+        Watch {
+            base: Instant::now(),
+            idle_since: AtomicU64::new(BUSY),
+            closed: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn set_idle(&self, idle: bool) {
+        let v = if idle {
+            self.base.elapsed().as_micros() as u64
+        } else {
+            BUSY
+        };
+        self.idle_since.store(v, Release);
+    }
+}
+
+/// Shuts the connection down once it has been idle for `timeout`; ends with it. It looks
+/// at the connection once per `timeout` while busy, and at the end of an idle spell's
+/// `timeout`: a connection that went idle meanwhile is seen at the next look, which then
+/// waits for the rest of that spell's time.
 async fn watchdog(w: Arc<Watch>, fd: std::os::fd::OwnedFd, timeout: Duration, gate: Arc<Gate>) {
     use std::os::fd::AsRawFd;
-    use std::sync::atomic::Ordering::Acquire;
     loop {
-        let since = *w.idle_since.lock().unwrap_or_else(|e| e.into_inner());
         if w.closed.load(Acquire) {
             return;
         }
-        match since {
-            None => w.wake.notified().await,
-            Some(t) if t.elapsed() >= timeout => {
-                gate.metrics.reject(gate.input, Reject::Timeout);
-                let _ =
-                    nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both);
-                return;
-            }
-            Some(t) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(t + timeout) => {}
-                    _ = w.wake.notified() => {}
+        let until = match w.idle_since.load(Acquire) {
+            BUSY => Instant::now() + timeout,
+            us => {
+                let since = w.base + Duration::from_micros(us);
+                if since.elapsed() >= timeout {
+                    gate.metrics.reject(gate.input, Reject::Timeout);
+                    let _ = nix::sys::socket::shutdown(
+                        fd.as_raw_fd(),
+                        nix::sys::socket::Shutdown::Both,
+                    );
+                    return;
                 }
+                since + timeout
             }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => {}
+            _ = w.wake.notified() => {}
         }
     }
 }
@@ -219,7 +255,7 @@ pub struct Guarded<Io> {
 impl<Io> Drop for Guarded<Io> {
     fn drop(&mut self) {
         if let Some(w) = &self.idle {
-            w.closed.store(true, std::sync::atomic::Ordering::Release);
+            w.closed.store(true, Release);
             w.wake.notify_one();
         }
     }
@@ -228,8 +264,7 @@ impl<Io> Drop for Guarded<Io> {
 impl<Io> Guarded<Io> {
     fn set_idle(&self, idle: bool) {
         if let Some(w) = &self.idle {
-            *w.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = idle.then(Instant::now);
-            w.wake.notify_one();
+            w.set_idle(idle);
         }
     }
 
@@ -305,9 +340,21 @@ impl<Io: AsyncRead + Unpin> AsyncRead for Guarded<Io> {
                 if Instant::now() >= deadline {
                     return Poll::Ready(Err(self.timed_out()));
                 }
-                self.sleep.as_mut().reset(deadline);
+                // The timer is moved only to an earlier deadline: deadlines mostly move
+                // later (each request starts a new one), and resetting a timer costs a trip
+                // through the timer wheel. One that fires before the deadline wakes this
+                // read, which then sets it to the deadline.
+                if self.sleep.deadline() > deadline {
+                    self.sleep.as_mut().reset(deadline);
+                }
                 if self.sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(self.timed_out()));
+                    if Instant::now() >= deadline {
+                        return Poll::Ready(Err(self.timed_out()));
+                    }
+                    self.sleep.as_mut().reset(deadline);
+                    if self.sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(self.timed_out()));
+                    }
                 }
                 Poll::Pending
             }
