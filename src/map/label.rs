@@ -119,11 +119,16 @@ fn what(ev: &Event, out: &mut String) {
 /// allowed around the colon), if it holds no escape; enough for the short state names a
 /// label uses (`connected`, `webrtcup`, `audio`).
 pub fn str_field<'a>(raw: &'a [u8], key: &str) -> Option<&'a str> {
-    let needle = format!("\"{key}\"");
+    let key = key.as_bytes();
     let mut from = 0;
-    while let Some(at) = memchr::memmem::find(&raw[from..], needle.as_bytes()) {
-        let mut i = from + at + needle.len();
-        from = i;
+    while let Some(at) = memchr::memmem::find(&raw[from..], key) {
+        let (start, end) = (from + at, from + at + key.len());
+        from = end;
+        // The key itself, quoted (not the tail of a longer name or a value).
+        if start == 0 || raw[start - 1] != b'"' || raw.get(end) != Some(&b'"') {
+            continue;
+        }
+        let mut i = end + 1;
         while raw.get(i).is_some_and(u8::is_ascii_whitespace) {
             i += 1;
         }
