@@ -28,12 +28,15 @@
 //! report shape (RTCP JSON both ways, rtpagent both ways) plus its unit tests; split by
 //! shape it would spread one table over files.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::Deserialize;
+
+use crate::json::{write_hundredths, write_i64, write_ip, write_json_str, write_u64};
 
 use crate::correlate::Correlated;
 
@@ -81,13 +84,17 @@ struct HandleQos {
     prev: HashMap<Arc<str>, Prev>,
 }
 
-/// The fields of a media stats event heplink reads.
+/// The fields of a media stats event heplink reads (its strings borrowed from the event
+/// unless they hold escapes).
 #[derive(Debug, Deserialize, Default)]
 #[serde(default, rename_all = "kebab-case")]
-struct Stats {
-    mid: Option<String>,
-    media: Option<String>,
-    codec: Option<String>,
+struct Stats<'a> {
+    #[serde(borrow)]
+    mid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    media: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    codec: Option<Cow<'a, str>>,
     base: u32,
     rtt: u32,
     lost: i64,
@@ -144,6 +151,8 @@ pub struct Report {
 pub struct Qos {
     handles: HashMap<(Arc<str>, u64), HandleQos>,
     order: VecDeque<(Arc<str>, u64)>,
+    /// A kept buffer for the key of a medium's previous sample.
+    name: String,
 }
 
 impl Qos {
@@ -200,47 +209,75 @@ impl Qos {
                 self.order.retain(|k| k != &key);
             }
             (32, Some(3)) if reports != QosReports::Off => {
-                // One medium per event, or all of them in an array with
-                // `combine_media_stats = true`.
-                #[derive(Deserialize)]
-                #[serde(untagged)]
-                enum OneOrAll {
-                    One(Box<Stats>),
-                    All(Vec<Stats>),
-                }
-                let Ok(o) = serde_json::from_slice::<Outer<OneOrAll>>(&ev.raw) else {
+                let Ok(Outer { event: all }) = serde_json::from_slice::<Outer<Media>>(&ev.raw)
+                else {
                     return;
                 };
-                let all = match o.event {
-                    OneOrAll::One(s) => vec![*s],
-                    OneOrAll::All(v) => v,
-                };
                 let ts = ev.timestamp.unwrap_or(0);
-                for s in all {
+                for s in all.0 {
                     let media = s.media.as_deref().unwrap_or("");
                     if !(media.starts_with("audio") || media.starts_with("video")) {
                         continue;
                     }
-                    let mid: Arc<str> = Arc::from(s.mid.as_deref().unwrap_or(media));
+                    let mid = s.mid.as_deref().unwrap_or(media);
+                    // The previous sample's key, `mid/media`, written into a kept buffer:
+                    // allocated only for a medium not seen before.
+                    let mut name = std::mem::take(&mut self.name);
+                    name.clear();
+                    let _ = write!(name, "{mid}/{media}");
                     let h = self.handle(key.clone());
-                    let m = h.mids.get(&mid).copied().unwrap_or_default();
-                    let prev = h.prev.insert(
-                        Arc::from(format!("{mid}/{media}")),
-                        Prev {
-                            lost: s.lost,
-                            received: s.packets_received,
-                            lost_remote: s.lost_by_remote,
-                            sent: s.packets_sent,
-                        },
-                    );
+                    let m = h.mids.get(mid).copied().unwrap_or_default();
+                    let now = Prev {
+                        lost: s.lost,
+                        received: s.packets_received,
+                        lost_remote: s.lost_by_remote,
+                        sent: s.packets_sent,
+                    };
+                    let prev = match h.prev.get_mut(name.as_str()) {
+                        Some(p) => Some(std::mem::replace(p, now)),
+                        None => h.prev.insert(Arc::from(name.as_str()), now),
+                    };
+                    self.name = name;
                     let rtp = reports == QosReports::RtcpRtp && media.starts_with("audio");
                     // The flow's id, as the HEP chunk carries it: a SIP call's Call-ID.
                     let cid = c.facts.call_id.as_deref().unwrap_or(&c.cid);
-                    write_reports(&s, m, prev, ts, peer_janus, cid, (&mid, media), rtp, out);
+                    write_reports(&s, m, prev, ts, peer_janus, cid, (mid, media), rtp, out);
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// The stats of a media stats event: one medium per event, or all of them in an array
+/// with `combine_media_stats = true`. Read without buffering the value first (as an
+/// untagged enum would).
+struct Media<'a>(Vec<Stats<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Media<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Media<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a media stats object or an array of them")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, m: M) -> Result<Media<'a>, M::Error> {
+                let one = Stats::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                Ok(Media(vec![one]))
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: S,
+            ) -> Result<Media<'a>, S::Error> {
+                let mut all = Vec::new();
+                while let Some(one) = s.next_element()? {
+                    all.push(one);
+                }
+                Ok(Media(all))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -324,17 +361,38 @@ fn rtcp_json(
     rtt: u32,
 ) -> String {
     let mut p = String::with_capacity(400);
-    let _ = write!(
-        p,
-        "{{\"sender_information\":{{\"ntp_timestamp_sec\":{ntp_sec},\"ntp_timestamp_usec\":{ntp_frac},\"rtp_timestamp\":0,\"packets\":{packets},\"octets\":{octets}}},\"ssrc\":{ssrc},\"type\":200,\"report_count\":1,\"report_blocks\":[{{\"source_ssrc\":{source},\"fraction_lost\":{},\"packets_lost\":{},\"highest_seq_no\":{},\"ia_jitter\":{},\"lsr\":{},\"dlsr\":{}}}],\"sdes_ssrc\":{ssrc}",
-        b.frac, b.lost, b.highest, b.jitter, b.lsr_dlsr.0, b.lsr_dlsr.1
+    let n = |p: &mut String, key: &str, v: u64| {
+        p.push_str(key);
+        write_u64(p, v);
+    };
+    n(
+        &mut p,
+        "{\"sender_information\":{\"ntp_timestamp_sec\":",
+        ntp_sec,
     );
+    n(&mut p, ",\"ntp_timestamp_usec\":", ntp_frac);
+    n(&mut p, ",\"rtp_timestamp\":0,\"packets\":", packets.into());
+    n(&mut p, ",\"octets\":", octets.into());
+    n(&mut p, "},\"ssrc\":", ssrc.into());
+    n(
+        &mut p,
+        ",\"type\":200,\"report_count\":1,\"report_blocks\":[{\"source_ssrc\":",
+        source.into(),
+    );
+    n(&mut p, ",\"fraction_lost\":", b.frac.into());
+    n(&mut p, ",\"packets_lost\":", b.lost.into());
+    n(&mut p, ",\"highest_seq_no\":", b.highest.into());
+    n(&mut p, ",\"ia_jitter\":", b.jitter);
+    n(&mut p, ",\"lsr\":", b.lsr_dlsr.0.into());
+    n(&mut p, ",\"dlsr\":", b.lsr_dlsr.1.into());
+    n(&mut p, "}],\"sdes_ssrc\":", ssrc.into());
     if rtt > 0 {
-        let _ = write!(
-            p,
-            ",\"report_blocks_xr\":{{\"round_trip_delay\":{}}}",
-            rtt.min(65535)
+        n(
+            &mut p,
+            ",\"report_blocks_xr\":{\"round_trip_delay\":",
+            rtt.min(65535).into(),
         );
+        p.push('}');
     }
     p.push('}');
     p
@@ -520,30 +578,57 @@ fn rtpagent_json(
         ends: (src, dst),
     } = *d;
     let (mos, r) = mos(f64::from(s.rtt), f64::from(jitter), loss_pct);
+    // Each figure is written once and copied where the report repeats it.
+    let (mut mos_s, mut r_s) = (String::new(), String::new());
+    write_hundredths(&mut mos_s, mos);
+    write_hundredths(&mut r_s, r);
     let mut p = String::with_capacity(700);
+    let n = |p: &mut String, key: &str, v: u64| {
+        p.push_str(key);
+        write_u64(p, v);
+    };
+    let t = |p: &mut String, key: &str, v: &str| {
+        p.push_str(key);
+        p.push_str(v);
+    };
     p.push_str("{\"CORRELATION_ID\":");
-    crate::json::write_json_str(&mut p, cid);
+    write_json_str(&mut p, cid);
     p.push_str(",\"RTP_SIP_CALL_ID\":");
-    crate::json::write_json_str(&mut p, cid);
-    let _ = write!(
-        p,
-        ",\"REPORT_TS\":{},\"TL_BYTE\":{bytes},\"TOTAL_PK\":{total},\"EXPECTED_PK\":{expected},\"PACKET_LOSS\":{},\"JITTER\":{jitter},\"MAX_JITTER\":{jitter},\"MEAN_JITTER\":{jitter},\"DELTA\":{},\"MAX_DELTA\":{},\"MOS\":{mos},\"MIN_MOS\":{mos},\"MEAN_MOS\":{mos},\"RFACTOR\":{r},\"MIN_RFACTOR\":{r},\"MEAN_RFACTOR\":{r},\"SRC_IP\":\"{}\",\"SRC_PORT\":{},\"DST_IP\":\"{}\",\"DST_PORT\":{},\"SSRC\":\"{ssrc:08x}\",\"CODEC_PT\":{},\"CLOCK\":{},\"CODEC_NAME\":",
-        ts_us / 1_000_000,
-        lost.max(0),
-        s.rtt,
-        s.rtt,
-        src.ip(),
-        src.port(),
-        dst.ip(),
-        dst.port(),
-        m.pt.map_or(-1, i32::from),
-        s.base,
-    );
-    crate::json::write_json_str(&mut p, s.codec.as_deref().unwrap_or(""));
-    let _ = write!(
-        p,
-        ",\"DIR\":{dir},\"PARTY\":{dir},\"REPORT_NAME\":\"janus:mid{mid}:{media}\",\"TYPE\":\"PERIODIC\",\"SOURCE\":\"JANUS\"}}"
-    );
+    write_json_str(&mut p, cid);
+    n(&mut p, ",\"REPORT_TS\":", ts_us / 1_000_000);
+    n(&mut p, ",\"TL_BYTE\":", bytes);
+    n(&mut p, ",\"TOTAL_PK\":", total);
+    p.push_str(",\"EXPECTED_PK\":");
+    write_i64(&mut p, expected);
+    n(&mut p, ",\"PACKET_LOSS\":", lost.max(0) as u64);
+    n(&mut p, ",\"JITTER\":", jitter.into());
+    n(&mut p, ",\"MAX_JITTER\":", jitter.into());
+    n(&mut p, ",\"MEAN_JITTER\":", jitter.into());
+    n(&mut p, ",\"DELTA\":", s.rtt.into());
+    n(&mut p, ",\"MAX_DELTA\":", s.rtt.into());
+    t(&mut p, ",\"MOS\":", &mos_s);
+    t(&mut p, ",\"MIN_MOS\":", &mos_s);
+    t(&mut p, ",\"MEAN_MOS\":", &mos_s);
+    t(&mut p, ",\"RFACTOR\":", &r_s);
+    t(&mut p, ",\"MIN_RFACTOR\":", &r_s);
+    t(&mut p, ",\"MEAN_RFACTOR\":", &r_s);
+    p.push_str(",\"SRC_IP\":\"");
+    write_ip(&mut p, src.ip());
+    n(&mut p, "\",\"SRC_PORT\":", src.port().into());
+    p.push_str(",\"DST_IP\":\"");
+    write_ip(&mut p, dst.ip());
+    n(&mut p, "\",\"DST_PORT\":", dst.port().into());
+    let _ = write!(p, ",\"SSRC\":\"{ssrc:08x}\"");
+    p.push_str(",\"CODEC_PT\":");
+    write_i64(&mut p, m.pt.map_or(-1, i64::from));
+    n(&mut p, ",\"CLOCK\":", s.base.into());
+    p.push_str(",\"CODEC_NAME\":");
+    write_json_str(&mut p, s.codec.as_deref().unwrap_or(""));
+    n(&mut p, ",\"DIR\":", dir.into());
+    n(&mut p, ",\"PARTY\":", dir.into());
+    t(&mut p, ",\"REPORT_NAME\":\"janus:mid", mid);
+    t(&mut p, ":", media);
+    p.push_str("\",\"TYPE\":\"PERIODIC\",\"SOURCE\":\"JANUS\"}");
     p
 }
 
