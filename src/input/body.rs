@@ -53,6 +53,10 @@ pub(super) enum ReadError {
 /// Takes `n` bytes of the budget, waiting up to [`BUDGET_WAIT`].
 pub(super) async fn take_budget(budget: &Arc<Semaphore>, n: usize) -> Option<OwnedSemaphorePermit> {
     let n = u32::try_from(n).ok()?;
+    // Mostly the budget has room: no timer then.
+    if let Ok(p) = budget.clone().try_acquire_many_owned(n) {
+        return Some(p);
+    }
     tokio::time::timeout(BUDGET_WAIT, budget.clone().acquire_many_owned(n))
         .await
         .ok()?
