@@ -294,3 +294,50 @@ fn fraction_lost_comes_from_the_interval_since_the_previous_sample() {
     assert_eq!(a[1]["report_blocks"][0]["ia_jitter"], 4 * 48);
     assert_eq!(a[1]["report_blocks_xr"]["round_trip_delay"], 20);
 }
+
+#[test]
+fn a_hangup_or_a_detach_forgets_the_handle_s_previous_sample() {
+    // Two samples with 11 of 19 packets lost between them give a fraction lost of 148
+    // (the test above); with the handle's PeerConnection hung up (or the handle detached)
+    // in between, the second sample has no previous one: 0.
+    let stats = |ts: u64, lost: u64, recv: u64| {
+        serde_json::json!({"emitter":"q","type":32,"subtype":3,"timestamp":ts,"session_id":1,"handle_id":2,
+            "event":{"mid":"0","media":"audio","codec":"opus","base":48000,
+            "lost":lost,"packets-received":recv,"packets-sent":100,"bytes-sent":12_345}})
+        .to_string()
+    };
+    let hangup = serde_json::json!({"emitter":"q","type":16,"subtype":6,"timestamp":1_795_000_001_000_000u64,
+        "session_id":1,"handle_id":2,"event":{"connection":"hangup","reason":"DTLS alert"}})
+    .to_string();
+    let detached = serde_json::json!({"emitter":"q","type":2,"timestamp":1_795_000_001_000_000u64,
+        "session_id":1,"handle_id":2,"event":{"name":"detached","plugin":"janus.plugin.echotest"}})
+    .to_string();
+    let webrtcup = serde_json::json!({"emitter":"q","type":16,"subtype":6,"timestamp":1_795_000_001_000_000u64,
+        "session_id":1,"handle_id":2,"event":{"connection":"webrtcup"}})
+    .to_string();
+    let second_fraction = |between: &str| {
+        let mut p = Pipeline::new(Default::default(), MapConfig::default()).event_time();
+        let mut packets: Vec<Bytes> = Vec::new();
+        for body in [
+            stats(1_795_000_000_000_000, 0, 100),
+            between.to_string(),
+            stats(1_795_000_002_000_000, 11, 108),
+        ] {
+            p.push_body(&Bytes::from(body), 0, &mut |o| packets.push(o.packet));
+        }
+        let now = p.now();
+        p.flush(now, &mut |o| packets.push(o.packet));
+        let a: Vec<Value> = packets
+            .iter()
+            .map(|b| decode(b))
+            .filter(|p| p.proto_type == Some(ProtoType::RTCP_JSON))
+            .map(|p| serde_json::from_slice::<Value>(p.payload.unwrap()).unwrap())
+            .filter(|r| r["sender_information"]["octets"] == 12_345)
+            .collect();
+        assert_eq!(a.len(), 2, "{between}");
+        a[1]["report_blocks"][0]["fraction_lost"].clone()
+    };
+    assert_eq!(second_fraction(&webrtcup), 148, "not an end: remembered");
+    assert_eq!(second_fraction(&hangup), 0, "hung up: forgotten");
+    assert_eq!(second_fraction(&detached), 0, "detached: forgotten");
+}

@@ -18,6 +18,7 @@
 
 pub mod label;
 pub mod qos;
+mod stats;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

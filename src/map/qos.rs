@@ -28,7 +28,6 @@
 //! report shape (RTCP JSON both ways, rtpagent both ways) plus its unit tests; split by
 //! shape it would spread one table over files.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -38,6 +37,7 @@ use serde::Deserialize;
 
 use crate::json::{write_hundredths, write_i64, write_ip, write_json_str, write_u64};
 
+use super::stats::Stats;
 use crate::correlate::Correlated;
 
 /// Most handles whose QoS state is kept.
@@ -82,37 +82,6 @@ struct Prev {
 struct HandleQos {
     mids: HashMap<Arc<str>, Mid>,
     prev: HashMap<Arc<str>, Prev>,
-}
-
-/// The fields of a media stats event heplink reads (its strings borrowed from the event
-/// unless they hold escapes).
-#[derive(Debug, Deserialize, Default)]
-#[serde(default, rename_all = "kebab-case")]
-struct Stats<'a> {
-    #[serde(borrow)]
-    mid: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    media: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    codec: Option<Cow<'a, str>>,
-    base: u32,
-    rtt: u32,
-    lost: i64,
-    lost_by_remote: i64,
-    jitter_local: u32,
-    jitter_remote: u32,
-    packets_received: u64,
-    packets_sent: u64,
-    bytes_received: u64,
-    bytes_sent: u64,
-    rtt_values: Option<RttValues>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-struct RttValues {
-    lsr: u32,
-    dlsr: u32,
 }
 
 #[derive(Deserialize)]
@@ -205,16 +174,15 @@ impl Qos {
                     m.pt = m.pt.or(pt);
                 }
             }
-            (2, _) | (16, Some(6)) if is_end(&ev.raw) && self.handles.remove(&key).is_some() => {
+            (2, _) | (16, Some(6)) if is_end(ev) && self.handles.remove(&key).is_some() => {
                 self.order.retain(|k| k != &key);
             }
             (32, Some(3)) if reports != QosReports::Off => {
-                let Ok(Outer { event: all }) = serde_json::from_slice::<Outer<Media>>(&ev.raw)
-                else {
+                let Some(all) = super::stats::media_stats(&ev.raw) else {
                     return;
                 };
                 let ts = ev.timestamp.unwrap_or(0);
-                for s in all.0 {
+                for s in all {
                     let media = s.media.as_deref().unwrap_or("");
                     if !(media.starts_with("audio") || media.starts_with("video")) {
                         continue;
@@ -249,48 +217,14 @@ impl Qos {
     }
 }
 
-/// The stats of a media stats event: one medium per event, or all of them in an array
-/// with `combine_media_stats = true`. Read without buffering the value first (as an
-/// untagged enum would).
-struct Media<'a>(Vec<Stats<'a>>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Media<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = Media<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a media stats object or an array of them")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, m: M) -> Result<Media<'a>, M::Error> {
-                let one = Stats::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
-                Ok(Media(vec![one]))
-            }
-            fn visit_seq<S: serde::de::SeqAccess<'de>>(
-                self,
-                mut s: S,
-            ) -> Result<Media<'a>, S::Error> {
-                let mut all = Vec::new();
-                while let Some(one) = s.next_element()? {
-                    all.push(one);
-                }
-                Ok(Media(all))
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
+/// Whether a type 2 or 16/6 event ends the handle's PeerConnection: the handle
+/// detached, or its PeerConnection hung up (as the event reader read them).
+fn is_end(ev: &crate::janus::Event) -> bool {
+    match &ev.body {
+        crate::janus::event::Body::Handle { name, .. } => &**name == "detached",
+        crate::janus::event::Body::WebRtc(w) => w.hangup,
+        _ => false,
     }
-}
-
-/// Whether a type 2 or 16/6 event ends the handle's PeerConnection.
-fn is_end(raw: &[u8]) -> bool {
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct End {
-        name: String,
-        connection: String,
-    }
-    serde_json::from_slice::<Outer<End>>(raw)
-        .is_ok_and(|o| o.event.name == "detached" || o.event.connection == "hangup")
 }
 
 /// (mid, first SSRC, first payload type) of each m-line of an SDP.

@@ -1,0 +1,328 @@
+//! Reading a media stats event (type 32, subtype 3) for its QoS reports: the fields of
+//! [`Stats`] from the event's `event` object (one medium), or from its array (every medium,
+//! with Janus's `combine_media_stats = true`). It uses the validating scanner the event
+//! reader uses, so an event costs one pass with no generic visitor. A field of the wrong
+//! type, or the same field twice, gives no reports for the event, as with serde's derive
+//! used here before; the tests compare the two. The one difference: serde also read an
+//! array as an object's fields in order, which Janus never writes and which this refuses.
+
+use std::borrow::Cow;
+
+use crate::janus::scan::{Num, Scalar, ScanError, Scanner, R};
+
+/// The fields of one medium's stats that the reports use (its strings borrowed from the
+/// event unless they hold escapes).
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Stats<'a> {
+    pub(super) mid: Option<Cow<'a, str>>,
+    pub(super) media: Option<Cow<'a, str>>,
+    pub(super) codec: Option<Cow<'a, str>>,
+    pub(super) base: u32,
+    pub(super) rtt: u32,
+    pub(super) lost: i64,
+    pub(super) lost_by_remote: i64,
+    pub(super) jitter_local: u32,
+    pub(super) jitter_remote: u32,
+    pub(super) packets_received: u64,
+    pub(super) packets_sent: u64,
+    pub(super) bytes_received: u64,
+    pub(super) bytes_sent: u64,
+    pub(super) rtt_values: Option<RttValues>,
+}
+
+/// `rtt-values` (Janus ≥ 1.1.4).
+#[derive(Debug, Default, PartialEq, Clone, Copy)]
+pub(super) struct RttValues {
+    pub(super) lsr: u32,
+    pub(super) dlsr: u32,
+}
+
+/// The stats of every medium in a media stats event, or `None` when the event is not
+/// valid JSON, has no `event`, or a field of the wrong type.
+pub(super) fn media_stats(raw: &[u8]) -> Option<Vec<Stats<'_>>> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut sc = Scanner::new(text);
+    let mut all = None;
+    sc.object(|sc, key| {
+        if key != "event" {
+            return sc.skip();
+        }
+        if all.is_some() {
+            return Err(ScanError::new("duplicate field", sc.pos()));
+        }
+        all = Some(if sc.peek()? == b'[' {
+            let mut v = Vec::new();
+            sc.array(|sc| stats(sc).map(|s| v.push(s)))?;
+            v
+        } else {
+            vec![stats(sc)?]
+        });
+        Ok(())
+    })
+    .ok()?;
+    sc.end().ok()?;
+    all
+}
+
+/// One medium's stats object.
+fn stats<'a>(sc: &mut Scanner<'a>) -> R<Stats<'a>> {
+    let mut s = Stats::default();
+    let mut seen = 0u16;
+    sc.object(|sc, key| {
+        let field = match &*key {
+            "mid" => 0,
+            "media" => 1,
+            "codec" => 2,
+            "base" => 3,
+            "rtt" => 4,
+            "lost" => 5,
+            "lost-by-remote" => 6,
+            "jitter-local" => 7,
+            "jitter-remote" => 8,
+            "packets-received" => 9,
+            "packets-sent" => 10,
+            "bytes-received" => 11,
+            "bytes-sent" => 12,
+            "rtt-values" => 13,
+            _ => return sc.skip(),
+        };
+        if seen & (1 << field) != 0 {
+            return Err(ScanError::new("duplicate field", sc.pos()));
+        }
+        seen |= 1 << field;
+        match field {
+            0 => s.mid = sc.opt_str()?,
+            1 => s.media = sc.opt_str()?,
+            2 => s.codec = sc.opt_str()?,
+            3 => s.base = u32_of(sc)?,
+            4 => s.rtt = u32_of(sc)?,
+            5 => s.lost = i64_of(sc)?,
+            6 => s.lost_by_remote = i64_of(sc)?,
+            7 => s.jitter_local = u32_of(sc)?,
+            8 => s.jitter_remote = u32_of(sc)?,
+            9 => s.packets_received = u64_of(sc)?,
+            10 => s.packets_sent = u64_of(sc)?,
+            11 => s.bytes_received = u64_of(sc)?,
+            12 => s.bytes_sent = u64_of(sc)?,
+            _ => s.rtt_values = rtt_values(sc)?,
+        }
+        Ok(())
+    })?;
+    Ok(s)
+}
+
+/// `rtt-values`: an object or `null`.
+fn rtt_values(sc: &mut Scanner<'_>) -> R<Option<RttValues>> {
+    let mut v = RttValues::default();
+    let mut seen = 0u8;
+    let present = sc.opt_object(|sc, key| {
+        let field = match &*key {
+            "lsr" => 0,
+            "dlsr" => 1,
+            _ => return sc.skip(),
+        };
+        if seen & (1 << field) != 0 {
+            return Err(ScanError::new("duplicate field", sc.pos()));
+        }
+        seen |= 1 << field;
+        let n = u32_of(sc)?;
+        if field == 0 {
+            v.lsr = n;
+        } else {
+            v.dlsr = n;
+        }
+        Ok(())
+    })?;
+    Ok(present.then_some(v))
+}
+
+/// A number read as serde_json reads it into an integer field: only an integer written
+/// without fraction or exponent.
+fn int(sc: &mut Scanner<'_>) -> R<Num> {
+    let at = sc.pos();
+    match sc.opt_scalar()? {
+        Some(Scalar::Num(n @ (Num::U(_) | Num::I(_)))) => Ok(n),
+        _ => Err(ScanError::new("expected an integer", at)),
+    }
+}
+
+fn u64_of(sc: &mut Scanner<'_>) -> R<u64> {
+    let at = sc.pos();
+    match int(sc)? {
+        Num::U(v) => Ok(v),
+        _ => Err(ScanError::new("expected an unsigned integer", at)),
+    }
+}
+
+fn u32_of(sc: &mut Scanner<'_>) -> R<u32> {
+    let at = sc.pos();
+    u32::try_from(u64_of(sc)?).map_err(|_| ScanError::new("out of range", at))
+}
+
+fn i64_of(sc: &mut Scanner<'_>) -> R<i64> {
+    let at = sc.pos();
+    match int(sc)? {
+        Num::U(v) => i64::try_from(v).map_err(|_| ScanError::new("out of range", at)),
+        Num::I(v) => Ok(v),
+        Num::F(_) => Err(ScanError::new("expected an integer", at)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    /// What the reports read before: serde's derive over the same fields.
+    #[derive(Debug, Deserialize, Default, PartialEq)]
+    #[serde(default, rename_all = "kebab-case")]
+    struct Reference {
+        mid: Option<String>,
+        media: Option<String>,
+        codec: Option<String>,
+        base: u32,
+        rtt: u32,
+        lost: i64,
+        lost_by_remote: i64,
+        jitter_local: u32,
+        jitter_remote: u32,
+        packets_received: u64,
+        packets_sent: u64,
+        bytes_received: u64,
+        bytes_sent: u64,
+        rtt_values: Option<RttReference>,
+    }
+
+    #[derive(Debug, Deserialize, Default, PartialEq)]
+    #[serde(default)]
+    struct RttReference {
+        lsr: u32,
+        dlsr: u32,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrAll {
+        One(Box<Reference>),
+        All(Vec<Reference>),
+    }
+
+    #[derive(Deserialize)]
+    struct Outer {
+        event: OneOrAll,
+    }
+
+    /// The media that get reports (audio and video): serde also read an array as one
+    /// medium's fields in order (`["0","audio"]`), which Janus never sends and which
+    /// gives no medium here; either way such an entry has no reports.
+    fn reported(v: Vec<Reference>) -> Vec<Reference> {
+        v.into_iter()
+            .filter(|s| {
+                let m = s.media.as_deref().unwrap_or("");
+                m.starts_with("audio") || m.starts_with("video")
+            })
+            .collect()
+    }
+
+    fn reference(raw: &str) -> Option<Vec<Reference>> {
+        let o = serde_json::from_str::<Outer>(raw).ok()?;
+        Some(reported(match o.event {
+            OneOrAll::One(s) => vec![*s],
+            OneOrAll::All(v) => v,
+        }))
+    }
+
+    fn ours(raw: &str) -> Option<Vec<Reference>> {
+        let own = |c: &Option<Cow<'_, str>>| c.as_deref().map(String::from);
+        media_stats(raw.as_bytes())
+            .map(|v| {
+                v.iter()
+                    .map(|s| Reference {
+                        mid: own(&s.mid),
+                        media: own(&s.media),
+                        codec: own(&s.codec),
+                        base: s.base,
+                        rtt: s.rtt,
+                        lost: s.lost,
+                        lost_by_remote: s.lost_by_remote,
+                        jitter_local: s.jitter_local,
+                        jitter_remote: s.jitter_remote,
+                        packets_received: s.packets_received,
+                        packets_sent: s.packets_sent,
+                        bytes_received: s.bytes_received,
+                        bytes_sent: s.bytes_sent,
+                        rtt_values: s.rtt_values.map(|r| RttReference {
+                            lsr: r.lsr,
+                            dlsr: r.dlsr,
+                        }),
+                    })
+                    .collect()
+            })
+            .map(reported)
+    }
+
+    #[test]
+    fn reads_every_media_stats_event_of_the_fixtures_as_serde_did() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/janus");
+        let mut seen = 0;
+        for f in std::fs::read_dir(dir).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_none_or(|e| e != "jsonl") {
+                continue;
+            }
+            for line in std::fs::read_to_string(&p).unwrap().lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let events = match v {
+                    serde_json::Value::Array(a) => a,
+                    v => vec![v],
+                };
+                for e in events
+                    .iter()
+                    .filter(|e| e["type"] == 32 && e["subtype"] == 3)
+                {
+                    let raw = e.to_string();
+                    let want = reference(&raw);
+                    assert!(want.is_some(), "{raw}");
+                    assert_eq!(ours(&raw), want, "{raw}");
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 50, "only {seen} media stats events in the fixtures");
+    }
+
+    #[test]
+    fn refuses_and_accepts_what_serde_did() {
+        let cases = [
+            r#"{"type":32,"event":{"media":"audio","base":48000,"lost":-3,"rtt-values":{"lsr":1,"dlsr":2}}}"#,
+            r#"{"type":32,"event":[{"mid":"0","media":"audio"},{"mid":"1","media":"video","codec":"v\u0070 8"}]}"#,
+            r#"{"type":32,"event":[]}"#,
+            r#"{"type":32,"event":{"media":null,"rtt-values":null}}"#,
+            r#"{"type":32,"event":{"base":1.0}}"#,
+            r#"{"type":32,"event":{"base":1e3}}"#,
+            r#"{"type":32,"event":{"base":-1}}"#,
+            r#"{"type":32,"event":{"base":4294967296}}"#,
+            r#"{"type":32,"event":{"lost":9223372036854775808}}"#,
+            r#"{"type":32,"event":{"lost":-9223372036854775808}}"#,
+            r#"{"type":32,"event":{"packets-sent":null}}"#,
+            r#"{"type":32,"event":{"media":3}}"#,
+            r#"{"type":32,"event":{"media":"audio","media":"video"}}"#,
+            r#"{"type":32,"event":{"rtt-values":{"lsr":1,"lsr":2}}}"#,
+            r#"{"type":32,"event":"stats"}"#,
+            r#"{"type":32,"event":{}, "event":{}}"#,
+            r#"{"type":32}"#,
+            r#"{"type":32,"event":{"media":"audio"}} x"#,
+            r#"{"type":32,"event":{"media":"audio","extra":{"deep":[1,2,{"x":null}]}}}"#,
+        ];
+        for raw in cases {
+            assert_eq!(ours(raw), reference(raw), "{raw}");
+        }
+        // Where serde read an array as a struct's fields in order, this reader refuses it
+        // (Janus writes objects there).
+        let raw = r#"{"type":32,"event":{"media":"audio","rtt-values":[1,2]}}"#;
+        assert!(reference(raw).is_some_and(|v| v[0].rtt_values.is_some()));
+        assert_eq!(ours(raw), None);
+    }
+}
