@@ -72,6 +72,8 @@ pub(super) async fn read_body(
     budget: &Arc<Semaphore>,
     held: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<Bytes, ReadError> {
+    // Mostly the body comes in one piece: kept as it is, no list.
+    let mut first: Option<Bytes> = None;
     let mut pieces: Vec<Bytes> = Vec::new();
     let mut len = 0usize;
     while let Some(frame) = body.frame().await {
@@ -92,9 +94,18 @@ pub(super) async fn read_body(
             None => *held = Some(permit),
         }
         len += data.len();
-        pieces.push(data);
+        match first.take() {
+            None if pieces.is_empty() => first = Some(data),
+            f => {
+                pieces.extend(f);
+                pieces.push(data);
+            }
+        }
     }
-    Ok(join(pieces, len))
+    Ok(match first {
+        Some(b) => b,
+        None => join(pieces, len),
+    })
 }
 
 /// One buffer of exactly `len` bytes from `pieces` (no copy for a single piece).

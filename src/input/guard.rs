@@ -184,9 +184,10 @@ impl Watch {
         }
     }
 
-    fn set_idle(&self, idle: bool) {
+    /// Idle from `now` on, or busy.
+    fn set_idle(&self, idle: bool, now: Instant) {
         let v = if idle {
-            self.base.elapsed().as_micros() as u64
+            now.saturating_duration_since(self.base).as_micros() as u64
         } else {
             BUSY
         };
@@ -262,9 +263,9 @@ impl<Io> Drop for Guarded<Io> {
 }
 
 impl<Io> Guarded<Io> {
-    fn set_idle(&self, idle: bool) {
+    fn set_idle(&self, idle: bool, now: Instant) {
         if let Some(w) = &self.idle {
-            w.set_idle(idle);
+            w.set_idle(idle, now);
         }
     }
 
@@ -321,7 +322,7 @@ impl<Io: AsyncRead + Unpin> AsyncRead for Guarded<Io> {
                         Phase::New | Phase::Idle => {
                             if self.phase == Phase::Idle {
                                 self.since = Instant::now();
-                                self.set_idle(false);
+                                self.set_idle(false, self.since);
                             }
                             self.phase = Phase::Reading;
                             self.bytes = n;
@@ -376,8 +377,8 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Guarded<Io> {
             } else {
                 Phase::Idle
             };
-            self.set_idle(self.phase == Phase::Idle);
             self.since = Instant::now();
+            self.set_idle(self.phase == Phase::Idle, self.since);
             self.bytes = 0;
         }
         r

@@ -50,6 +50,16 @@ pub struct HttpState {
     pub inflate_slots: Arc<Semaphore>,
 }
 
+/// The answer to a body taken whole: a static body, no allocation for it.
+fn ok() -> Response {
+    let mut r = Response::new(Body::from(Bytes::from_static(b"{\"ok\":true}")));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 fn plain(status: StatusCode, msg: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], msg).into_response()
 }
@@ -285,7 +295,7 @@ async fn deliver(st: &HttpState, peer: Option<SocketAddr>, body: Bytes, size: us
         warm: false,
     };
     match st.taker.take(job).await {
-        Some(rejected) if rejected.is_empty() => plain(StatusCode::OK, "{\"ok\":true}".into()),
+        Some(rejected) if rejected.is_empty() => ok(),
         Some(rejected) => {
             let r = plain(
                 StatusCode::BAD_REQUEST,
