@@ -79,7 +79,11 @@ impl crate::input::Taker for Direct {
         job: Job,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Rejections>> + Send + '_>> {
         Box::pin(async move {
-            let mut t = self.shared.0.lock().await;
+            // Mostly nobody holds the lock: taken without a waiter then.
+            let mut t = match self.shared.0.try_lock() {
+                Ok(t) => t,
+                Err(_) => self.shared.0.lock().await,
+            };
             (!t.finished).then_some(())?;
             Some(t.take(job).await)
         })
