@@ -45,6 +45,23 @@ fn decode(b: &[u8]) -> Packet<'_> {
     heplink::proto::decode(b, heplink::proto::Mode::Strict).expect("heplify-server accepts it")
 }
 
+/// The RTCP JSON reports (as JSON) of these bodies, one after the other at their own times.
+fn rtcp_reports<const N: usize>(bodies: [String; N]) -> Vec<Value> {
+    let mut p = Pipeline::new(Default::default(), MapConfig::default()).event_time();
+    let mut packets: Vec<Bytes> = Vec::new();
+    for body in bodies {
+        p.push_body(&Bytes::from(body), 0, &mut |o| packets.push(o.packet));
+    }
+    let now = p.now();
+    p.flush(now, &mut |o| packets.push(o.packet));
+    packets
+        .iter()
+        .map(|b| decode(b))
+        .filter(|p| p.proto_type == Some(ProtoType::RTCP_JSON))
+        .map(|p| serde_json::from_slice(p.payload.unwrap()).unwrap())
+        .collect()
+}
+
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("a number: {v}"))
 }
@@ -263,22 +280,10 @@ fn fraction_lost_comes_from_the_interval_since_the_previous_sample() {
             "packets-received":recv,"packets-sent":100,"bytes-received":recv*100,"bytes-sent":12_345}})
         .to_string()
     };
-    let mut p = Pipeline::new(Default::default(), MapConfig::default()).event_time();
-    let mut packets: Vec<Bytes> = Vec::new();
-    for body in [
+    let reports = rtcp_reports([
         ev(1_795_000_000_000_000, 0, 100),
         ev(1_795_000_002_000_000, 11, 108),
-    ] {
-        p.push_body(&Bytes::from(body), 0, &mut |o| packets.push(o.packet));
-    }
-    let now = p.now();
-    p.flush(now, &mut |o| packets.push(o.packet));
-    let reports: Vec<Value> = packets
-        .iter()
-        .map(|b| decode(b))
-        .filter(|p| p.proto_type == Some(ProtoType::RTCP_JSON))
-        .map(|p| serde_json::from_slice(p.payload.unwrap()).unwrap())
-        .collect();
+    ]);
     // Janus -> peer reports carry Janus's report block on the peer's stream.
     let a: Vec<&Value> = reports
         .iter()
@@ -316,24 +321,14 @@ fn a_hangup_or_a_detach_forgets_the_handle_s_previous_sample() {
         "session_id":1,"handle_id":2,"event":{"connection":"webrtcup"}})
     .to_string();
     let second_fraction = |between: &str| {
-        let mut p = Pipeline::new(Default::default(), MapConfig::default()).event_time();
-        let mut packets: Vec<Bytes> = Vec::new();
-        for body in [
+        let a: Vec<Value> = rtcp_reports([
             stats(1_795_000_000_000_000, 0, 100),
             between.to_string(),
             stats(1_795_000_002_000_000, 11, 108),
-        ] {
-            p.push_body(&Bytes::from(body), 0, &mut |o| packets.push(o.packet));
-        }
-        let now = p.now();
-        p.flush(now, &mut |o| packets.push(o.packet));
-        let a: Vec<Value> = packets
-            .iter()
-            .map(|b| decode(b))
-            .filter(|p| p.proto_type == Some(ProtoType::RTCP_JSON))
-            .map(|p| serde_json::from_slice::<Value>(p.payload.unwrap()).unwrap())
-            .filter(|r| r["sender_information"]["octets"] == 12_345)
-            .collect();
+        ])
+        .into_iter()
+        .filter(|r| r["sender_information"]["octets"] == 12_345)
+        .collect();
         assert_eq!(a.len(), 2, "{between}");
         a[1]["report_blocks"][0]["fraction_lost"].clone()
     };

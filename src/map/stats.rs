@@ -86,10 +86,7 @@ fn stats<'a>(sc: &mut Scanner<'a>) -> R<Stats<'a>> {
             "rtt-values" => 13,
             _ => return sc.skip(),
         };
-        if seen & (1 << field) != 0 {
-            return Err(ScanError::new("duplicate field", sc.pos()));
-        }
-        seen |= 1 << field;
+        first_time(&mut seen, field, sc)?;
         match field {
             0 => s.mid = sc.opt_str()?,
             1 => s.media = sc.opt_str()?,
@@ -111,20 +108,27 @@ fn stats<'a>(sc: &mut Scanner<'a>) -> R<Stats<'a>> {
     Ok(s)
 }
 
+/// Marks `field` (a bit of `seen`) as read; an error if it was already (serde's derive
+/// refused a field given twice).
+fn first_time(seen: &mut u16, field: u8, sc: &Scanner<'_>) -> R<()> {
+    if *seen & (1 << field) != 0 {
+        return Err(ScanError::new("duplicate field", sc.pos()));
+    }
+    *seen |= 1 << field;
+    Ok(())
+}
+
 /// `rtt-values`: an object or `null`.
 fn rtt_values(sc: &mut Scanner<'_>) -> R<Option<RttValues>> {
     let mut v = RttValues::default();
-    let mut seen = 0u8;
+    let mut seen = 0u16;
     let present = sc.opt_object(|sc, key| {
         let field = match &*key {
             "lsr" => 0,
             "dlsr" => 1,
             _ => return sc.skip(),
         };
-        if seen & (1 << field) != 0 {
-            return Err(ScanError::new("duplicate field", sc.pos()));
-        }
-        seen |= 1 << field;
+        first_time(&mut seen, field, sc)?;
         let n = u32_of(sc)?;
         if field == 0 {
             v.lsr = n;
