@@ -283,6 +283,46 @@ async fn slowloris_and_idle_connections_are_cut_and_janus_still_gets_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_connection_that_keeps_posting_is_never_cut_as_idle() {
+    // The idle watchdog looks at a connection only when its own timer fires: each look
+    // must measure from the latest answer, so that a connection posting every 400 ms
+    // lives on through three idle timeouts of 1 s, and is cut 1 s after its last answer.
+    let (collector, got) = udp_receiver().await;
+    let mut c = agent_config(&[format!("udp://{collector}")]);
+    c.limits.idle_timeout_s = 1;
+    let (a, stop) = start_agent(c).await;
+    let http = a.bound.http.unwrap();
+    let ev = good_event().to_string();
+    let req = format!(
+        "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{ev}",
+        ev.len()
+    );
+    let mut conn = connect_from([127, 0, 0, 4], http).await;
+    let mut b = [0u8; 512];
+    for i in 0..8 {
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let n = conn.read(&mut b).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&b[..n]).starts_with("HTTP/1.1 200"),
+            "request {i} on the same connection: {:?}",
+            String::from_utf8_lossy(&b[..n])
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert_eq!(got.wait_for(8, 5).await, 8);
+    // 400 ms of the idle second are gone already.
+    let t = Instant::now();
+    assert!(closed_within(&mut conn, Duration::from_secs(3)).await);
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_the_per_address_cap_new_connections_are_refused_and_others_still_served() {
     let (collector, got) = udp_receiver().await;
     let mut c = agent_config(&[format!("udp://{collector}")]);
