@@ -72,9 +72,7 @@ pub(super) async fn read_body(
     budget: &Arc<Semaphore>,
     held: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<Bytes, ReadError> {
-    // Mostly the body comes in one piece: kept as it is, no list.
-    let mut first: Option<Bytes> = None;
-    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut pieces = Pieces::new();
     let mut len = 0usize;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
@@ -94,22 +92,16 @@ pub(super) async fn read_body(
             None => *held = Some(permit),
         }
         len += data.len();
-        match first.take() {
-            None if pieces.is_empty() => first = Some(data),
-            f => {
-                pieces.extend(f);
-                pieces.push(data);
-            }
-        }
+        pieces.push(data);
     }
-    Ok(match first {
-        Some(b) => b,
-        None => join(pieces, len),
-    })
+    Ok(join(pieces, len))
 }
 
+/// A body's pieces as they came; mostly there is one, kept inline (no list allocated).
+type Pieces = smallvec::SmallVec<[Bytes; 1]>;
+
 /// One buffer of exactly `len` bytes from `pieces` (no copy for a single piece).
-fn join(mut pieces: Vec<Bytes>, len: usize) -> Bytes {
+fn join(mut pieces: Pieces, len: usize) -> Bytes {
     if pieces.len() == 1 {
         return pieces.pop().expect("one");
     }
@@ -139,7 +131,7 @@ pub fn gunzip(
     max: usize,
     budget: Option<&Arc<Semaphore>>,
 ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), GunzipError> {
-    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut pieces = Pieces::new();
     let mut len = 0usize;
     let mut held: Option<OwnedSemaphorePermit> = None;
     let mut d = flate2::read::MultiGzDecoder::new(data).take(max as u64 + 1);

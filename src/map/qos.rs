@@ -26,7 +26,8 @@
 //!
 //! Why this file is over 500 lines: the mapping of §7 is one table of field conversions per
 //! report shape (RTCP JSON both ways, rtpagent both ways) plus its unit tests; split by
-//! shape it would spread one table over files.
+//! shape it would spread one table over files. Reading the stats is apart
+//! (`stats.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -35,10 +36,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::json::{write_hundredths, write_i64, write_ip, write_json_str, write_u64};
-
 use super::stats::Stats;
 use crate::correlate::Correlated;
+use crate::json::{write_hundredths, write_i64, write_ip, write_json_str, write_u64};
 
 /// Most handles whose QoS state is kept.
 pub const MAX_HANDLES: usize = 50_000;
@@ -192,7 +192,9 @@ impl Qos {
                     // allocated only for a medium not seen before.
                     let mut name = std::mem::take(&mut self.name);
                     name.clear();
-                    let _ = write!(name, "{mid}/{media}");
+                    name.push_str(mid);
+                    name.push('/');
+                    name.push_str(media);
                     let h = self.handle(key.clone());
                     let m = h.mids.get(mid).copied().unwrap_or_default();
                     let now = Prev {

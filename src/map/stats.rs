@@ -42,14 +42,12 @@ pub(super) struct RttValues {
 pub(super) fn media_stats(raw: &[u8]) -> Option<Vec<Stats<'_>>> {
     let text = std::str::from_utf8(raw).ok()?;
     let mut sc = Scanner::new(text);
-    let mut all = None;
+    let (mut all, mut seen) = (None, 0);
     sc.object(|sc, key| {
         if key != "event" {
             return sc.skip();
         }
-        if all.is_some() {
-            return Err(ScanError::new("duplicate field", sc.pos()));
-        }
+        first_time(&mut seen, 0, sc)?;
         all = Some(if sc.peek()? == b'[' {
             let mut v = Vec::new();
             sc.array(|sc| stats(sc).map(|s| v.push(s)))?;
