@@ -210,6 +210,18 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
+/// POSTs `ev` on a kept-alive connection and returns the start of the answer.
+async fn post_kept_alive(conn: &mut TcpStream, ev: &str) -> String {
+    let req = format!(
+        "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{ev}",
+        ev.len()
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut b = [0u8; 512];
+    let n = conn.read(&mut b).await.unwrap();
+    String::from_utf8_lossy(&b[..n]).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_and_idle_connections_are_cut_and_janus_still_gets_answers() {
     let (collector, got) = udp_receiver().await;
@@ -256,14 +268,8 @@ async fn slowloris_and_idle_connections_are_cut_and_janus_still_gets_answers() {
     assert_eq!(got.wait_for(20, 5).await, 20);
     // An idle keep-alive connection is closed after idle_timeout_s.
     let mut idle = connect_from([127, 0, 0, 3], http).await;
-    let req = format!(
-        "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{ev}",
-        ev.len()
-    );
-    idle.write_all(req.as_bytes()).await.unwrap();
-    let mut b = [0u8; 512];
-    let n = idle.read(&mut b).await.unwrap();
-    assert!(String::from_utf8_lossy(&b[..n]).starts_with("HTTP/1.1 200"));
+    let answer = post_kept_alive(&mut idle, &ev).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let t = Instant::now();
     assert!(closed_within(&mut idle, Duration::from_secs(3)).await);
     assert!(
@@ -293,19 +299,12 @@ async fn a_keep_alive_connection_that_keeps_posting_is_never_cut_as_idle() {
     let (a, stop) = start_agent(c).await;
     let http = a.bound.http.unwrap();
     let ev = good_event().to_string();
-    let req = format!(
-        "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{ev}",
-        ev.len()
-    );
     let mut conn = connect_from([127, 0, 0, 4], http).await;
-    let mut b = [0u8; 512];
     for i in 0..8 {
-        conn.write_all(req.as_bytes()).await.unwrap();
-        let n = conn.read(&mut b).await.unwrap();
+        let answer = post_kept_alive(&mut conn, &ev).await;
         assert!(
-            String::from_utf8_lossy(&b[..n]).starts_with("HTTP/1.1 200"),
-            "request {i} on the same connection: {:?}",
-            String::from_utf8_lossy(&b[..n])
+            answer.starts_with("HTTP/1.1 200"),
+            "request {i} on the same connection: {answer:?}"
         );
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
