@@ -10,6 +10,9 @@
 //! the same 10,000 events/s with the collector absent (a TCP port nobody listens on), where
 //! what matters is the HTTP input's answer time. Every mode reports the POSTs' answer time.
 //!
+//! `LOAD_AGENT_ARGS` adds flags to the agent's command line (`"--qos off"`: one packet per
+//! event, as the bare pipeline sends).
+//!
 //! `bare-<mode>` runs a mode against the bare axum + serde pipeline of `benches/bare/`
 //! instead of the agent; `compare` runs the agent and the bare pipeline one after the
 //! other with 1-event POSTs on 4 keep-alive connections and with 100-event POSTs.
@@ -78,6 +81,12 @@ impl Agent {
                 spool
                     .iter()
                     .flat_map(|d| [std::ffi::OsStr::new("--spool-dir"), d.as_os_str()]),
+            )
+            // More flags for the agent, e.g. `LOAD_AGENT_ARGS="--qos off"`.
+            .args(
+                std::env::var("LOAD_AGENT_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
             )
             .env("HEPLINK_LOG", "warn")
             .stdout(Stdio::null())
