@@ -29,6 +29,7 @@
 //! shape it would spread one table over files. Reading the stats is apart
 //! (`stats.rs`).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -82,24 +83,6 @@ struct Prev {
 struct HandleQos {
     mids: HashMap<Arc<str>, Mid>,
     prev: HashMap<Arc<str>, Prev>,
-}
-
-#[derive(Deserialize)]
-struct Outer<T> {
-    event: T,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-struct JsepEvent {
-    owner: String,
-    jsep: Jsep,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-struct Jsep {
-    sdp: String,
 }
 
 /// One report to send: its proto type, payload, source and destination.
@@ -159,13 +142,16 @@ impl Qos {
         let key = (ev.emitter.clone(), hid);
         match (ev.kind, ev.subtype) {
             (8, _) => {
-                let Ok(o) = serde_json::from_slice::<Outer<JsepEvent>>(&ev.raw) else {
+                let Some(j) = super::stats::jsep_sdp(&ev.raw) else {
                     return;
                 };
-                let janus_side = o.event.owner == "local";
+                let janus_side = j.owner == "local";
                 let h = self.handle(key);
-                for (mid, ssrc, pt) in sdp_media(&o.event.jsep.sdp) {
-                    let m = h.mids.entry(Arc::from(mid)).or_default();
+                for (mid, ssrc, pt) in sdp_media(&j.sdp) {
+                    let m = match h.mids.get_mut(&*mid) {
+                        Some(m) => m,
+                        None => h.mids.entry(Arc::from(mid)).or_default(),
+                    };
                     if janus_side {
                         m.janus_ssrc = ssrc.unwrap_or(m.janus_ssrc);
                     } else {
@@ -229,21 +215,24 @@ fn is_end(ev: &crate::janus::Event) -> bool {
     }
 }
 
-/// (mid, first SSRC, first payload type) of each m-line of an SDP.
-fn sdp_media(sdp: &str) -> Vec<(String, Option<u32>, Option<u8>)> {
-    let mut out: Vec<(String, Option<u32>, Option<u8>)> = Vec::new();
-    let mut index = 0usize;
-    for line in sdp.lines() {
-        let line = line.trim_end_matches('\r');
+/// (mid, first SSRC, first payload type) of each m-line of an SDP; a section without
+/// `a=mid` is named by its index.
+fn sdp_media(sdp: &str) -> Vec<(Cow<'_, str>, Option<u32>, Option<u8>)> {
+    let mut out: Vec<(Cow<'_, str>, Option<u32>, Option<u8>)> = Vec::new();
+    // Lines end with CRLF (or LF); only `m=`, `a=mid:` and `a=ssrc:` lines matter.
+    for line in sdp.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if let Some(m) = line.strip_prefix("m=") {
             let pt = m.split_whitespace().nth(3).and_then(|p| p.parse().ok());
-            out.push((index.to_string(), None, pt));
-            index += 1;
-        } else if let (Some(last), Some(mid)) = (out.last_mut(), line.strip_prefix("a=mid:")) {
-            last.0 = mid.trim().to_owned();
-        } else if let (Some(last), Some(ssrc)) = (out.last_mut(), line.strip_prefix("a=ssrc:")) {
-            if last.1.is_none() {
-                last.1 = ssrc.split_whitespace().next().and_then(|s| s.parse().ok());
+            out.push((Cow::Owned(out.len().to_string()), None, pt));
+        } else if let Some(a) = line.strip_prefix("a=") {
+            let Some(last) = out.last_mut() else { continue };
+            if let Some(mid) = a.strip_prefix("mid:") {
+                last.0 = Cow::Borrowed(mid.trim());
+            } else if let Some(ssrc) = a.strip_prefix("ssrc:") {
+                if last.1.is_none() {
+                    last.1 = ssrc.split_whitespace().next().and_then(|s| s.parse().ok());
+                }
             }
         }
     }

@@ -1,10 +1,15 @@
-//! Reading a media stats event (type 32, subtype 3) for its QoS reports: the fields of
-//! [`Stats`] from the event's `event` object (one medium), or from its array (every medium,
-//! with Janus's `combine_media_stats = true`). It uses the validating scanner the event
-//! reader uses, so an event costs one pass with no generic visitor. A field of the wrong
-//! type, or the same field twice, gives no reports for the event, as with serde's derive
-//! used here before; the tests compare the two. The one difference: serde also read an
-//! array as an object's fields in order, which Janus never writes and which this refuses.
+//! Reading the events QoS learns from, with the validating scanner the event reader uses
+//! (one pass, no generic visitor):
+//!
+//! - a media stats event (type 32, subtype 3) for its reports: the fields of [`Stats`]
+//!   from the event's `event` object (one medium), or from its array (every medium, with
+//!   Janus's `combine_media_stats = true`);
+//! - a JSEP event (type 8) for its SDP ([`Jsep`]), where the SSRCs and payload types are.
+//!
+//! A field of the wrong type, or the same field twice, gives nothing for the event, as
+//! with serde's derive used here before; the tests compare the two. The one difference:
+//! serde also read an array as an object's fields in order, which Janus never writes and
+//! which this refuses.
 
 use std::borrow::Cow;
 
@@ -60,6 +65,64 @@ pub(super) fn media_stats(raw: &[u8]) -> Option<Vec<Stats<'_>>> {
     .ok()?;
     sc.end().ok()?;
     all
+}
+
+/// What QoS reads of a JSEP event: whose SDP it is and the SDP (borrowed unless it holds
+/// escapes, which a JSON SDP's `\r\n` always are).
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Jsep<'a> {
+    /// `owner`: `local` is Janus's own SDP, `remote` the peer's.
+    pub(super) owner: Cow<'a, str>,
+    /// `jsep.sdp`.
+    pub(super) sdp: Cow<'a, str>,
+}
+
+/// The `owner` and `jsep.sdp` of a JSEP event (each empty when absent), or `None` when the
+/// event is not valid JSON, has no `event` object, or one of them is not a string.
+pub(super) fn jsep_sdp(raw: &[u8]) -> Option<Jsep<'_>> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut sc = Scanner::new(text);
+    let (mut out, mut seen) = (None, 0);
+    sc.object(|sc, key| {
+        if key != "event" {
+            return sc.skip();
+        }
+        first_time(&mut seen, 0, sc)?;
+        let (mut j, mut seen) = (Jsep::default(), 0);
+        sc.object(|sc, key| match &*key {
+            "owner" => {
+                first_time(&mut seen, 0, sc)?;
+                j.owner = str_of(sc)?;
+                Ok(())
+            }
+            "jsep" => {
+                first_time(&mut seen, 1, sc)?;
+                let mut seen = 0;
+                sc.object(|sc, key| {
+                    if key != "sdp" {
+                        return sc.skip();
+                    }
+                    first_time(&mut seen, 0, sc)?;
+                    j.sdp = str_of(sc)?;
+                    Ok(())
+                })
+            }
+            _ => sc.skip(),
+        })?;
+        out = Some(j);
+        Ok(())
+    })
+    .ok()?;
+    sc.end().ok()?;
+    out
+}
+
+/// A string (not `null`: serde's derive refused `null` for a `String`).
+fn str_of<'a>(sc: &mut Scanner<'a>) -> R<Cow<'a, str>> {
+    match sc.opt_str()? {
+        Some(s) => Ok(s),
+        None => Err(ScanError::new("expected a string", sc.pos())),
+    }
 }
 
 /// One medium's stats object.
@@ -326,5 +389,90 @@ mod tests {
         let raw = r#"{"type":32,"event":{"media":"audio","rtt-values":[1,2]}}"#;
         assert!(reference(raw).is_some_and(|v| v[0].rtt_values.is_some()));
         assert_eq!(ours(raw), None);
+    }
+
+    /// What QoS read of a JSEP event before: serde's derive.
+    #[derive(Deserialize)]
+    struct JsepOuter {
+        event: JsepReference,
+    }
+
+    #[derive(Debug, Deserialize, Default, PartialEq)]
+    #[serde(default)]
+    struct JsepReference {
+        owner: String,
+        jsep: SdpReference,
+    }
+
+    #[derive(Debug, Deserialize, Default, PartialEq)]
+    #[serde(default)]
+    struct SdpReference {
+        sdp: String,
+    }
+
+    fn jsep_reference(raw: &str) -> Option<(String, String)> {
+        let o = serde_json::from_str::<JsepOuter>(raw).ok()?;
+        Some((o.event.owner, o.event.jsep.sdp))
+    }
+
+    fn jsep_ours(raw: &str) -> Option<(String, String)> {
+        jsep_sdp(raw.as_bytes()).map(|j| (j.owner.into_owned(), j.sdp.into_owned()))
+    }
+
+    #[test]
+    fn reads_every_jsep_event_of_the_fixtures_as_serde_did() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/janus");
+        let mut seen = 0;
+        for f in std::fs::read_dir(dir).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_none_or(|e| e != "jsonl") {
+                continue;
+            }
+            for line in std::fs::read_to_string(&p).unwrap().lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let events = match v {
+                    serde_json::Value::Array(a) => a,
+                    v => vec![v],
+                };
+                for e in events.iter().filter(|e| e["type"] == 8) {
+                    // Compact and indented, as Janus writes either.
+                    for raw in [e.to_string(), serde_json::to_string_pretty(e).unwrap()] {
+                        let want = jsep_reference(&raw);
+                        assert!(want.as_ref().is_some_and(|w| w.1.contains("m=")), "{raw}");
+                        assert_eq!(jsep_ours(&raw), want, "{raw}");
+                    }
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 10, "only {seen} JSEP events in the fixtures");
+    }
+
+    #[test]
+    fn jsep_refuses_and_accepts_what_serde_did() {
+        let cases = [
+            r#"{"type":8,"event":{"owner":"local","jsep":{"type":"offer","sdp":"v=0\r\nm=audio 9 X 111\r\n"}}}"#,
+            r#"{"type":8,"event":{"owner":"remote"}}"#,
+            r#"{"type":8,"event":{"jsep":{}}}"#,
+            r#"{"type":8,"event":{}}"#,
+            r#"{"type":8,"event":{"owner":null,"jsep":{"sdp":"v=0"}}}"#,
+            r#"{"type":8,"event":{"owner":"local","jsep":null}}"#,
+            r#"{"type":8,"event":{"owner":"local","jsep":{"sdp":null}}}"#,
+            r#"{"type":8,"event":{"owner":"local","jsep":{"sdp":7}}}"#,
+            r#"{"type":8,"event":{"owner":"local","owner":"remote"}}"#,
+            r#"{"type":8,"event":{"jsep":{"sdp":"a","sdp":"b"}}}"#,
+            r#"{"type":8,"event":{"jsep":{}, "jsep":{}}}"#,
+            r#"{"type":8,"event":{},"event":{}}"#,
+            r#"{"type":8,"event":"jsep"}"#,
+            r#"{"type":8,"event":null}"#,
+            r#"{"type":8}"#,
+            r#"{"type":8,"event":{"owner":"local"}} x"#,
+            r#"{"type":8,"event":{"own\u0065r":"local","jsep":{"sdp":"v=\u0030","x":[1,{"y":null}]}}}"#,
+        ];
+        for raw in cases {
+            assert_eq!(jsep_ours(raw), jsep_reference(raw), "{raw}");
+        }
     }
 }
