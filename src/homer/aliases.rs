@@ -117,10 +117,7 @@ impl AliasFeed {
                     name,
                 });
             }
-            (kind::WEBRTC, Some(6)) | (kind::HANDLE, _)
-                if crate::map::label::str_field(&ev.raw, "connection") == Some("hangup")
-                    || crate::map::label::str_field(&ev.raw, "name") == Some("detached") =>
-            {
+            (kind::WEBRTC, Some(6)) | (kind::HANDLE, _) if ev.ends_peer_connection() => {
                 self.send(Intent::Unset {
                     ip: client.ip(),
                     port: client.port(),

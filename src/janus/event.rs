@@ -226,6 +226,16 @@ impl Event {
         }
     }
 
+    /// Whether this event ends the handle's PeerConnection: the handle detached (type 2) or
+    /// its PeerConnection hung up (type 16, subtype 6), as the event reader read them.
+    pub fn ends_peer_connection(&self) -> bool {
+        match &self.body {
+            Body::Handle { name, .. } => &**name == "detached",
+            Body::WebRtc(w) => w.hangup,
+            _ => false,
+        }
+    }
+
     /// Whether this is a `sip-in` or `sip-out` event carrying a SIP message (a blank one
     /// is not: it goes out as a plain event; found by the `events` fuzz target).
     pub fn sip_message(&self) -> Option<(&str, bool)> {

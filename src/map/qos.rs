@@ -160,7 +160,9 @@ impl Qos {
                     m.pt = m.pt.or(pt);
                 }
             }
-            (2, _) | (16, Some(6)) if is_end(ev) && self.handles.remove(&key).is_some() => {
+            (2, _) | (16, Some(6))
+                if ev.ends_peer_connection() && self.handles.remove(&key).is_some() =>
+            {
                 self.order.retain(|k| k != &key);
             }
             (32, Some(3)) if reports != QosReports::Off => {
@@ -202,16 +204,6 @@ impl Qos {
             }
             _ => {}
         }
-    }
-}
-
-/// Whether a type 2 or 16/6 event ends the handle's PeerConnection: the handle
-/// detached, or its PeerConnection hung up (as the event reader read them).
-fn is_end(ev: &crate::janus::Event) -> bool {
-    match &ev.body {
-        crate::janus::event::Body::Handle { name, .. } => &**name == "detached",
-        crate::janus::event::Body::WebRtc(w) => w.hangup,
-        _ => false,
     }
 }
 
