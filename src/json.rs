@@ -64,6 +64,20 @@ pub fn write_ip<W: fmt::Write>(out: &mut W, ip: std::net::IpAddr) {
     }
 }
 
+/// Writes a socket address as its `Display` would (`10.0.0.1:8088`, `[2001:db8::1]:8088`).
+pub fn write_socket_addr<W: fmt::Write>(out: &mut W, a: std::net::SocketAddr) {
+    match a {
+        std::net::SocketAddr::V4(v4) => {
+            write_ip(out, (*v4.ip()).into());
+            let _ = out.write_char(':');
+            write_u64(out, u64::from(v4.port()));
+        }
+        v6 => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// Writes `s` as a JSON string literal.
 pub fn write_json_str<W: fmt::Write>(out: &mut W, s: &str) {
     let _ = out.write_char('"');
@@ -122,5 +136,11 @@ mod tests {
         s.push(' ');
         write_i64(&mut s, i64::MIN);
         assert_eq!(s, "10.0.255.1 2001:db8::1 -1 -9223372036854775808");
+        for a in ["10.0.255.1:8088", "0.0.0.0:0", "[2001:db8::1]:65535"] {
+            let a: std::net::SocketAddr = a.parse().unwrap();
+            let mut s = String::new();
+            write_socket_addr(&mut s, a);
+            assert_eq!(s, a.to_string());
+        }
     }
 }

@@ -40,11 +40,43 @@ fn cut(l: &mut String) {
     }
 }
 
+/// A field name a label reads from an event's bytes: the searcher of the quoted name
+/// (`"ice"`), built once.
+pub struct Key(memchr::memmem::Finder<'static>);
+
+impl Key {
+    /// The key of the field `name`.
+    pub fn new(name: &str) -> Key {
+        Key(memchr::memmem::Finder::new(format!("\"{name}\"").as_bytes()).into_owned())
+    }
+}
+
+/// The fields labels read.
+struct Keys {
+    plugin: Key,
+    ice: Key,
+    dtls: Key,
+    connection: Key,
+    media: Key,
+    event: Key,
+    status: Key,
+}
+
+static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys {
+    plugin: Key::new("plugin"),
+    ice: Key::new("ice"),
+    dtls: Key::new("dtls"),
+    connection: Key::new("connection"),
+    media: Key::new("media"),
+    event: Key::new("event"),
+    status: Key::new("status"),
+});
+
 /// What happened, from the typed body where it has the fact, else from the event's own
 /// bytes (a string field of its `event` object), written as words into `out`.
 fn what(ev: &Event, out: &mut String) {
-    use std::fmt::Write as _;
-    let field = |k: &str| str_field(&ev.raw, k);
+    let k = &*KEYS;
+    let field = |key: &Key| str_field(&ev.raw, key);
     let mut put = |parts: &[&str]| {
         for (i, p) in parts.iter().enumerate() {
             if i > 0 {
@@ -65,24 +97,24 @@ fn what(ev: &Event, out: &mut String) {
         (Body::Plugin(p), _, _) => match &p.name {
             Some(n) => put(&[n]),
             None => {
-                let package = field("plugin").unwrap_or("plugin");
+                let package = field(&k.plugin).unwrap_or("plugin");
                 put(&[
                     package.strip_prefix("janus.plugin.").unwrap_or(package),
                     "event",
                 ])
             }
         },
-        (_, kind::WEBRTC, Some(1)) => put(&["ice", field("ice").unwrap_or("state")]),
+        (_, kind::WEBRTC, Some(1)) => put(&["ice", field(&k.ice).unwrap_or("state")]),
         (_, kind::WEBRTC, Some(2)) => put(&["local candidate"]),
         (_, kind::WEBRTC, Some(3)) => put(&["remote candidate"]),
         (_, kind::WEBRTC, Some(4)) => put(&["selected pair"]),
-        (_, kind::WEBRTC, Some(5)) => put(&["dtls", field("dtls").unwrap_or("state")]),
-        (_, kind::WEBRTC, Some(6)) => put(&[field("connection").unwrap_or("connection")]),
+        (_, kind::WEBRTC, Some(5)) => put(&["dtls", field(&k.dtls).unwrap_or("state")]),
+        (_, kind::WEBRTC, Some(6)) => put(&[field(&k.connection).unwrap_or("connection")]),
         (_, kind::MEDIA, Some(1)) => {
             let receiving = memchr::memmem::find(&ev.raw, b"\"receiving\":true").is_some()
                 || memchr::memmem::find(&ev.raw, b"\"receiving\": true").is_some();
             put(&[
-                field("media").unwrap_or("media"),
+                field(&k.media).unwrap_or("media"),
                 if receiving {
                     "receiving"
                 } else {
@@ -90,8 +122,8 @@ fn what(ev: &Event, out: &mut String) {
                 },
             ])
         }
-        (_, kind::MEDIA, Some(2)) => put(&["slowlink", field("media").unwrap_or("")]),
-        (_, kind::MEDIA, Some(3)) => put(&["media stats", field("media").unwrap_or("")]),
+        (_, kind::MEDIA, Some(2)) => put(&["slowlink", field(&k.media).unwrap_or("")]),
+        (_, kind::MEDIA, Some(3)) => put(&["media stats", field(&k.media).unwrap_or("")]),
         (
             Body::Transport {
                 transport, client, ..
@@ -102,15 +134,17 @@ fn what(ev: &Event, out: &mut String) {
             let t = transport.as_deref().map_or("transport", |t| {
                 t.strip_prefix("janus.transport.").unwrap_or(t)
             });
-            put(&[t, field("event").unwrap_or("event")]);
+            put(&[t, field(&k.event).unwrap_or("event")]);
             if let Some(c) = client {
-                let _ = write!(out, " {c}");
+                out.push(' ');
+                crate::json::write_socket_addr(out, *c);
             }
         }
         (_, kind::EXTERNAL, _) => put(&["external"]),
-        (_, kind::CORE, _) => put(&["core", field("status").unwrap_or("event")]),
+        (_, kind::CORE, _) => put(&["core", field(&k.status).unwrap_or("event")]),
         _ => {
-            let _ = write!(out, "event type {}", ev.kind);
+            out.push_str("event type ");
+            crate::json::write_u64(out, u64::from(ev.kind));
         }
     }
 }
@@ -118,17 +152,13 @@ fn what(ev: &Event, out: &mut String) {
 /// The value of the first string field `key` in `raw` (`"key":"value"`, whitespace
 /// allowed around the colon), if it holds no escape; enough for the short state names a
 /// label uses (`connected`, `webrtcup`, `audio`).
-pub fn str_field<'a>(raw: &'a [u8], key: &str) -> Option<&'a str> {
-    let key = key.as_bytes();
+pub fn str_field<'a>(raw: &'a [u8], key: &Key) -> Option<&'a str> {
+    let quoted = key.0.needle().len();
     let mut from = 0;
-    while let Some(at) = memchr::memmem::find(&raw[from..], key) {
-        let (start, end) = (from + at, from + at + key.len());
-        from = end;
-        // The key itself, quoted (not the tail of a longer name or a value).
-        if start == 0 || raw[start - 1] != b'"' || raw.get(end) != Some(&b'"') {
-            continue;
-        }
-        let mut i = end + 1;
+    // Each match is the key itself, quoted (not the tail of a longer name or a value).
+    while let Some(at) = key.0.find(&raw[from..]) {
+        let mut i = from + at + quoted;
+        from = i;
         while raw.get(i).is_some_and(u8::is_ascii_whitespace) {
             i += 1;
         }
@@ -160,22 +190,25 @@ mod tests {
     #[test]
     fn string_fields_compact_and_indented() {
         assert_eq!(
-            str_field(br#"{"event":{"ice":"connected"}}"#, "ice"),
+            str_field(br#"{"event":{"ice":"connected"}}"#, &Key::new("ice")),
             Some("connected")
         );
         assert_eq!(
-            str_field(b"{\"ice\" :\n  \"failed\"}", "ice"),
+            str_field(b"{\"ice\" :\n  \"failed\"}", &Key::new("ice")),
             Some("failed")
         );
-        assert_eq!(str_field(br#"{"ice":1}"#, "ice"), None);
+        assert_eq!(str_field(br#"{"ice":1}"#, &Key::new("ice")), None);
         assert_eq!(
-            str_field(br#"{"event":{"data":{"event":"request"}}}"#, "event"),
+            str_field(
+                br#"{"event":{"data":{"event":"request"}}}"#,
+                &Key::new("event")
+            ),
             Some("request")
         );
-        assert_eq!(str_field(br#"{"a":"x\"y"}"#, "a"), None);
+        assert_eq!(str_field(br#"{"a":"x\"y"}"#, &Key::new("a")), None);
         // A key named inside a value (escaped quotes) is not the key.
         assert_eq!(
-            str_field(br#"{"x":"\"ice\"","ice":"new"}"#, "ice"),
+            str_field(br#"{"x":"\"ice\"","ice":"new"}"#, &Key::new("ice")),
             Some("new")
         );
     }
