@@ -171,6 +171,23 @@ async fn a_client_that_sends_its_whole_body_first_reads_413_and_401() {
         waits[2] >= Duration::from_millis(200),
         "a growing delay: {waits:?}"
     );
+    // The delay is per peer address: another address's first failure waits the first
+    // delay, not the fourth (the handler knows each connection's peer).
+    let t = Instant::now();
+    let mut other = connect_from([127, 0, 0, 2], http).await;
+    other
+        .write_all(post_head(http, 2, "Authorization: Basic eDp5\r\n").as_bytes())
+        .await
+        .unwrap();
+    other.write_all(b"{}").await.unwrap();
+    let mut answer = vec![0u8; 12];
+    other.read_exact(&mut answer).await.unwrap();
+    let waited = t.elapsed();
+    assert!(answer.starts_with(b"HTTP/1.1 401"), "{answer:?}");
+    assert!(
+        waited >= Duration::from_millis(50) && waited < Duration::from_millis(350),
+        "another address waits the first delay (50 ms), not the fourth (400 ms): {waited:?}"
+    );
     let m = get(a.bound.metrics.unwrap(), "/metrics").await;
     assert_eq!(
         metric(
@@ -184,7 +201,7 @@ async fn a_client_that_sends_its_whole_body_first_reads_413_and_401() {
             &m,
             "heplink_rejected_total{input=\"http\",reason=\"unauthorized\"}"
         ),
-        3
+        4
     );
     stop.send(()).unwrap();
     a.wait().await.unwrap();

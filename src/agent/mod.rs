@@ -23,11 +23,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::input::guard::{Gate, GuardedListener};
-use crate::input::http::{http_ingest, HttpState};
+use crate::input::http::{HttpState, MakeHttp};
 use crate::input::journal::Intake;
 
 use crate::input::ws::{ws_upgrade, WsState};
-use crate::input::{serve_router, Job, TlsListener};
+use crate::input::{serve, serve_router, Job, TlsListener};
 use crate::metrics::{CollectorMetrics, Input, Metrics};
 use crate::output::{self, Queue};
 
@@ -294,18 +294,18 @@ impl Wiring<'_> {
                 crate::input::body::INFLATE_SLOTS,
             )),
         });
-        let app = Router::new().fallback(http_ingest).with_state(st);
+        let app = MakeHttp(st);
         let gate = Gate::new(cfg.limits.input(false), Input::Http, metrics.clone());
         let server = if cfg.http.tls_cert.is_empty() {
             let l = GuardedListener::new(l, gate);
-            tokio::spawn(serve_router(l, app, self.stop.clone()))
+            tokio::spawn(serve(l, app, self.stop.clone()))
         } else {
             let tls = crate::tls::server(
                 std::path::Path::new(&cfg.http.tls_cert),
                 std::path::Path::new(&cfg.http.tls_key),
                 None,
             )?;
-            tokio::spawn(serve_router(
+            tokio::spawn(serve(
                 TlsListener::new(l, tls, gate)?,
                 app,
                 self.stop.clone(),

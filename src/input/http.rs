@@ -9,13 +9,17 @@
 //! most [`MAX_LISTED`] rejected events.
 
 use crate::internal_events::InputRejected;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -99,25 +103,68 @@ async fn reject(
     resp
 }
 
+/// The HTTP input's services: one per connection ([`HttpService`]), knowing its peer.
+/// There is one handler and no routing, so no router sits in front of it, and the peer is
+/// given once per connection instead of through each request's extensions.
+#[derive(Clone)]
+pub struct MakeHttp(pub Arc<HttpState>);
+
+impl<'a, L> tower_service::Service<axum::serve::IncomingStream<'a, L>> for MakeHttp
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    type Response = HttpService;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<HttpService, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, s: axum::serve::IncomingStream<'a, L>) -> Self::Future {
+        std::future::ready(Ok(HttpService {
+            st: self.0.clone(),
+            peer: *s.remote_addr(),
+        }))
+    }
+}
+
+/// The HTTP input's service on one connection: every request goes to [`http_ingest`].
+#[derive(Clone)]
+pub struct HttpService {
+    st: Arc<HttpState>,
+    peer: SocketAddr,
+}
+
+impl tower_service::Service<Request> for HttpService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let (st, peer) = (self.st.clone(), self.peer);
+        Box::pin(async move { Ok(http_ingest(&st, Some(peer), req).await) })
+    }
+}
+
 /// The handler of every request on the HTTP input: the head is checked (method,
 /// credentials, declared size, encoding), the body read within the caps and the budget,
 /// inflated if gzipped, and handed to the pipeline (at once, through [`Taker`]), whose
 /// answer says which events were rejected.
-pub async fn http_ingest(State(st): State<Arc<HttpState>>, req: Request) -> Response {
+pub async fn http_ingest(st: &HttpState, peer: Option<SocketAddr>, req: Request) -> Response {
     st.metrics.http_requests.fetch_add(1, Relaxed);
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<super::Peer>>()
-        .map(|c| c.0 .0);
     let (parts, mut body) = req.into_parts();
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     let encoding = encoding(&parts.headers);
-    if let Err(Refused(reason, size, r)) = check_head(&st, peer, &parts, declared, &encoding).await
-    {
-        return reject(&st, peer, reason, size, Some(body), r).await;
+    if let Err(Refused(reason, size, r)) = check_head(st, peer, &parts, declared, &encoding).await {
+        return reject(st, peer, reason, size, Some(body), r).await;
     }
     let mut held = None;
     let raw = match read_body(&mut body, st.max_body, &st.budget, &mut held).await {
@@ -131,22 +178,22 @@ pub async fn http_ingest(State(st): State<Arc<HttpState>>, req: Request) -> Resp
         }
         Err(e) => {
             drop(held);
-            let Refused(reason, size, r) = read_refused(&st, e, declared);
-            return reject(&st, peer, reason, size, Some(body), r).await;
+            let Refused(reason, size, r) = read_refused(st, e, declared);
+            return reject(st, peer, reason, size, Some(body), r).await;
         }
     };
     let size = raw.len();
     let body = if matches!(encoding.as_str(), "gzip" | "x-gzip") {
-        match inflate(&st, raw, &mut held).await {
+        match inflate(st, raw, &mut held).await {
             Ok(b) => b,
             Err(Refused(reason, _, r)) => {
-                return reject(&st, peer, reason, Some(size), None, r).await;
+                return reject(st, peer, reason, Some(size), None, r).await;
             }
         }
     } else {
         raw
     };
-    let answer = deliver(&st, peer, body, size).await;
+    let answer = deliver(st, peer, body, size).await;
     drop(held);
     answer
 }
@@ -373,7 +420,7 @@ pub fn ingest_once(
         let Ok(req) = req.body(Body::from(body)) else {
             return (0, Vec::new(), 0);
         };
-        let resp = http_ingest(State(st), req).await;
+        let resp = http_ingest(&st, None, req).await;
         let status = resp.status().as_u16();
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
             .await

@@ -104,13 +104,35 @@ peer_of!(tokio::net::TcpListener, guard::GuardedListener, TlsListener);
 
 /// Serves `app` on `l` until `stop` turns true; handlers see the peer's address
 /// (`ConnectInfo<Peer>`).
-pub async fn serve_router<L>(l: L, app: Router, mut stop: watch::Receiver<bool>)
+pub async fn serve_router<L>(l: L, app: Router, stop: watch::Receiver<bool>)
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
     Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
-    let svc = app.into_make_service_with_connect_info::<Peer>();
-    let r = axum::serve(l, svc)
+    serve(l, app.into_make_service_with_connect_info::<Peer>(), stop).await
+}
+
+/// Serves on `l` with a service made per connection by `make` until `stop` turns true.
+pub async fn serve<L, M, S>(l: L, make: M, mut stop: watch::Receiver<bool>)
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    M: for<'a> tower_service::Service<
+            axum::serve::IncomingStream<'a, L>,
+            Error = std::convert::Infallible,
+            Response = S,
+        > + Send
+        + 'static,
+    for<'a> <M as tower_service::Service<axum::serve::IncomingStream<'a, L>>>::Future: Send,
+    S: tower_service::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let r = axum::serve(l, make)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
         })
