@@ -326,35 +326,36 @@ mod tests {
             .map(reported)
     }
 
-    #[test]
-    fn reads_every_media_stats_event_of_the_fixtures_as_serde_did() {
+    /// Every event of every capture (`fixtures/janus/*.jsonl`) that `keep` keeps.
+    fn fixture_events(keep: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/janus");
-        let mut seen = 0;
+        let mut out = Vec::new();
         for f in std::fs::read_dir(dir).unwrap() {
             let p = f.unwrap().path();
             if p.extension().is_none_or(|e| e != "jsonl") {
                 continue;
             }
             for line in std::fs::read_to_string(&p).unwrap().lines() {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                    continue;
-                };
-                let events = match v {
-                    serde_json::Value::Array(a) => a,
-                    v => vec![v],
-                };
-                for e in events
-                    .iter()
-                    .filter(|e| e["type"] == 32 && e["subtype"] == 3)
-                {
-                    let raw = e.to_string();
-                    let want = reference(&raw);
-                    assert!(want.is_some(), "{raw}");
-                    assert_eq!(ours(&raw), want, "{raw}");
-                    seen += 1;
+                match serde_json::from_str::<serde_json::Value>(line) {
+                    Ok(serde_json::Value::Array(a)) => out.extend(a.into_iter().filter(&keep)),
+                    Ok(v) if keep(&v) => out.push(v),
+                    _ => {}
                 }
             }
         }
+        out
+    }
+
+    #[test]
+    fn reads_every_media_stats_event_of_the_fixtures_as_serde_did() {
+        let events = fixture_events(|e| e["type"] == 32 && e["subtype"] == 3);
+        for e in &events {
+            let raw = e.to_string();
+            let want = reference(&raw);
+            assert!(want.is_some(), "{raw}");
+            assert_eq!(ours(&raw), want, "{raw}");
+        }
+        let seen = events.len();
         assert!(seen > 50, "only {seen} media stats events in the fixtures");
     }
 
@@ -421,32 +422,16 @@ mod tests {
 
     #[test]
     fn reads_every_jsep_event_of_the_fixtures_as_serde_did() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/janus");
-        let mut seen = 0;
-        for f in std::fs::read_dir(dir).unwrap() {
-            let p = f.unwrap().path();
-            if p.extension().is_none_or(|e| e != "jsonl") {
-                continue;
-            }
-            for line in std::fs::read_to_string(&p).unwrap().lines() {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                    continue;
-                };
-                let events = match v {
-                    serde_json::Value::Array(a) => a,
-                    v => vec![v],
-                };
-                for e in events.iter().filter(|e| e["type"] == 8) {
-                    // Compact and indented, as Janus writes either.
-                    for raw in [e.to_string(), serde_json::to_string_pretty(e).unwrap()] {
-                        let want = jsep_reference(&raw);
-                        assert!(want.as_ref().is_some_and(|w| w.1.contains("m=")), "{raw}");
-                        assert_eq!(jsep_ours(&raw), want, "{raw}");
-                    }
-                    seen += 1;
-                }
+        let events = fixture_events(|e| e["type"] == 8);
+        for e in &events {
+            // Compact and indented, as Janus writes either.
+            for raw in [e.to_string(), serde_json::to_string_pretty(e).unwrap()] {
+                let want = jsep_reference(&raw);
+                assert!(want.as_ref().is_some_and(|w| w.1.contains("m=")), "{raw}");
+                assert_eq!(jsep_ours(&raw), want, "{raw}");
             }
         }
+        let seen = events.len();
         assert!(seen > 10, "only {seen} JSEP events in the fixtures");
     }
 
