@@ -42,11 +42,11 @@ fn cut(l: &mut String) {
 
 /// A field name a label reads from an event's bytes: the searcher of the quoted name
 /// (`"ice"`), built once.
-pub struct Key(memchr::memmem::Finder<'static>);
+struct Key(memchr::memmem::Finder<'static>);
 
 impl Key {
     /// The key of the field `name`.
-    pub fn new(name: &str) -> Key {
+    fn new(name: &str) -> Key {
         Key(memchr::memmem::Finder::new(format!("\"{name}\"").as_bytes()).into_owned())
     }
 }
@@ -152,7 +152,7 @@ fn what(ev: &Event, out: &mut String) {
 /// The value of the first string field `key` in `raw` (`"key":"value"`, whitespace
 /// allowed around the colon), if it holds no escape; enough for the short state names a
 /// label uses (`connected`, `webrtcup`, `audio`).
-pub fn str_field<'a>(raw: &'a [u8], key: &Key) -> Option<&'a str> {
+fn str_field<'a>(raw: &'a [u8], key: &Key) -> Option<&'a str> {
     let quoted = key.0.needle().len();
     let mut from = 0;
     // Each match is the key itself, quoted (not the tail of a longer name or a value).

@@ -267,6 +267,18 @@ struct Block {
     lsr_dlsr: (u32, u32),
 }
 
+/// `key` (the JSON before a value) and the number `v`.
+fn num(p: &mut String, key: &str, v: u64) {
+    p.push_str(key);
+    write_u64(p, v);
+}
+
+/// `key` and `v`, a value already written as JSON (or a part of a string).
+fn text(p: &mut String, key: &str, v: &str) {
+    p.push_str(key);
+    p.push_str(v);
+}
+
 /// One sender report in heplify's `RTCP_Packet` JSON: `(ntp seconds, fraction)`,
 /// `(packets, octets)`, `(ssrc, source ssrc)`, its block, and XR's round trip only when
 /// `rtt` is known.
@@ -278,33 +290,29 @@ fn rtcp_json(
     rtt: u32,
 ) -> String {
     let mut p = String::with_capacity(400);
-    let n = |p: &mut String, key: &str, v: u64| {
-        p.push_str(key);
-        write_u64(p, v);
-    };
-    n(
+    num(
         &mut p,
         "{\"sender_information\":{\"ntp_timestamp_sec\":",
         ntp_sec,
     );
-    n(&mut p, ",\"ntp_timestamp_usec\":", ntp_frac);
-    n(&mut p, ",\"rtp_timestamp\":0,\"packets\":", packets.into());
-    n(&mut p, ",\"octets\":", octets.into());
-    n(&mut p, "},\"ssrc\":", ssrc.into());
-    n(
+    num(&mut p, ",\"ntp_timestamp_usec\":", ntp_frac);
+    num(&mut p, ",\"rtp_timestamp\":0,\"packets\":", packets.into());
+    num(&mut p, ",\"octets\":", octets.into());
+    num(&mut p, "},\"ssrc\":", ssrc.into());
+    num(
         &mut p,
         ",\"type\":200,\"report_count\":1,\"report_blocks\":[{\"source_ssrc\":",
         source.into(),
     );
-    n(&mut p, ",\"fraction_lost\":", b.frac.into());
-    n(&mut p, ",\"packets_lost\":", b.lost.into());
-    n(&mut p, ",\"highest_seq_no\":", b.highest.into());
-    n(&mut p, ",\"ia_jitter\":", b.jitter);
-    n(&mut p, ",\"lsr\":", b.lsr_dlsr.0.into());
-    n(&mut p, ",\"dlsr\":", b.lsr_dlsr.1.into());
-    n(&mut p, "}],\"sdes_ssrc\":", ssrc.into());
+    num(&mut p, ",\"fraction_lost\":", b.frac.into());
+    num(&mut p, ",\"packets_lost\":", b.lost.into());
+    num(&mut p, ",\"highest_seq_no\":", b.highest.into());
+    num(&mut p, ",\"ia_jitter\":", b.jitter);
+    num(&mut p, ",\"lsr\":", b.lsr_dlsr.0.into());
+    num(&mut p, ",\"dlsr\":", b.lsr_dlsr.1.into());
+    num(&mut p, "}],\"sdes_ssrc\":", ssrc.into());
     if rtt > 0 {
-        n(
+        num(
             &mut p,
             ",\"report_blocks_xr\":{\"round_trip_delay\":",
             rtt.min(65535).into(),
@@ -500,51 +508,43 @@ fn rtpagent_json(
     write_hundredths(&mut mos_s, mos);
     write_hundredths(&mut r_s, r);
     let mut p = String::with_capacity(700);
-    let n = |p: &mut String, key: &str, v: u64| {
-        p.push_str(key);
-        write_u64(p, v);
-    };
-    let t = |p: &mut String, key: &str, v: &str| {
-        p.push_str(key);
-        p.push_str(v);
-    };
     p.push_str("{\"CORRELATION_ID\":");
     write_json_str(&mut p, cid);
     p.push_str(",\"RTP_SIP_CALL_ID\":");
     write_json_str(&mut p, cid);
-    n(&mut p, ",\"REPORT_TS\":", ts_us / 1_000_000);
-    n(&mut p, ",\"TL_BYTE\":", bytes);
-    n(&mut p, ",\"TOTAL_PK\":", total);
+    num(&mut p, ",\"REPORT_TS\":", ts_us / 1_000_000);
+    num(&mut p, ",\"TL_BYTE\":", bytes);
+    num(&mut p, ",\"TOTAL_PK\":", total);
     p.push_str(",\"EXPECTED_PK\":");
     write_i64(&mut p, expected);
-    n(&mut p, ",\"PACKET_LOSS\":", lost.max(0) as u64);
-    n(&mut p, ",\"JITTER\":", jitter.into());
-    n(&mut p, ",\"MAX_JITTER\":", jitter.into());
-    n(&mut p, ",\"MEAN_JITTER\":", jitter.into());
-    n(&mut p, ",\"DELTA\":", s.rtt.into());
-    n(&mut p, ",\"MAX_DELTA\":", s.rtt.into());
-    t(&mut p, ",\"MOS\":", &mos_s);
-    t(&mut p, ",\"MIN_MOS\":", &mos_s);
-    t(&mut p, ",\"MEAN_MOS\":", &mos_s);
-    t(&mut p, ",\"RFACTOR\":", &r_s);
-    t(&mut p, ",\"MIN_RFACTOR\":", &r_s);
-    t(&mut p, ",\"MEAN_RFACTOR\":", &r_s);
+    num(&mut p, ",\"PACKET_LOSS\":", lost.max(0) as u64);
+    num(&mut p, ",\"JITTER\":", jitter.into());
+    num(&mut p, ",\"MAX_JITTER\":", jitter.into());
+    num(&mut p, ",\"MEAN_JITTER\":", jitter.into());
+    num(&mut p, ",\"DELTA\":", s.rtt.into());
+    num(&mut p, ",\"MAX_DELTA\":", s.rtt.into());
+    text(&mut p, ",\"MOS\":", &mos_s);
+    text(&mut p, ",\"MIN_MOS\":", &mos_s);
+    text(&mut p, ",\"MEAN_MOS\":", &mos_s);
+    text(&mut p, ",\"RFACTOR\":", &r_s);
+    text(&mut p, ",\"MIN_RFACTOR\":", &r_s);
+    text(&mut p, ",\"MEAN_RFACTOR\":", &r_s);
     p.push_str(",\"SRC_IP\":\"");
     write_ip(&mut p, src.ip());
-    n(&mut p, "\",\"SRC_PORT\":", src.port().into());
+    num(&mut p, "\",\"SRC_PORT\":", src.port().into());
     p.push_str(",\"DST_IP\":\"");
     write_ip(&mut p, dst.ip());
-    n(&mut p, "\",\"DST_PORT\":", dst.port().into());
+    num(&mut p, "\",\"DST_PORT\":", dst.port().into());
     let _ = write!(p, ",\"SSRC\":\"{ssrc:08x}\"");
     p.push_str(",\"CODEC_PT\":");
     write_i64(&mut p, m.pt.map_or(-1, i64::from));
-    n(&mut p, ",\"CLOCK\":", s.base.into());
+    num(&mut p, ",\"CLOCK\":", s.base.into());
     p.push_str(",\"CODEC_NAME\":");
     write_json_str(&mut p, s.codec.as_deref().unwrap_or(""));
-    n(&mut p, ",\"DIR\":", dir.into());
-    n(&mut p, ",\"PARTY\":", dir.into());
-    t(&mut p, ",\"REPORT_NAME\":\"janus:mid", mid);
-    t(&mut p, ":", media);
+    num(&mut p, ",\"DIR\":", dir.into());
+    num(&mut p, ",\"PARTY\":", dir.into());
+    text(&mut p, ",\"REPORT_NAME\":\"janus:mid", mid);
+    text(&mut p, ":", media);
     p.push_str("\",\"TYPE\":\"PERIODIC\",\"SOURCE\":\"JANUS\"}");
     p
 }
