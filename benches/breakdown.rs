@@ -154,7 +154,7 @@ fn main() {
     let mut out = BytesMut::with_capacity(1 << 17);
     for _ in 0..rounds {
         for c in &correlated {
-            std::hint::black_box(mapper.encode(c, 0, &mut out).unwrap());
+            std::hint::black_box(mapper.encode(c, None, 0, &mut out).unwrap());
         }
     }
     let map_encode = t.elapsed().as_nanos() as f64 / n;

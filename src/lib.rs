@@ -16,6 +16,7 @@ pub mod capture;
 pub mod cmd;
 pub mod config;
 pub mod correlate;
+pub mod diagnose;
 pub mod homer;
 pub mod input;
 pub mod internal_events;

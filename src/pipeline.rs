@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use heplink_proto::PacketBuilder;
 
 use crate::correlate::{self, Correlated, Correlator};
+use crate::diagnose::{Diagnoser, Findings, NameChange};
 use crate::janus::scan::Scanner;
 use crate::janus::split::{split_events_full, split_rest, split_rest_in_array, Piece};
 use crate::janus::EventParser;
@@ -28,6 +29,19 @@ pub struct Output<'a> {
     pub packet: Bytes,
     /// The packet's time stamp, µs since the epoch.
     pub ts_us: u64,
+    /// What the packet is.
+    pub made: Made,
+}
+
+/// What a packet of the pipeline is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Made {
+    /// The event's own packet.
+    Event,
+    /// A QoS report made of the event's media stats.
+    Qos,
+    /// A verdict (a PeerConnection's or a room's) the event's end of a PeerConnection gave.
+    Verdict,
 }
 
 /// What the pipeline took of one body.
@@ -62,6 +76,8 @@ pub struct PipelineStats {
     pub unencodable: u64,
     /// Events parsed per type, indexed as [`crate::metrics::EVENT_TYPES`].
     pub by_type: [u64; 10],
+    /// Verdict rows (PeerConnections and rooms) sent.
+    pub summaries: u64,
 }
 
 /// An event of a body that could not be used.
@@ -138,7 +154,15 @@ pub struct Pipeline {
     pending: Option<Vec<crate::janus::Event>>,
     /// The newest clock value seen.
     now: u64,
+    /// Verdicts and names.
+    diag: Diagnoser,
+    findings: Findings,
+    /// Names for the alias keeper, kept until taken when someone takes them.
+    names: Option<Vec<NameChange>>,
 }
+
+/// Names kept for the alias keeper at most between two takes.
+pub const MAX_NAMES: usize = 4096;
 
 impl Pipeline {
     /// A pipeline.
@@ -153,7 +177,29 @@ impl Pipeline {
             stats: PipelineStats::default(),
             pending: None,
             now: 0,
+            diag: Diagnoser::default(),
+            findings: Findings::default(),
+            names: None,
         }
+    }
+
+    /// Keeps the names the diagnosis gives (for Homer's aliases) until
+    /// [`Pipeline::take_names`]; without it they are dropped.
+    pub fn with_names(mut self) -> Self {
+        self.names = Some(Vec::new());
+        self
+    }
+
+    /// The names given since the last call (see [`Pipeline::with_names`]).
+    pub fn take_names(&mut self, out: &mut Vec<NameChange>) {
+        if let Some(n) = self.names.as_mut() {
+            out.append(n);
+        }
+    }
+
+    /// The diagnosis (its counters).
+    pub fn diagnoser(&self) -> &Diagnoser {
+        &self.diag
     }
 
     /// Takes the events' own time as the clock (captures, `convert`): each body is
@@ -340,13 +386,16 @@ impl Pipeline {
     fn drain(&mut self, now: u64, sink: &mut dyn FnMut(Output<'_>)) {
         // By reference, then cleared: a `Correlated` is a few hundred bytes, not worth moving.
         for c in &self.buf {
-            match self.mapper.encode(c, now, &mut self.out) {
+            self.diag.event(c, &mut self.findings);
+            let name = self.diag.short_name(&c.event);
+            match self.mapper.encode(c, name, now, &mut self.out) {
                 Ok((packet, ts_us)) => {
                     self.stats.packets += 1;
                     sink(Output {
                         correlated: c,
                         packet,
                         ts_us,
+                        made: Made::Event,
                     });
                 }
                 Err(e) => {
@@ -366,6 +415,7 @@ impl Pipeline {
                             correlated: c,
                             packet: self.out.split().freeze(),
                             ts_us,
+                            made: Made::Qos,
                         });
                     }
                     Err(e) => {
@@ -373,6 +423,31 @@ impl Pipeline {
                         tracing::warn!(cid = %c.cid, error = %e, "QoS report could not be encoded.");
                     }
                 }
+            }
+            for sum in self.findings.summaries.drain(..) {
+                let verdict = (sum.words.as_str(), sum.json.as_str(), sum.room);
+                match self.mapper.summary(c, verdict, now, &mut self.out) {
+                    Ok((packet, ts_us)) => {
+                        self.stats.packets += 1;
+                        self.stats.summaries += 1;
+                        sink(Output {
+                            correlated: c,
+                            packet,
+                            ts_us,
+                            made: Made::Verdict,
+                        });
+                    }
+                    Err(e) => {
+                        self.stats.unencodable += 1;
+                        tracing::warn!(cid = %c.cid, error = %e, "Summary could not be encoded.");
+                    }
+                }
+            }
+            match self.names.as_mut() {
+                Some(n) if n.len() + self.findings.names.len() <= MAX_NAMES => {
+                    n.append(&mut self.findings.names)
+                }
+                _ => self.findings.names.clear(),
             }
         }
         self.buf.clear();

@@ -1,52 +1,64 @@
-//! A short human label for each event: the first thing in its LOG payload, because
-//! homer-app previews the first 50 characters of a payload as the arrow's text. The
-//! payload starts `{"label":"` (10 bytes), so a label of at most [`MAX_LABEL`] bytes is
-//! whole within the preview.
+//! A short human label for each event: the first line of its LOG payload, because
+//! homer-app previews the first 50 characters of a payload as the arrow's text; a label of
+//! at most [`MAX_LABEL`] characters is whole within the preview. Events of a
+//! PeerConnection end with its short name (the diagnosis's `names`):
+//! `ice failed s1◂Bob`, `hangup DTLS alert Alice ▲`.
 
 use crate::correlate::Correlated;
 use crate::janus::event::kind;
 use crate::janus::event::Body;
 use crate::janus::Event;
 
-/// Longest label, bytes (cut on a character boundary).
-pub const MAX_LABEL: usize = 38;
+/// Longest label, characters.
+pub const MAX_LABEL: usize = 50;
 
 /// Writes the label of a correlated event into `out` (cleared first; a buffer the caller
 /// reuses, so labelling allocates nothing per event): what happened, and who when known
 /// (`joined Alice`, `remote offer`, `ice connected`, `webrtcup`, `slowlink video`,
-/// `session created`).
-pub fn label(c: &Correlated, out: &mut String) {
+/// `session created`). `name`: the short name of the event's PeerConnection, added to
+/// the events of its handle (plugin events name the participant's display instead).
+pub fn label(c: &Correlated, name: Option<&str>, out: &mut String) {
     out.clear();
     let ev = &c.event;
     what(ev, out);
     let trimmed = out.trim_end().len();
     out.truncate(trimmed);
-    if let Some(who) = c.facts.display.as_deref().filter(|d| !d.is_empty()) {
-        if ev.kind == kind::PLUGIN {
+    let display = c.facts.display.as_deref().filter(|d| !d.is_empty());
+    match (ev.kind, display, name) {
+        (kind::PLUGIN, Some(who), _) => {
             out.push(' ');
             out.push_str(who);
         }
+        (kind::PLUGIN, None, _) => {}
+        (_, _, Some(n)) => {
+            out.push(' ');
+            out.push_str(n);
+        }
+        _ => {}
+    }
+    // One line of words.
+    if out.bytes().any(|b| b < 0x20) {
+        *out = out
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
     }
     cut(out);
 }
 
 fn cut(l: &mut String) {
-    if l.len() > MAX_LABEL {
-        let mut end = MAX_LABEL;
-        while !l.is_char_boundary(end) {
-            end -= 1;
-        }
+    if let Some((end, _)) = l.char_indices().nth(MAX_LABEL) {
         l.truncate(end);
     }
 }
 
 /// A field name a label reads from an event's bytes: the searcher of the quoted name
 /// (`"ice"`), built once.
-struct Key(memchr::memmem::Finder<'static>);
+pub(crate) struct Key(memchr::memmem::Finder<'static>);
 
 impl Key {
     /// The key of the field `name`.
-    fn new(name: &str) -> Key {
+    pub(crate) fn new(name: &str) -> Key {
         Key(memchr::memmem::Finder::new(format!("\"{name}\"").as_bytes()).into_owned())
     }
 }
@@ -60,6 +72,7 @@ struct Keys {
     media: Key,
     event: Key,
     status: Key,
+    reason: Key,
 }
 
 static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys {
@@ -70,6 +83,7 @@ static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys {
     media: Key::new("media"),
     event: Key::new("event"),
     status: Key::new("status"),
+    reason: Key::new("reason"),
 });
 
 /// What happened, from the typed body where it has the fact, else from the event's own
@@ -88,6 +102,13 @@ fn what(ev: &Event, out: &mut String) {
     match (&ev.body, ev.kind, ev.subtype) {
         (Body::Session { name, .. }, _, _) => put(&["session", name]),
         (Body::Handle { name, plugin }, _, _) => match plugin {
+            Some(crate::janus::event::Plugin::Other) if &**name == "attached" => {
+                let package = field(&k.plugin).unwrap_or("plugin");
+                put(&[
+                    "attached",
+                    package.strip_prefix("janus.plugin.").unwrap_or(package),
+                ])
+            }
             Some(p) if &**name == "attached" => put(&["attached", p.short()]),
             _ => put(&[name]),
         },
@@ -109,7 +130,10 @@ fn what(ev: &Event, out: &mut String) {
         (_, kind::WEBRTC, Some(3)) => put(&["remote candidate"]),
         (_, kind::WEBRTC, Some(4)) => put(&["selected pair"]),
         (_, kind::WEBRTC, Some(5)) => put(&["dtls", field(&k.dtls).unwrap_or("state")]),
-        (_, kind::WEBRTC, Some(6)) => put(&[field(&k.connection).unwrap_or("connection")]),
+        (_, kind::WEBRTC, Some(6)) => match field(&k.connection) {
+            Some("hangup") => put(&["hangup", field(&k.reason).unwrap_or("")]),
+            c => put(&[c.unwrap_or("connection")]),
+        },
         (_, kind::MEDIA, Some(1)) => {
             let receiving = memchr::memmem::find(&ev.raw, b"\"receiving\":true").is_some()
                 || memchr::memmem::find(&ev.raw, b"\"receiving\": true").is_some();
@@ -123,7 +147,10 @@ fn what(ev: &Event, out: &mut String) {
             ])
         }
         (_, kind::MEDIA, Some(2)) => put(&["slowlink", field(&k.media).unwrap_or("")]),
-        (_, kind::MEDIA, Some(3)) => put(&["media stats", field(&k.media).unwrap_or("")]),
+        (_, kind::MEDIA, Some(3)) => {
+            put(&["media stats"]);
+            all_media(&ev.raw, &k.media, out);
+        }
         (
             Body::Transport {
                 transport, client, ..
@@ -149,10 +176,28 @@ fn what(ev: &Event, out: &mut String) {
     }
 }
 
+/// The media a stats event holds: ` audio`, or ` audio+video` for a combined event
+/// (Janus's `combine_media_stats`: an array of every medium's stats).
+fn all_media(raw: &[u8], key: &Key, out: &mut String) {
+    let mut from = 0;
+    let mut n = 0;
+    while let Some(v) = str_field(&raw[from..], key) {
+        // Where this value ends in `raw`: the search goes on after it.
+        let at = v.as_ptr() as usize - raw.as_ptr() as usize;
+        from = at + v.len();
+        let already = out.rsplit([' ', '+']).take(n).any(|m| m == v);
+        if !already && n < 4 {
+            out.push(if n == 0 { ' ' } else { '+' });
+            out.push_str(v);
+            n += 1;
+        }
+    }
+}
+
 /// The value of the first string field `key` in `raw` (`"key":"value"`, whitespace
 /// allowed around the colon), if it holds no escape; enough for the short state names a
 /// label uses (`connected`, `webrtcup`, `audio`).
-fn str_field<'a>(raw: &'a [u8], key: &Key) -> Option<&'a str> {
+pub(crate) fn str_field<'a>(raw: &'a [u8], key: &Key) -> Option<&'a str> {
     let quoted = key.0.needle().len();
     let mut from = 0;
     // Each match is the key itself, quoted (not the tail of a longer name or a value).
@@ -214,10 +259,28 @@ mod tests {
     }
 
     #[test]
+    fn combined_stats_name_every_medium() {
+        let mut out = String::from("media stats");
+        all_media(
+            br#"{"event":[{"media":"audio","mid":"0"},{"media":"video","mid":"1"},{"media":"video","mid":"2"}]}"#,
+            &Key::new("media"),
+            &mut out,
+        );
+        assert_eq!(out, "media stats audio+video");
+        let mut one = String::from("media stats");
+        all_media(
+            br#"{"event":{"media":"audio"}}"#,
+            &Key::new("media"),
+            &mut one,
+        );
+        assert_eq!(one, "media stats audio");
+    }
+
+    #[test]
     fn cut_on_a_character_boundary() {
-        let mut l = format!("joined {}", "é".repeat(40));
+        let mut l = format!("joined {}", "é".repeat(60));
         cut(&mut l);
-        assert!(l.len() <= MAX_LABEL);
+        assert_eq!(l.chars().count(), MAX_LABEL);
         assert!(l.starts_with("joined é"));
     }
 }

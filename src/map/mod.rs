@@ -1,8 +1,12 @@
 //! Mapping correlated Janus events to HEP packets.
 //!
-//! - Janus events → proto type 100 (LOG; configurable) with a JSON payload
-//!   `{"label":"<short human label>","heplink":{<facts>},"event":<the original event, byte for byte>}`
-//!   (the label first: homer-app previews the first 50 characters; see [`label`]).
+//! - Janus events → proto type 100 (LOG; configurable) with the payload
+//!   `<label>\n{"label":"<label>","heplink":{<facts>},"event":<the original event, byte for byte>}`:
+//!   words first, because homer-ui previews the first 50 characters of a payload as the
+//!   arrow's text (see [`label`]); the JSON after the first line feed ([`log_json`]).
+//!   [`LogFormat::Json`] leaves the words line out.
+//! - Verdicts (the diagnosis's) → LOG rows of the same shape, with a `summary` or
+//!   `room_summary` object instead of the event ([`Mapper::summary`]).
 //! - SIP plugin `sip-in` / `sip-out` → proto type 1 (SIP), the SIP message as payload and
 //!   its Call-ID as correlation id.
 //! - Time from the event's `timestamp` (µs exact); the caller's clock when it has none.
@@ -18,7 +22,7 @@
 
 pub mod label;
 pub mod qos;
-mod stats;
+pub(crate) mod stats;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -50,6 +54,41 @@ pub struct MapConfig {
     pub time_window: Option<TimeWindow>,
     /// QoS reports made of media stats (see [`qos`]).
     pub qos: qos::QosReports,
+    /// The LOG payload's form.
+    pub log_format: LogFormat,
+}
+
+/// The form of a LOG payload.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// The label as a line of words, then the JSON (homer-ui previews words).
+    #[default]
+    Words,
+    /// The JSON only.
+    Json,
+}
+
+/// The JSON of a LOG payload: after its words line, or the whole payload when it opens
+/// with `{` (the JSON form, or a QoS report).
+pub fn log_json(payload: &[u8]) -> &[u8] {
+    if payload.first() == Some(&b'{') {
+        return payload;
+    }
+    match memchr::memchr(b'\n', payload) {
+        Some(i) => &payload[i + 1..],
+        None => payload,
+    }
 }
 
 /// The event times sent as they are: from `max_age_us` before the clock to `max_ahead_us`
@@ -86,6 +125,7 @@ impl Default for MapConfig {
             sip_as_sip: true,
             time_window: None,
             qos: qos::QosReports::default(),
+            log_format: LogFormat::default(),
         }
     }
 }
@@ -271,6 +311,7 @@ impl Mapper {
     pub fn encode(
         &mut self,
         c: &Correlated,
+        name: Option<&str>,
         now_us: u64,
         out: &mut BytesMut,
     ) -> Result<(Bytes, u64), EncodeError> {
@@ -301,9 +342,10 @@ impl Mapper {
                 )
             } else {
                 let ends = event_endpoints(c);
+                label::label(c, name, &mut self.label);
                 (
                     self.cfg.event_proto,
-                    self.payload(c),
+                    self.payload(c, None),
                     ends,
                     self.cid_bytes(&c.cid),
                 )
@@ -328,8 +370,12 @@ impl Mapper {
             Err(EncodeError::TooLarge { .. }) => {
                 // A huge event (an SDP of tens of KB): send its head instead, marked.
                 let mut payload = String::new();
+                label::label(c, name, &mut self.label);
+                if self.cfg.log_format == LogFormat::Words {
+                    payload.push_str(&self.label);
+                    payload.push('\n');
+                }
                 payload.push_str("{\"label\":");
-                label::label(c, &mut self.label);
                 write_json_str(&mut payload, &self.label);
                 payload.push_str(",\"heplink\":{\"truncated\":true,\"original_bytes\":");
                 let _ = write!(payload, "{}", ev.raw.len());
@@ -350,19 +396,68 @@ impl Mapper {
         Ok((out.split().freeze(), ts))
     }
 
-    /// `{"heplink":{facts},"event":<raw>}`: the facts are written as JSON text, the
-    /// event is copied byte for byte (heplify-server drops invalid UTF-8 itself).
-    fn payload(&mut self, c: &Correlated) -> Bytes {
+    /// A verdict's LOG row in the flow of the event that ended it (the same addresses and
+    /// id as the event's own row), with its time.
+    ///
+    /// `words` and `json` (the members after the label) are the verdict's; `room`: a
+    /// room's verdict (its id is the room's, never a call's).
+    pub fn summary(
+        &mut self,
+        c: &Correlated,
+        (words, json, room): (&str, &str, bool),
+        now_us: u64,
+        out: &mut BytesMut,
+    ) -> Result<(Bytes, u64), EncodeError> {
+        let ts = self.window_time(c.event.timestamp, now_us).0;
+        let node = self.node(&c.event.emitter);
+        let (src, dst) = event_endpoints(c);
+        self.label.clear();
+        self.label.push_str(words);
+        let payload = self.payload(c, Some(json));
+        // A verdict is Janus's word: Janus → client.
+        let (src, dst) = if from_client(&c.event) {
+            (dst, src)
+        } else {
+            (src, dst)
+        };
+        let mut b = PacketBuilder::new(self.cfg.event_proto, payload);
+        b.ip_proto = Some(heplink_proto::registry::ip_proto::TCP);
+        (b.src_ip, b.src_port) = (Some(src.ip()), Some(src.port()));
+        (b.dst_ip, b.dst_port) = (Some(dst.ip()), Some(dst.port()));
+        b.set_timestamp_micros(ts);
+        b.capture_id = Some(self.cfg.capture_id);
+        b.node_name = Some(node);
+        b.correlation_id = Some(match &c.facts.call_id {
+            Some(call) if !room => Bytes::copy_from_slice(call.as_bytes()),
+            _ => self.cid_bytes(&c.cid),
+        });
+        b.auth_key = self.cfg.auth_key.as_ref().map(|k| Bytes::from(k.clone()));
+        b.encode(out)?;
+        Ok((out.split().freeze(), ts))
+    }
+
+    /// `<label>\n{"label":…,"heplink":{facts},"event":<raw>}` (the label is
+    /// `self.label`), or with `extra` members (a summary) in place of the event. The facts
+    /// are written as JSON text, the event is copied byte for byte (heplify-server drops
+    /// invalid UTF-8 itself).
+    fn payload(&mut self, c: &Correlated, extra: Option<&str>) -> Bytes {
         let f = &c.facts;
-        let need = c.event.raw.len() + 256;
+        let need = c.event.raw.len() + 2 * self.label.len() + extra.map_or(0, str::len) + 256;
         if self.block.capacity() < need {
             self.block = BytesMut::with_capacity(need.max(PAYLOAD_BLOCK));
         }
         let mut s = std::mem::take(&mut self.block);
-        // The label first: Homer previews the first 50 characters of a payload.
+        // Words first: Homer previews the first 50 characters of a payload.
+        if self.cfg.log_format == LogFormat::Words {
+            s.extend_from_slice(self.label.as_bytes());
+            s.extend_from_slice(b"\n");
+        }
         s.extend_from_slice(b"{\"label\":");
-        label::label(c, &mut self.label);
         write_json_str(&mut s, &self.label);
+        if let Some(x) = extra {
+            s.extend_from_slice(b",");
+            s.extend_from_slice(x.as_bytes());
+        }
         s.extend_from_slice(b",\"heplink\":{\"cid\":");
         write_json_str(&mut s, &c.cid);
         match &f.group {
@@ -401,9 +496,13 @@ impl Mapper {
             s.extend_from_slice(b",\"held_us\":");
             write_u64(&mut s, f.held_us);
         }
-        s.extend_from_slice(b"},\"event\":");
-        s.extend_from_slice(&c.event.raw);
-        s.extend_from_slice(b"}");
+        if extra.is_some() {
+            s.extend_from_slice(b"}}");
+        } else {
+            s.extend_from_slice(b"},\"event\":");
+            s.extend_from_slice(&c.event.raw);
+            s.extend_from_slice(b"}");
+        }
         let payload = s.split().freeze();
         self.block = s;
         payload

@@ -18,33 +18,33 @@ use crate::janus::scan::{Num, Scalar, ScanError, Scanner, R};
 /// The fields of one medium's stats that the reports use (its strings borrowed from the
 /// event unless they hold escapes).
 #[derive(Debug, Default, PartialEq)]
-pub(super) struct Stats<'a> {
-    pub(super) mid: Option<Cow<'a, str>>,
-    pub(super) media: Option<Cow<'a, str>>,
-    pub(super) codec: Option<Cow<'a, str>>,
-    pub(super) base: u32,
-    pub(super) rtt: u32,
-    pub(super) lost: i64,
-    pub(super) lost_by_remote: i64,
-    pub(super) jitter_local: u32,
-    pub(super) jitter_remote: u32,
-    pub(super) packets_received: u64,
-    pub(super) packets_sent: u64,
-    pub(super) bytes_received: u64,
-    pub(super) bytes_sent: u64,
-    pub(super) rtt_values: Option<RttValues>,
+pub(crate) struct Stats<'a> {
+    pub(crate) mid: Option<Cow<'a, str>>,
+    pub(crate) media: Option<Cow<'a, str>>,
+    pub(crate) codec: Option<Cow<'a, str>>,
+    pub(crate) base: u32,
+    pub(crate) rtt: u32,
+    pub(crate) lost: i64,
+    pub(crate) lost_by_remote: i64,
+    pub(crate) jitter_local: u32,
+    pub(crate) jitter_remote: u32,
+    pub(crate) packets_received: u64,
+    pub(crate) packets_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) rtt_values: Option<RttValues>,
 }
 
 /// `rtt-values` (Janus ≥ 1.1.4).
 #[derive(Debug, Default, PartialEq, Clone, Copy)]
-pub(super) struct RttValues {
-    pub(super) lsr: u32,
-    pub(super) dlsr: u32,
+pub(crate) struct RttValues {
+    pub(crate) lsr: u32,
+    pub(crate) dlsr: u32,
 }
 
 /// The stats of every medium in a media stats event, or `None` when the event is not
 /// valid JSON, has no `event`, or a field of the wrong type.
-pub(super) fn media_stats(raw: &[u8]) -> Option<Vec<Stats<'_>>> {
+pub(crate) fn media_stats(raw: &[u8]) -> Option<Vec<Stats<'_>>> {
     let text = std::str::from_utf8(raw).ok()?;
     let mut sc = Scanner::new(text);
     let (mut all, mut seen) = (None, 0);
@@ -70,16 +70,16 @@ pub(super) fn media_stats(raw: &[u8]) -> Option<Vec<Stats<'_>>> {
 /// What QoS reads of a JSEP event: whose SDP it is and the SDP (borrowed unless it holds
 /// escapes, which a JSON SDP's `\r\n` always are).
 #[derive(Debug, Default, PartialEq)]
-pub(super) struct Jsep<'a> {
+pub(crate) struct Jsep<'a> {
     /// `owner`: `local` is Janus's own SDP, `remote` the peer's.
-    pub(super) owner: Cow<'a, str>,
+    pub(crate) owner: Cow<'a, str>,
     /// `jsep.sdp`.
-    pub(super) sdp: Cow<'a, str>,
+    pub(crate) sdp: Cow<'a, str>,
 }
 
 /// The `owner` and `jsep.sdp` of a JSEP event (each empty when absent), or `None` when the
 /// event is not valid JSON, has no `event` object, or one of them is not a string.
-pub(super) fn jsep_sdp(raw: &[u8]) -> Option<Jsep<'_>> {
+pub(crate) fn jsep_sdp(raw: &[u8]) -> Option<Jsep<'_>> {
     let text = std::str::from_utf8(raw).ok()?;
     let mut sc = Scanner::new(text);
     let (mut out, mut seen) = (None, 0);
