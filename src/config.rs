@@ -275,6 +275,9 @@ pub struct Hep {
     /// QoS reports made of Janus media stats, besides their LOG rows: `rtcp_rtp` (RTCP
     /// JSON, type 5, and for audio rtpagent reports with a MOS, type 34), `rtcp`, or `off`.
     pub qos: crate::map::qos::QosReports,
+    /// The LOG payload's form: `words` (the label as a line of words, then the JSON:
+    /// homer-ui previews the first 50 characters) or `json` (the JSON only).
+    pub payload: crate::map::LogFormat,
 }
 
 /// Correlation settings.
@@ -307,6 +310,10 @@ pub struct Homer {
     pub max_aliases: usize,
     /// Most alias changes a second.
     pub alias_rate: u32,
+    /// How long a PeerConnection's alias stays after it ended, seconds, so that its flow
+    /// still names its columns when someone opens it the next working day (then the alias
+    /// is removed; the oldest ended go first when `max_aliases` is reached).
+    pub alias_retention_s: u64,
 }
 
 impl Default for Homer {
@@ -316,8 +323,9 @@ impl Default for Homer {
             user: "admin".into(),
             password: String::new(),
             aliases: true,
-            max_aliases: 1000,
+            max_aliases: 5000,
             alias_rate: 5,
+            alias_retention_s: 48 * 3600,
         }
     }
 }
@@ -400,6 +408,7 @@ impl Default for Hep {
             max_age_s: 12 * 3600,
             max_ahead_s: 300,
             qos: Default::default(),
+            payload: Default::default(),
         }
     }
 }
@@ -624,6 +633,9 @@ pub struct Overrides {
     /// QoS reports made of Janus media stats, for Homer's QoS tab (`hep.qos`).
     #[arg(long, env = "HEPLINK_QOS", value_enum)]
     pub qos: Option<crate::map::qos::QosReports>,
+    /// The LOG payload's form: words then JSON, or JSON only (`hep.payload`).
+    #[arg(long, env = "HEPLINK_PAYLOAD", value_enum)]
+    pub payload: Option<crate::map::LogFormat>,
     /// Fallback grouping (`correlation.fallback`).
     #[arg(long, env = "HEPLINK_FALLBACK", value_enum)]
     pub fallback: Option<Fallback>,
@@ -696,6 +708,7 @@ impl Overrides {
             auth_key => hep.auth_key;
             sip_as_sip => hep.sip_as_sip;
             qos => hep.qos;
+            payload => hep.payload;
             max_age_s => hep.max_age_s;
             max_ahead_s => hep.max_ahead_s;
             fallback => correlation.fallback;
@@ -987,6 +1000,7 @@ impl Config {
             auth_key: (!self.hep.auth_key.is_empty()).then(|| self.hep.auth_key.clone()),
             sip_as_sip: self.hep.sip_as_sip,
             qos: self.hep.qos,
+            log_format: self.hep.payload,
             time_window: (self.hep.max_age_s > 0).then_some(crate::map::TimeWindow {
                 max_age_us: self.hep.max_age_s * 1_000_000,
                 max_ahead_us: self.hep.max_ahead_s * 1_000_000,

@@ -208,6 +208,9 @@ pub struct Metrics {
     pub time_rewritten_future: AtomicU64,
     /// The collectors.
     pub collectors: Vec<Arc<CollectorMetrics>>,
+    /// The diagnosis's counters (ended PeerConnections, time to `webrtcup`), copied from
+    /// the pipeline on its tick.
+    pub diagnosis: std::sync::Mutex<crate::diagnose::DiagStats>,
 }
 
 impl Metrics {
@@ -291,6 +294,34 @@ impl Metrics {
                 ("in_future", &self.time_rewritten_future),
             ]
             .map(|(reason, v)| (vec![("reason", reason)], v.load(Relaxed))),
+        )?;
+        let d = self.diagnosis.lock().map(|d| d.clone()).unwrap_or_default();
+        e.family(
+            "heplink_peerconnections_ended_total",
+            "counter",
+            "PeerConnections that ended, per plugin and verdict (ok, degraded, no-media, dtls-failed, ice-failed).",
+            crate::diagnose::PLUGINS.iter().enumerate().flat_map(|(pi, p)| {
+                let d = &d;
+                crate::diagnose::Outcome::ALL.iter().map(move |o| {
+                    (
+                        vec![("plugin", *p), ("outcome", o.as_str())],
+                        d.ended[pi][o.index()],
+                    )
+                })
+            }),
+        )?;
+        let mut buckets: Vec<(f64, u64)> = crate::diagnose::WEBRTCUP_BUCKETS
+            .iter()
+            .copied()
+            .zip(d.webrtcup_buckets)
+            .collect();
+        buckets.push((f64::INFINITY, d.webrtcup_buckets[buckets.len()]));
+        e.histogram(
+            "heplink_webrtcup_seconds",
+            "Time from a PeerConnection's first JSEP to webrtcup, seconds.",
+            d.webrtcup_sum,
+            d.webrtcup_buckets.iter().sum(),
+            &buckets,
         )?;
         for (name, kind, help, f) in BROKER_FAMILIES {
             let on = self.brokers.iter().zip(["mqtt", "amqp"]);
@@ -395,7 +426,7 @@ const BROKER_FAMILIES: [PerBroker; 9] = [
 ];
 
 /// The families with one series.
-const PLAIN_FAMILIES: [Plain; 17] = [
+const PLAIN_FAMILIES: [Plain; 18] = [
     (
         "heplink_homer_aliases",
         "gauge",
@@ -419,6 +450,12 @@ const PLAIN_FAMILIES: [Plain; 17] = [
         "counter",
         "Alias changes not made: the keeper's queue was full or its cap reached.",
         |m| &m.homer.dropped,
+    ),
+    (
+        "heplink_homer_alias_expired_total",
+        "counter",
+        "Aliases of ended PeerConnections removed after their retention or for the cap.",
+        |m| &m.homer.expired,
     ),
     (
         "heplink_http_requests_total",
@@ -614,6 +651,22 @@ impl prometheus_client::collector::Collector for Scrape {
 struct Families<'a>(DescriptorEncoder<'a>);
 
 impl Families<'_> {
+    /// A histogram with one series: its sum, count and (upper bound, count) buckets, the
+    /// last one +Inf.
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        sum: f64,
+        count: u64,
+        buckets: &[(f64, u64)],
+    ) -> std::fmt::Result {
+        let mut m = self
+            .0
+            .encode_descriptor(name, help, None, MetricType::Histogram)?;
+        m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, buckets, None)
+    }
+
     /// One family: `name` as exposed (a counter's ends in `_total`, which the encoder
     /// adds to the base name), `kind` `counter` or `gauge`, and its series (labels, value).
     fn family<'l>(

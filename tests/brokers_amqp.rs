@@ -560,7 +560,9 @@ async fn three_agents_one_sigkilled_mid_stream_keep_every_event_and_its_room() {
             let seen: std::collections::BTreeSet<u64> = got
                 .payloads()
                 .iter()
-                .filter_map(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+                .filter_map(|p| {
+                    serde_json::from_slice::<serde_json::Value>(heplink::map::log_json(p)).ok()
+                })
                 .filter_map(|v| v["event"]["timestamp"].as_u64())
                 .collect();
             if (0..emitters).all(|k| seen.contains(&stamp(kill_at + 1, k))) {
@@ -592,7 +594,8 @@ async fn three_agents_one_sigkilled_mid_stream_keep_every_event_and_its_room() {
             .iter()
             .zip(got.cids())
             .filter_map(|(p, cid)| {
-                let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(heplink::map::log_json(p)).ok()?;
                 (v["event"]["type"] == 32)
                     .then(|| (cid, v["event"]["timestamp"].as_u64().unwrap_or(0)))
             })

@@ -48,6 +48,9 @@ fn run(scenario: &str, cfg: correlate::Config) -> Run {
         }
         let rejected = p
             .push_body(&body, 0, &mut |o| {
+                if o.made != heplink::pipeline::Made::Event {
+                    return;
+                }
                 outputs.push((
                     o.correlated.event.raw.as_ptr() as usize,
                     o.correlated.cid.to_string(),
@@ -59,6 +62,9 @@ fn run(scenario: &str, cfg: correlate::Config) -> Run {
     }
     let now = p.now();
     p.flush(now, &mut |o| {
+        if o.made != heplink::pipeline::Made::Event {
+            return;
+        }
         outputs.push((
             o.correlated.event.raw.as_ptr() as usize,
             o.correlated.cid.to_string(),

@@ -168,7 +168,7 @@ async fn events_six_days_old_or_a_day_ahead_are_sent_with_the_receive_time_and_c
     let after = now_us();
     let (mut old, mut ahead) = (0, 0);
     for (t, payload) in &got {
-        let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(heplink::map::log_json(payload)).unwrap();
         let own = v["event"]["timestamp"].as_u64().unwrap();
         assert!(
             want.contains(&own),
@@ -284,7 +284,8 @@ async fn a_stalled_collector_is_replaced_while_the_spool_absorbs_and_nothing_is_
         got.payloads()
             .iter()
             .filter_map(|p| {
-                let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(heplink::map::log_json(p)).ok()?;
                 v["event"]["event"]["data"]["n"].as_u64()
             })
             .collect::<std::collections::BTreeSet<u64>>()

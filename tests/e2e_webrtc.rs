@@ -90,7 +90,10 @@ fn run_scenario(scenario: &str) -> Option<(Vec<Value>, Value, String)> {
 fn event_of(p: &Value) -> Value {
     assert_eq!(p["version"], 3);
     assert_eq!(p["proto_type"], 100, "Janus events are sent as LOG");
-    let mut body: Value = serde_json::from_str(p["payload"].as_str().unwrap()).unwrap();
+    let mut body: Value = serde_json::from_slice(heplink::map::log_json(
+        p["payload"].as_str().unwrap().as_bytes(),
+    ))
+    .unwrap();
     assert_eq!(
         body["heplink"]["cid"], p["correlation_id"],
         "payload stamp and HEP chunk 17 agree"
@@ -247,7 +250,10 @@ fn aiortc_echotest_call_reaches_hep_under_one_session_id() {
     let mut ways = std::collections::BTreeSet::new();
     for p in &rtcp {
         assert_eq!(p["correlation_id"], want_cid.as_str());
-        let r: Value = serde_json::from_str(p["payload"].as_str().unwrap()).unwrap();
+        let r: Value = serde_json::from_slice(heplink::map::log_json(
+            p["payload"].as_str().unwrap().as_bytes(),
+        ))
+        .unwrap();
         assert_eq!(r["type"], 200, "{r}");
         assert!(
             r["sender_information"]["packets"].as_u64().unwrap() > 0,
@@ -287,7 +293,10 @@ fn aiortc_echotest_call_reaches_hep_under_one_session_id() {
     );
     assert!(!rtpagent.is_empty(), "audio rtpagent reports");
     for p in &rtpagent {
-        let r: Value = serde_json::from_str(p["payload"].as_str().unwrap()).unwrap();
+        let r: Value = serde_json::from_slice(heplink::map::log_json(
+            p["payload"].as_str().unwrap().as_bytes(),
+        ))
+        .unwrap();
         let mos = r["MOS"].as_f64().unwrap();
         assert!((1.0..=4.5).contains(&mos), "{r}");
         assert_eq!(r["CODEC_NAME"], "opus", "audio only: {r}");

@@ -43,7 +43,7 @@ fn rows(packets: &[(ProtoType, String, Vec<u8>)]) -> Vec<(String, String, Value)
         .iter()
         .filter(|(t, _, _)| *t == ProtoType::LOG)
         .map(|(_, cid, p)| {
-            let v: Value = serde_json::from_slice(p).unwrap();
+            let v: Value = serde_json::from_slice(heplink::map::log_json(p)).unwrap();
             (
                 cid.clone(),
                 v["label"].as_str().unwrap().to_string(),
@@ -100,7 +100,7 @@ fn media_stats_with_rtt_values_give_the_peer_s_lsr_and_dlsr() {
     let peer_report: Vec<Value> = packets
         .iter()
         .filter(|(t, _, _)| *t == ProtoType::RTCP_JSON)
-        .map(|(_, _, p)| serde_json::from_slice::<Value>(p).unwrap())
+        .map(|(_, _, p)| serde_json::from_slice::<Value>(heplink::map::log_json(p)).unwrap())
         .filter(|r| r["sender_information"]["packets"] == 500)
         .collect();
     assert_eq!(peer_report.len(), 1);

@@ -1,15 +1,16 @@
-//! Every LOG payload of every real capture starts with a short human label that Homer's
-//! 50-character preview shows whole, and stays JSON with the original event nested
-//! unchanged and the correlation facts kept.
+//! Every LOG payload of every real capture starts with words: a short human label that
+//! Homer's 50-character preview shows whole, with no JSON punctuation before it; the rest
+//! stays JSON with the original event nested unchanged and the correlation facts kept.
+//! Each PeerConnection's verdict is a LOG row of its own, words first too.
 
 mod common;
 
 use heplink::proto::{decode, Mode, ProtoType};
 
 #[test]
-fn every_event_of_every_fixture_has_a_label_within_the_first_50_bytes() {
+fn every_event_of_every_fixture_has_words_first_within_the_first_50_characters() {
     let mut labels = std::collections::BTreeSet::new();
-    let mut n = 0;
+    let (mut n, mut summaries) = (0, 0);
     for scenario in common::CAPTURES {
         let bodies = common::fixture_bodies(scenario);
         let events = common::fixture_events(scenario);
@@ -23,19 +24,26 @@ fn every_event_of_every_fixture_has_a_label_within_the_first_50_bytes() {
             if p.proto_type != Some(ProtoType::LOG) {
                 continue;
             }
-            let payload = p.payload.unwrap();
-            assert!(payload.starts_with(b"{\"label\":\""), "{scenario}");
-            let v: serde_json::Value =
-                serde_json::from_slice(payload).expect("the payload is JSON");
+            let payload = std::str::from_utf8(p.payload.unwrap()).unwrap();
+            // Words, one line, then the JSON.
+            let (words, json) = payload.split_once('\n').expect("a words line");
+            assert!(!words.starts_with(['{', '"', '[']), "{scenario}: {words}");
+            assert!(
+                words.chars().count() <= 50,
+                "{words:?} is cut by the preview"
+            );
+            let v: serde_json::Value = serde_json::from_str(json).expect("the rest is JSON");
+            assert_eq!(heplink::map::log_json(payload.as_bytes()), json.as_bytes());
             let label = v["label"].as_str().unwrap();
-            assert!(!label.is_empty() && label.len() <= 38, "{label:?}");
-            // The label, quotes included, ends within Homer's 50-character preview.
-            let end = 10 + serde_json::to_string(label).unwrap().len() - 1;
-            assert!(end <= 50, "{label:?} ends at byte {end}");
+            assert_eq!(label, words, "the JSON keeps the label");
             assert!(
                 !label.starts_with("event type"),
                 "an unknown event in a fixture: {label}"
             );
+            if v.get("summary").is_some() || v.get("room_summary").is_some() {
+                summaries += 1;
+                continue;
+            }
             // The facts and the original event are kept.
             assert!(v["heplink"]["cid"].is_string());
             let pos = originals
@@ -53,19 +61,26 @@ fn every_event_of_every_fixture_has_a_label_within_the_first_50_bytes() {
         }
     }
     assert!(n > 600, "{n} LOG packets");
+    assert!(summaries >= 14, "{summaries} verdict rows");
     // The labels say what happened, e.g.:
     for want in [
         "joined pubA",
-        "remote offer",
-        "local answer",
-        "ice connected",
-        "webrtcup",
-        "hangup",
+        "remote offer pubA ▲",
+        "local answer pubA ▲",
+        "ice connected pubA ▲",
+        "webrtcup s1◂pubB",
+        "hangup DTLS alert pubA ▲",
+        "hangup Janus API s2◂pubA",
         "session created",
-        "attached videoroom",
-        "media stats audio",
+        "attached videoroom pubA ▲",
+        "attached echotest echotest-web ●",
+        "media stats audio pubA ▲",
         "echotest event",
     ] {
-        assert!(labels.contains(want), "no {want:?} among {labels:?}");
+        assert!(
+            labels.contains(want),
+            "no {want:?} among {} labels",
+            labels.len()
+        );
     }
 }

@@ -25,14 +25,15 @@ fn demo_prints_one_flow_per_room_with_every_peerconnection() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    // 300 events and 108 QoS reports of the room's media stats (RTCP JSON for each way
-    // that carries media, rtpagent for audio), in the room's flow.
+    // 300 events, 108 QoS reports of the room's media stats (RTCP JSON for each way that
+    // carries media, rtpagent for audio) and 6 verdicts (5 PeerConnections and the room),
+    // in the room's flow.
     assert!(
-        text.starts_with("408 packets, 0 rejected, 3 correlation ids\n"),
+        text.starts_with("414 packets, 0 rejected, 3 correlation ids\n"),
         "{text}"
     );
     let room = text
-        .split("janus-fixtures:videoroom:4242  308 packets")
+        .split("janus-fixtures:videoroom:4242  314 packets")
         .nth(1)
         .expect("the room's flow");
     assert!(
@@ -58,8 +59,14 @@ fn demo_prints_one_flow_per_room_with_every_peerconnection() {
     // The HTML picture of the same flows was written.
     let page = std::fs::read_to_string(&html).unwrap();
     assert_eq!(page.matches(r#"class="flow""#).count(), 3);
-    // One arrow per event; the QoS reports are for Homer's QoS tab, not arrows.
-    assert_eq!(page.matches(r#"class="arrow""#).count(), 300);
+    // One arrow per event and per verdict; the QoS reports are for Homer's QoS tab, not
+    // arrows. The verdicts are listed at the top of the room's flow.
+    assert_eq!(page.matches(r#"class="arrow""#).count(), 306);
+    assert_eq!(page.matches(r#"<ul class="verdicts">"#).count(), 1);
+    assert!(
+        page.contains("✔ room 4242 ended: 5 PCs, 5 ok"),
+        "the room's verdict"
+    );
 }
 
 #[test]

@@ -59,8 +59,8 @@ fn janus_jsonl_replayed_equals_convert_byte_for_byte_udp_and_tcp() {
     let dir = tempfile::tempdir().unwrap();
     let jsonl = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/janus/sip-call-simple.jsonl");
     let want = common::convert_to_pcap(&jsonl, &dir.path().join("converted.pcap"));
-    // 87 events and 12 QoS reports of its media stats.
-    assert_eq!(want.len(), 99);
+    // 87 events, 12 QoS reports of its media stats and the verdicts of its two calls.
+    assert_eq!(want.len(), 101);
     for transport in ["udp", "tcp"] {
         let got_path = dir.path().join(format!("got-{transport}.pcap"));
         let (to, mut child) = listener(transport, want.len(), &got_path);

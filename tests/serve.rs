@@ -279,7 +279,8 @@ async fn tcp_collector_restarted_loses_nothing_queued_and_keeps_order() {
             .into_iter()
             .filter(|(c, _)| c.ends_with(":videoroom:4242"))
             .map(|(_, p)| {
-                serde_json::from_slice::<serde_json::Value>(&p).unwrap()["event"]["timestamp"]
+                serde_json::from_slice::<serde_json::Value>(heplink::map::log_json(&p)).unwrap()
+                    ["event"]["timestamp"]
                     .as_u64()
                     .unwrap()
             })

@@ -248,7 +248,8 @@ async fn every_event_answered_200_survives_a_sigkill_mid_stream() {
         got.payloads()
             .iter()
             .filter_map(|p| {
-                let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(heplink::map::log_json(p)).ok()?;
                 let e = &v["event"]["event"];
                 e["data"]["n"]
                     .as_u64()
@@ -339,7 +340,7 @@ async fn a_full_spool_counts_exactly_what_it_could_not_keep() {
         .payloads()
         .iter()
         .filter_map(|p| {
-            let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+            let v: serde_json::Value = serde_json::from_slice(heplink::map::log_json(p)).ok()?;
             v["event"]["event"]["data"]["n"].as_u64()
         })
         .collect();

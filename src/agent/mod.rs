@@ -252,8 +252,11 @@ fn alias_feed(
         .map_err(|e| anyhow::anyhow!("homer.api: {e}"))?;
         let (feed, _task) = crate::homer::aliases::spawn(
             api,
-            cfg.homer.max_aliases,
-            cfg.homer.alias_rate,
+            crate::homer::aliases::Keeping {
+                max: cfg.homer.max_aliases,
+                rate: cfg.homer.alias_rate,
+                retention: std::time::Duration::from_secs(cfg.homer.alias_retention_s),
+            },
             metrics.homer.clone(),
         );
         Some(feed)

@@ -53,7 +53,12 @@ impl Shared {
         ),
     ) -> Arc<Shared> {
         Arc::new(Shared(Arc::new(tokio::sync::Mutex::new(Task {
-            p: Pipeline::new(cfg.correlator(), cfg.mapper()),
+            p: if aliases.is_some() {
+                Pipeline::new(cfg.correlator(), cfg.mapper()).with_names()
+            } else {
+                Pipeline::new(cfg.correlator(), cfg.mapper())
+            },
+            names: Vec::new(),
             packets: Vec::new(),
             st: Settling::new(spooled),
             intake,
@@ -123,6 +128,8 @@ struct Task {
     st: Settling,
     intake: Option<Intake>,
     aliases: Option<crate::homer::aliases::AliasFeed>,
+    /// Names taken from the pipeline for the alias keeper (a kept buffer).
+    names: Vec<crate::diagnose::NameChange>,
     queues: Vec<Queue>,
     metrics: Arc<Metrics>,
     /// Set by [`Task::finish`]: what comes after is refused.
@@ -172,13 +179,11 @@ impl Task {
             (Some(intake), None) => intake.take(now, &job, &self.metrics),
             _ => None,
         };
-        let (packets, aliases) = (&mut self.packets, &mut self.aliases);
-        let taken = self.p.push_body(&job.body, now, &mut |o| {
-            if let Some(a) = aliases.as_mut() {
-                a.event(o.correlated);
-            }
-            packets.push(o.packet)
-        });
+        let packets = &mut self.packets;
+        let taken = self
+            .p
+            .push_body(&job.body, now, &mut |o| packets.push(o.packet));
+        self.names();
         for (i, n) in taken.by_type.iter().enumerate().filter(|(_, n)| **n > 0) {
             self.metrics.event(job.input, i, *n);
         }
@@ -208,13 +213,9 @@ impl Task {
 
     /// The clock: holds that ran out are released, gauges updated, bodies settled.
     async fn tick(&mut self) {
-        let (packets, aliases) = (&mut self.packets, &mut self.aliases);
-        self.p.tick(now_us(), &mut |o| {
-            if let Some(a) = aliases.as_mut() {
-                a.event(o.correlated);
-            }
-            packets.push(o.packet)
-        });
+        let packets = &mut self.packets;
+        self.p.tick(now_us(), &mut |o| packets.push(o.packet));
+        self.names();
         // Gauges walk the correlator's tables: on the tick, not per request.
         update_gauges(&self.p, &self.metrics);
         self.send().await;
@@ -224,6 +225,17 @@ impl Task {
             false,
             self.intake.as_mut(),
         );
+    }
+
+    /// Hands the diagnosis's names to the alias keeper.
+    fn names(&mut self) {
+        let Some(a) = self.aliases.as_ref() else {
+            return;
+        };
+        self.p.take_names(&mut self.names);
+        for n in self.names.drain(..) {
+            a.name(n);
+        }
     }
 
     async fn send(&mut self) {
@@ -277,4 +289,7 @@ fn update_gauges(p: &Pipeline, m: &Metrics) {
     m.time_rewritten_old.store(ms.time_rewritten_old, Relaxed);
     m.time_rewritten_future
         .store(ms.time_rewritten_future, Relaxed);
+    if let Ok(mut d) = m.diagnosis.lock() {
+        d.clone_from(p.diagnoser().stats());
+    }
 }

@@ -135,7 +135,11 @@ impl Summary {
                 f.endpoints.insert(SocketAddr::new(ip, port).to_string());
             }
         }
-        if let Some(payload) = p.payload.filter(|b| b.first() == Some(&b'{')) {
+        if let Some(payload) = p
+            .payload
+            .map(crate::map::log_json)
+            .filter(|b| b.first() == Some(&b'{'))
+        {
             #[derive(serde::Deserialize)]
             struct Facts {
                 heplink: Option<Inner>,

@@ -1,17 +1,23 @@
-//! The alias keeper: names Homer's columns for what the agent knows. Janus's own address
-//! becomes `janus <emitter>` (port 0: any port of it), and each PeerConnection's client
-//! address, while the PeerConnection lives, the participant's name with room and role
-//! (`alice (1234, publisher)`; the client's opaque id, else `peer <handle>`, when no name
-//! is known), cut to homer-app's 40 characters.
+//! The alias keeper: names Homer's columns with what the diagnosis knows
+//! ([`crate::diagnose::names`]): Janus's addresses (`janus <emitter>`, `janus sip
+//! <emitter>`, `janus api`), the API client (`api <ip>`), each PeerConnection's client
+//! address by its short name (`Alice ▲ · room 4242`) and the SIP far end.
 //!
-//! Bounded and never in the way of events: the pipeline hands intents over with
-//! `try_send` (a full channel drops the intent, counted); the keeper writes at most
-//! `rate` alias changes a second, keeps at most `max` aliases of its own (beyond, new
-//! ones are skipped, counted), deletes a client's alias when its PeerConnection hangs up
-//! or its handle detaches, and counts and logs (rate-limited) every failed call.
+//! Names outlive their call: people open Homer after a call went wrong, so a
+//! PeerConnection's alias stays `retention` after it ended, then goes. When a new
+//! PeerConnection takes an address an ended one's alias holds, the new name wins.
+//!
+//! Bounded and never in the way of events: the pipeline hands names over with
+//! `try_send` (a full channel drops the change, counted); the keeper writes at most
+//! `rate` alias changes a second, keeps at most `max` aliases of its own (beyond, the
+//! oldest ended goes first; with none ended, the new one is skipped, counted), and counts
+//! and logs (rate-limited) every failed call. A restart takes over what the last run left:
+//! Janus's names are kept, the others count as ended at the restart.
 
+use crate::diagnose::names::{is_janus, is_ours};
+use crate::diagnose::NameChange;
 use crate::internal_events::AliasFailed;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -20,8 +26,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::{Alias, Api};
-use crate::correlate::{Correlated, GroupKey};
-use crate::janus::event::kind;
 
 /// What the keeper should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +39,8 @@ pub enum Intent {
         /// The name.
         name: String,
     },
-    /// Forget the name of `ip:port`.
-    Unset {
+    /// The PeerConnection behind `ip:port` ended: its name stays for the retention.
+    Ended {
         /// The address.
         ip: IpAddr,
         /// The port.
@@ -53,128 +57,95 @@ pub struct AliasMetrics {
     pub writes: AtomicU64,
     /// API calls that failed.
     pub failures: AtomicU64,
-    /// Intents dropped: the channel was full or the cap was reached.
+    /// Changes dropped: the channel was full or the cap was reached with none ended.
     pub dropped: AtomicU64,
+    /// Aliases removed after their retention, or to make room for a new one.
+    pub expired: AtomicU64,
 }
 
-/// The pipeline's end: turns events into intents and hands them over without waiting.
+/// The pipeline's end: hands the diagnosis's names over without waiting.
 #[derive(Debug)]
 pub struct AliasFeed {
     tx: mpsc::Sender<Intent>,
     metrics: Arc<AliasMetrics>,
-    /// Janus addresses already named, per emitter.
-    janus: HashSet<(Arc<str>, IpAddr)>,
 }
 
 impl AliasFeed {
-    fn send(&self, i: Intent) {
+    /// Hands over one name change.
+    pub fn name(&self, n: NameChange) {
+        let i = if n.ended {
+            Intent::Ended {
+                ip: n.ip,
+                port: n.port,
+            }
+        } else {
+            Intent::Set {
+                ip: n.ip,
+                port: n.port,
+                name: n.name,
+            }
+        };
         if self.tx.try_send(i).is_err() {
             self.metrics.dropped.fetch_add(1, Relaxed);
         }
     }
-
-    /// Looks at one correlated event.
-    pub fn event(&mut self, c: &Correlated) {
-        let ev = &c.event;
-        if let Some(j) = c.facts.janus {
-            let key = (ev.emitter.clone(), j.ip());
-            if !self.janus.contains(&key) && self.janus.len() < 1024 {
-                self.janus.insert(key);
-                self.send(Intent::Set {
-                    ip: j.ip(),
-                    port: 0,
-                    name: format!("janus {}", ev.emitter),
-                });
-            }
-        }
-        let Some(client) = c.facts.client else { return };
-        match (ev.kind, ev.subtype) {
-            // The selected pair names the PeerConnection's client address.
-            (kind::WEBRTC, Some(4)) => {
-                // The participant's display name, else the client's opaque id, else the
-                // handle: homer-app keeps 40 characters.
-                let who = match (&c.facts.display, &ev.opaque_id, ev.handle_id) {
-                    (Some(d), _, _) => d.to_string(),
-                    (None, Some(o), _) => o.to_string(),
-                    (None, None, Some(h)) => format!("peer {h}"),
-                    (None, None, None) => "peer".into(),
-                };
-                let name = match &c.facts.group {
-                    Some(GroupKey::Room(_, room)) => {
-                        let role = if c.facts.feeds.is_empty() {
-                            "publisher"
-                        } else {
-                            "subscriber"
-                        };
-                        format!("{who} ({room}, {role})")
-                    }
-                    Some(GroupKey::Call(_)) => format!("{who} (sip)"),
-                    None => who,
-                };
-                self.send(Intent::Set {
-                    ip: client.ip(),
-                    port: client.port(),
-                    name,
-                });
-            }
-            (kind::WEBRTC, Some(6)) | (kind::HANDLE, _) if ev.ends_peer_connection() => {
-                self.send(Intent::Unset {
-                    ip: client.ip(),
-                    port: client.port(),
-                });
-            }
-            _ => {}
-        }
-    }
 }
 
-/// Starts the keeper: at most `max` aliases of its own, `rate` changes a second.
+/// How the keeper keeps aliases.
+#[derive(Debug, Clone, Copy)]
+pub struct Keeping {
+    /// Most aliases of its own.
+    pub max: usize,
+    /// Most changes a second.
+    pub rate: u32,
+    /// How long a PeerConnection's alias stays after it ended.
+    pub retention: Duration,
+}
+
+/// Starts the keeper.
 pub fn spawn(
     api: Api,
-    max: usize,
-    rate: u32,
+    keeping: Keeping,
     metrics: Arc<AliasMetrics>,
 ) -> (AliasFeed, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1024);
-    let task = tokio::spawn(keep(api, rx, max, rate.max(1), metrics.clone()));
-    (
-        AliasFeed {
-            tx,
-            metrics,
-            janus: HashSet::new(),
-        },
-        task,
-    )
+    let task = tokio::spawn(keep(api, rx, keeping, metrics.clone()));
+    (AliasFeed { tx, metrics }, task)
 }
 
-/// Whether an alias name is one this keeper makes: `janus <emitter>`, or a client's
-/// `… (<room>, publisher|subscriber)` / `… (sip)` (possibly cut at 40 characters).
-fn is_ours(name: &str) -> bool {
-    name.starts_with("janus ")
-        || name.ends_with(", publisher)")
-        || name.ends_with(", subscriber)")
-        || name.ends_with(" (sip)")
+/// One alias of the keeper's: its guid, name, and when its PeerConnection ended.
+#[derive(Debug, Clone)]
+struct Held {
+    guid: String,
+    name: String,
+    ended: Option<Instant>,
 }
+
+type Ours = HashMap<(IpAddr, u16), Held>;
 
 /// The aliases an earlier run left (it may have been killed), known by their names,
-/// taken over so that they are replaced or deleted like this run's own; its client
-/// aliases, which name PeerConnections that are gone, deleted.
-async fn take_over(api: &mut Api, m: &AliasMetrics) -> HashMap<(IpAddr, u16), (String, String)> {
-    let mut ours: HashMap<(IpAddr, u16), (String, String)> = HashMap::new();
-    // What an earlier run left (it may have been killed): its aliases, known by their
-    // names, are taken over, so that they are replaced or deleted like this run's own.
+/// taken over so that they are replaced or removed like this run's own: Janus's kept,
+/// the others ended now (their PeerConnections are gone; they stay for the retention).
+async fn take_over(api: &mut Api, m: &AliasMetrics) -> Ours {
+    let mut ours = Ours::new();
+    let now = Instant::now();
     match api.aliases().await {
         Ok(list) => {
             for a in list {
                 let (Ok(ip), true) = (a.ip.parse::<IpAddr>(), is_ours(&a.alias)) else {
                     continue;
                 };
-                if let Some((old, _)) = ours.insert((ip, a.port), (a.guid, a.alias)) {
+                let ended = (!is_janus(&a.alias)).then_some(now);
+                let held = Held {
+                    guid: a.guid,
+                    name: a.alias,
+                    ended,
+                };
+                if let Some(old) = ours.insert((ip, a.port), held) {
                     // A duplicate of the same address: one is enough.
-                    let _ = api.delete_alias(&old).await;
+                    let _ = api.delete_alias(&old.guid).await;
                 }
             }
-            m.held.store(ours.len() as u64, Relaxed);
         }
         Err(e) => AliasFailed {
             what: "cannot list the existing ones.",
@@ -182,83 +153,159 @@ async fn take_over(api: &mut Api, m: &AliasMetrics) -> HashMap<(IpAddr, u16), (S
         }
         .emit(m),
     }
-    // Client aliases of an earlier run name PeerConnections that are gone.
-    let stale: Vec<(IpAddr, u16)> = ours
-        .iter()
-        .filter(|(_, (_, name))| !name.starts_with("janus "))
-        .map(|(k, _)| *k)
-        .collect();
-    for k in stale {
-        if let Some((guid, _)) = ours.remove(&k) {
-            if api.delete_alias(&guid).await.is_ok() {
-                m.writes.fetch_add(1, Relaxed);
-            }
-        }
-    }
     m.held.store(ours.len() as u64, Relaxed);
     ours
 }
 
-async fn keep(
-    mut api: Api,
-    mut rx: mpsc::Receiver<Intent>,
-    max: usize,
-    rate: u32,
+/// The keeper's state and its API.
+struct Keeper {
+    api: Api,
+    ours: Ours,
+    keeping: Keeping,
     m: Arc<AliasMetrics>,
-) {
-    // (ip, port) -> (guid, name) of the aliases this keeper made.
-    let mut ours = take_over(&mut api, &m).await;
-    let gap = Duration::from_secs(1) / rate;
-    let mut next = Instant::now();
-    let failed = |m: &AliasMetrics, e: &super::ApiError| {
+}
+
+impl Keeper {
+    fn failed(&self, e: &super::ApiError) {
         AliasFailed {
             what: "an update failed.",
             error: e,
         }
-        .emit(m)
-    };
-    while let Some(intent) = rx.recv().await {
-        let now = Instant::now();
-        if next > now {
-            tokio::time::sleep(next - now).await;
-        }
-        next = Instant::now().max(next) + gap;
-        match intent {
-            Intent::Set { ip, port, name } => {
-                if ours.get(&(ip, port)).is_some_and(|(_, n)| *n == name) {
-                    continue;
-                }
-                if !ours.contains_key(&(ip, port)) && ours.len() >= max {
-                    m.dropped.fetch_add(1, Relaxed);
-                    continue;
-                }
-                if let Some((guid, _)) = ours.remove(&(ip, port)) {
-                    match api.delete_alias(&guid).await {
-                        Ok(_) => {
-                            m.writes.fetch_add(1, Relaxed);
-                        }
-                        Err(e) => failed(&m, &e),
-                    }
-                }
-                match api.create_alias(&Alias::host(&name, ip, port)).await {
-                    Ok(guid) => {
-                        m.writes.fetch_add(1, Relaxed);
-                        ours.insert((ip, port), (guid, name));
-                    }
-                    Err(e) => failed(&m, &e),
-                }
-            }
-            Intent::Unset { ip, port } => {
-                if let Some((guid, _)) = ours.remove(&(ip, port)) {
-                    match api.delete_alias(&guid).await {
-                        Ok(_) => {
-                            m.writes.fetch_add(1, Relaxed);
-                        }
-                        Err(e) => failed(&m, &e),
-                    }
-                }
-            }
-        }
-        m.held.store(ours.len() as u64, Relaxed);
+        .emit(&self.m)
     }
+
+    async fn delete(&mut self, key: (IpAddr, u16)) -> bool {
+        let Some(h) = self.ours.remove(&key) else {
+            return false;
+        };
+        match self.api.delete_alias(&h.guid).await {
+            Ok(_) => {
+                self.m.writes.fetch_add(1, Relaxed);
+                true
+            }
+            Err(e) => {
+                self.failed(&e);
+                false
+            }
+        }
+    }
+
+    /// The ended alias whose PeerConnection ended first.
+    fn oldest_ended(&self) -> Option<(IpAddr, u16)> {
+        self.ours
+            .iter()
+            .filter_map(|(k, h)| h.ended.map(|t| (t, *k)))
+            .min()
+            .map(|(_, k)| k)
+    }
+
+    async fn set(&mut self, ip: IpAddr, port: u16, name: String) {
+        if let Some(h) = self.ours.get_mut(&(ip, port)) {
+            if h.name == name {
+                // The same name again (a new PeerConnection of the same client): live.
+                h.ended = None;
+                return;
+            }
+        }
+        if !self.ours.contains_key(&(ip, port)) && self.ours.len() >= self.keeping.max {
+            match self.oldest_ended() {
+                Some(k) => {
+                    self.delete(k).await;
+                    self.m.expired.fetch_add(1, Relaxed);
+                }
+                None => {
+                    self.m.dropped.fetch_add(1, Relaxed);
+                    return;
+                }
+            }
+        }
+        // The new name wins over what the address held.
+        self.delete((ip, port)).await;
+        match self.api.create_alias(&Alias::host(&name, ip, port)).await {
+            Ok(guid) => {
+                self.m.writes.fetch_add(1, Relaxed);
+                self.ours.insert(
+                    (ip, port),
+                    Held {
+                        guid,
+                        name,
+                        ended: None,
+                    },
+                );
+            }
+            Err(e) => self.failed(&e),
+        }
+    }
+
+    /// The aliases whose retention ran out, oldest first.
+    fn expired(&self, now: Instant) -> Vec<(IpAddr, u16)> {
+        let mut v: Vec<(Instant, (IpAddr, u16))> = self
+            .ours
+            .iter()
+            .filter_map(|(k, h)| h.ended.map(|t| (t, *k)))
+            .filter(|(t, _)| now.saturating_duration_since(*t) >= self.keeping.retention)
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, k)| k).collect()
+    }
+}
+
+async fn keep(api: Api, mut rx: mpsc::Receiver<Intent>, keeping: Keeping, m: Arc<AliasMetrics>) {
+    let mut k = Keeper {
+        api,
+        ours: Ours::new(),
+        keeping,
+        m,
+    };
+    k.ours = take_over(&mut k.api, &k.m).await;
+    let gap = Duration::from_secs(1) / keeping.rate.max(1);
+    let mut next = Instant::now();
+    // Retention is looked at every second at most, or every tenth of it.
+    let every = (keeping.retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let mut sweep = tokio::time::interval(every);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let intent = tokio::select! {
+            i = rx.recv() => match i {
+                Some(i) => Some(i),
+                None => break,
+            },
+            _ = sweep.tick() => None,
+        };
+        let expired = match &intent {
+            None => k.expired(Instant::now()),
+            Some(_) => Vec::new(),
+        };
+        if intent.is_none() && expired.is_empty() {
+            continue;
+        }
+        for key in expired {
+            pace(&mut next, gap).await;
+            if k.delete(key).await {
+                k.m.expired.fetch_add(1, Relaxed);
+            }
+        }
+        match intent {
+            Some(Intent::Set { ip, port, name }) => {
+                pace(&mut next, gap).await;
+                k.set(ip, port, name).await;
+            }
+            Some(Intent::Ended { ip, port }) => {
+                if let Some(h) = k.ours.get_mut(&(ip, port)) {
+                    h.ended.get_or_insert(Instant::now());
+                }
+            }
+            None => {}
+        }
+        k.m.held.store(k.ours.len() as u64, Relaxed);
+    }
+}
+
+/// Waits for the next write's turn (`gap` apart).
+async fn pace(next: &mut Instant, gap: Duration) {
+    let now = Instant::now();
+    if *next > now {
+        tokio::time::sleep(*next - now).await;
+    }
+    *next = Instant::now().max(*next) + gap;
 }

@@ -214,7 +214,7 @@ pub fn events_of(got: &Received) -> (EventCounts, Vec<(String, Value)>) {
     let mut keys = BTreeMap::new();
     let mut all = Vec::new();
     for (cid, p) in got.0.lock().unwrap().iter() {
-        let v: Value = serde_json::from_slice(p).unwrap_or(Value::Null);
+        let v: Value = serde_json::from_slice(heplink::map::log_json(p)).unwrap_or(Value::Null);
         let ev = v["event"].clone();
         if ev.is_null() {
             continue; // SIP packets carry the SIP message: none in this scenario

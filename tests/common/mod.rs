@@ -308,7 +308,7 @@ pub type Key = (String, Option<u64>, Option<u64>, Option<u64>);
 /// An event's key: its correlation id, type, subtype and timestamp (payloads differ in
 /// `held_us`), or for SIP a hash of its bytes.
 pub fn key(cid: &str, p: &[u8]) -> Key {
-    match serde_json::from_slice::<serde_json::Value>(p) {
+    match serde_json::from_slice::<serde_json::Value>(heplink::map::log_json(p)) {
         Ok(v) => {
             let e = &v["event"];
             (

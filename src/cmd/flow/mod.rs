@@ -63,6 +63,8 @@ pub struct Step {
     pub participant: Option<u64>,
     /// The publishers a subscriber receives, by participant id.
     pub feeds: Vec<u64>,
+    /// A verdict row's words (a PeerConnection's or a room's summary).
+    pub verdict: Option<String>,
 }
 
 /// Steps per correlation id, in order of first appearance.
@@ -83,7 +85,7 @@ pub fn label(proto: Option<ProtoType>, payload: &[u8]) -> String {
     if proto == Some(ProtoType::SIP) {
         return sip_label(payload);
     }
-    match serde_json::from_slice::<Value>(payload) {
+    match serde_json::from_slice::<Value>(crate::map::log_json(payload)) {
         Ok(v) => json_label(&v, janus_event(&v).as_ref()),
         Err(_) => "LOG".into(),
     }
@@ -133,7 +135,7 @@ fn json_label(v: &Value, event: Option<&crate::janus::Event>) -> String {
         },
     };
     let mut out = String::new();
-    crate::map::label::label(&c, &mut out);
+    crate::map::label::label(&c, None, &mut out);
     out
 }
 
@@ -229,11 +231,14 @@ impl Grouper {
                 };
                 (sip_label(p.payload), text(), sip)
             }
-            _ => match serde_json::from_slice::<Value>(p.payload) {
+            _ => match serde_json::from_slice::<Value>(crate::map::log_json(p.payload)) {
                 Ok(v) => {
                     let ev = janus_event(&v);
                     let pretty = serde_json::to_string_pretty(&v).unwrap_or_default();
-                    let facts = facts(&v, ev.as_ref(), &p.src, &p.dst);
+                    let mut facts = facts(&v, ev.as_ref(), &p.src, &p.dst);
+                    if v.get("summary").is_some() || v.get("room_summary").is_some() {
+                        facts.verdict = v["label"].as_str().map(String::from);
+                    }
                     (json_label(&v, ev.as_ref()), pretty, facts)
                 }
                 Err(_) => ("LOG".into(), text(), Facts::default()),
@@ -258,6 +263,7 @@ impl Grouper {
             group: facts.group,
             participant: facts.participant,
             feeds: facts.feeds,
+            verdict: facts.verdict,
         });
     }
 
@@ -278,6 +284,14 @@ struct Facts {
     group: Option<String>,
     participant: Option<u64>,
     feeds: Vec<u64>,
+    verdict: Option<String>,
+}
+
+/// The verdicts of a flow, in time order (rooms' last).
+pub fn verdicts(steps: &[Step]) -> Vec<&str> {
+    let mut v: Vec<&str> = steps.iter().filter_map(|s| s.verdict.as_deref()).collect();
+    v.sort_by_key(|w| w.contains(" room "));
+    v
 }
 
 /// Reads the agent's facts of a Janus event packet: the participant's name and their
@@ -304,6 +318,7 @@ fn facts(v: &Value, ev: Option<&crate::janus::Event>, src: &str, dst: &str) -> F
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_u64).collect())
             .unwrap_or_default(),
+        verdict: None,
     }
 }
 
@@ -329,6 +344,15 @@ pub fn main(args: &FlowArgs) -> anyhow::Result<Flows> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
     }
     let arrows: usize = flows.iter().map(|(_, s)| s.len()).sum();
+    for (cid, steps) in &flows {
+        let v = verdicts(steps);
+        if !v.is_empty() {
+            eprintln!("{cid}:");
+            for w in v {
+                eprintln!("    {w}");
+            }
+        }
+    }
     eprintln!(
         "{} flows, {arrows} arrows -> {}",
         flows.len(),

@@ -297,7 +297,7 @@ fn section(o: &mut String, f: usize, cid: &str, steps: &[Step]) {
     let names = who(steps);
     let _ = write!(
         o,
-        r##"<section class="flow" id="flow-{f}" data-kind="{}" data-cid="{}"><h2><span class="kind {}">{}</span>{}</h2><p class="meta">{} arrows · {} – {} UTC ({}) · {} columns{}</p><div class="box"><div class="head">"##,
+        r##"<section class="flow" id="flow-{f}" data-kind="{}" data-cid="{}"><h2><span class="kind {}">{}</span>{}</h2><p class="meta">{} arrows · {} – {} UTC ({}) · {} columns{}</p>"##,
         kind.name(),
         esc(cid),
         kind.name(),
@@ -314,6 +314,20 @@ fn section(o: &mut String, f: usize, cid: &str, steps: &[Step]) {
             format!(" · {}", esc(&names.join(", ")))
         },
     );
+    let verdicts = super::verdicts(steps);
+    if !verdicts.is_empty() {
+        o.push_str(r##"<ul class="verdicts">"##);
+        for v in verdicts {
+            let class = match v.chars().next() {
+                Some('✔') => "ok",
+                Some('⚠') => "degraded",
+                _ => "failed",
+            };
+            let _ = write!(o, r##"<li class="{class}">{}</li>"##, esc(v));
+        }
+        o.push_str("</ul>");
+    }
+    o.push_str(r##"<div class="box"><div class="head">"##);
     svg_open(o, "draw", w, HEAD_H);
     head_elements(o, &cols);
     o.push_str("</svg></div>");
