@@ -174,3 +174,49 @@ fn sip_dtmf_goes_to_its_call() {
     assert_eq!(cid, call, "the SIP call's flow");
     assert!(label.starts_with("dtmf"), "{label}");
 }
+
+/// Janus 1.4.1 built against sofia-sip 1.13 reports the SIP messages it sends with bare LF
+/// line ends: each is sent as SIP is written (CRLF, a blank line, a true
+/// Content-Length), between the addresses its headers name, never a made-up `240.x`.
+#[test]
+fn janus_1_4_sip_out_is_sent_as_sip_between_real_addresses() {
+    let mut lines = common::fixture_bodies("1.4.1/sip-call-simple")
+        .into_iter()
+        .map(Ok);
+    let c = heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
+        .unwrap();
+    let mut sip = 0;
+    let mut janus_sides = std::collections::BTreeSet::new();
+    for (_, bytes) in &c.packets {
+        let p = heplink::proto::decode(bytes, heplink::proto::Mode::Strict).unwrap();
+        if p.proto_type != Some(heplink::proto::ProtoType::SIP) {
+            continue;
+        }
+        sip += 1;
+        let text = std::str::from_utf8(p.payload.unwrap()).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").expect("a SIP eof (blank line)");
+        assert!(
+            !head.replace("\r\n", "").contains('\n'),
+            "bare LF in {head}"
+        );
+        let length = head
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map(|v| v.parse::<usize>().unwrap());
+        assert_eq!(length.unwrap_or(0), body.len(), "{head}");
+        for ip in [p.src_ip.unwrap(), p.dst_ip.unwrap()] {
+            assert!(!ip.to_string().starts_with("240."), "{ip} for {head}");
+        }
+        janus_sides.insert((p.src_ip.unwrap(), p.src_port.unwrap()));
+        janus_sides.insert((p.dst_ip.unwrap(), p.dst_port.unwrap()));
+    }
+    assert_eq!(sip, 12, "every SIP message of both calls");
+    // Two columns: Janus's SIP stack (one address for all it sent and received) and the
+    // far end.
+    let want: std::collections::BTreeSet<(std::net::IpAddr, u16)> = [
+        ("127.0.0.41".parse().unwrap(), 49472),
+        ("127.0.0.42".parse().unwrap(), 5070),
+    ]
+    .into();
+    assert_eq!(janus_sides, want);
+}

@@ -320,6 +320,9 @@ impl Mapper {
         let node = self.node(&ev.emitter);
         let (proto, payload, (src, dst), cid) =
             if let (true, Some((sip, inbound))) = (self.cfg.sip_as_sip, ev.sip_message()) {
+                // SIP as SIP is written (Janus ≥ 1.3 reports what it sends with bare LF).
+                let sip = crate::janus::sip::sip_crlf(sip);
+                let sip = &*sip;
                 let call = crate::janus::sip::sip_call_id(sip);
                 let cid = call.map_or_else(
                     || self.cid_bytes(&c.cid),
