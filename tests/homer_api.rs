@@ -565,3 +565,83 @@ async fn names_then_forgets(v4: bool) {
     assert_eq!(m.homer.held.load(Relaxed), 3);
     assert!(m.homer.expired.load(Relaxed) >= 5);
 }
+
+/// `homer check` against a collector that cannot take the probe: it says why, in words.
+fn check_to(api: &str, to: &str, extra: &[&str]) -> String {
+    let out = common::bin()
+        .args([
+            "homer",
+            "check",
+            "--homer-api",
+            api,
+            "--homer-user",
+            "admin",
+        ])
+        .args(["--homer-password", "sipcapture", "--to", to, "--wait", "1"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn homer_check_says_nothing_listens_on_a_udp_port_that_refuses() {
+    let (api, _, _s) = fake_homer(true).await;
+    let to = format!("udp://127.0.0.1:{}", common::free_port());
+    let text = tokio::task::spawn_blocking(move || check_to(&api, &to, &[]))
+        .await
+        .unwrap();
+    assert!(
+        text.contains("could not be sent to any collector")
+            && text.contains("nothing listens on UDP"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn homer_check_names_a_tls_certificate_it_does_not_trust_or_that_names_another_host() {
+    let (api, _, _s) = fake_homer(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, issuer) = common::pki::make_ca(dir.path(), "test-ca");
+    let (cert, key) = common::pki::leaf(dir.path(), "collector", &["collector.example"], &issuer);
+    let port = common::free_port();
+    let mut listener = common::bin()
+        .args([
+            "listen",
+            "-q",
+            "--no-flows",
+            "--tls",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--duration", "20", "--tls-cert"])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let to = format!("tls://127.0.0.1:{port}");
+    // No CA given: the issuer is unknown.
+    let (a, t) = (api.clone(), to.clone());
+    let text = tokio::task::spawn_blocking(move || check_to(&a, &t, &[]))
+        .await
+        .unwrap();
+    assert!(
+        text.contains("unknown issuer") && text.contains("output.tls.ca_file"),
+        "{text}"
+    );
+    // The right CA, but the certificate names another host.
+    let ca_arg = ca.to_string_lossy().into_owned();
+    let text = tokio::task::spawn_blocking(move || check_to(&api, &to, &["--tls-ca", &ca_arg]))
+        .await
+        .unwrap();
+    assert!(
+        text.contains("not valid for") && text.contains("output.tls.server_name"),
+        "{text}"
+    );
+    let _ = listener.kill();
+    let _ = listener.wait();
+}

@@ -142,3 +142,45 @@ fn replay_to_an_absent_collector_fails_with_a_count() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("39 packets could not be sent"), "{err}");
 }
+
+#[test]
+fn replayed_janus_capture_has_the_hour_of_its_new_time_in_its_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/hep/janus-videoroom-2pub-2sub-webrtc.pcap");
+    let want = common::pcap_packets(&cap);
+    let got_path = dir.path().join("restamped.pcap");
+    let (to, mut child) = listener("udp", want.len(), &got_path);
+    replay(&[&cap], &to, &[]);
+    assert!(child.wait().unwrap().success());
+    let got = common::pcap_packets(&got_path);
+    let (mut hourly, mut rooms) = (0, 0);
+    for (g, w) in got.iter().zip(&want) {
+        let (pg, pw) = (
+            decode(g, Mode::Strict).unwrap(),
+            decode(w, Mode::Strict).unwrap(),
+        );
+        let cid = std::str::from_utf8(pg.correlation_id.unwrap()).unwrap();
+        let old = std::str::from_utf8(pw.correlation_id.unwrap()).unwrap();
+        if old.contains(":core:") || old.contains(":transport:") {
+            // The id's hour is the hour of the packet's new time (or the one before, for
+            // a session that began in it).
+            let ts = pg.timestamp_micros().unwrap() / 1_000_000;
+            let hour = |t: u64| heplink::correlate::hour_label(t / 3600);
+            assert!(
+                cid.ends_with(&hour(ts)) || cid.ends_with(&hour(ts.saturating_sub(3600))),
+                "{cid} at {ts}"
+            );
+            assert_ne!(cid, old);
+            // The payload names the new id wherever it named the old one.
+            let text = std::str::from_utf8(pg.payload.unwrap()).unwrap();
+            assert!(!text.contains(old), "{text}");
+            hourly += 1;
+        } else {
+            assert_eq!(cid, old, "a room's id has no hour");
+            rooms += 1;
+        }
+        assert_eq!(g.len(), w.len());
+    }
+    assert!(hourly > 50 && rooms > 200, "{hourly} {rooms}");
+}

@@ -76,11 +76,16 @@ pub async fn check(cfg: &Config, wait: Duration) -> anyhow::Result<Outcome> {
         ts ^ u64::from(std::process::id()) << 20
     );
     let packet = probe(cfg, &sid, ts)?;
-    let unsent = send_probe(cfg, &packet).await?;
+    let failed = send_probe(cfg, &packet).await?;
+    let unsent: Vec<String> = failed.iter().map(|(u, _)| u.clone()).collect();
     if unsent.len() == cfg.output.len() {
         return Ok(Outcome::Missing(format!(
-            "the probe could not be sent to any collector ({}): is the collector up and listening there?",
-            unsent.join(", ")
+            "the probe could not be sent to any collector: {}",
+            failed
+                .iter()
+                .map(|(u, why)| format!("{u}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ")
         )));
     }
     let started = Instant::now();
@@ -111,8 +116,8 @@ pub async fn check(cfg: &Config, wait: Duration) -> anyhow::Result<Outcome> {
             .join(", "),
         wait.as_secs_f64()
     );
-    if !unsent.is_empty() {
-        why.push_str(&format!(" Not sent to: {}.", unsent.join(", ")));
+    for (u, reason) in &failed {
+        why.push_str(&format!(" Not sent to {u}: {reason}."));
     }
     Ok(Outcome::Missing(why))
 }
@@ -137,11 +142,19 @@ fn probe(cfg: &Config, sid: &str, ts: u64) -> anyhow::Result<bytes::Bytes> {
     Ok(b.to_bytes()?)
 }
 
-/// Sends `packet` to every collector, as `serve` sends: each collector's own sender,
-/// ended cleanly. Returns the collectors it could not be sent to.
-async fn send_probe(cfg: &Config, packet: &bytes::Bytes) -> anyhow::Result<Vec<String>> {
+/// Sends `packet` to every collector, as `serve` sends: each TCP/TLS collector's own
+/// sender, ended cleanly; over UDP from a connected socket, which hears the refusal of a
+/// port where nothing listens (ICMP port unreachable). Returns the collectors it could not
+/// be sent to, each with why in words.
+async fn send_probe(cfg: &Config, packet: &bytes::Bytes) -> anyhow::Result<Vec<(String, String)>> {
     let mut unsent = Vec::new();
     for o in &cfg.output {
+        if o.url.is_udp() {
+            if let Err(why) = udp_probe(&o.url.address, packet).await {
+                unsent.push((o.url.to_string(), why));
+            }
+            continue;
+        }
         let url = o.url.clone();
         let m = Arc::new(crate::metrics::CollectorMetrics {
             url: o.url.to_string(),
@@ -171,10 +184,97 @@ async fn send_probe(cfg: &Config, packet: &bytes::Bytes) -> anyhow::Result<Vec<S
             .is_err()
             || m.packets.load(Relaxed) == 0
         {
-            unsent.push(o.url.to_string());
+            unsent.push((o.url.to_string(), why_not_connected(o).await));
         }
     }
     Ok(unsent)
+}
+
+/// Sends the probe over a connected UDP socket and listens 0.5 s for a refusal.
+async fn udp_probe(address: &str, packet: &[u8]) -> Result<(), String> {
+    let addr = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| format!("cannot resolve {address}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{address} resolves to no address"))?;
+    let local = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let sock = tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| e.to_string())?;
+    sock.connect(addr).await.map_err(|e| e.to_string())?;
+    let refused = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            format!("nothing listens on UDP {addr}: the host refused the datagram (ICMP port unreachable); is the collector running, on this port?")
+        } else {
+            e.to_string()
+        }
+    };
+    sock.send(packet).await.map_err(refused)?;
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf)).await {
+        Ok(Err(e)) => Err(refused(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Why a TCP/TLS collector took nothing: a connection and, for TLS, a handshake of its
+/// own, the failure in words (an untrusted certificate, a wrong name, a refusal).
+async fn why_not_connected(o: &crate::config::Output) -> String {
+    let address = &o.url.address;
+    let tcp = match tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::TcpStream::connect(address.as_str()),
+    )
+    .await
+    {
+        Err(_) => return format!("no answer from {address} within 3 s (a firewall dropping, or the wrong host?)"),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return format!("{address} refused the connection: is the collector up and listening there (Homer 11 has TCP off by default)?")
+        }
+        Ok(Err(e)) => return format!("cannot connect to {address}: {e}"),
+        Ok(Ok(s)) => s,
+    };
+    if o.url.transport != crate::output::Transport::Tls {
+        return "it accepted the connection but the probe was not confirmed read within 5 s".into();
+    }
+    let (cfg, name) = match crate::tls::client(&o.tls, o.url.host()) {
+        Ok(c) => c,
+        Err(e) => return format!("TLS settings: {e}"),
+    };
+    let shown = format!("{name:?}");
+    match tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
+    )
+    .await
+    {
+        Err(_) => "the TLS handshake did not finish within 3 s (is it a TLS port?)".into(),
+        Ok(Ok(_)) => "TLS works, but the probe was not confirmed read within 5 s".into(),
+        Ok(Err(e)) => tls_words(&e, &shown),
+    }
+}
+
+/// A TLS failure in words, with the setting that mends it.
+fn tls_words(e: &std::io::Error, name: &str) -> String {
+    // rustls's own error, by its variant's name and its text alike.
+    let text = e.to_string();
+    let inner = e.get_ref().map(|i| format!("{i:?}")).unwrap_or_default();
+    let has = |a: &str, b: &str| inner.contains(a) || text.contains(a) || text.contains(b);
+    if has("UnknownIssuer", "unknown issuer") {
+        format!("TLS: the collector's certificate is signed by an unknown issuer ({text}); give its CA with output.tls.ca_file (--tls-ca)")
+    } else if has("NotValidForName", "not valid for name") {
+        format!("TLS: the collector's certificate is not valid for {name} ({text}); connect by a name it holds, or set output.tls.server_name (--tls-server-name)")
+    } else if has("Expired", "expired") {
+        format!("TLS: the collector's certificate has expired ({text})")
+    } else if has("CertificateRequired", "certificate required") {
+        format!("TLS: the collector requires a client certificate ({text}); set output.tls.cert_file and key_file")
+    } else {
+        format!("TLS handshake failed: {text}")
+    }
 }
 
 /// `heplink homer …`: the exit status.

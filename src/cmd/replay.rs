@@ -93,6 +93,66 @@ pub fn restamp(packet: &[u8], ts_us: u64) -> Bytes {
     Bytes::from(out)
 }
 
+/// The packet with the hour in its correlation id (`…:core:2026-11-24T03`,
+/// `…:transport:http:…`, a session's fallback id) moved by `shift_us`, as its time was:
+/// the rows a replay stores today are found under today's ids. The id keeps its length,
+/// so the hour is rewritten in place, in the 0x11 chunk and wherever the payload names the
+/// same id; every other byte stays. Ids without an hour are unchanged.
+pub fn restamp_ids(packet: &[u8], shift_us: i64) -> Bytes {
+    let Ok(p) = decode(packet, Mode::Lenient) else {
+        return Bytes::copy_from_slice(packet);
+    };
+    let Some(cid) = p.correlation_id else {
+        return Bytes::copy_from_slice(packet);
+    };
+    let Some(hours) = id_hour(cid) else {
+        return Bytes::copy_from_slice(packet);
+    };
+    let moved = hours * 3_600_000_000 + shift_us;
+    if moved < 0 {
+        return Bytes::copy_from_slice(packet);
+    }
+    let label = crate::correlate::hour_label(moved as u64 / 3_600_000_000);
+    let old = cid.to_vec();
+    let mut new = old.clone();
+    let at = new.len() - label.len();
+    new[at..].copy_from_slice(label.as_bytes());
+    let mut out = packet.to_vec();
+    let mut from = 0;
+    while let Some(i) = memchr::memmem::find(&out[from..], &old) {
+        let i = from + i;
+        out[i..i + new.len()].copy_from_slice(&new);
+        from = i + new.len();
+    }
+    Bytes::from(out)
+}
+
+/// The hour an id ends with (`:YYYY-MM-DDTHH`), in hours since the epoch.
+fn id_hour(cid: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(cid).ok()?;
+    let tail = s.get(s.len().checked_sub(14)?..)?;
+    let b = tail.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = tail.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    if b[0] != b':' || b[5] != b'-' || b[8] != b'-' || b[11] != b'T' {
+        return None;
+    }
+    let (y, m, d, h) = (
+        digits(1..5)?,
+        digits(6..8)?,
+        digits(9..11)?,
+        digits(12..14)?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 {
+        return None;
+    }
+    Some(crate::time::days_from_civil(y, m as u32, d as u32) * 24 + h)
+}
+
 /// What a replay did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplaySummary {
@@ -207,7 +267,8 @@ impl Replay<'_> {
                 let bytes = if args.keep_time || p.ts == 0 {
                     p.bytes.clone()
                 } else {
-                    restamp(&p.bytes, now_us + l * span + (p.ts - first_ts))
+                    let ts = now_us + l * span + (p.ts - first_ts);
+                    restamp_ids(&restamp(&p.bytes, ts), ts as i64 - p.ts as i64)
                 };
                 queue.push(bytes).await;
                 n += 1;
@@ -259,6 +320,35 @@ impl Replay<'_> {
 mod tests {
     use super::*;
     use heplink_proto::{PacketBuilder, ProtoType};
+
+    #[test]
+    fn restamped_ids_follow_the_time() {
+        let b = PacketBuilder::new(
+            ProtoType::LOG,
+            "core started\n{\"heplink\":{\"cid\":\"j:core:2026-11-24T03\"}}",
+        )
+        .correlation_id("j:core:2026-11-24T03")
+        .timestamp_micros(1_000_000)
+        .to_bytes()
+        .unwrap();
+        // Thirteen days and two hours later.
+        let r = restamp_ids(&b, (13 * 24 + 2) * 3_600_000_000);
+        let p = decode(&r, Mode::Strict).unwrap();
+        assert_eq!(p.correlation_id, Some(&b"j:core:2026-12-07T05"[..]));
+        assert_eq!(
+            p.payload,
+            Some(&b"core started\n{\"heplink\":{\"cid\":\"j:core:2026-12-07T05\"}}"[..])
+        );
+        assert_eq!(r.len(), b.len());
+        // A room's id has no hour: unchanged.
+        let room = PacketBuilder::new(ProtoType::LOG, "x")
+            .correlation_id("j:videoroom:1234")
+            .to_bytes()
+            .unwrap();
+        assert_eq!(restamp_ids(&room, 3_600_000_000), room);
+        assert_eq!(id_hour(b"j:core:2026-13-01T00"), None);
+        assert_eq!(id_hour(b"x:2026-01-01T00"), Some(20454 * 24));
+    }
 
     #[test]
     fn restamp_changes_only_the_time() {
