@@ -310,6 +310,12 @@ impl Metrics {
                 })
             }),
         )?;
+        e.family(
+            "heplink_sip_calls_without_sip_out_total",
+            "counter",
+            "SIP-plugin calls that ended with messages Janus received and none it sent (Janus >= 1.3 built against sofia-sip < 1.13 cannot report them).",
+            [(vec![], d.sip_out_missing)],
+        )?;
         let mut buckets: Vec<(f64, u64)> = crate::diagnose::WEBRTCUP_BUCKETS
             .iter()
             .copied()

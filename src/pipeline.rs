@@ -443,6 +443,9 @@ impl Pipeline {
                     }
                 }
             }
+            for w in self.findings.warnings.drain(..) {
+                tracing::warn!(emitter = %c.event.emitter, "{w}");
+            }
             match self.names.as_mut() {
                 Some(n) if n.len() + self.findings.names.len() <= MAX_NAMES => {
                     n.append(&mut self.findings.names)

@@ -81,6 +81,9 @@ pub struct DiagStats {
     pub webrtcup_sum: f64,
     /// Handles dropped for the bound.
     pub evicted: u64,
+    /// SIP calls that ended with messages Janus received (`sip-in`) and none it sent
+    /// (`sip-out`): a Janus ≥ 1.3 built against sofia-sip < 1.13 cannot report those.
+    pub sip_out_missing: u64,
 }
 
 /// The plugins the counters tell apart, in the order of [`DiagStats::ended`].
@@ -123,6 +126,8 @@ struct Handle {
     client: Option<SocketAddr>,
     named: Option<String>,
     far: Option<(SocketAddr, String)>,
+    /// `sip-in` / `sip-out` seen during the PeerConnection (a SIP call).
+    sip_seen: (bool, bool),
     pc: Option<Pc>,
 }
 
@@ -165,6 +170,8 @@ pub struct Diagnoser {
     rooms: HashMap<(Arc<str>, Plugin, RoomId), Room>,
     room_order: VecDeque<(Arc<str>, Plugin, RoomId)>,
     named: HashSet<(IpAddr, u16, u8)>,
+    /// Emitters already warned of calls without `sip-out`.
+    warned_sip_out: HashSet<Arc<str>>,
     last: (usize, usize),
     stats: DiagStats,
 }
@@ -176,6 +183,8 @@ pub struct Findings {
     pub summaries: Vec<Summary>,
     /// Names for the alias keeper.
     pub names: Vec<NameChange>,
+    /// Things the operator should be told (logged at WARN by the pipeline).
+    pub warnings: Vec<String>,
 }
 
 impl Diagnoser {
@@ -226,6 +235,15 @@ impl Diagnoser {
         };
         let key = (ev.emitter.clone(), hid);
         self.learn(&key, c);
+        if let Some((_, inbound)) = ev.sip_message() {
+            if let Some(h) = self.handles.get_mut(&key) {
+                if inbound {
+                    h.sip_seen.0 = true;
+                } else {
+                    h.sip_seen.1 = true;
+                }
+            }
+        }
         let detached = matches!(&ev.body, Body::Handle { name, .. } if &**name == "detached");
         if matches!(ev.kind, kind::JSEP | kind::WEBRTC | kind::MEDIA) {
             self.pc_event(&key, c, at, out);
@@ -361,6 +379,16 @@ impl Diagnoser {
         let Some(pc) = h.pc.take() else { return };
         let end = at.max(pc.last_us);
         let role = role_of(h);
+        if std::mem::take(&mut h.sip_seen) == (true, false) {
+            self.stats.sip_out_missing += 1;
+            if self.warned_sip_out.len() < 1024 && self.warned_sip_out.insert(key.0.clone()) {
+                out.warnings.push(format!(
+                    "Janus {:?} reports the SIP messages it receives (sip-in) but none it sends (sip-out): a Janus 1.3 or newer built against sofia-sip older than 1.13 cannot report them (its log says \"sofia-sip logs redirection unavailable\"). Build Janus against sofia-sip 1.13 or newer to see its INVITE, ACK and BYE in Homer.",
+                    key.0
+                ));
+            }
+        }
+        let h = self.handles.get_mut(key).expect("known");
         let v = pc.verdict(end, role);
         let short = h.short.clone().unwrap_or_else(|| names::handle_tag(key.1));
         let plugin = h.plugin;

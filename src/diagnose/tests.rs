@@ -339,3 +339,41 @@ fn the_words_say_what_failed_first() {
     has("1.4.1/fail-loss-20.jsonl", "⚠ pubB ▲ degraded loss");
     has("fail-dtls-fingerprint.jsonl", "✖ pubB ▲ DTLS failed");
 }
+
+#[test]
+fn a_sip_call_without_sip_out_is_counted_and_warned_of_once_per_emitter() {
+    // The 1.4.1 call as a Janus built against sofia-sip 1.12 would report it: its sip-out
+    // events gone.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/janus/1.4.1/sip-call-simple.jsonl"
+    ))
+    .unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.contains("\"sip-out\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(without.len() < text.len());
+    let mut parser = EventParser::new();
+    let mut corr = Correlator::new(Config::default());
+    let mut d = Diagnoser::default();
+    let mut f = Findings::default();
+    let mut buf = Vec::new();
+    for line in without.lines() {
+        for piece in crate::janus::split_events(&bytes::Bytes::from(line.to_string())) {
+            let ev = parser.parse(piece.unwrap()).unwrap();
+            let now = ev.timestamp.unwrap_or(0);
+            corr.push(ev, now, &mut buf);
+        }
+        for c in buf.drain(..) {
+            d.event(&c, &mut f);
+        }
+    }
+    assert_eq!(d.stats().sip_out_missing, 2, "both calls");
+    assert_eq!(f.warnings.len(), 1, "once per emitter: {:?}", f.warnings);
+    assert!(f.warnings[0].contains("sofia-sip"));
+    // With sip-out, nothing to say.
+    let (_, _, d, _) = diagnose(&text);
+    assert_eq!(d.stats().sip_out_missing, 0);
+}
