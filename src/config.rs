@@ -901,6 +901,7 @@ impl Config {
                 ),
             );
         }
+        self.validate_exposure()?;
         self.mqtt.validate()?;
         self.amqp.validate()?;
         if !self.http.enabled
@@ -911,6 +912,47 @@ impl Config {
             return bad("http.enabled", "no input enabled".into());
         }
         Ok(())
+    }
+
+    /// An input open to the network beside one that is locked is an open door: refused.
+    fn validate_exposure(&self) -> Result<(), ConfigError> {
+        let http_locked = self.http.enabled && !self.http.username.is_empty();
+        let ws_locked = self.ws.enabled && !self.ws.token.is_empty();
+        if self.ws.enabled && !ws_locked && http_locked && !self.ws.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "ws.token",
+                message: format!(
+                    "the WebSocket input listens on {} without a token while the HTTP input requires credentials: anyone who can reach it could post events. Set ws.token (--ws-token, and ?token=… in wsevh's backend URL), or listen on 127.0.0.1",
+                    self.ws.listen
+                ),
+            });
+        }
+        if self.http.enabled && !http_locked && ws_locked && !self.http.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "http.username",
+                message: format!(
+                    "the HTTP input listens on {} without credentials while the WebSocket input requires a token: anyone who can reach it could post events. Set http.username and http.password (sampleevh's backend_user / backend_pwd), or listen on 127.0.0.1",
+                    self.http.listen
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// What `check` and `serve` warn of: inputs that listen beyond loopback without
+    /// credentials.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.http.enabled
+            && self.http.username.is_empty()
+            && !self.http.listen.ip().is_loopback()
+        {
+            w.push(format!("the HTTP input listens on {} without credentials (http.username / http.password): anyone who can reach it can post events", self.http.listen));
+        }
+        if self.ws.enabled && self.ws.token.is_empty() && !self.ws.listen.ip().is_loopback() {
+            w.push(format!("the WebSocket input listens on {} without a token (ws.token): anyone who can reach it can send events", self.ws.listen));
+        }
+        w
     }
 
     /// The files and directories the settings name: checked here, so that `check` finds

@@ -107,6 +107,9 @@ fn main() -> ExitCode {
             match heplink::config::Config::load(config.as_deref(), &overrides) {
                 Ok(c) => {
                     print!("{}", c.to_toml());
+                    for w in c.warnings() {
+                        eprintln!("heplink check: warning: {w}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -249,3 +249,52 @@ fn serve_says_once_that_a_collector_host_does_not_resolve_and_drops_nothing_it_h
         "nothing was queued: {msg}"
     );
 }
+
+#[test]
+fn an_open_websocket_beside_a_locked_http_input_is_refused_and_check_warns_of_open_inputs() {
+    let out = common::bin()
+        .args([
+            "check",
+            "--http",
+            "0.0.0.0:8090",
+            "--http-username",
+            "janus",
+        ])
+        .args(["--http-password", "s3cret", "--ws", "0.0.0.0:8091"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("ws.token") && err.contains("0.0.0.0:8091"),
+        "{err}"
+    );
+    // `serve` refuses the same at start, before it listens.
+    let out = common::bin()
+        .args(["serve", "--to", "udp://127.0.0.1:9", "--http", "0.0.0.0:0"])
+        .args([
+            "--http-username",
+            "janus",
+            "--http-password",
+            "s3cret",
+            "--ws",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ws.token"));
+    // With a token, or on loopback, it starts; beyond loopback without credentials,
+    // `check` warns.
+    let out = common::bin()
+        .args(["check", "--http", "0.0.0.0:8090", "--ws", "127.0.0.1:8091"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: the HTTP input listens on 0.0.0.0:8090 without credentials"),
+        "{err}"
+    );
+    assert!(!err.contains("WebSocket input listens"), "{err}");
+}

@@ -17,6 +17,9 @@ pub struct ServeArgs {
 /// Runs `serve` until a signal, then drains.
 pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
     let cfg = Config::load(args.config.as_deref(), &args.overrides)?;
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     crate::input::guard::raise_fd_limit();
     let collectors: Vec<String> = cfg
         .output

@@ -1,7 +1,8 @@
 //! Reading request bodies within bounds: one budget of body bytes in flight shared by
 //! all connections, bodies kept in pieces and joined once at the exact size, gzip inflated
-//! with the cap enforced as bytes come out, and a rejected body read and discarded up to a
-//! bound so that a client that sends it whole first still reads the answer.
+//! with the cap enforced as bytes come out, and a rejected body read and discarded for a
+//! bounded time (as nginx's `lingering_time`) so that a client that sends it whole first
+//! still reads the answer.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -12,12 +13,15 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Most bytes of a rejected request's body read and discarded before answering, so that
-/// a client that sends its whole body first still reads the status (RFC 9112 §9.6).
-pub const DRAIN_MAX: usize = 8 << 20;
+/// Most time spent reading and discarding a rejected request's body before answering, so
+/// that a client that sends its whole body first still reads the status (RFC 9112 §9.6):
+/// a bound in time, not bytes (nginx's `lingering_time` is 30 s), so an 80 MiB body sent
+/// at loopback or LAN speed is read to its end. The bytes go nowhere (no memory), and the
+/// connection guard's minimum rate still closes a client that trickles.
+pub const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// Most time spent discarding a rejected body.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// Most time waiting for the next piece of a rejected body (nginx's `lingering_timeout`).
+const DRAIN_IDLE: Duration = Duration::from_secs(2);
 
 /// How long a request waits for room in the body budget before a 503.
 pub const BUDGET_WAIT: Duration = Duration::from_secs(5);
@@ -29,16 +33,11 @@ pub const INFLATE_STEP: usize = 64 << 10;
 /// a millisecond each).
 pub const INFLATE_SLOTS: usize = 2;
 
-/// Reads and discards up to [`DRAIN_MAX`] bytes of `body` within [`DRAIN_TIME`].
+/// Reads and discards `body` for at most [`DRAIN_TIME`], and [`DRAIN_IDLE`] between
+/// pieces.
 pub(super) async fn drain(mut body: Body) {
     let _ = tokio::time::timeout(DRAIN_TIME, async {
-        let mut n = 0;
-        while n < DRAIN_MAX {
-            match body.frame().await {
-                Some(Ok(f)) => n += f.data_ref().map_or(0, Bytes::len),
-                _ => return,
-            }
-        }
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(DRAIN_IDLE, body.frame()).await {}
     })
     .await;
 }

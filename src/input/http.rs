@@ -71,7 +71,7 @@ fn plain(status: StatusCode, msg: String) -> Response {
 /// The log of bodies with malformed events (counted per event by the pipeline).
 static REJECT_LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
 
-/// A rejected request: counted and logged ([`InputRejected`]), its body discarded up to [`super::body::DRAIN_MAX`], answered with
+/// A rejected request: counted and logged ([`InputRejected`]), its body discarded for at most [`super::body::DRAIN_TIME`], answered with
 /// `Connection: close`.
 async fn reject(
     st: &HttpState,
