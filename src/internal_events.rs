@@ -221,3 +221,25 @@ impl AliasFailed<'_> {
         }
     }
 }
+
+/// A gzip body arrived from an HTTP client (sampleevh with `compress = true`): warned of
+/// once per run, because Janus's sampleevh compresses each batch into a fixed 8,192-byte
+/// buffer and drops the whole batch when it does not fit (`janus_sampleevh.c`, "Failed to
+/// compress event"), in 1.1.2 and 1.4.1 alike: a loss heplink never sees.
+pub struct GzipFromJanus {
+    /// The client.
+    pub peer: Option<std::net::SocketAddr>,
+}
+
+impl GzipFromJanus {
+    /// Logs it once per run.
+    pub fn emit(self) {
+        static ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !ONCE.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                peer = ?self.peer,
+                "Gzip bodies arrive: sampleevh compresses each batch into a fixed 8 KiB buffer and drops the whole batch in Janus when it does not fit (about 30-40 grouped events); set compress = false in janus.eventhandler.sampleevh.jcfg, or use wsevh. Shown once."
+            );
+        }
+    }
+}

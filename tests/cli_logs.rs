@@ -46,3 +46,49 @@ fn an_invalid_log_filter_is_an_error_naming_the_variable() {
         "{err}"
     );
 }
+
+/// sampleevh's `compress = true` loses batches in Janus (a fixed 8 KiB buffer): the agent
+/// says so once, the first time a gzip body arrives, not per body.
+#[test]
+fn gzip_bodies_from_janus_are_warned_of_once() {
+    use std::io::{Read, Write};
+    let port = common::free_port();
+    let mut serve = common::bin()
+        .args(["serve", "--to", "udp://127.0.0.1:9", "--metrics", "off"])
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .env("HEPLINK_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        e.write_all(br#"{"emitter":"j","type":256,"subtype":1,"event":{}}"#)
+            .unwrap();
+        e.finish().unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut answered = 0;
+    while answered < 2 {
+        assert!(std::time::Instant::now() < deadline, "serve did not answer");
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            continue;
+        };
+        let head = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answered += 1;
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = serve.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("fixed 8 KiB buffer").count(), 1, "{err}");
+}

@@ -184,6 +184,7 @@ pub async fn http_ingest(st: &HttpState, peer: Option<SocketAddr>, req: Request)
     };
     let size = raw.len();
     let body = if matches!(encoding.as_str(), "gzip" | "x-gzip") {
+        crate::internal_events::GzipFromJanus { peer }.emit();
         match inflate(st, raw, &mut held).await {
             Ok(b) => b,
             Err(Refused(reason, _, r)) => {
