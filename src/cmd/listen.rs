@@ -92,6 +92,8 @@ pub struct Flow {
     pub endpoints: BTreeSet<String>,
     /// Participants named in payloads (`display (id)`).
     pub participants: BTreeSet<String>,
+    /// The verdicts in its payloads (their words), in arrival order; 20 at most.
+    pub verdicts: Vec<String>,
 }
 
 /// Flows by correlation id, and counts.
@@ -143,13 +145,27 @@ impl Summary {
             #[derive(serde::Deserialize)]
             struct Facts {
                 heplink: Option<Inner>,
+                label: Option<String>,
+                summary: Option<serde::de::IgnoredAny>,
+                room_summary: Option<serde::de::IgnoredAny>,
             }
             #[derive(serde::Deserialize)]
             struct Inner {
                 participant: Option<serde_json::Value>,
                 display: Option<String>,
             }
-            if let Ok(Facts { heplink: Some(i) }) = serde_json::from_slice::<Facts>(payload) {
+            if let Ok(Facts {
+                heplink: Some(i),
+                label,
+                summary,
+                room_summary,
+            }) = serde_json::from_slice::<Facts>(payload)
+            {
+                if let (Some(l), true) = (label, summary.is_some() || room_summary.is_some()) {
+                    if f.verdicts.len() < 20 {
+                        f.verdicts.push(l);
+                    }
+                }
                 if let Some(id) = i.participant {
                     let id = id.to_string().trim_matches('"').to_string();
                     f.participants.insert(match i.display {
@@ -207,6 +223,9 @@ impl Summary {
                         .collect::<Vec<_>>()
                         .join(", ")
                 )?;
+            }
+            for v in &f.verdicts {
+                writeln!(out, "    {v}")?;
             }
         }
         Ok(())
