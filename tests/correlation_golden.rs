@@ -37,7 +37,7 @@ fn run(scenario: &str, cfg: correlate::Config) -> Run {
     let mut p = Pipeline::new(cfg, map).event_time();
     let mut order: HashMap<usize, usize> = HashMap::new();
     let mut events: Vec<Event> = Vec::new();
-    let mut outputs: Vec<(usize, String, bool)> = Vec::new();
+    let mut outputs: Vec<(Bytes, String, bool)> = Vec::new();
     let mut parser = heplink::janus::EventParser::new();
     for line in text.lines() {
         let body = Bytes::from(line.to_string());
@@ -52,7 +52,7 @@ fn run(scenario: &str, cfg: correlate::Config) -> Run {
                     return;
                 }
                 outputs.push((
-                    o.correlated.event.raw.as_ptr() as usize,
+                    o.correlated.event.raw.clone(),
                     o.correlated.cid.to_string(),
                     heplink::proto::decode(&o.packet, heplink::proto::Mode::Strict).is_ok(),
                 ))
@@ -66,16 +66,23 @@ fn run(scenario: &str, cfg: correlate::Config) -> Run {
             return;
         }
         outputs.push((
-            o.correlated.event.raw.as_ptr() as usize,
+            o.correlated.event.raw.clone(),
             o.correlated.cid.to_string(),
             heplink::proto::decode(&o.packet, heplink::proto::Mode::Strict).is_ok(),
         ))
     });
     assert_eq!(p.stats().unencodable, 0, "every packet encodes");
     let mut cids = vec![Vec::new(); events.len()];
-    for (ptr, cid, ok) in &outputs {
+    for (raw, cid, ok) in &outputs {
         assert!(ok, "{cid}: packet not encodable");
-        cids[order[ptr]].push(cid.clone());
+        // The event's own bytes, or equal ones for an event the correlator kept (held, or
+        // kept for late groups: it copies those, so as not to keep their body).
+        let i = order
+            .get(&(raw.as_ptr() as usize))
+            .copied()
+            .or_else(|| events.iter().position(|e| e.raw == *raw))
+            .expect("an event of the capture");
+        cids[i].push(cid.clone());
     }
     Run {
         events,

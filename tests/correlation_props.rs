@@ -37,11 +37,11 @@ fn grouping(events: &[String], order: &[usize]) -> (Vec<BTreeSet<String>>, Corre
     let mut c = Correlator::new(correlate::Config::default());
     let mut p = EventParser::new();
     let mut out = Vec::new();
-    let mut ptrs = vec![0usize; events.len()];
+    let mut raws = vec![Bytes::new(); events.len()];
     let mut now = 0;
     for &i in order {
         let raw = Bytes::from(events[i].clone());
-        ptrs[i] = raw.as_ptr() as usize;
+        raws[i] = raw.clone();
         let e = p.parse(raw).unwrap();
         now = now.max(e.timestamp.unwrap_or(0));
         c.push(e, now, &mut out);
@@ -49,9 +49,11 @@ fn grouping(events: &[String], order: &[usize]) -> (Vec<BTreeSet<String>>, Corre
     c.flush(now, &mut out);
     let mut per = vec![BTreeSet::new(); events.len()];
     for o in out {
-        let i = ptrs
+        // The same bytes, or equal ones for an event the correlator kept (it copies those).
+        let i = raws
             .iter()
-            .position(|p| *p == o.event.raw.as_ptr() as usize)
+            .position(|r| r.as_ptr() == o.event.raw.as_ptr())
+            .or_else(|| raws.iter().position(|r| *r == o.event.raw))
             .unwrap();
         per[i].insert(o.cid.to_string());
     }

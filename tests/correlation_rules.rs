@@ -25,12 +25,12 @@ fn plugin_event(v: &Value) -> Option<&str> {
 fn run(events: &[Value], cfg: correlate::Config) -> (Vec<Vec<Correlated>>, Correlator) {
     let mut c = Correlator::new(cfg);
     let mut parser = EventParser::new();
-    let mut ptrs = Vec::new();
+    let mut raws: Vec<Bytes> = Vec::new();
     let mut out = Vec::new();
     let mut now = 0;
     for v in events {
         let raw = Bytes::from(v.to_string());
-        ptrs.push(raw.as_ptr() as usize);
+        raws.push(raw.clone());
         let e = parser.parse(raw).unwrap();
         now = now.max(e.timestamp.unwrap_or(0));
         c.push(e, now, &mut out);
@@ -53,13 +53,19 @@ fn run(events: &[Value], cfg: correlate::Config) -> (Vec<Vec<Correlated>>, Corre
     }
     let mut per = vec![Vec::new(); events.len()];
     for o in out {
-        let i = ptrs
-            .iter()
-            .position(|p| *p == o.event.raw.as_ptr() as usize)
-            .unwrap();
+        let i = index_of(&raws, &o.event.raw);
         per[i].push(o);
     }
     (per, c)
+}
+
+/// Which input event `raw` is: the same bytes, or for an event the correlator kept (held,
+/// or kept for late groups: it copies those, so as not to keep their body) equal bytes.
+fn index_of(raws: &[Bytes], raw: &Bytes) -> usize {
+    raws.iter()
+        .position(|r| r.as_ptr() == raw.as_ptr())
+        .or_else(|| raws.iter().position(|r| r == raw))
+        .expect("an input event")
 }
 
 fn cids(per: &[Vec<Correlated>]) -> Vec<Vec<String>> {

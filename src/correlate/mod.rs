@@ -211,6 +211,17 @@ struct Held {
     at: u64,
 }
 
+impl Held {
+    /// An event kept past its body's processing: with bytes of its own
+    /// ([`Event::detached`]), so that what is kept is the event, not its whole body.
+    fn new(event: Event, at: u64) -> Held {
+        Held {
+            event: event.detached(),
+            at,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct HandleState {
     session: Option<u64>,
@@ -753,7 +764,7 @@ impl EmitterState {
                 );
             }
             if let Some(s) = self.sessions.get_mut(&sid) {
-                s.held.push(Held { event: ev, at: now });
+                s.held.push(Held::new(ev, now));
             }
             return;
         }
@@ -778,13 +789,7 @@ impl EmitterState {
         let late = self.late.entry(sid).or_default();
         late.retain(|(h, _)| now.saturating_sub(h.at) < cfg.hold_us);
         if late.len() < cfg.max_held {
-            late.push((
-                Held {
-                    event: ev.clone(),
-                    at: now,
-                },
-                Groups::new(),
-            ));
+            late.push((Held::new(ev.clone(), now), Groups::new()));
         }
     }
 
@@ -985,10 +990,7 @@ impl EmitterState {
             emit(cx.out, first.event, cid, facts);
         }
         let h = self.handles.get_mut(&hid).expect("tracked");
-        h.held.push(Held {
-            event: ev,
-            at: cx.now,
-        });
+        h.held.push(Held::new(ev, cx.now));
     }
 
     /// An event of a handle that never binds (or gave up): what it held, then this one,
@@ -1339,5 +1341,67 @@ mod size_tests {
             std::mem::size_of::<SessionState>()
         );
         assert_eq!(std::mem::size_of::<Group>(), 8);
+    }
+}
+
+#[cfg(test)]
+mod kept_tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// Every event the correlator keeps (held for a binding, kept for late groups).
+    fn kept(c: &Correlator) -> Vec<&Event> {
+        let mut v = Vec::new();
+        for e in c.emitters.values() {
+            v.extend(
+                e.handles
+                    .values()
+                    .flat_map(|h| h.held.iter().map(|h| &h.event)),
+            );
+            v.extend(
+                e.sessions
+                    .values()
+                    .flat_map(|s| s.held.iter().map(|h| &h.event)),
+            );
+            v.extend(
+                e.late
+                    .values()
+                    .flat_map(|l| l.iter().map(|(h, _)| &h.event)),
+            );
+        }
+        v
+    }
+
+    /// A kept event owns its bytes: it does not keep the body it came in (for the HTTP
+    /// input, the connection's read buffer) alive. Sharing the body's allocation kept
+    /// every such body for the hold window: 100-224 MiB under 100-event POSTs.
+    #[test]
+    fn kept_events_do_not_keep_their_body() {
+        let session = br#"{"emitter":"j","type":1,"timestamp":1795489769234105,"session_id":7,"event":{"name":"created","transport":{"transport":"janus.transport.http","id":"1"}}}"#;
+        let attached = br#"{"emitter":"j","type":2,"timestamp":1795489769241014,"session_id":7,"handle_id":8,"event":{"name":"attached","plugin":"janus.plugin.videoroom","opaque_id":"x"}}"#;
+        // One large body holding both events, as an HTTP body read in one piece.
+        let mut big = Vec::with_capacity(1 << 20);
+        big.extend_from_slice(session);
+        big.extend_from_slice(attached);
+        big.resize(1 << 20, b' ');
+        let body = Bytes::from(big);
+        let range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+        let mut parser = crate::janus::EventParser::new();
+        let mut c = Correlator::new(Config::default());
+        let mut out = Vec::new();
+        let now = 1_795_489_769_000_000;
+        for (a, b) in [
+            (0, session.len()),
+            (session.len(), session.len() + attached.len()),
+        ] {
+            let ev = parser.parse(body.slice(a..b)).unwrap();
+            c.push(ev, now, &mut out);
+        }
+        let kept = kept(&c);
+        assert!(!kept.is_empty(), "the handle's event waits for its room");
+        for ev in kept {
+            let p = ev.raw.as_ptr() as usize;
+            assert!(!range.contains(&p), "a kept event points into its body");
+        }
     }
 }

@@ -218,6 +218,16 @@ pub struct PluginEvent {
 }
 
 impl Event {
+    /// The same event with bytes of its own. `raw` is otherwise a slice of the body it
+    /// came in, which for a body read in one piece is a slice of the HTTP input's read
+    /// buffer: an event kept after its body was taken (held for a binding, kept for a
+    /// late group) would keep that whole allocation alive, tens or hundreds of KB for an
+    /// event of a few hundred bytes.
+    pub fn detached(mut self) -> Event {
+        self.raw = Bytes::copy_from_slice(&self.raw);
+        self
+    }
+
     /// The plugin event's facts, if this is one.
     pub fn plugin(&self) -> Option<&PluginEvent> {
         match &self.body {
