@@ -70,6 +70,9 @@ impl Agent {
                 to,
                 "--queue-capacity",
                 "1000000",
+                // …and bytes to match (the default bound is 16 MiB).
+                "--queue-max-bytes",
+                "1073741824",
                 "--hold-ms",
                 &HOLD_MS.to_string(),
                 // Unpaced unless LOAD_UDP_RATE says otherwise: the receiver here reads

@@ -230,6 +230,8 @@ fn default_mtu() -> usize {
 pub struct Queue {
     /// Packets per collector queue.
     pub capacity: usize,
+    /// Bytes per collector queue: full at either bound.
+    pub max_bytes: usize,
     /// The full policy.
     pub when_full: WhenFull,
 }
@@ -393,6 +395,7 @@ impl Default for Queue {
     fn default() -> Self {
         Queue {
             capacity: 65_536,
+            max_bytes: crate::output::DEFAULT_QUEUE_BYTES,
             when_full: WhenFull::DropNewest,
         }
     }
@@ -609,6 +612,9 @@ pub struct Overrides {
     /// Packets per collector queue (`queue.capacity`).
     #[arg(long, env = "HEPLINK_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
+    /// Bytes per collector queue (`queue.max_bytes`).
+    #[arg(long, env = "HEPLINK_QUEUE_MAX_BYTES")]
+    pub queue_max_bytes: Option<usize>,
     /// Full-queue policy (`queue.when_full`).
     #[arg(long, env = "HEPLINK_WHEN_FULL", value_enum)]
     pub when_full: Option<WhenFull>,
@@ -700,6 +706,7 @@ impl Overrides {
             min_rate_bytes => limits.min_rate_bytes;
             body_budget_bytes => limits.body_budget_bytes;
             queue_capacity => queue.capacity;
+            queue_max_bytes => queue.max_bytes;
             when_full => queue.when_full;
             spool_dir => spool.dir;
             spool_max_bytes => spool.max_bytes;
@@ -859,6 +866,15 @@ impl Config {
         }
         if self.queue.capacity == 0 {
             return bad("queue.capacity", "must be at least 1".into());
+        }
+        if self.queue.max_bytes < crate::output::MIN_QUEUE_BYTES {
+            return bad(
+                "queue.max_bytes",
+                format!(
+                    "must be at least {} (the largest HEP packet)",
+                    crate::output::MIN_QUEUE_BYTES
+                ),
+            );
         }
         for (key, v) in [
             ("hep.node_name", &self.hep.node_name),

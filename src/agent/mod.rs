@@ -197,6 +197,7 @@ fn start_collectors(
             url,
             output::SendOptions {
                 capacity: cfg.queue.capacity,
+                max_bytes: cfg.queue.max_bytes,
                 policy: cfg.queue.when_full,
                 mtu: o.mtu,
                 fin_confirms: false,

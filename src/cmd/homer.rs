@@ -164,6 +164,7 @@ async fn send_probe(cfg: &Config, packet: &bytes::Bytes) -> anyhow::Result<Vec<(
             url,
             SendOptions {
                 capacity: 4,
+                max_bytes: crate::output::DEFAULT_QUEUE_BYTES,
                 policy: crate::output::WhenFull::Block,
                 mtu: o.mtu,
                 fin_confirms: true,

@@ -192,6 +192,7 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             args.to.clone(),
             output::SendOptions {
                 capacity: 4096,
+                max_bytes: crate::output::DEFAULT_QUEUE_BYTES,
                 policy: WhenFull::Block,
                 mtu: 65_507,
                 fin_confirms: true,

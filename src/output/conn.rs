@@ -7,13 +7,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use super::delivery::SocketFacts;
-use super::resolve;
+use super::{resolve, QueueRx};
 use crate::metrics::CollectorMetrics;
 
 /// A TCP stream that counts the bytes handed to the kernel: under TLS this is the
@@ -176,7 +174,7 @@ impl Conn {
 
 /// What the spooled sender keeps doing while a write waits: the queue into the spool.
 pub(super) struct Absorb<'a> {
-    pub(super) rx: &'a mut mpsc::Receiver<Bytes>,
+    pub(super) rx: &'a mut QueueRx,
     pub(super) spool: &'a mut crate::output::spool::Spool,
     pub(super) m: &'a CollectorMetrics,
     pub(super) closing: &'a mut bool,

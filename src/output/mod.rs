@@ -11,20 +11,19 @@
 mod conn;
 pub mod delivery;
 pub mod pace;
+mod queue;
 pub mod spool;
 mod tcp;
 mod tcp_facts;
 mod udp;
 
+pub(crate) use queue::QueueRx;
+pub use queue::{Queue, DEFAULT_QUEUE_BYTES, MIN_QUEUE_BYTES};
 pub use tcp::RESEND_WINDOW;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-
-use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use crate::metrics::CollectorMetrics;
 
@@ -168,46 +167,13 @@ impl CollectorUrl {
     }
 }
 
-/// The sending end of one collector's queue.
-#[derive(Debug, Clone)]
-pub struct Queue {
-    tx: mpsc::Sender<Bytes>,
-    policy: WhenFull,
-    metrics: Arc<CollectorMetrics>,
-}
-
-impl Queue {
-    /// Queues a packet according to the full policy; false when it was dropped.
-    pub async fn push(&self, packet: Bytes) -> bool {
-        let ok = match self.policy {
-            WhenFull::DropNewest => match self.tx.try_send(packet) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.metrics.dropped_queue_full.fetch_add(1, Relaxed);
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            },
-            WhenFull::Block => self.tx.send(packet).await.is_ok(),
-        };
-        if ok {
-            self.metrics.queue_depth.fetch_add(1, Relaxed);
-            self.metrics.enqueued.fetch_add(1, Relaxed);
-        }
-        ok
-    }
-
-    /// The collector's metrics.
-    pub fn metrics(&self) -> &Arc<CollectorMetrics> {
-        &self.metrics
-    }
-}
-
 /// How a collector's queue and sender behave.
 #[derive(Debug, Clone, Copy)]
 pub struct SendOptions {
     /// Packets the queue holds.
     pub capacity: usize,
+    /// Bytes the queue holds (at least [`MIN_QUEUE_BYTES`]).
+    pub max_bytes: usize,
     /// The full policy.
     pub policy: WhenFull,
     /// UDP: warn above this size.
@@ -241,6 +207,7 @@ pub fn spawn(
 ) -> Result<(Queue, tokio::task::JoinHandle<()>), crate::tls::TlsError> {
     let SendOptions {
         capacity,
+        max_bytes,
         policy,
         mtu,
         fin_confirms,
@@ -250,7 +217,7 @@ pub fn spawn(
         stall,
         read_grace,
     } = opts;
-    let (tx, rx) = mpsc::channel(capacity);
+    let (queue, rx) = queue::queue(capacity, max_bytes, policy, metrics.clone());
     let m = metrics.clone();
     let mut targets: Vec<(String, conn::Tls)> = Vec::new();
     for u in std::iter::once(&url).chain(url.failover.iter()) {
@@ -285,14 +252,7 @@ pub fn spawn(
             sp,
         )),
     };
-    Ok((
-        Queue {
-            tx,
-            policy,
-            metrics,
-        },
-        task,
-    ))
+    Ok((queue, task))
 }
 
 async fn resolve(address: &str) -> std::io::Result<SocketAddr> {

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use super::conn::{connect_first, finish, preferred_back, Absorb, Conn, FailureLog, Peer, Tls};
 use super::delivery::{Delivery, Route, Settled};
 use super::spool::{Pos, Spool};
-use super::Backoff;
+use super::{Backoff, QueueRx};
 use crate::internal_events::{CollectorWriteFailed, SpoolCapDropped, SpoolWriteFailed};
 use crate::metrics::CollectorMetrics;
 
@@ -168,7 +168,7 @@ impl<T> Link<T> {
 /// duplicates bounded by what the collector may not have read.
 pub(super) async fn run_tcp(
     targets: Vec<(String, Tls)>,
-    rx: mpsc::Receiver<Bytes>,
+    rx: QueueRx,
     fin_confirms: bool,
     failback: Duration,
     (stall, read_grace): (Duration, Duration),
@@ -211,7 +211,7 @@ pub(super) async fn run_tcp(
 /// built, what is to be written again first on the next connection.
 struct Plain {
     link: Link<Bytes>,
-    rx: mpsc::Receiver<Bytes>,
+    rx: QueueRx,
     m: Arc<CollectorMetrics>,
     batch: BytesMut,
     batch_packets: u64,
@@ -369,7 +369,7 @@ fn take(batch: &mut BytesMut, n: &mut u64, p: Bytes, m: &CollectorMetrics) {
 
 /// Moves what is queued into the spool without waiting; true when the queue closed.
 pub(super) fn spool_queued(
-    rx: &mut mpsc::Receiver<Bytes>,
+    rx: &mut QueueRx,
     spool: &mut Spool,
     m: &CollectorMetrics,
     first: Option<Bytes>,
@@ -428,7 +428,7 @@ fn commit(spool: &mut Spool, pos: Option<Pos>, m: &CollectorMetrics) {
 /// there.
 pub(super) async fn run_spooled(
     targets: Vec<(String, Tls)>,
-    rx: mpsc::Receiver<Bytes>,
+    rx: QueueRx,
     failback: Duration,
     (stall, read_grace): (Duration, Duration),
     m: Arc<CollectorMetrics>,
@@ -479,7 +479,7 @@ enum Step {
 /// packets from, the spool they go through.
 struct Spooled {
     link: Link<Pos>,
-    rx: mpsc::Receiver<Bytes>,
+    rx: QueueRx,
     spool: Spool,
     m: Arc<CollectorMetrics>,
     /// The queue closed: drain the spool, then stop.

@@ -9,15 +9,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 
-use super::{pace, resolve, Backoff};
+use super::{pace, resolve, Backoff, QueueRx};
 use crate::metrics::CollectorMetrics;
 
 /// Sends what the queue holds to the UDP collector at `address` until the queue closes.
 pub(super) async fn run_udp(
     address: String,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: QueueRx,
     mtu: usize,
     mut pacer: pace::Pacer,
     m: Arc<CollectorMetrics>,
