@@ -53,7 +53,7 @@ fn an_invalid_log_filter_is_an_error_naming_the_variable() {
 fn gzip_bodies_from_janus_are_warned_of_once() {
     use std::io::{Read, Write};
     let port = common::free_port();
-    let mut serve = common::bin()
+    let serve = common::bin()
         .args(["serve", "--to", "udp://127.0.0.1:9", "--metrics", "off"])
         .args(["--http", &format!("127.0.0.1:{port}")])
         .env("HEPLINK_LOG", "warn")
