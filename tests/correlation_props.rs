@@ -127,10 +127,10 @@ proptest! {
     /// session event without a body was once dropped silently).
     #[test]
     fn every_event_gives_a_packet_whatever_it_lacks(
-        which in 0..common::CAPTURES.len(),
+        which in 0..common::ALL_CAPTURES.len(),
         cuts in proptest::collection::vec((0usize..400, 0usize..6), 1..40),
     ) {
-        let mut events = fixture(common::CAPTURES[which]);
+        let mut events = fixture(common::ALL_CAPTURES[which]);
         for (at, what) in cuts {
             let i = at % events.len();
             events[i] = mutilate(&events[i], what);

@@ -20,17 +20,14 @@ fn run(scenario: &str, qos: QosReports) -> Vec<(Value, Vec<u8>, Vec<Vec<u8>>)> {
     };
     let mut p = Pipeline::new(Default::default(), map).event_time();
     let mut out: Vec<(Value, Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
-    let mut last_ptr = 0usize;
     let mut sink = |o: heplink::pipeline::Output<'_>| {
         if o.made == heplink::pipeline::Made::Verdict {
             return;
         }
-        let ptr = o.correlated.event.raw.as_ptr() as usize;
         let bytes = o.packet.to_vec();
-        if ptr == last_ptr && !out.is_empty() {
+        if o.made == heplink::pipeline::Made::Qos {
             out.last_mut().unwrap().2.push(bytes);
         } else {
-            last_ptr = ptr;
             let ev: Value = serde_json::from_slice(&o.correlated.event.raw).unwrap();
             out.push((ev, bytes, Vec::new()));
         }
@@ -72,7 +69,7 @@ fn u(v: &Value) -> u64 {
 #[test]
 fn every_media_stats_event_gives_the_reports_homer_charts() {
     let mut total = (0, 0);
-    for scenario in common::CAPTURES {
+    for scenario in common::ALL_CAPTURES {
         for (ev, own, qos) in run(scenario, QosReports::RtcpRtp) {
             let own = decode(&own);
             let is_stats = ev["type"] == 32 && ev["subtype"] == 3;
@@ -263,7 +260,7 @@ fn a_sip_call_s_reports_carry_its_call_id_for_homer_s_sip_flow() {
 
 #[test]
 fn qos_off_sends_media_stats_as_log_rows_only_and_rtcp_leaves_out_rtpagent() {
-    for scenario in common::CAPTURES {
+    for scenario in common::ALL_CAPTURES {
         assert!(run(scenario, QosReports::Off)
             .iter()
             .all(|(_, _, q)| q.is_empty()));

@@ -251,6 +251,43 @@ pub const CAPTURES: &[&str] = &[
     "grouping-compressed",
 ];
 
+/// Every Janus capture: Debian's 1.1.2 ([`CAPTURES`]), its failure captures, and the same
+/// scenarios and failures recorded with Janus 1.4.1 (`fixtures/janus/1.4.1/`).
+pub const ALL_CAPTURES: &[&str] = &[
+    "videoroom-2pub-2sub-webrtc",
+    "sip-call-simple",
+    "audiobridge-3users",
+    "textroom-datachannel-webrtc",
+    "echotest-webrtc",
+    "echotest-http-only",
+    "grouping-indented",
+    "grouping-compressed",
+    "fail-ice",
+    "fail-dtls-fingerprint",
+    "fail-dtls-timeout",
+    "fail-dtls-timeout-sub",
+    "fail-media-stops",
+    "fail-loss-20",
+    "1.4.1/videoroom-2pub-2sub-webrtc",
+    "1.4.1/videoroom-2pub-2sub-20s",
+    "1.4.1/videoroom-http-only",
+    "1.4.1/combined-stats-videoroom",
+    "1.4.1/sip-call-simple",
+    "1.4.1/audiobridge-3users",
+    "1.4.1/textroom-datachannel-webrtc",
+    "1.4.1/echotest-webrtc",
+    "1.4.1/echotest-http-only",
+    "1.4.1/grouping-indented",
+    "1.4.1/grouping-compressed",
+    "1.4.1/grouping-compressed-videoroom",
+    "1.4.1/fail-ice",
+    "1.4.1/fail-dtls-fingerprint",
+    "1.4.1/fail-dtls-timeout",
+    "1.4.1/fail-dtls-timeout-sub",
+    "1.4.1/fail-media-stops",
+    "1.4.1/fail-loss-20",
+];
+
 /// The fixture's bodies, one per line.
 pub fn fixture_bodies(scenario: &str) -> Vec<String> {
     let path = format!(
