@@ -25,12 +25,35 @@ async fn every_event_posted_arrives_once_with_its_correlation_id() {
         let (status, _) = post(http, &[], body.as_bytes()).await;
         assert_eq!(status, 200);
     }
-    let metrics_addr = a.bound.metrics.unwrap();
+    // The fleet counters: five PeerConnections ended ok, each came up once (the tick
+    // copies them within 100 ms).
+    let mut m = String::new();
+    for _ in 0..50 {
+        m = get(a.bound.metrics.unwrap(), "/metrics").await;
+        if m.contains(r#"heplink_peerconnections_ended_total{plugin="videoroom",outcome="ok"} 5"#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        m.contains(r#"heplink_peerconnections_ended_total{plugin="videoroom",outcome="ok"} 5"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            r#"heplink_peerconnections_ended_total{plugin="videoroom",outcome="ice-failed"} 0"#
+        ),
+        "{m}"
+    );
+    assert!(m.contains("heplink_webrtcup_seconds_count 5"), "{m}");
+    assert!(
+        m.contains(r#"heplink_webrtcup_seconds_bucket{le="+Inf"} 5"#),
+        "{m}"
+    );
     stop.send(()).unwrap();
     a.wait().await.unwrap();
     got.assert_scenario("videoroom-2pub-2sub-webrtc", 300, 5)
         .await;
-    let _ = metrics_addr;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,11 +319,8 @@ async fn tcp_collector_restarted_loses_nothing_queued_and_keeps_order() {
         .iter()
         .zip(&c.cids)
         .filter(|((_, b), _)| {
-            !is_qos(
-                heplink::proto::decode(b, heplink::proto::Mode::Strict)
-                    .unwrap()
-                    .proto_type,
-            )
+            let p = heplink::proto::decode(b, heplink::proto::Mode::Strict).unwrap();
+            !is_derived(p.proto_type, p.payload.unwrap())
         })
         .map(|((_, b), cid)| {
             (

@@ -187,7 +187,7 @@ async fn serve_sends_every_event_to_a_tls_collector() {
     let mut qos = 0;
     while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
         let p = heplink::proto::decode(&r.bytes, heplink::proto::Mode::Strict).unwrap();
-        if common::is_qos(p.proto_type) {
+        if common::is_derived(p.proto_type, p.payload.unwrap_or_default()) {
             qos += 1;
             continue;
         }

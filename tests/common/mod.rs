@@ -55,7 +55,7 @@ impl Received {
         let p =
             decode(packet, Mode::Strict).expect("the agent sent a packet heplify-server rejects");
         let cid = String::from_utf8(p.correlation_id.unwrap_or_default().to_vec()).unwrap();
-        let to = if is_qos(p.proto_type) {
+        let to = if is_derived(p.proto_type, p.payload.unwrap_or_default()) {
             &self.1
         } else {
             &self.0
@@ -65,7 +65,8 @@ impl Received {
             .push((cid, p.payload.unwrap_or_default().to_vec()));
     }
 
-    /// The QoS reports (HEP type 5 and 34) received, kept apart from the event rows.
+    /// The packets derived from events (QoS reports, HEP type 5 and 34, and verdict rows)
+    /// received, kept apart from the event rows.
     pub fn qos(&self) -> Vec<Packet> {
         self.1.lock().unwrap().clone()
     }
@@ -310,21 +311,28 @@ pub fn expected_cids(scenario: &str) -> Vec<String> {
         .packets
         .iter()
         .zip(c.cids)
-        .filter(|((_, b), _)| !is_qos(heplink::proto::decode(b, Mode::Lenient).unwrap().proto_type))
+        .filter(|((_, b), _)| {
+            let p = heplink::proto::decode(b, Mode::Lenient).unwrap();
+            !is_derived(p.proto_type, p.payload.unwrap_or_default())
+        })
         .map(|(_, cid)| cid)
         .collect();
     v.sort();
     v
 }
 
-/// How many QoS reports `convert` (and so `serve`) makes of a scenario's media stats.
+/// How many derived packets (QoS reports of its media stats, verdicts of its
+/// PeerConnections and rooms) `convert` (and so `serve`) makes of a scenario.
 pub fn expected_qos(scenario: &str) -> usize {
     let mut lines = fixture_bodies(scenario).into_iter().map(Ok);
     let c = heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
         .unwrap();
     c.packets
         .iter()
-        .filter(|(_, b)| is_qos(heplink::proto::decode(b, Mode::Lenient).unwrap().proto_type))
+        .filter(|(_, b)| {
+            let p = heplink::proto::decode(b, Mode::Lenient).unwrap();
+            is_derived(p.proto_type, p.payload.unwrap_or_default())
+        })
         .count()
 }
 
@@ -387,7 +395,7 @@ pub fn converted(bodies: &[String]) -> Vec<Key> {
         .zip(&c.cids)
         .filter_map(|((_, b), cid)| {
             let p = heplink::proto::decode(b, heplink::proto::Mode::Strict).unwrap();
-            (!is_qos(p.proto_type)).then(|| key(cid, p.payload.unwrap()))
+            (!is_derived(p.proto_type, p.payload.unwrap())).then(|| key(cid, p.payload.unwrap()))
         })
         .collect()
 }
@@ -396,6 +404,18 @@ pub fn converted(bodies: &[String]) -> Vec<Key> {
 /// an event row.
 pub fn is_qos(t: Option<heplink::proto::ProtoType>) -> bool {
     matches!(t.map(|t| t.0), Some(5 | 34))
+}
+
+/// Whether a LOG payload is a verdict (a PeerConnection's or a room's summary).
+pub fn is_verdict(payload: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(heplink::map::log_json(payload))
+        .is_ok_and(|v| v.get("summary").is_some() || v.get("room_summary").is_some())
+}
+
+/// Whether a packet is derived from an event (a QoS report or a verdict) rather than the
+/// event's own row.
+pub fn is_derived(t: Option<heplink::proto::ProtoType>, payload: &[u8]) -> bool {
+    is_qos(t) || (t.map(|t| t.0) == Some(100) && is_verdict(payload))
 }
 
 /// The `heplink` binary under test.
