@@ -18,7 +18,7 @@ fn every_event_of_every_fixture_has_words_first_within_the_first_50_characters()
         let c =
             heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
                 .unwrap();
-        let mut originals: Vec<serde_json::Value> = events.clone();
+        let originals: Vec<serde_json::Value> = events.clone();
         for (_, bytes) in &c.packets {
             let p = decode(bytes, Mode::Strict).unwrap();
             if p.proto_type != Some(ProtoType::LOG) {
