@@ -78,14 +78,17 @@ fn the_videoroom_flow_renders_with_its_columns_and_arrows() {
         "clicking an arrow shows its payload"
     );
     // 12 columns (5 PeerConnections × 2 sides, the API client, Janus's signalling side) and
-    // one arrow per packet of the room: 200.
+    // one arrow per packet of the room: 200 events and 6 verdicts (5 PeerConnections and
+    // the room), which are also listed atop the flow.
     assert_eq!(dom.matches(r#"class="column""#).count(), 12);
-    assert_eq!(dom.matches(r#"class="arrow"#).count(), 200);
+    assert_eq!(dom.matches(r#"class="arrow"#).count(), 206);
+    assert_eq!(dom.matches(r#"<li class="ok">"#).count(), 6);
     for label in [
         ">joined pubA<",
-        ">remote offer<",
-        ">ice connected<",
-        ">webrtcup<",
+        ">remote offer pubA ▲<",
+        ">ice connected pubA ▲<",
+        ">webrtcup s1◂pubB<",
+        ">✔ room 4242 ended: 5 PCs, 5 ok<",
         ">subscribing<",
         ">leaving pubA<",
     ] {
@@ -98,7 +101,7 @@ fn the_videoroom_flow_renders_with_its_columns_and_arrows() {
     // The SVG export is the same drawing.
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.starts_with("<svg"));
-    assert_eq!(svg.matches(r#"class="arrow""#).count(), 200);
+    assert_eq!(svg.matches(r#"class="arrow""#).count(), 206);
 }
 
 #[test]
@@ -127,7 +130,7 @@ fn a_sip_capture_shows_sip_methods() {
         ">ACK<",
         ">BYE<",
         ">calling<",
-        ">webrtcup<",
+        ">webrtcup sipcall-caro ☎<",
     ] {
         assert!(dom.contains(label), "{label}");
     }

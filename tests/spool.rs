@@ -112,8 +112,8 @@ async fn the_agent_killed_with_sigkill_sends_its_spool_after_a_restart() {
     for _ in 0..100 {
         let text = get(m_addr, "/metrics").await;
         let collector = format!("{{collector=\"tcp://127.0.0.1:{port}\"}}");
-        // 87 events and 12 QoS reports of the call's media stats.
-        if metric(&text, "heplink_packets_built_total") == 99
+        // 87 events, 12 QoS reports of the call's media stats, its two calls' verdicts.
+        if metric(&text, "heplink_packets_built_total") == 101
             && metric(&text, &format!("heplink_queue_depth{collector}")) == 0
             && metric(&text, &format!("heplink_spool_bytes{collector}")) > 0
         {
