@@ -56,6 +56,19 @@ fn demo_prints_one_flow_per_room_with_every_peerconnection() {
         room.contains("participants: pubA (5725960458842129), pubB (3957083503320980)"),
         "{room}"
     );
+    // The verdicts, as the README shows them.
+    for v in [
+        "    ✔ pubB◂pubA ok 9 s MOS 4.4\n",
+        "    ✔ s3◂pubA+pubB ok 11 s MOS 4.4\n",
+        "    ✔ pubA ▲ ok 11 s MOS 4.4\n",
+        "    ✔ room 4242 ended: 5 PCs, 5 ok\n",
+    ] {
+        assert!(room.contains(v), "{v} in {room}");
+        assert!(
+            include_str!("../README.md").contains(v),
+            "README's demo output shows {v}"
+        );
+    }
     // The HTML picture of the same flows was written.
     let page = std::fs::read_to_string(&html).unwrap();
     assert_eq!(page.matches(r#"class="flow""#).count(), 3);
