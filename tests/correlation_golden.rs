@@ -111,7 +111,7 @@ fn describe(e: &Event) -> String {
 
 #[test]
 fn every_event_gets_the_golden_correlation_id() {
-    for scenario in common::ALL_CAPTURES {
+    for scenario in common::ALL_CAPTURES.iter() {
         let r = run(scenario, correlate::Config::default());
         let mut got = String::from("# index\ttype\tsession\thandle\tevent\tcorrelation ids\n");
         for (i, (e, c)) in r.events.iter().zip(&r.cids).enumerate() {

@@ -395,7 +395,7 @@ fn fallback_policies() {
 
 #[test]
 fn every_capture_leaves_no_state_once_its_sessions_ended() {
-    for scenario in common::ALL_CAPTURES {
+    for scenario in common::ALL_CAPTURES.iter() {
         let events = fixture(scenario);
         let last = events.iter().map(ts).max().unwrap();
         let (_, mut c) = run(&events, correlate::Config::default());

@@ -345,7 +345,9 @@ fn marks_in(files: &[std::path::PathBuf]) -> Vec<u64> {
             let Some(p) = v["payload"].as_str() else {
                 continue;
             };
-            if let Ok(p) = serde_json::from_slice::<serde_json::Value>(heplink::map::log_json(p.as_bytes())) {
+            if let Ok(p) =
+                serde_json::from_slice::<serde_json::Value>(heplink::map::log_json(p.as_bytes()))
+            {
                 if let Some(n) = p["event"]["event"]["data"]["n"].as_u64() {
                     out.push(n);
                 }

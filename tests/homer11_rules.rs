@@ -10,7 +10,7 @@ mod common;
 #[test]
 fn every_packet_meets_homer_11_s_rules() {
     let mut n = 0;
-    for scenario in common::ALL_CAPTURES {
+    for scenario in common::ALL_CAPTURES.iter() {
         let mut lines = common::fixture_bodies(scenario).into_iter().map(Ok);
         let c =
             heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())

@@ -343,19 +343,23 @@ async fn fake(storing: bool, v4: bool) -> (String, String, S) {
     (format!("http://{api}"), format!("udp://{collector}"), s)
 }
 
+/// `heplink homer check` against `api` and the collector `to`, looking `wait` seconds.
+fn homer_check_cmd(api: &str, to: &str, password: &str, wait: &str) -> std::process::Command {
+    let mut c = common::bin();
+    c.args([
+        "homer",
+        "check",
+        "--homer-api",
+        api,
+        "--homer-user",
+        "admin",
+    ])
+    .args(["--homer-password", password, "--to", to, "--wait", wait]);
+    c
+}
+
 fn homer_check(api: &str, to: &str, password: &str) -> std::process::Output {
-    common::bin()
-        .args([
-            "homer",
-            "check",
-            "--homer-api",
-            api,
-            "--homer-user",
-            "admin",
-        ])
-        .args(["--homer-password", password, "--to", to, "--wait", "2"])
-        .output()
-        .unwrap()
+    homer_check_cmd(api, to, password, "2").output().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -567,16 +571,7 @@ async fn names_then_forgets(v4: bool) {
 
 /// `homer check` against a collector that cannot take the probe: it says why, in words.
 fn check_to(api: &str, to: &str, extra: &[&str]) -> String {
-    let out = common::bin()
-        .args([
-            "homer",
-            "check",
-            "--homer-api",
-            api,
-            "--homer-user",
-            "admin",
-        ])
-        .args(["--homer-password", "sipcapture", "--to", to, "--wait", "1"])
+    let out = homer_check_cmd(api, to, "sipcapture", "1")
         .args(extra)
         .output()
         .unwrap();

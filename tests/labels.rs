@@ -11,7 +11,7 @@ use heplink::proto::{decode, Mode, ProtoType};
 fn every_event_of_every_fixture_has_words_first_within_the_first_50_characters() {
     let mut labels = std::collections::BTreeSet::new();
     let (mut n, mut summaries) = (0, 0);
-    for scenario in common::ALL_CAPTURES {
+    for scenario in common::ALL_CAPTURES.iter() {
         let bodies = common::fixture_bodies(scenario);
         let events = common::fixture_events(scenario);
         let mut lines = bodies.into_iter().map(Ok);

@@ -69,7 +69,7 @@ fn u(v: &Value) -> u64 {
 #[test]
 fn every_media_stats_event_gives_the_reports_homer_charts() {
     let mut total = (0, 0);
-    for scenario in common::ALL_CAPTURES {
+    for scenario in common::ALL_CAPTURES.iter() {
         for (ev, own, qos) in run(scenario, QosReports::RtcpRtp) {
             let own = decode(&own);
             let is_stats = ev["type"] == 32 && ev["subtype"] == 3;
@@ -260,7 +260,7 @@ fn a_sip_call_s_reports_carry_its_call_id_for_homer_s_sip_flow() {
 
 #[test]
 fn qos_off_sends_media_stats_as_log_rows_only_and_rtcp_leaves_out_rtpagent() {
-    for scenario in common::ALL_CAPTURES {
+    for scenario in common::ALL_CAPTURES.iter() {
         assert!(run(scenario, QosReports::Off)
             .iter()
             .all(|(_, _, q)| q.is_empty()));
