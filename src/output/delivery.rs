@@ -12,29 +12,35 @@
 //!
 //! # What "confirmed" means
 //!
-//! HEP has no acknowledgement, so the collector's TCP is the only witness. A byte is
-//! confirmed once the collector's TCP acknowledged it (`tcpi_bytes_acked`) **and** its
-//! application has certainly read it: a collector killed with unread data in its receive
-//! buffer loses that data although TCP acknowledged it. Two bounds on what may be unread,
-//! both applied:
+//! HEP has no acknowledgement, so the collector's TCP is the only witness, and a poor one:
+//! a byte its TCP acknowledged may still sit unread in its receive buffer, and a collector
+//! reset or killed then loses it. The window it advertises says little about that buffer:
+//! Linux offers at most `rcv_ssthresh`, about half the buffer, so a collector that stops
+//! reading keeps offering its usual window until the buffer is more than half full
+//! (measured on loopback, Linux 6.18: a collector that stopped reading held 118 KB
+//! unread behind a 64 KB window at the moment it closed it; with a 32 KB buffer, 25 KB
+//! behind 15.8 KB; and its window did not move for the first 24 KB).
 //!
-//! - **Read latency**: a collector that reads continuously reads what its TCP acknowledged
-//!   within a short time (`read_grace`, 25 ms by default). Bytes acknowledged more
-//!   recently than that may be unread. This bound is needed because Linux keeps the
-//!   advertised window at `rcv_ssthresh` while the free buffer is larger, so a little
-//!   unread data does not show in the window (measured: 500 unread bytes under a 100 KB
-//!   window left it unchanged).
-//! - **The window**: the collector's buffer holds at most the largest window it advertised
-//!   on this connection; the part of that it does not offer now sits unread. A collector
-//!   that stopped reading closes its window, and everything it holds stays unconfirmed. A
-//!   shortfall up to [`WINDOW_NOISE`] is taken as rounding (only the read grace applies).
+//! So a batch goes through three states:
 //!
-//! So everything up to `min(acked as of read_grace ago, acked - (max_window - window))` is
-//! confirmed; the rest is written again on the next connection. A collector that reads
-//! continuously and dies costs about `read_grace` of traffic in duplicates, not the whole
-//! history. A collector slower than `read_grace` while its window stays open (the case
-//! the window cannot show) can lose what it had not read when it dies: raise
-//! `read_grace` for such a collector.
+//! - **written**: handed to the kernel.
+//! - **trusted**: the collector's TCP acknowledged it more than `read_grace` (25 ms by
+//!   default) ago and its window has been at its largest (the collector keeps up) at every
+//!   look since. A collector that reads continuously has read it. Any look that finds the
+//!   window below its largest (the collector is behind, or stopped reading) withdraws the
+//!   trust of every batch not yet confirmed: it may be in the unread pile.
+//! - **confirmed** (counted as sent, the spool committed up to it): trusted for
+//!   [`SETTLE`] without a break, or vouched for by the window: the collector offers room
+//!   for [`BUFFER_PER_WINDOW`] times its largest window beyond the batch, more than its
+//!   buffer holds, so it read the batch (`acked + window - 3 * max_window`).
+//!
+//! When the connection is lost (reset, error, stall), the trusted batches count as read
+//! (the collector kept up until then: a collector killed while reading continuously costs
+//! about `read_grace` of traffic in duplicates, not more) and everything else is written
+//! again on the next connection. A collector that stops reading closes its window once
+//! its buffer is half full, withdrawing the trust of what it holds; it is lost only if
+//! it stops and dies before that and [`SETTLE`] after the bytes came (a trickle into a
+//! large buffer).
 //!
 //! Where the kernel gives no such facts (another OS, an old kernel), the rule is time:
 //! what was written more than [`Delivery::new`]'s `fallback` ago on a connection that is
@@ -46,12 +52,15 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// A window this much below the largest one is taken as the receiver's rounding (Linux
-/// advertises windows in steps of its window scale and of the MSS, and sends no update
-/// for a small gain), not as unread data: a collector that reads continuously can keep a
-/// window a few KB below its largest for good, and its last bytes would never be
-/// confirmed. Bytes within this margin are still covered by the read grace.
-pub const WINDOW_NOISE: u64 = 16 * 1024;
+/// How long a batch stays trusted (acknowledged, and the window at its largest at every
+/// look since) before it is confirmed: a collector that stopped reading shows it by then
+/// unless the traffic since is a trickle its buffer hides.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// The most a collector's receive buffer holds, in multiples of the largest window it
+/// advertised on the connection. Linux advertises about half of its buffer (measured
+/// 1.6-1.8 times the window held unread at a closed window); three leaves a margin.
+pub const BUFFER_PER_WINDOW: u64 = 3;
 
 /// What the kernel says of a TCP connection (`TCP_INFO`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +79,8 @@ struct Batch<T> {
     end: u64,
     /// When it was written.
     at: Instant,
+    /// Since when it is trusted (see the module documentation), if it is.
+    trusted: Option<Instant>,
     /// HEP packets in it.
     packets: u64,
     /// The sender's handle on it: the bytes (to write again) or the spool position.
@@ -83,6 +94,16 @@ pub struct Settled<T> {
     pub packets: u64,
     /// The sender's handle on it.
     pub token: T,
+}
+
+/// What a lost connection leaves: the batches taken as read (trusted until the loss), and
+/// those to write again.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lost<T> {
+    /// Trusted: the collector kept up until the loss; counted as sent.
+    pub read: Vec<Settled<T>>,
+    /// Not known to be read: written again on the next connection.
+    pub again: Vec<Settled<T>>,
 }
 
 /// The delivery state of one collector's connection (see the module documentation).
@@ -163,6 +184,7 @@ impl<T> Delivery<T> {
         self.batches.push_back(Batch {
             end: wire_end,
             at: now,
+            trusted: None,
             packets,
             token,
         });
@@ -171,7 +193,7 @@ impl<T> Delivery<T> {
     /// Takes in what the kernel says of the connection (or `None` when it says nothing)
     /// and returns the batches now confirmed, oldest first.
     pub fn observe(&mut self, now: Instant, facts: Option<SocketFacts>) -> Vec<Settled<T>> {
-        let safe = match facts {
+        let n = match facts {
             Some(f) => {
                 self.facts = true;
                 if f.acked > self.acked || f.acked >= self.written {
@@ -180,28 +202,39 @@ impl<T> Delivery<T> {
                 self.acked = self.acked.max(f.acked);
                 self.acks.push_back((now, self.acked));
                 self.max_window = self.max_window.max(f.window);
-                let mut unread = u64::from(self.max_window - f.window.min(self.max_window));
-                if unread <= WINDOW_NOISE {
-                    // Rounding, not unread data: the read grace covers this much.
-                    unread = 0;
+                let read = self.acked_before_grace(now).min(self.acked);
+                let behind = f.window < self.max_window;
+                for b in &mut self.batches {
+                    if behind {
+                        b.trusted = None;
+                    } else if b.end <= read {
+                        b.trusted.get_or_insert(now);
+                    } else {
+                        break;
+                    }
                 }
-                let read = self.acked_before_grace(now);
-                read.min(self.acked.saturating_sub(unread))
+                // Room offered beyond what the buffer can hold: read.
+                let vouched = (self.acked + u64::from(f.window))
+                    .saturating_sub(BUFFER_PER_WINDOW * u64::from(self.max_window));
+                self.batches
+                    .iter()
+                    .take_while(|b| {
+                        b.end <= vouched
+                            || b.trusted
+                                .is_some_and(|t| now.saturating_duration_since(t) >= SETTLE)
+                    })
+                    .count()
             }
             None if self.facts => {
                 // Facts stopped coming (the socket is going away): confirm nothing more.
                 0
             }
-            None => {
-                let old = self
-                    .batches
-                    .iter()
-                    .take_while(|b| now.saturating_duration_since(b.at) >= self.fallback)
-                    .last();
-                old.map_or(0, |b| b.end)
-            }
+            None => self
+                .batches
+                .iter()
+                .take_while(|b| now.saturating_duration_since(b.at) >= self.fallback)
+                .count(),
         };
-        let n = self.batches.iter().take_while(|b| b.end <= safe).count();
         self.batches.drain(..n).map(settle).collect()
     }
 
@@ -222,9 +255,18 @@ impl<T> Delivery<T> {
     }
 
     /// The connection was lost (reset, error, stall, or closed while batches were owed):
-    /// every batch not confirmed is returned, oldest first, to be written again.
-    pub fn lost(&mut self) -> Vec<Settled<T>> {
-        self.batches.drain(..).map(settle).collect()
+    /// the trusted batches count as read, every other one is to be written again; both
+    /// oldest first.
+    pub fn lost(&mut self) -> Lost<T> {
+        let n = self
+            .batches
+            .iter()
+            .take_while(|b| b.trusted.is_some())
+            .count();
+        Lost {
+            read: self.batches.drain(..n).map(settle).collect(),
+            again: self.batches.drain(..).map(settle).collect(),
+        }
     }
 
     /// The collector closed cleanly (FIN, no reset) after we ended the connection: it read
@@ -302,61 +344,59 @@ mod tests {
         Some(SocketFacts { acked, window })
     }
 
+    fn again(l: Lost<u32>) -> Vec<u32> {
+        tokens(l.again)
+    }
+
     #[test]
-    fn acknowledged_and_read_is_confirmed_unread_is_not() {
+    fn trusted_for_the_settle_time_is_confirmed_a_window_below_its_largest_withdraws_trust() {
         let t = Instant::now();
-        let k = 100_000u64;
+        let k = 10_000u64;
+        let s = SETTLE;
         let mut d = Delivery::new(ms(10_000), ms(50), ms(2000), t);
         d.connected(t);
-        d.observe(t, facts(0, 1_000_000));
+        d.observe(t, facts(0, 64_000));
         d.written(t, k, 1, 1);
         d.written(t, 2 * k, 1, 2);
+        // Acknowledged just now: not trusted yet.
+        assert!(d.observe(t + ms(1), facts(2 * k, 64_000)).is_empty());
+        // Past the read grace, window at its largest: trusted, not yet confirmed.
+        assert!(d.observe(t + ms(60), facts(2 * k, 64_000)).is_empty());
+        assert_eq!(
+            tokens(d.observe(t + ms(60) + s, facts(2 * k, 64_000))),
+            vec![1, 2]
+        );
+        let t = t + ms(60) + s;
         d.written(t, 3 * k, 1, 3);
-        // Acknowledged with the window wide open, but just now: it may not be read yet.
-        assert!(d.observe(t + ms(1), facts(3 * k, 1_000_000)).is_empty());
-        // The read grace passed: read.
-        assert_eq!(
-            tokens(d.observe(t + ms(60), facts(3 * k, 1_000_000))),
-            vec![1, 2, 3]
-        );
-        d.written(t + ms(60), 4 * k, 2, 4);
-        d.written(t + ms(60), 5 * k, 2, 5);
-        assert!(d.observe(t + ms(61), facts(5 * k, 850_000)).is_empty());
-        // Acknowledged long enough ago, but the window shrank by 150 KB: bytes 350 K..500 K
-        // are unread, and batch 4 (300 K..400 K) is partly among them.
-        assert!(d.observe(t + ms(200), facts(5 * k, 850_000)).is_empty());
-        // The collector read on: 100 KB unread, batch 4 is read.
-        assert_eq!(
-            tokens(d.observe(t + ms(210), facts(5 * k, 900_000))),
-            vec![4]
-        );
-        // A shortfall of a few KB is the receiver's rounding: read (after the grace).
-        assert_eq!(
-            tokens(d.observe(t + ms(220), facts(5 * k, 1_000_000 - 4096))),
-            vec![5]
-        );
+        d.written(t, 4 * k, 1, 4);
+        assert!(d.observe(t + ms(60), facts(4 * k, 64_000)).is_empty());
+        // 512 bytes short of its largest window: behind; trust withdrawn, nothing
+        // confirmed however long it stays so.
+        assert!(d.observe(t + ms(100), facts(4 * k, 63_488)).is_empty());
+        assert!(d
+            .observe(t + ms(100) + s * 3, facts(4 * k, 63_488))
+            .is_empty());
+        // Lost now: both come back.
+        assert_eq!(again(d.lost()), vec![3, 4]);
     }
 
     #[test]
-    fn what_is_unread_comes_back_after_a_loss() {
+    fn room_beyond_what_the_buffer_holds_vouches_for_a_batch() {
         let t = Instant::now();
         let mut d = Delivery::new(ms(10_000), ms(50), ms(2000), t);
         d.connected(t);
-        d.observe(t, facts(0, 1_000_000));
-        d.written(t, 100_000, 1, 1);
-        d.written(t, 200_000, 1, 2);
-        assert!(d.observe(t + ms(10), facts(200_000, 900_000)).is_empty());
-        // 100 KB unread: the second batch.
-        assert_eq!(
-            tokens(d.observe(t + ms(100), facts(200_000, 900_000))),
-            vec![1]
-        );
-        // Lost now: only what may be unread comes back.
-        assert_eq!(tokens(d.lost()), vec![2]);
+        d.observe(t, facts(0, 10_000));
+        d.written(t, 1_000, 1, 1);
+        d.written(t, 40_000, 1, 2);
+        // The window is never at its largest again, so nothing is trusted; but the
+        // collector offers room up to 49,000 while its buffer holds at most 30,000: it read
+        // the first 19,000.
+        assert_eq!(tokens(d.observe(t + ms(1), facts(40_000, 9_000))), vec![1]);
+        assert_eq!(again(d.lost()), vec![2]);
     }
 
     #[test]
-    fn what_was_acknowledged_within_the_read_grace_comes_back_after_a_loss() {
+    fn what_was_trusted_counts_as_read_after_a_loss_the_rest_comes_back() {
         let t = Instant::now();
         let mut d = Delivery::new(ms(10_000), ms(50), ms(2000), t);
         d.connected(t);
@@ -366,8 +406,10 @@ mod tests {
             // Acknowledged at once, window unchanged (Linux's rcv_ssthresh clamp).
             d.observe(at, facts(u64::from(i + 1) * 100, 64_000));
         }
-        // At 180 ms, what was acknowledged by 130 ms (batches 0..=6) is read.
-        assert_eq!(tokens(d.lost()), vec![7, 8, 9]);
+        // At 180 ms, what was acknowledged by 130 ms (batches 0..=6) is trusted.
+        let l = d.lost();
+        assert_eq!(tokens(l.read), vec![0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(tokens(l.again), vec![7, 8, 9]);
     }
 
     #[test]
@@ -376,12 +418,17 @@ mod tests {
         let mut d = Delivery::new(ms(10_000), ms(50), ms(2000), t);
         d.connected(t);
         assert!(d.observe(t, facts(0, 64_000)).is_empty());
-        for i in 1..=10u32 {
+        for i in 1..=20u32 {
             d.written(t, u64::from(i) * 6400, 1, i);
         }
-        // The window closed: 64,000 bytes acknowledged, none read.
-        assert!(d.observe(t, facts(64_000, 0)).is_empty());
-        assert_eq!(d.lost().len(), 10);
+        // Its window stays open while its buffer fills (64,000 bytes trusted)...
+        assert!(d.observe(t + ms(100), facts(64_000, 64_000)).is_empty());
+        // ... then closes: 128,000 bytes acknowledged, none read, none confirmed.
+        assert!(d.observe(t + ms(200), facts(128_000, 0)).is_empty());
+        assert!(d
+            .observe(t + ms(200) + SETTLE, facts(128_000, 0))
+            .is_empty());
+        assert_eq!(again(d.lost()).len(), 20);
     }
 
     #[test]
@@ -423,7 +470,7 @@ mod tests {
         d.written(t, 100, 1, 1);
         d.observe(t, facts(0, 1000));
         assert!(d.observe(t + ms(60_000), None).is_empty());
-        assert_eq!(tokens(d.lost()), vec![1]);
+        assert_eq!(again(d.lost()), vec![1]);
     }
 
     #[test]
@@ -441,8 +488,9 @@ mod tests {
 
     /// Property: whatever the interleaving of writes, facts and a loss, with a receiver
     /// that reads what its TCP acknowledged within the read grace (sometimes at once,
-    /// sometimes late) and advertises a window clamped as Linux does, every batch comes out
-    /// exactly once, in order, and nothing unread is ever confirmed.
+    /// sometimes late), advertises a window clamped as Linux does and holds at most
+    /// [`BUFFER_PER_WINDOW`] times its first window, every batch comes out exactly once, in
+    /// order, and nothing unread is ever confirmed or taken as read.
     #[test]
     fn every_batch_settles_once_in_order_and_nothing_unread_is_confirmed() {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -457,8 +505,10 @@ mod tests {
             let mut t = t0;
             let mut d = Delivery::new(ms(1000), ms(50), ms(2000), t);
             d.connected(t);
-            let capacity = 1000 + rnd(100_000);
-            let mut clamp = 1000 + rnd(capacity);
+            // A buffer at most BUFFER_PER_WINDOW times the first window (see that).
+            let mut clamp = 1000 + rnd(30_000);
+            let capacity = clamp + rnd(clamp * (BUFFER_PER_WINDOW - 1));
+            d.observe(t, facts(0, clamp as u32));
             let (mut written, mut acked, mut read) = (0u64, 0u64, 0u64);
             // When each acknowledged byte count was reached.
             let mut ack_times: Vec<(Instant, u64)> = vec![(t, 0)];
@@ -497,7 +547,12 @@ mod tests {
                     }
                 }
             }
-            out.extend(tokens(d.lost()));
+            let l = d.lost();
+            for s in &l.read {
+                assert!(ends[&s.token] <= read, "took unread bytes as read");
+            }
+            out.extend(tokens(l.read));
+            out.extend(tokens(l.again));
             assert_eq!(out, (0..next).collect::<Vec<_>>());
         }
     }

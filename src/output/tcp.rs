@@ -118,13 +118,15 @@ impl<T> Link<T> {
         self.count_sent(done)
     }
 
-    /// The connection is gone: what was not confirmed, to write again (counted as resent).
-    fn lose(&mut self) -> Vec<Settled<T>> {
+    /// The connection is gone: what the collector was trusted to have read is counted as
+    /// sent (its last token returned); what was not, to write again (counted as resent).
+    fn lose(&mut self) -> (Option<T>, Vec<Settled<T>>) {
         self.m.connected.store(0, Relaxed);
-        let again = self.delivery.lost();
-        let n: u64 = again.iter().map(|s| s.packets).sum();
+        let lost = self.delivery.lost();
+        let read = self.count_sent(lost.read);
+        let n: u64 = lost.again.iter().map(|s| s.packets).sum();
         self.m.resent.fetch_add(n, Relaxed);
-        again
+        (read, lost.again)
     }
 
     /// A batch was written.
@@ -195,7 +197,7 @@ pub(super) async fn run_tcp(
             match s.step(&mut stream).await {
                 Step::Go => {}
                 Step::Reconnect => {
-                    s.again = s.link.lose();
+                    s.again = s.link.lose().1;
                     break;
                 }
                 Step::Done => {
@@ -347,11 +349,14 @@ impl Plain {
         match finish(stream, || {}).await {
             Peer::Lost => return Step::Reconnect,
             Peer::Closed => self.confirm_all(),
-            // No answer in time: what the kernel confirms is sent; the rest is not known
-            // to be delivered and is counted as dropped.
+            // No answer in time: what the kernel confirms, or the collector was trusted to
+            // have read, is sent; the rest is not known to be delivered and is counted as
+            // dropped.
             Peer::Open => {
                 self.link.observe(stream);
-                let left: u64 = self.link.delivery.lost().iter().map(|s| s.packets).sum();
+                let lost = self.link.delivery.lost();
+                self.link.count_sent(lost.read);
+                let left: u64 = lost.again.iter().map(|s| s.packets).sum();
                 self.m.in_flight.fetch_sub(left, Relaxed);
                 self.m.dropped_shutdown.fetch_add(left, Relaxed);
             }
@@ -453,7 +458,7 @@ pub(super) async fn run_spooled(
             match s.step(&mut stream).await {
                 Step::Go => {}
                 Step::Reconnect => {
-                    lose_spooled(&mut s.link);
+                    lose_spooled(&mut s.link, &mut s.spool);
                     break;
                 }
                 Step::Done => {
@@ -618,10 +623,14 @@ impl Spooled {
             Peer::Closed => self.confirm_all(),
             // Not read: send it again (within the shutdown drain time).
             Peer::Lost => return Step::Reconnect,
-            // No answer: what is not confirmed stays in the spool for the next run.
+            // No answer: what is not confirmed or trusted stays in the spool for the next
+            // run.
             Peer::Open => {
                 self.observe(stream);
-                let left: u64 = self.link.delivery.lost().iter().map(|s| s.packets).sum();
+                let lost = self.link.delivery.lost();
+                let last = self.link.count_sent(lost.read);
+                commit(&mut self.spool, last, &self.m);
+                let left: u64 = lost.again.iter().map(|s| s.packets).sum();
                 self.m.in_flight.fetch_sub(left, Relaxed);
             }
         }
@@ -633,11 +642,12 @@ impl Spooled {
     }
 }
 
-/// The spooled sender lost its connection: the spool rewinds to its commit (on the next
-/// connection), so the unconfirmed batches are counted as resent and leave the in-flight
-/// count.
-fn lose_spooled(link: &mut Link<Pos>) {
-    let again = link.lose();
+/// The spooled sender lost its connection: what the collector was trusted to have read
+/// is committed; the spool rewinds to the commit (on the next connection), so the other
+/// batches are counted as resent and leave the in-flight count.
+fn lose_spooled(link: &mut Link<Pos>, spool: &mut Spool) {
+    let (read, again) = link.lose();
+    commit(spool, read, &link.m);
     let n: u64 = again.iter().map(|s| s.packets).sum();
     link.m.in_flight.fetch_sub(n, Relaxed);
 }
