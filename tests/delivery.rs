@@ -493,3 +493,182 @@ async fn measure_a_collector_killed_every_10_s() {
     let f = flapping_collector(10, Duration::from_secs(10)).await;
     assert!(f.duplicates * 100 <= f.events, "duplicates above 1%");
 }
+
+/// A collector that reads, stops reading (its small buffer fills and its window closes),
+/// then resets every connection it holds (`SO_LINGER` 0) and reads again: heplify-server
+/// blocking its reader on a slow database, then dying. Returns the collector's controls
+/// and the `data.n` marks it read, duplicates included.
+struct Pauser {
+    reading: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    reset: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    marks: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+fn pauser(port: u16) -> Pauser {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    let p = Pauser {
+        reading: std::sync::Arc::new(AtomicBool::new(true)),
+        reset: std::sync::Arc::new(AtomicBool::new(false)),
+        marks: Default::default(),
+    };
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_reuse_address(true).unwrap();
+    // Inherited by what it accepts: 8 KiB once the kernel doubles it.
+    s.set_recv_buffer_size(4096).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    s.listen(16).unwrap();
+    s.set_nonblocking(true).unwrap();
+    let l: std::net::TcpListener = s.into();
+    let (reading, reset, marks) = (p.reading.clone(), p.reset.clone(), p.marks.clone());
+    std::thread::spawn(move || {
+        let mut conns: Vec<(std::net::TcpStream, Vec<u8>)> = Vec::new();
+        let mut chunk = vec![0u8; 65_536];
+        loop {
+            if let Ok((c, _)) = l.accept() {
+                c.set_nonblocking(true).unwrap();
+                conns.push((c, Vec::new()));
+            }
+            if reset.swap(false, Relaxed) {
+                for (c, _) in conns.drain(..) {
+                    socket2::SockRef::from(&c)
+                        .set_linger(Some(Duration::ZERO))
+                        .unwrap();
+                }
+            }
+            if reading.load(Relaxed) {
+                for (c, buf) in &mut conns {
+                    while let Ok(n) = c.read(&mut chunk) {
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    // Whole HEP packets: "HEP3", then the total length.
+                    while buf.len() >= 6 {
+                        let len = usize::from(u16::from_be_bytes([buf[4], buf[5]]));
+                        if buf.len() < len {
+                            break;
+                        }
+                        let f: Vec<u8> = buf.drain(..len).collect();
+                        let p = heplink::proto::decode(&f, heplink::proto::Mode::Strict).unwrap();
+                        let v: serde_json::Value =
+                            serde_json::from_slice(heplink::map::log_json(p.payload.unwrap()))
+                                .unwrap();
+                        if let Some(n) = v["event"]["event"]["data"]["n"].as_u64() {
+                            marks.lock().unwrap().push(n);
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    p
+}
+
+/// Issue 24 (3): the collector reads 20 events, stops reading while 60 more come (60 KB
+/// against its 8 KiB buffer: its window closes, the agent's send buffer holds the rest),
+/// then resets and reads again. Every event arrives (with the spool, or resent from memory
+/// without it): received + counted as dropped = posted. Returns the duplicates and the
+/// resent count. Fails with a rule that takes bytes acknowledged into the collector's
+/// buffer (behind a window still open, or within a rounding margin) as read.
+async fn stop_reading_then_reset(spool: bool) -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let _one = UDP_ONE_AT_A_TIME.lock().await;
+    let port = free_port();
+    let col = pauser(port);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = agent_config(&[format!("tcp://127.0.0.1:{port}")]);
+    if spool {
+        c.spool.dir = dir.path().to_string_lossy().into_owned();
+    }
+    c.output[0].stall_s = 30;
+    let (a, stop_agent) = start_agent(c).await;
+    let http = a.bound.http.unwrap();
+    let pad = "p".repeat(1000);
+    let now = now_us();
+    let post_range = |r: std::ops::Range<u64>| {
+        let pad = pad.clone();
+        async move {
+            for i in r {
+                let e = serde_json::json!([{"emitter":"pause-test","type":4,"timestamp":now,
+                    "event":{"schema":"test","data":{"n":i,"pad":pad}}}]);
+                assert_eq!(post(http, &[], e.to_string().as_bytes()).await.0, 200);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let distinct = |c: &Pauser| {
+        c.marks
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<u64>>()
+    };
+    post_range(0..20).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while distinct(&col).len() < 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(distinct(&col).len(), 20, "read while reading");
+    col.reading.store(false, Relaxed);
+    post_range(20..80).await;
+    // Long enough for everything acknowledged to pass the read grace and more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    col.reset.store(true, Relaxed);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    col.reading.store(true, Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while distinct(&col).len() < 80 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = a.metrics.clone();
+    let out = &m.collectors[0];
+    // The quiet connection confirms its last bytes within seconds.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while out.packets.load(Relaxed) < 80 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent_idle = out.packets.load(Relaxed);
+    stop_agent.send(()).unwrap();
+    a.wait().await.unwrap();
+    let got = distinct(&col);
+    let all = col.marks.lock().unwrap().len() as u64;
+    let dropped = out.dropped_queue_full.load(Relaxed)
+        + out.dropped_shutdown.load(Relaxed)
+        + out.dropped_spool.load(Relaxed);
+    let missing: Vec<u64> = (0..80).filter(|n| !got.contains(n)).collect();
+    let dups = all - got.len() as u64;
+    let resent = out.resent.load(Relaxed);
+    eprintln!(
+        "stop reading then reset (spool {spool}): {} of 80 read, {dups} duplicates, {resent} resent, {dropped} dropped, sent {sent_idle} while idle, missing {missing:?}",
+        got.len()
+    );
+    assert_eq!(
+        got.len() as u64 + dropped,
+        80,
+        "read + dropped = posted; missing {missing:?}"
+    );
+    if spool {
+        assert!(
+            missing.is_empty(),
+            "with the spool nothing is lost: {missing:?}"
+        );
+    }
+    assert_eq!(sent_idle, 80, "sent catches up on the quiet connection");
+    assert!(dups <= resent, "every duplicate was counted as resent");
+    (dups, resent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_stops_reading_then_resets_loses_nothing_with_the_spool() {
+    stop_reading_then_reset(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_stops_reading_then_resets_loses_nothing_uncounted_without_the_spool() {
+    stop_reading_then_reset(false).await;
+}
