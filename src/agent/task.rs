@@ -138,14 +138,22 @@ struct Task {
 
 impl Task {
     /// What the journal kept from the last run goes first: the delivered bodies to rebuild
-    /// the correlator's state (nothing sent), then the rest (its events may be sent twice,
-    /// with the ids they got the first time). Each at the time it was taken then.
+    /// the correlator's, the QoS reports' and the diagnosis's state (nothing sent), then the
+    /// rest (its events may be sent twice, with the ids they got the first time). Each at
+    /// the time it was taken then.
+    ///
+    /// A delivered body's held events stay held (not [`Pipeline::warm_body`], which forgets
+    /// them): a later body's binding releases them as the first time, into the state (a
+    /// subscriber's SDP, taken before its handle joins, gives its QoS reports their SSRCs;
+    /// its ICE and DTLS states its verdict). Those still held after the delivered bodies
+    /// were released the first time by a body taken again, or by the end of their hold:
+    /// they are sent again then, duplicates like the rest.
     async fn replay_journal(&mut self) {
         let Some(intake) = self.intake.as_mut() else {
             return;
         };
         for r in std::mem::take(&mut intake.warm) {
-            self.p.warm_body(&Bytes::from(r.body), r.at_us);
+            let _ = self.p.push_body(&Bytes::from(r.body), r.at_us, &mut |_| {});
         }
         for r in std::mem::take(&mut intake.back) {
             let now = r.at_us;

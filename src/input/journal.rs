@@ -7,10 +7,12 @@
 //! The pipeline task advances the checkpoint once a body's events are all released by the
 //! correlator and every spooled collector's queue took their packets into its spool. The
 //! last [`KEEP_DONE`] segments wholly behind the checkpoint are kept, older ones deleted:
-//! on start, their bodies run through the correlator without sending anything, so that the
+//! on start, their bodies run through the pipeline without sending anything, so that the
 //! bodies taken again find the sessions, handles and rooms they belong to and get the
 //! correlation ids they got the first time (a duplicate is then an exact duplicate, in the
-//! right flow, not a stray event in a fallback flow). Appends are one `write` each (the page cache
+//! right flow, not a stray event in a fallback flow), and make the QoS reports and verdicts
+//! they made the first time (their events held for a binding are released into the state
+//! too: a subscriber's SDP before its handle joins). Appends are one `write` each (the page cache
 //! survives the agent's death); `fdatasync` runs once a second (group commit), so a power
 //! loss costs at most the last second.
 //!
