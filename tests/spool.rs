@@ -367,3 +367,176 @@ fn segment_bytes(dir: &std::path::Path) -> u64 {
     }
     total
 }
+
+/// A packet's identity for the per-event comparison: an event row by (cid, type, subtype,
+/// timestamp) as [`key`] gives it; a QoS report (HEP type 5 or 34) by its cid and payload
+/// (its figures: SSRCs, fraction lost, MOS, what the state before it gives); a verdict row
+/// by its cid and words.
+fn made_key(cid: &str, qos: bool, payload: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    if qos {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        payload.hash(&mut h);
+        return format!("qos {cid} {:016x}", h.finish());
+    }
+    let json = heplink::map::log_json(payload);
+    match serde_json::from_slice::<serde_json::Value>(json) {
+        Ok(v) if v.get("event").is_none() => {
+            let words = payload.split(|b| *b == b'\n').next().unwrap_or_default();
+            format!("verdict {cid} {}", String::from_utf8_lossy(words))
+        }
+        _ => format!("event {:?}", key(cid, payload)),
+    }
+}
+
+/// What the pipeline (`heplink convert`) makes of each round of bodies: every packet, each
+/// event's own and what it derives (QoS reports, verdict rows).
+fn made_of_rounds(rounds: &[Vec<String>]) -> std::collections::BTreeSet<String> {
+    let mut want = std::collections::BTreeSet::new();
+    for bodies in rounds {
+        let mut lines = bodies.iter().map(|b| Ok(b.clone()));
+        let c =
+            heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
+                .unwrap();
+        for (_, b) in &c.packets {
+            let p = heplink::proto::decode(b, heplink::proto::Mode::Strict).unwrap();
+            let cid = String::from_utf8(p.correlation_id.unwrap_or_default().to_vec()).unwrap();
+            want.insert(made_key(&cid, is_qos(p.proto_type), p.payload.unwrap()));
+        }
+    }
+    want
+}
+
+/// Issue 24 item 4: with the spool on, an event answered 2xx survives a SIGKILL with every
+/// packet it makes, its QoS reports and verdict rows included, not only its own row. A
+/// VideoRoom call (JSEP, media stats, hangups) is posted round after round (each round its
+/// own emitter), the agent is killed mid-stream with the collector away, restarted on the
+/// same spool, and the interrupted round is posted on from its first unanswered body. What
+/// the collector got must hold every packet `convert` makes of the rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_packet_of_the_events_answered_200_survives_sigkills() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let http = free_port();
+    let start = || {
+        bin()
+            .args(["serve", "--ws", "off", "--metrics", "off", "--http"])
+            .arg(format!("127.0.0.1:{http}"))
+            .args(["--to", &format!("tcp://127.0.0.1:{port}"), "--spool-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], http).into();
+    let wait_up = || async {
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the agent did not start");
+    };
+    // Each round its own Janus (emitter): its handles, rooms and QoS state its own.
+    fn round(r: usize) -> Vec<String> {
+        fixture_bodies("videoroom-2pub-2sub-webrtc")
+            .iter()
+            .map(|b| {
+                b.replace(
+                    "\"emitter\":\"janus-fixtures\"",
+                    &format!("\"emitter\":\"kill-{r}\""),
+                )
+            })
+            .collect()
+    }
+    let got = Received::default();
+    // Where posting goes on: (round, body).
+    let mut at = (0usize, 0usize);
+    for kill in 0..3usize {
+        let mut agent = start();
+        wait_up().await;
+        // The collector comes and goes: at the kill, packets are spooled, queued, written.
+        let (_, collector) = tcp_receiver(&format!("127.0.0.1:{port}"), got.clone()).await;
+        // The last body answered, as round * 1000 + body.
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let poster = {
+            let (mut r, mut i) = at;
+            let answered = answered.clone();
+            tokio::spawn(async move {
+                let mut bodies = round(r);
+                loop {
+                    if post_result(addr, bodies[i].as_bytes()).await != Some(200) {
+                        return (r, i);
+                    }
+                    answered.store(r * 1000 + i, Relaxed);
+                    i += 1;
+                    if i == bodies.len() {
+                        (r, i) = (r + 1, 0);
+                        bodies = round(r);
+                    }
+                }
+            })
+        };
+        // Round `kill` is cut in the middle of its calls: after the subscribers' JSEP
+        // offers (bodies 79, 104, 127, each before the subscriber's handle joins), before
+        // most of their media stats.
+        let reached = |n: usize| {
+            let answered = answered.clone();
+            async move {
+                while answered.load(Relaxed) < kill * 1000 + n {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        };
+        reached(130).await;
+        collector.abort();
+        reached(190).await;
+        agent.kill().unwrap(); // SIGKILL mid-stream
+        agent.wait().unwrap();
+        at = poster.await.unwrap();
+    }
+    // Back up: the collector, then the agent on the same spool; the interrupted round is
+    // posted on (its unanswered body again: it may have been journaled, then it is taken
+    // twice, and a duplicate only adds packets).
+    let (_, _collector) = tcp_receiver(&format!("127.0.0.1:{port}"), got.clone()).await;
+    let mut agent = start();
+    wait_up().await;
+    let last = round(at.0);
+    for b in &last[at.1..] {
+        assert_eq!(post_result(addr, b.as_bytes()).await, Some(200));
+    }
+    let rounds: Vec<Vec<String>> = (0..=at.0).map(round).collect();
+    let want = made_of_rounds(&rounds);
+    let have = |got: &Received| -> std::collections::BTreeSet<String> {
+        let mut s = std::collections::BTreeSet::new();
+        for (cid, p) in got.0.lock().unwrap().iter() {
+            s.insert(made_key(cid, false, p));
+        }
+        for (cid, p) in got.1.lock().unwrap().iter() {
+            s.insert(made_key(cid, true, p));
+        }
+        s
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !want.is_subset(&have(&got)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill").arg(agent.id().to_string()).status();
+    agent.wait().unwrap();
+    let have = have(&got);
+    let lost: Vec<&String> = want.difference(&have).collect();
+    let count = |kind: &str| lost.iter().filter(|k| k.starts_with(kind)).count();
+    assert!(
+        lost.is_empty(),
+        "{} of {} packets of {} rounds lost: {} event rows, {} QoS reports, {} verdict rows: {:#?}",
+        lost.len(),
+        want.len(),
+        rounds.len(),
+        count("event"),
+        count("qos"),
+        count("verdict"),
+        lost.iter().take(20).collect::<Vec<_>>()
+    );
+}
