@@ -461,12 +461,17 @@ async fn every_packet_of_the_events_answered_200_survives_sigkills() {
         let (_, collector) = tcp_receiver(&format!("127.0.0.1:{port}"), got.clone()).await;
         // The last body answered, as round * 1000 + body.
         let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // The poster waits at body 140 of round `kill` until told to go on.
+        let go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let poster = {
             let (mut r, mut i) = at;
-            let answered = answered.clone();
+            let (answered, go) = (answered.clone(), go.clone());
             tokio::spawn(async move {
                 let mut bodies = round(r);
                 loop {
+                    while (r, i) == (kill, 140) && !go.load(Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
                     if post_result(addr, bodies[i].as_bytes()).await != Some(200) {
                         return (r, i);
                     }
@@ -480,8 +485,8 @@ async fn every_packet_of_the_events_answered_200_survives_sigkills() {
             })
         };
         // Round `kill` is cut in the middle of its calls: after the subscribers' JSEP
-        // offers (bodies 79, 104, 127, each before the subscriber's handle joins), before
-        // most of their media stats.
+        // offers (bodies 79, 104, 127, each before the subscriber's handle joins) and their
+        // checkpoint, before most of their media stats.
         let reached = |n: usize| {
             let answered = answered.clone();
             async move {
@@ -490,8 +495,12 @@ async fn every_packet_of_the_events_answered_200_survives_sigkills() {
                 }
             }
         };
-        reached(130).await;
+        // The checkpoint passes the offers (the pipeline task's tick, every 100 ms, once
+        // their packets are spooled): on restart they warm the pipeline up.
+        reached(139).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         collector.abort();
+        go.store(true, Relaxed);
         reached(190).await;
         agent.kill().unwrap(); // SIGKILL mid-stream
         agent.wait().unwrap();
