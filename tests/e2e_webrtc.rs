@@ -346,10 +346,32 @@ fn aiortc_videoroom_publishers_and_subscriber_share_the_room_id() {
     let events = packets
         .iter()
         .filter(|p| !matches!(p["proto_type"].as_u64(), Some(5 | 34)));
+    let mut verdicts = Vec::new();
     for p in events {
         let ev = event_of(p);
-        assert!(distinct.insert(ev.to_string()), "sent twice: {ev}");
         let cid = p["correlation_id"].as_str().unwrap();
+        if ev.is_null() {
+            // Not a Janus event: heplink's verdict on a PeerConnection (`summary`) or on the
+            // room once it is destroyed (`room_summary`), under the room's id.
+            let body: Value = serde_json::from_slice(heplink::map::log_json(
+                p["payload"].as_str().unwrap().as_bytes(),
+            ))
+            .unwrap();
+            assert_eq!(cid, room_cid, "{body}");
+            let s = if body["summary"].is_object() {
+                assert!(
+                    sessions.contains(&body["summary"]["session_id"].as_u64().unwrap()),
+                    "{body}"
+                );
+                &body["summary"]
+            } else {
+                &body["room_summary"]
+            };
+            assert_eq!(s["room"], room, "{body}");
+            verdicts.push(body.clone());
+            continue;
+        }
+        assert!(distinct.insert(ev.to_string()), "sent twice: {ev}");
         let ours = ev["session_id"]
             .as_u64()
             .is_some_and(|s| sessions.contains(&s))
@@ -380,6 +402,19 @@ fn aiortc_videoroom_publishers_and_subscriber_share_the_room_id() {
         seen.get(&(w, t, st, d.to_string())).copied().unwrap_or(0)
     };
     assert!(in_room > 100, "{in_room} packets in the room");
+    let pcs: Vec<&Value> = verdicts
+        .iter()
+        .map(|b| &b["summary"])
+        .filter(|s| s.is_object())
+        .collect();
+    assert_eq!(pcs.len(), 4, "a verdict per PeerConnection: {verdicts:?}");
+    // Media flowed (checked below), though a loaded machine may call a call degraded.
+    assert!(
+        pcs.iter()
+            .all(|s| s["outcome"] == "ok" || s["outcome"] == "degraded"),
+        "{verdicts:?}"
+    );
+    assert_eq!(verdicts.len(), 5, "and one for the room: {verdicts:?}");
     for w in ["pubA", "pubB", "subC", "subD"] {
         assert_eq!(count(w, 2, 0, ""), 2, "{w} attached + detached: {seen:?}");
         // A publisher that updates its stream (seen under load: pubB `updated`) makes
