@@ -1,5 +1,5 @@
 //! The AMQP input with real parts: Debian's `rabbitmq-server` on loopback (a node of the
-//! test's own), the real Janus 1.1.2 publishing through its `rabbitmqevh`, and the agent
+//! test's own), the real Janus (1.1.2, then 1.4.1) publishing through its `rabbitmqevh`, and the agent
 //! consuming a durable queue it declares.
 //!
 //! - Janus's events (grouped arrays through a fanout exchange; single objects straight to
@@ -10,8 +10,8 @@
 //! - Stopping with nothing pending does not wait out the drain time.
 //!
 //! One RabbitMQ node serves every test of this file (it takes seconds to start), each
-//! test on queues and exchanges of its own. Needs `rabbitmq-server` and `janus`
-//! (installed by `.ci/run`).
+//! test on queues and exchanges of its own. Needs `rabbitmq-server`, `janus` and Janus
+//! 1.4.1 (set up by `.ci/run`).
 
 mod common;
 
@@ -20,23 +20,21 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use common::brokers::{Rabbit, RABBIT_BIN};
-use common::janus::same_as_http;
+use common::janus::{on_each_version_async, same_as_http, JanusBin};
 use common::*;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-fn have(test: &str) -> bool {
-    peers(
-        test,
-        &[
-            (
-                "rabbitmq-server",
-                std::path::Path::new(&format!("{RABBIT_BIN}rabbitmq-server")).exists(),
-                "apt-get install rabbitmq-server",
-            ),
-            ("janus", on_path("janus"), "apt-get install janus"),
-        ],
+fn rabbitmq() -> (&'static str, bool, &'static str) {
+    (
+        "rabbitmq-server",
+        std::path::Path::new(&format!("{RABBIT_BIN}rabbitmq-server")).exists(),
+        "apt-get install rabbitmq-server",
     )
+}
+
+fn have(test: &str) -> bool {
+    peers(test, &[rabbitmq()])
 }
 
 /// The shared node, started by the first test that needs it (a static is never dropped:
@@ -89,15 +87,17 @@ fn rabbitmqevh(port: u16, grouping: bool, exchange: Option<&str>, route_key: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_janus_rabbitmqevh_grouped_through_an_exchange_same_as_http() {
-    if !have("real_janus_rabbitmqevh_grouped") {
-        return;
-    }
+    on_each_version_async("real_janus_rabbitmqevh_grouped", &[rabbitmq()], grouped).await;
+}
+
+async fn grouped(jb: JanusBin) {
     let _one = ONE.lock().await;
     let port = rabbit().lock().unwrap().port;
     let dir = tempfile::tempdir().unwrap();
     let (a, stop, got) = amqp_agent("hl-grouped", "janus-exchange").await;
     let m = a.metrics.clone();
     same_as_http(
+        &jb,
         dir.path(),
         (
             "rabbitmqevh",
@@ -118,14 +118,16 @@ async fn real_janus_rabbitmqevh_grouped_through_an_exchange_same_as_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_janus_rabbitmqevh_single_events_to_the_queue_same_as_http() {
-    if !have("real_janus_rabbitmqevh_single") {
-        return;
-    }
+    on_each_version_async("real_janus_rabbitmqevh_single", &[rabbitmq()], single).await;
+}
+
+async fn single(jb: JanusBin) {
     let _one = ONE.lock().await;
     let port = rabbit().lock().unwrap().port;
     let dir = tempfile::tempdir().unwrap();
     let (a, stop, got) = amqp_agent("hl-single", "").await;
     same_as_http(
+        &jb,
         dir.path(),
         ("rabbitmqevh", rabbitmqevh(port, false, None, "hl-single")),
         (vec![(a, stop)], got),
@@ -139,9 +141,15 @@ async fn real_janus_rabbitmqevh_single_events_to_the_queue_same_as_http() {
 /// once between them, with HTTP's ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_janus_rabbitmqevh_into_partitions_two_agents_same_as_http() {
-    if !have("real_janus_rabbitmqevh_partitions") {
-        return;
-    }
+    on_each_version_async(
+        "real_janus_rabbitmqevh_partitions",
+        &[rabbitmq()],
+        partitions,
+    )
+    .await;
+}
+
+async fn partitions(jb: JanusBin) {
     let _one = ONE.lock().await;
     let port = rabbit().lock().unwrap().port;
     let dir = tempfile::tempdir().unwrap();
@@ -163,6 +171,7 @@ async fn real_janus_rabbitmqevh_into_partitions_two_agents_same_as_http() {
     );
     let metrics: Vec<_> = agents.iter().map(|(a, _)| a.metrics.clone()).collect();
     same_as_http(
+        &jb,
         dir.path(),
         ("rabbitmqevh", evh),
         (agents, got),

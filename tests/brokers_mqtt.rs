@@ -1,5 +1,5 @@
-//! The MQTT input with real parts: Debian's `mosquitto` on loopback, the real Janus 1.1.2
-//! publishing through its `mqttevh`, and the agent subscribed.
+//! The MQTT input with real parts: Debian's `mosquitto` on loopback, the real Janus (1.1.2,
+//! then 1.4.1) publishing through its `mqttevh`, and the agent subscribed.
 //!
 //! - Janus's events through MQTT (per-type topics, then one topic) arrive exactly once,
 //!   with the correlation ids the HTTP input gives the same events (sampleevh of the
@@ -9,7 +9,7 @@
 //!   after its restart (duplicates counted, nothing lost).
 //! - The broker restarted mid-stream: the agent reconnects, and nothing is lost.
 //!
-//! Needs `mosquitto` and `janus` (installed by `.ci/run`).
+//! Needs `mosquitto`, `janus` and Janus 1.4.1 (set up by `.ci/run`).
 
 mod common;
 
@@ -18,19 +18,19 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::brokers::Mosquitto;
-use common::janus::same_as_http;
+use common::janus::{on_each_version_async, same_as_http, JanusBin};
 use common::*;
 
-fn have(test: &str, janus: bool) -> bool {
-    let mut needs = vec![(
+fn mosquitto() -> (&'static str, bool, &'static str) {
+    (
         "mosquitto",
         on_path("mosquitto"),
         "apt-get install mosquitto",
-    )];
-    if janus {
-        needs.push(("janus", on_path("janus"), "apt-get install janus"));
-    }
-    peers(test, &needs)
+    )
+}
+
+fn have(test: &str) -> bool {
+    peers(test, &[mosquitto()])
 }
 
 fn mqttevh(port: u16, addevent: bool) -> String {
@@ -41,7 +41,7 @@ fn mqttevh(port: u16, addevent: bool) -> String {
     )
 }
 
-async fn janus_through_mqtt(addevent: bool) {
+async fn janus_through_mqtt(jb: JanusBin, addevent: bool) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path());
     let (collector, via_mqtt) = udp_receiver().await;
@@ -53,6 +53,7 @@ async fn janus_through_mqtt(addevent: bool) {
     let (agent, stop) = start_agent(cfg).await;
     let m = agent.metrics.clone();
     same_as_http(
+        &jb,
         dir.path(),
         ("mqttevh", mqttevh(broker.port, addevent)),
         (vec![(agent, stop)], via_mqtt),
@@ -70,18 +71,18 @@ async fn janus_through_mqtt(addevent: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_janus_mqttevh_per_type_topics_same_events_and_ids_as_http() {
-    if !have("real_janus_mqttevh_per_type_topics", true) {
-        return;
-    }
-    janus_through_mqtt(true).await;
+    on_each_version_async("real_janus_mqttevh_per_type_topics", &[mosquitto()], |jb| {
+        janus_through_mqtt(jb, true)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_janus_mqttevh_one_topic_same_events_and_ids_as_http() {
-    if !have("real_janus_mqttevh_one_topic", true) {
-        return;
-    }
-    janus_through_mqtt(false).await;
+    on_each_version_async("real_janus_mqttevh_one_topic", &[mosquitto()], |jb| {
+        janus_through_mqtt(jb, false)
+    })
+    .await;
 }
 
 /// Session-created events with distinct session ids: each gives one packet of its own
@@ -139,7 +140,7 @@ fn session_ids(got: &Received) -> (BTreeSet<String>, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_sigkilled_with_qos1_and_a_persistent_session_loses_nothing() {
-    if !have("agent_sigkilled_with_qos1", false) {
+    if !have("agent_sigkilled_with_qos1") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -199,7 +200,7 @@ async fn agent_sigkilled_with_qos1_and_a_persistent_session_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restarted_mid_stream_the_agent_reconnects_and_nothing_is_lost() {
-    if !have("broker_restarted_mid_stream", false) {
+    if !have("broker_restarted_mid_stream") {
         return;
     }
     use std::sync::atomic::Ordering::Relaxed;
@@ -257,7 +258,7 @@ async fn broker_restarted_mid_stream_the_agent_reconnects_and_nothing_is_lost() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: cargo test --release --test brokers_mqtt -- --ignored --nocapture"]
 async fn measure_events_per_second_from_single_event_messages() {
-    if !have("measure_mqtt", false) {
+    if !have("measure_mqtt") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -324,7 +325,7 @@ async fn measure_events_per_second_from_single_event_messages() {
 /// another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_topic_assignment_gives_each_agent_its_own_janus_instances() {
-    if !have("static_topic_assignment", false) {
+    if !have("static_topic_assignment") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -398,7 +399,7 @@ async fn static_topic_assignment_gives_each_agent_its_own_janus_instances() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: cargo test --release --test brokers_mqtt -- --ignored --nocapture"]
 async fn measure_latency_at_10k_events_per_second() {
-    if !have("measure_mqtt_latency", false) {
+    if !have("measure_mqtt_latency") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -443,7 +444,7 @@ async fn measure_latency_at_10k_events_per_second() {
 /// (`mqtt.tls`, as for collectors) and takes what is published on the plain listener.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtts_with_the_brokers_ca() {
-    if !have("mqtts_with_the_brokers_ca", false) {
+    if !have("mqtts_with_the_brokers_ca") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

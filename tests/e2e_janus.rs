@@ -1,22 +1,25 @@
-//! End to end with the real Janus (Debian's `janus` 1.1.2, started here on loopback):
+//! End to end with the real Janus (started here on loopback, once per version: Debian's
+//! `janus` 1.1.2 and 1.4.1 built by `.ci/build-janus`):
 //! its sample HTTP event handler and its WebSocket event handler each deliver to a
 //! `heplink serve` agent, while sessions are driven through Janus's HTTP API (echotest,
 //! and a VideoRoom created, joined and left). Two independent delivery paths of the same
 //! Janus must give the same events, each exactly once, with valid HEP and the correlation
-//! ids of the rules. Run once with grouping off, once with grouping, gzip and Basic auth.
+//! ids of the rules. Run once with grouping off, once with grouping, gzip and Basic auth
+//! (and sampleevh's `json` left to its default: indented in 1.1.2, compact in 1.4.1).
 //!
-//! Needs the `janus` package (installed by `.ci/run`).
+//! Needs the `janus` package and Janus 1.4.1 (both set up by `.ci/run`).
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::janus::{drive, events_of, hour_of, Janus};
+use common::janus::{drive, events_of, hour_of, on_each_version_async, Janus, JanusBin};
 use common::*;
 use serde_json::Value;
 
 async fn scenario(
+    jb: JanusBin,
     sampleevh: impl Fn(SocketAddr) -> String,
     wsevh: impl Fn(SocketAddr) -> String,
     auth: Option<(&str, &str)>,
@@ -40,6 +43,7 @@ async fn scenario(
     let (sample_cfg, ws_cfg) = (sampleevh(http), wsevh(ws));
     let ids = tokio::task::spawn_blocking(move || {
         let j = Janus::start(
+            &jb,
             dir.path(),
             &[
                 ("sampleevh", sample_cfg.as_str()),
@@ -131,34 +135,29 @@ async fn scenario(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_janus_grouping_off() {
-    if !common::peers(
-        "real_janus_grouping_off",
-        &[("janus", common::on_path("janus"), "apt-get install janus")],
-    ) {
-        return;
-    }
-    scenario(
-        |http| format!("general: {{ enabled = true events = \"all\" grouping = false json = \"compact\" backend = \"http://{http}/janus-events\" }}\n"),
-        |ws| format!("general: {{ enabled = true events = \"all\" grouping = false json = \"compact\" backend = \"ws://{ws}/janus-ws-events\" }}\n"),
-        None,
-    )
+    on_each_version_async("real_janus_grouping_off", &[], |jb| {
+        scenario(
+            jb,
+            |http| format!("general: {{ enabled = true events = \"all\" grouping = false json = \"compact\" backend = \"http://{http}/janus-events\" }}\n"),
+            |ws| format!("general: {{ enabled = true events = \"all\" grouping = false json = \"compact\" backend = \"ws://{ws}/janus-ws-events\" }}\n"),
+            None,
+        )
+    })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_janus_grouping_gzip_and_basic_auth() {
-    if !common::peers(
-        "real_janus_grouping_gzip_and_basic_auth",
-        &[("janus", common::on_path("janus"), "apt-get install janus")],
-    ) {
-        return;
-    }
-    scenario(
-        |http| format!("general: {{ enabled = true events = \"all\" grouping = true json = \"compact\" compress = true compression = 6 backend = \"http://{http}/janus-events\" backend_user = \"janus\" backend_pwd = \"s3cret\" }}\n"),
-        // wsevh cannot send Basic auth (userinfo in its backend URL is not sent): it
-        // authenticates with the token in the URL's query.
-        |ws| format!("general: {{ enabled = true events = \"all\" grouping = true json = \"compact\" backend = \"ws://{ws}/?token=t0ken\" }}\n"),
-        Some(("janus", "s3cret")),
-    )
+    on_each_version_async("real_janus_grouping_gzip_and_basic_auth", &[], |jb| {
+        scenario(
+            jb,
+            // `json` unset: Janus's default (1.1.2 indents, 1.4.1 is compact).
+            |http| format!("general: {{ enabled = true events = \"all\" grouping = true compress = true compression = 6 backend = \"http://{http}/janus-events\" backend_user = \"janus\" backend_pwd = \"s3cret\" }}\n"),
+            // wsevh cannot send Basic auth (userinfo in its backend URL is not sent): it
+            // authenticates with the token in the URL's query.
+            |ws| format!("general: {{ enabled = true events = \"all\" grouping = true json = \"compact\" backend = \"ws://{ws}/?token=t0ken\" }}\n"),
+            Some(("janus", "s3cret")),
+        )
+    })
     .await;
 }

@@ -1,4 +1,5 @@
-//! End to end with a real WebRTC peer: the real Janus (Debian's 1.1.2) runs its echotest
+//! End to end with a real WebRTC peer: the real Janus (Debian's 1.1.2, then 1.4.1 built by
+//! `.ci/build-janus`) runs its echotest
 //! with an aiortc PeerConnection (Opus audio + VP8 video, real ICE, DTLS and SRTP), its
 //! sample event handler posts to `heplink serve`, which sends HEP over UDP to
 //! `heplink listen --jsonl`. Everything runs in a network namespace of its own (see
@@ -14,7 +15,7 @@
 //! selected pair, and media counters that show RTP really flowed; in the VideoRoom, the
 //! room's correlation id on every event of its sessions and handles and on nothing else.
 //!
-//! Needs `janus`, `iproute2`, `unshare` and a Python with aiortc (`.ci/run` creates it in
+//! Needs `janus`, Janus 1.4.1, `iproute2`, `unshare` and a Python with aiortc (`.ci/run` creates it in
 //! `target/webrtc-venv`; set `HEPLINK_WEBRTC_PYTHON` to use another one).
 
 mod common;
@@ -23,6 +24,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::janus::{on_each_version, JanusBin};
 use serde_json::Value;
 
 fn python() -> PathBuf {
@@ -32,25 +34,32 @@ fn python() -> PathBuf {
     }
 }
 
-/// Runs a scenario of `tests/webrtc/run.sh`; returns the packets `listen` decoded, the
-/// ids the peer script printed, and `listen`'s flow summary.
-fn run_scenario(scenario: &str) -> Option<(Vec<Value>, Value, String)> {
+/// Runs `body` on what [`run_scenario`] gives, once per Janus version.
+fn on_each_janus(scenario: &str, body: impl Fn((Vec<Value>, Value, String))) {
     let py = python();
-    if !common::peers(
-        scenario,
-        &[
-            ("janus", common::on_path("janus"), "apt-get install janus"),
-            (
-                "aiortc",
-                py.exists(),
-                "`python3 -m venv target/webrtc-venv && target/webrtc-venv/bin/pip install -r tests/webrtc/requirements.txt`",
-            ),
-            ("unshare", common::on_path("unshare"), "apt-get install util-linux"),
-            ("ip", common::on_path("ip"), "apt-get install iproute2"),
-        ],
-    ) {
-        return None;
+    let mut needs = vec![
+        (
+            "aiortc",
+            py.exists(),
+            "`python3 -m venv target/webrtc-venv && target/webrtc-venv/bin/pip install -r tests/webrtc/requirements.txt`",
+        ),
+        ("unshare", common::on_path("unshare"), "apt-get install util-linux"),
+        ("ip", common::on_path("ip"), "apt-get install iproute2"),
+    ];
+    if scenario == "sip" {
+        needs.push((
+            "sipp",
+            common::on_path("sipp"),
+            "apt-get install sip-tester",
+        ));
     }
+    on_each_version(scenario, &needs, |jb| body(run_scenario(jb, scenario)));
+}
+
+/// Runs a scenario of `tests/webrtc/run.sh` on a Janus; returns the packets `listen`
+/// decoded, the ids the peer script printed, and `listen`'s flow summary.
+fn run_scenario(jb: &JanusBin, scenario: &str) -> (Vec<Value>, Value, String) {
+    let py = python();
     let dir = tempfile::tempdir().unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/run.sh");
     let mut cmd = Command::new("unshare");
@@ -59,6 +68,8 @@ fn run_scenario(scenario: &str) -> Option<(Vec<Value>, Value, String)> {
         cmd.arg("-r");
     }
     let out = cmd
+        .env("JANUS_BIN", &jb.bin)
+        .env("JANUS_LIBDIR", &jb.libdir)
         .arg("--net")
         .arg("bash")
         .arg(&script)
@@ -83,7 +94,7 @@ fn run_scenario(scenario: &str) -> Option<(Vec<Value>, Value, String)> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("listen writes JSON lines"))
         .collect();
-    Some((packets, peer, read("flows.txt")))
+    (packets, peer, read("flows.txt"))
 }
 
 /// The Janus event a packet carries, after checking it is valid HEP as heplink sends it.
@@ -138,9 +149,10 @@ fn is_root() -> bool {
 
 #[test]
 fn aiortc_echotest_call_reaches_hep_under_one_session_id() {
-    let Some((packets, peer, flows)) = run_scenario("echotest") else {
-        return;
-    };
+    on_each_janus("echotest", echotest);
+}
+
+fn echotest((packets, peer, flows): (Vec<Value>, Value, String)) {
     let sid = peer["session_id"].as_u64().unwrap();
     let hid = peer["handle_id"].as_u64().unwrap();
     assert!(
@@ -314,9 +326,10 @@ fn aiortc_echotest_call_reaches_hep_under_one_session_id() {
 
 #[test]
 fn aiortc_videoroom_publishers_and_subscriber_share_the_room_id() {
-    let Some((packets, peer, flows)) = run_scenario("videoroom") else {
-        return;
-    };
+    on_each_janus("videoroom", videoroom);
+}
+
+fn videoroom((packets, peer, flows): (Vec<Value>, Value, String)) {
     assert!(
         flows.contains(" 0 rejected"),
         "listen rejected packets: {flows}"

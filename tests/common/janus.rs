@@ -1,9 +1,11 @@
-//! The real Janus (Debian's `janus` 1.1.2) started on loopback with the event handlers a
-//! test configures, and a scenario driven through its HTTP API.
+//! The real Janus started on loopback with the event handlers a test configures, and a
+//! scenario driven through its HTTP API. Each end-to-end test runs on every Janus version
+//! here ([`versions`]): Debian's `janus` 1.1.2, and 1.4.1 built by `.ci/build-janus`
+//! (found through `HEPLINK_JANUS14`, else in the build cache).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,9 +13,137 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{free_port, wait_or_kill, Received};
+use super::{free_port, on_path, peers, wait_or_kill, Received};
 
-const PLUGINS: &str = "/usr/lib/x86_64-linux-gnu/janus";
+/// Where Debian's `janus` package keeps its plugins, transports and event handlers.
+pub const DEBIAN_LIBDIR: &str = "/usr/lib/x86_64-linux-gnu/janus";
+
+/// One Janus build: its binary and the folder of its `plugins/`, `transports/`,
+/// `events/` (and `loggers/`, when built) folders.
+#[derive(Clone, Debug)]
+pub struct JanusBin {
+    /// As `janus --version` says it ("1.1.2", "1.4.1"): named in assertion messages.
+    pub version: String,
+    pub bin: PathBuf,
+    pub libdir: PathBuf,
+}
+
+impl JanusBin {
+    fn new(bin: PathBuf, libdir: PathBuf) -> Option<JanusBin> {
+        let out = Command::new(&bin).arg("--version").output().ok()?;
+        // "Janus version: 1401 (1.4.1)"
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let version = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Janus version: "))
+            .and_then(|v| v.split_once('(')?.1.split_once(')'))
+            .map(|(v, _)| v.to_string())?;
+        Some(JanusBin {
+            version,
+            bin,
+            libdir,
+        })
+    }
+
+    /// Debian's `janus` (1.1.2), when installed.
+    pub fn debian() -> Option<JanusBin> {
+        if !on_path("janus") {
+            return None;
+        }
+        JanusBin::new("janus".into(), DEBIAN_LIBDIR.into())
+    }
+
+    /// Janus 1.4.1 as `.ci/build-janus` installs it: the prefix in `HEPLINK_JANUS14`
+    /// (`.ci/run` exports it), else a complete build in the cache
+    /// (`${HEPLINK_PEER_CACHE:-/var/cache/heplink-peers}/janus-1.4.1-*`).
+    pub fn janus14() -> Option<JanusBin> {
+        let prefix = match std::env::var_os("HEPLINK_JANUS14") {
+            Some(p) => PathBuf::from(p),
+            None => {
+                let cache = std::env::var_os("HEPLINK_PEER_CACHE")
+                    .map_or_else(|| "/var/cache/heplink-peers".into(), PathBuf::from);
+                let mut built: Vec<PathBuf> = std::fs::read_dir(cache)
+                    .ok()?
+                    .filter_map(|e| Some(e.ok()?.path()))
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("janus-1.4.1-"))
+                            && p.join(".heplink-build-stamp").is_file()
+                    })
+                    .collect();
+                built.sort();
+                built.pop()?
+            }
+        };
+        JanusBin::new(prefix.join("bin/janus"), prefix.join("lib/janus"))
+            .filter(|j| j.version == "1.4.1")
+    }
+}
+
+/// The Janus versions a test runs on: 1.1.2 and 1.4.1, each when it is here, after the
+/// test's other `needs` ([`peers`]). A missing version is skipped with a printed reason,
+/// or, with `HEPLINK_REQUIRE_PEERS` set, fails the test.
+pub fn versions(test: &str, needs: &[(&str, bool, &str)]) -> Vec<JanusBin> {
+    if !peers(test, needs) {
+        return Vec::new();
+    }
+    let mut here = Vec::new();
+    for (want, found, how) in [
+        ("1.1.2", JanusBin::debian(), "apt-get install janus"),
+        (
+            "1.4.1",
+            JanusBin::janus14(),
+            "HEPLINK_JANUS14=$(.ci/build-janus | tail -1), as .ci/run does",
+        ),
+    ] {
+        let found = found.filter(|j| j.version == want);
+        let what = format!("janus {want}");
+        if peers(
+            &format!("{test} on Janus {want}"),
+            &[(what.as_str(), found.is_some(), how)],
+        ) {
+            here.extend(found);
+        }
+    }
+    here
+}
+
+/// A panic's message.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// Runs `body` once per Janus version of [`versions`]; a failure names the version.
+pub fn on_each_version(test: &str, needs: &[(&str, bool, &str)], body: impl Fn(&JanusBin)) {
+    for j in versions(test, needs) {
+        eprintln!("{test}: Janus {}", j.version);
+        if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&j))) {
+            panic!("on Janus {}: {}", j.version, panic_text(&*p));
+        }
+    }
+}
+
+/// [`on_each_version`] for async bodies (each runs as a task of the test's runtime).
+pub async fn on_each_version_async<F, Fut>(test: &str, needs: &[(&str, bool, &str)], body: F)
+where
+    F: Fn(JanusBin) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    for j in versions(test, needs) {
+        eprintln!("{test}: Janus {}", j.version);
+        let v = j.version.clone();
+        if let Err(e) = tokio::spawn(body(j)).await {
+            match e.try_into_panic() {
+                Ok(p) => panic!("on Janus {v}: {}", panic_text(&*p)),
+                Err(e) => panic!("on Janus {v}: {e}"),
+            }
+        }
+    }
+}
 
 pub struct Janus {
     child: Child,
@@ -24,7 +154,7 @@ pub struct Janus {
 impl Janus {
     /// Starts Janus with these event handlers configured (name without `libjanus_` and
     /// `.so`, and its jcfg text); the other handlers are disabled.
-    pub fn start(dir: &Path, handlers: &[(&str, &str)]) -> Janus {
+    pub fn start(jb: &JanusBin, dir: &Path, handlers: &[(&str, &str)]) -> Janus {
         let disable = [
             "gelfevh",
             "mqttevh",
@@ -47,10 +177,10 @@ impl Janus {
             format!(
                 r#"general: {{
     configs_folder = "{cfg}"
-    plugins_folder = "{PLUGINS}/plugins"
-    transports_folder = "{PLUGINS}/transports"
-    events_folder = "{PLUGINS}/events"
-    loggers_folder = "{PLUGINS}/loggers"
+    plugins_folder = "{lib}/plugins"
+    transports_folder = "{lib}/transports"
+    events_folder = "{lib}/events"
+    loggers_folder = "{lib}/loggers"
     debug_level = 4
     server_name = "heplink-e2e"
     session_timeout = 60
@@ -67,6 +197,7 @@ events: {{
 }}
 "#,
                 cfg = cfg.display(),
+                lib = jb.libdir.display(),
                 disable = disable
             ),
         );
@@ -83,7 +214,7 @@ events: {{
             "general: { events = true }\n".into(),
         );
         let log = dir.join("janus.log");
-        let child = Command::new("janus")
+        let child = Command::new(&jb.bin)
             .arg("-F")
             .arg(&cfg)
             .arg("-L")
@@ -92,7 +223,7 @@ events: {{
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("janus is not installed (apt-get install janus)");
+            .unwrap_or_else(|e| panic!("{}: {e}", jb.bin.display()));
         let j = Janus {
             child,
             api: ([127, 0, 0, 1], port).into(),
@@ -102,7 +233,8 @@ events: {{
         while request(j.api, "GET", "/janus/info", None).is_none() {
             assert!(
                 Instant::now() < deadline,
-                "Janus did not start: {}",
+                "Janus {} did not start: {}",
+                jb.version,
                 std::fs::read_to_string(&j.log).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -239,6 +371,7 @@ pub fn events_of(got: &Received) -> (EventCounts, Vec<(String, Value)>) {
 /// sampleevh feeds the same events to a second agent over HTTP: every event must arrive
 /// exactly once, the same events both ways, each with the correlation id HTTP gave it.
 pub async fn same_as_http(
+    jb: &JanusBin,
     dir: &Path,
     evh: (&str, String),
     agents: (
@@ -269,8 +402,10 @@ pub async fn same_as_http(
     let scfg = format!("general: {{ enabled = true events = \"all\" grouping = false json = \"compact\" backend = \"http://{http}/janus-events\" }}\n");
     let jdir = dir.join("janus");
     let (name, text) = (evh.0.to_string(), evh.1);
+    let jb2 = jb.clone();
     tokio::task::spawn_blocking(move || {
         let j = Janus::start(
+            &jb2,
             &jdir,
             &[(name.as_str(), text.as_str()), ("sampleevh", scfg.as_str())],
         );

@@ -4,7 +4,7 @@
 # `heplink serve`, which sends HEP to `heplink listen`, while a real aiortc peer runs an
 # echotest PeerConnection. Janus gathers no ICE candidates on loopback, so a veth carries
 # 127.0.0.2 (Janus media) and 127.0.0.3 (the peers); APIs stay on 127.0.0.1.
-#   run.sh HEPLINK PYTHON WORKDIR echotest|videoroom
+#   [JANUS_BIN=janus JANUS_LIBDIR=<plugins, transports, events>] run.sh HEPLINK PYTHON WORKDIR echotest|videoroom
 set -euo pipefail
 HEPLINK="$1"; PY="$2"; WORK="$3"; SCENARIO="$4"; HERE="$(cd "$(dirname "$0")" && pwd)"
 ip link set lo up
@@ -14,7 +14,7 @@ ip addr add 127.0.0.3/32 dev hl0
 ip link set hl1 up
 ip link set hl0 up
 mkdir -p "$WORK/cfg"
-P=/usr/lib/x86_64-linux-gnu/janus
+P="${JANUS_LIBDIR:-/usr/lib/x86_64-linux-gnu/janus}"
 cat > "$WORK/cfg/janus.jcfg" <<JCFG
 general: { configs_folder = "$WORK/cfg" plugins_folder = "$P/plugins" transports_folder = "$P/transports" events_folder = "$P/events" loggers_folder = "$P/loggers" debug_level = 4 server_name = "heplink-webrtc" }
 media: { rtp_port_range = "20000-20999" }
@@ -35,7 +35,7 @@ echo 'general: { events = true }' > "$WORK/cfg/janus.plugin.videoroom.jcfg"
 LISTEN=$!
 "$HEPLINK" serve --http 127.0.0.1:8090 --ws off --metrics off --to udp://127.0.0.1:9060 2> "$WORK/serve.log" &
 SERVE=$!
-janus -F "$WORK/cfg" -L "$WORK/janus.log" -N -o > /dev/null 2>&1 &
+"${JANUS_BIN:-janus}" -F "$WORK/cfg" -L "$WORK/janus.log" -N -o > /dev/null 2>&1 &
 JANUS=$!
 for _ in $(seq 1 100); do
   (exec 3<>/dev/tcp/127.0.0.1/8088) 2> /dev/null && break || sleep 0.1
