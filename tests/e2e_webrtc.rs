@@ -7,7 +7,7 @@
 //!
 //! A second scenario runs a VideoRoom: two publishers, a viewer subscribed to both feeds
 //! and one to a single feed (a session each, plus an admin session that creates and
-//! destroys the room).
+//! destroys the room). A third calls a real `sipp` UAS through Janus's SIP plugin.
 //!
 //! The assertions are what an operator looks for in Homer after a call: every ICE, DTLS,
 //! WebRTC-up and hangup event and the media statistics arrived, each once, as valid HEP
@@ -463,4 +463,126 @@ fn videoroom((packets, peer, flows): (Vec<Value>, Value, String)) {
     }
     assert_eq!(count("admin", 64, 0, "created"), 1, "{seen:?}");
     assert_eq!(count("admin", 64, 0, "destroyed"), 1, "{seen:?}");
+}
+
+/// The SIP packets (HEP type 1) of a run: (src, dst, correlation id, first line).
+fn sip_packets(packets: &[Value]) -> Vec<(String, String, String, String)> {
+    packets
+        .iter()
+        .filter(|p| p["proto_type"] == 1)
+        .map(|p| {
+            let end = |ip: &str, port: &str| format!("{}:{}", p[ip].as_str().unwrap(), p[port]);
+            (
+                end("src_ip", "src_port"),
+                end("dst_ip", "dst_port"),
+                p["correlation_id"].as_str().unwrap().to_string(),
+                p["payload"]
+                    .as_str()
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A SIP call through Janus's SIP plugin: an aiortc peer registers as a guest and calls a
+/// real `sipp` UAS (`tests/webrtc/sipp/uas.xml`, RTP echoed), which answers; the peer
+/// hangs up. Janus reports each SIP message (`sip-in`, and `sip-out` in both versions),
+/// which heplink sends as HEP SIP under the call's Call-ID, with the handle's events and
+/// the call's QoS under the same id.
+#[test]
+fn aiortc_sip_call_through_janus_reaches_hep_under_the_call_id() {
+    on_each_janus("sip", sip_call);
+}
+
+fn sip_call((packets, peer, flows): (Vec<Value>, Value, String)) {
+    assert!(
+        flows.contains(" 0 rejected"),
+        "listen rejected packets: {flows}"
+    );
+    let call_id = peer["call_id"].as_str().expect("the peer's Call-ID");
+    let hid = peer["handle_id"].as_u64().unwrap();
+    let sip = sip_packets(&packets);
+    let lines: Vec<&str> = sip.iter().map(|(_, _, _, l)| l.as_str()).collect();
+    for (_, _, cid, line) in &sip {
+        assert_eq!(cid, call_id, "{line}");
+    }
+    // Janus -> UAS: INVITE, ACK, BYE; UAS -> Janus: 180, 200 (INVITE), 200 (BYE).
+    let starts = |w: &str| lines.iter().filter(|l| l.starts_with(w)).count();
+    assert_eq!(
+        starts("INVITE sip:frontdesk@127.0.0.5:5070 "),
+        1,
+        "{lines:?}"
+    );
+    assert_eq!(starts("ACK "), 1, "{lines:?}");
+    assert_eq!(starts("BYE "), 1, "{lines:?}");
+    assert_eq!(starts("SIP/2.0 180 "), 1, "{lines:?}");
+    assert_eq!(starts("SIP/2.0 200 "), 2, "{lines:?}");
+    // The handle's events while the call is up (the plugin's, the PeerConnection's) are
+    // in the call; the call's media is too.
+    let mut in_call = std::collections::BTreeSet::new();
+    for p in packets.iter().filter(|p| p["proto_type"] == 100) {
+        let ev = event_of(p);
+        if ev["handle_id"].as_u64() != Some(hid) {
+            continue;
+        }
+        let (t, st, detail) = kind_of(&ev);
+        if ["calling", "accepted", "hangup"].contains(&detail.as_str())
+            || (t, st) == (16, 4)
+            || (t, st, detail.as_str()) == (16, 6, "webrtcup")
+        {
+            assert_eq!(p["correlation_id"], call_id, "{ev}");
+            in_call.insert(format!("{t}/{st}/{detail}"));
+        }
+    }
+    assert_eq!(
+        in_call,
+        [
+            "16/4/",
+            "16/6/hangup",
+            "16/6/webrtcup",
+            "64/0/accepted",
+            "64/0/calling",
+            "64/0/hangup"
+        ]
+        .map(String::from)
+        .into(),
+        "the call's events under its Call-ID"
+    );
+    let qos: Vec<&Value> = packets
+        .iter()
+        .filter(|p| matches!(p["proto_type"].as_u64(), Some(5 | 34)))
+        .collect();
+    assert!(!qos.is_empty(), "the call's QoS");
+    assert!(
+        qos.iter().all(|p| p["correlation_id"] == call_id),
+        "QoS under the Call-ID"
+    );
+}
+
+/// Each SIP message drawn between the addresses its dialog names (README: a request from
+/// its top Via to its Request-URI, a response from its Contact, else the dialog's, to its
+/// top Via): Janus's SIP stack 127.0.0.4, the UAS 127.0.0.5:5070, never a synthetic column.
+#[test]
+#[ignore = "heplink bug (src): LF-only SIP (1.4.1's sip-out) loses every header, \
+            src/janus/sip.rs sip_header; the UAS's 200 OK to Janus's BYE (no Contact) \
+            is drawn from a synthetic column (1.1.2 and 1.4.1)"]
+fn aiortc_sip_call_messages_between_the_dialogs_addresses() {
+    on_each_janus("sip", |(packets, _, _)| {
+        for (src, dst, _, line) in sip_packets(&packets) {
+            // Janus's SIP stack sends every request of this call, the UAS every response.
+            let (janus, uas) = if line.starts_with("SIP/2.0") {
+                (&dst, &src)
+            } else {
+                (&src, &dst)
+            };
+            assert!(
+                janus.starts_with("127.0.0.4:") && uas == "127.0.0.5:5070",
+                "{line}: {src} -> {dst}"
+            );
+        }
+    });
 }
