@@ -41,7 +41,11 @@ async fn scenario(
     let http = agents[0].0.bound.http.unwrap();
     let ws = agents[1].0.bound.ws.unwrap();
     let (sample_cfg, ws_cfg) = (sampleevh(http), wsevh(ws));
+    // Janus 1.4.1's core reports its status every 15 s (type 256, subtype 1 like
+    // `started`, `"status": "update"`): its run lasts long enough for one.
+    let update = jb.version == "1.4.1";
     let ids = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
         let j = Janus::start(
             &jb,
             dir.path(),
@@ -54,6 +58,9 @@ async fn scenario(
         std::thread::sleep(Duration::from_millis(500));
         let ids = drive(&j);
         std::thread::sleep(Duration::from_millis(1500));
+        if update {
+            std::thread::sleep(Duration::from_secs(17).saturating_sub(started.elapsed()));
+        }
         j.stop();
         ids
     })
@@ -122,6 +129,16 @@ async fn scenario(
     assert!(has(
         &|e| e["type"] == 256 && e["event"]["status"] == "shutdown"
     ));
+    if update {
+        // under the core's id (checked above), as `started` is
+        assert!(
+            has(&|e| e["type"] == 256
+                && e["subtype"] == 1
+                && e["event"]["status"] == "update"
+                && e["event"]["info"]["sessions"].is_u64()),
+            "a core status update"
+        );
+    }
     assert!(has(&|e| e["type"] == 2
         && e["handle_id"] == h1
         && e["event"]["name"] == "detached"));
