@@ -91,10 +91,16 @@ async fn udp_paced_by_default_a_collector_with_the_default_buffer_at_20k_per_s_l
     let mut have = got.cids();
     have.sort();
     assert_eq!(have, cids);
-    // And every QoS report made of the mix's media stats.
-    let qos: usize = MIX.iter().map(|s| expected_qos(s)).sum();
+    // And every QoS report made of the mix's media stats. (Verdicts are left out here:
+    // bodies posted all at once reach the agent in any order, not Janus's, so a
+    // PeerConnection may seem to end before it began.)
+    let qos: usize = MIX
+        .iter()
+        .map(|s| expected_qos(s) - expected_verdicts(s))
+        .sum();
     assert!(qos > 0);
-    assert_eq!(got.qos().len(), qos, "every QoS report arrives");
+    let reports = got.qos().iter().filter(|(_, p)| !is_verdict(p)).count();
+    assert_eq!(reports, qos, "every QoS report arrives");
 }
 
 /// A measurement, not part of the suite (how much is lost depends on how fast this
@@ -446,7 +452,12 @@ async fn flapping_collector(restarts: u32, every: Duration) -> Flap {
         f.resent,
         col.reconnects.load(Relaxed)
     );
-    assert!(missing.is_empty(), "lost: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "lost {} of {events}, first: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
     assert_eq!(f.stored, events, "nothing but the posted events");
     assert!(
         col.reconnects.load(Relaxed) >= u64::from(restarts) * 9 / 10,
@@ -472,16 +483,24 @@ async fn flapping_collector(restarts: u32, every: Duration) -> Flap {
 }
 
 /// The fault suite's flapping collector (#9): killed and restarted 100 times, every 0.8 s.
-/// Nothing lost; duplicates within 5% of the events.
+/// Nothing lost; every duplicate counted as resent, and duplicates within 8% of the
+/// events: a batch is taken as read only once the collector's window shows it read (a
+/// collector that stops reading loses nothing), so what was written in the last moments
+/// before each kill comes again (3.5–3.9% before that rule, 6% with it on a loaded
+/// machine; the README's delivery table).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_collector_killed_100_times_every_0_8_s_loses_nothing_and_duplicates_stay_under_5_percent(
+async fn a_collector_killed_100_times_every_0_8_s_loses_nothing_and_duplicates_stay_under_8_percent(
 ) {
     let f = flapping_collector(100, Duration::from_millis(800)).await;
     assert!(
-        f.duplicates * 20 <= f.events,
-        "duplicates {} above 5% of {}",
+        f.duplicates * 100 <= f.events * 8,
+        "duplicates {} above 8% of {}",
         f.duplicates,
         f.events
+    );
+    assert!(
+        f.duplicates <= f.resent,
+        "every duplicate is counted as resent"
     );
 }
 

@@ -329,13 +329,15 @@ impl Mapper {
                     |s| Bytes::copy_from_slice(s.as_bytes()),
                 );
                 let (mut src, mut dst) = sip_sides(sip);
-                // Janus's side of the dialog: learnt from its messages that name it, and
+                // Both sides of the dialog: learnt from the messages that name them, and
                 // used for those that do not (a 200 OK to a BYE without Contact).
-                let janus = if inbound { &mut dst } else { &mut src };
-                match (*janus, call) {
-                    (Some(j), Some(call)) => self.sip_janus.learn(call, j),
-                    (None, Some(call)) => *janus = self.sip_janus.get(call),
-                    _ => {}
+                let (janus, far) = if inbound {
+                    (&mut dst, &mut src)
+                } else {
+                    (&mut src, &mut dst)
+                };
+                if let Some(call) = call {
+                    self.sip_janus.fill(call, janus, far);
                 }
                 (
                     ProtoType::SIP,
@@ -638,25 +640,32 @@ pub fn sip_sides(msg: &str) -> (Option<SocketAddr>, Option<SocketAddr>) {
     }
 }
 
-/// Janus's SIP address per Call-ID, as its messages name it; bounded (cleared when full).
+/// The two sides of each SIP dialog (Janus's, the far end's) per Call-ID, as its messages
+/// name them; bounded (cleared when full).
 #[derive(Debug, Default)]
 struct SipJanus {
-    by_call: ahash::AHashMap<Box<str>, SocketAddr>,
+    by_call: ahash::AHashMap<Box<str>, (Option<SocketAddr>, Option<SocketAddr>)>,
 }
 
 /// Calls remembered by [`SipJanus`] at most.
 const SIP_JANUS_CALLS: usize = 4096;
 
 impl SipJanus {
-    fn learn(&mut self, call: &str, a: SocketAddr) {
+    /// Learns the sides a message names; fills those it does not from earlier messages.
+    fn fill(&mut self, call: &str, janus: &mut Option<SocketAddr>, far: &mut Option<SocketAddr>) {
         if self.by_call.len() >= SIP_JANUS_CALLS && !self.by_call.contains_key(call) {
             self.by_call.clear();
         }
-        self.by_call.insert(call.into(), a);
-    }
-
-    fn get(&self, call: &str) -> Option<SocketAddr> {
-        self.by_call.get(call).copied()
+        let known = match self.by_call.get_mut(call) {
+            Some(k) => k,
+            None => self.by_call.entry(call.into()).or_default(),
+        };
+        for (side, kept) in [(janus, &mut known.0), (far, &mut known.1)] {
+            match side {
+                Some(a) => *kept = Some(*a),
+                None => *side = *kept,
+            }
+        }
     }
 }
 

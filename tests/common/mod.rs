@@ -402,6 +402,20 @@ pub fn is_qos(t: Option<heplink::proto::ProtoType>) -> bool {
     matches!(t.map(|t| t.0), Some(5 | 34))
 }
 
+/// How many verdicts (PeerConnections and rooms) `convert` makes of a scenario.
+pub fn expected_verdicts(scenario: &str) -> usize {
+    let mut lines = fixture_bodies(scenario).into_iter().map(Ok);
+    let c = heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
+        .unwrap();
+    c.packets
+        .iter()
+        .filter(|(_, b)| {
+            let p = heplink::proto::decode(b, Mode::Lenient).unwrap();
+            p.proto_type.map(|t| t.0) == Some(100) && is_verdict(p.payload.unwrap_or_default())
+        })
+        .count()
+}
+
 /// Whether a LOG payload is a verdict (a PeerConnection's or a room's summary).
 pub fn is_verdict(payload: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(heplink::map::log_json(payload))
