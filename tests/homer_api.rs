@@ -639,3 +639,80 @@ async fn homer_check_names_a_tls_certificate_it_does_not_trust_or_that_names_ano
     let _ = listener.kill();
     let _ = listener.wait();
 }
+
+/// At `homer.max_aliases`, the names of PeerConnections that ended first make room for new
+/// ones; with none ended, a new one is skipped and counted. Two rounds of the VideoRoom:
+/// the second from another Janus at other addresses, after the first ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_the_oldest_ended_names_go_first() {
+    let (api, _, s) = fake(true, false).await;
+    let (col, _got) = common::udp_receiver().await;
+    let mut c = common::agent_config(&[format!("udp://{col}")]);
+    c.homer.api = api;
+    c.homer.password = "sipcapture".into();
+    c.homer.alias_rate = 1000;
+    c.homer.alias_retention_s = 3600;
+    // Janus, its API side, the API client, and the five PeerConnections of one round.
+    c.homer.max_aliases = 8;
+    let (a, stop) = common::start_agent(c).await;
+    let first = common::fixture_bodies("videoroom-2pub-2sub-webrtc");
+    let second: Vec<String> = first
+        .iter()
+        .map(|b| {
+            b.replace("\"janus-fixtures\"", "\"janus-r2\"")
+                .replace("127.0.0.", "127.0.1.")
+        })
+        .collect();
+    let held_ips = || -> Vec<String> {
+        let f = s.lock().unwrap();
+        f.aliases
+            .iter()
+            .map(|a| a["ip"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (round, bodies) in [first, second].iter().enumerate() {
+        for b in bodies {
+            let status = common::post(a.bound.http.unwrap(), &[], b.as_bytes())
+                .await
+                .0;
+            assert_eq!(status, 200);
+        }
+        // Let the keeper catch up with the round.
+        let mut last = Vec::new();
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = held_ips();
+            if now == last && round == 0 && now.len() == 8 {
+                break;
+            }
+            last = now;
+        }
+        assert!(held_ips().len() <= 8, "round {round}: over the cap");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = a.metrics.clone();
+    stop.send(()).unwrap();
+    a.wait().await.unwrap();
+    let ips = held_ips();
+    assert!(ips.len() <= 8, "{ips:?}");
+    // The first round's clients (127.0.0.3-7) ended first: they made room.
+    for old in [
+        "127.0.0.3",
+        "127.0.0.4",
+        "127.0.0.5",
+        "127.0.0.6",
+        "127.0.0.7",
+    ] {
+        assert!(!ips.iter().any(|i| i == old), "{old} still named: {ips:?}");
+    }
+    assert!(ips.iter().any(|i| i.starts_with("127.0.1.")), "{ips:?}");
+    // Janus's own names stay whatever the cap.
+    assert!(ips.iter().any(|i| i == "127.0.0.2"), "{ips:?}");
+    use std::sync::atomic::Ordering::Relaxed;
+    assert!(m.homer.expired.load(Relaxed) >= 5, "made room by the cap");
+    assert!(
+        m.homer.dropped.load(Relaxed) >= 1,
+        "with none ended, skipped and counted"
+    );
+    assert_eq!(m.homer.failures.load(Relaxed), 0);
+}
