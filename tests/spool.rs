@@ -374,7 +374,8 @@ fn segment_bytes(dir: &std::path::Path) -> u64 {
 /// by its cid and words.
 fn made_key(cid: &str, qos: bool, payload: &[u8]) -> String {
     use std::hash::{Hash, Hasher};
-    if qos {
+    // The receiver keeps verdict rows with the QoS reports (both derived from events).
+    if qos && !is_verdict(payload) {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         payload.hash(&mut h);
         return format!("qos {cid} {:016x}", h.finish());
