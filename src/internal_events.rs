@@ -213,7 +213,7 @@ pub struct AliasFailed<'a> {
 
 impl AliasFailed<'_> {
     /// Counts it, and logs unless one logged within the last 10 seconds.
-    pub fn emit(self, m: &crate::homer::aliases::AliasMetrics) {
+    pub fn emit(self, m: &crate::metrics::AliasMetrics) {
         static LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
         m.failures.fetch_add(1, Relaxed);
         if let Some(suppressed) = LOG.allow() {

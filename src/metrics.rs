@@ -64,6 +64,22 @@ impl Input {
     }
 }
 
+/// The Homer alias keeper's counters (here, with the other counters: the keeper, its
+/// internal events and `/metrics` read them without importing each other).
+#[derive(Debug, Default)]
+pub struct AliasMetrics {
+    /// Aliases the keeper holds in Homer now.
+    pub held: AtomicU64,
+    /// Aliases created or deleted.
+    pub writes: AtomicU64,
+    /// API calls that failed.
+    pub failures: AtomicU64,
+    /// Changes dropped: the channel was full or the cap was reached with none ended.
+    pub dropped: AtomicU64,
+    /// Aliases removed after their retention, or to make room for a new one.
+    pub expired: AtomicU64,
+}
+
 /// Counters of one collector.
 #[derive(Debug, Default)]
 pub struct CollectorMetrics {
@@ -181,7 +197,7 @@ pub struct Metrics {
     /// Intake journal writes that failed (those bodies are not durable).
     pub journal_errors: AtomicU64,
     /// The Homer alias keeper's counters.
-    pub homer: Arc<crate::homer::aliases::AliasMetrics>,
+    pub homer: Arc<AliasMetrics>,
     /// WebSocket connections open now.
     pub ws_connections: AtomicU64,
     /// WebSocket connections accepted in total.

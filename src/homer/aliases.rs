@@ -19,7 +19,7 @@ use crate::diagnose::NameChange;
 use crate::internal_events::AliasFailed;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,20 +48,7 @@ pub enum Intent {
     },
 }
 
-/// The keeper's counters.
-#[derive(Debug, Default)]
-pub struct AliasMetrics {
-    /// Aliases the keeper holds in Homer now.
-    pub held: AtomicU64,
-    /// Aliases created or deleted.
-    pub writes: AtomicU64,
-    /// API calls that failed.
-    pub failures: AtomicU64,
-    /// Changes dropped: the channel was full or the cap was reached with none ended.
-    pub dropped: AtomicU64,
-    /// Aliases removed after their retention, or to make room for a new one.
-    pub expired: AtomicU64,
-}
+pub use crate::metrics::AliasMetrics;
 
 /// The pipeline's end: hands the diagnosis's names over without waiting.
 #[derive(Debug)]

@@ -4,14 +4,19 @@
 //! handed to the kernel, `TCP_INFO`).
 
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
 use super::delivery::SocketFacts;
+use super::spool::Spool;
 use super::{resolve, QueueRx};
+use crate::internal_events::{SpoolCapDropped, SpoolWriteFailed};
 use crate::metrics::CollectorMetrics;
 
 /// A TCP stream that counts the bytes handed to the kernel: under TLS this is the
@@ -184,9 +189,7 @@ impl Absorb<'_> {
     /// Waits for a packet and takes it, with whatever else is queued, into the spool.
     async fn next(&mut self) {
         match self.rx.recv().await {
-            Some(p) => {
-                *self.closing |= super::tcp::spool_queued(self.rx, self.spool, self.m, Some(p))
-            }
+            Some(p) => *self.closing |= spool_queued(self.rx, self.spool, self.m, Some(p)),
             None => *self.closing = true,
         }
     }
@@ -341,4 +344,49 @@ fn peer_state(s: &TcpStream) -> Peer {
             Err(_) => return Peer::Lost,
         }
     }
+}
+
+/// Moves what is queued into the spool without waiting; true when the queue closed.
+pub(super) fn spool_queued(
+    rx: &mut QueueRx,
+    spool: &mut Spool,
+    m: &CollectorMetrics,
+    first: Option<Bytes>,
+) -> bool {
+    let mut batch: Vec<Bytes> = first.into_iter().collect();
+    let mut closed = false;
+    loop {
+        match rx.try_recv() {
+            Ok(p) => batch.push(p),
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        m.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
+        let before = spool.dropped;
+        if let Err(e) = spool.append(&batch) {
+            // The disk failed (full, read-only, gone): these packets are lost, and counted.
+            SpoolWriteFailed {
+                collector: &m.url,
+                error: &e,
+                packets: batch.len() as u64,
+            }
+            .emit(m);
+        }
+        if spool.dropped > before {
+            SpoolCapDropped {
+                collector: &m.url,
+                packets: spool.dropped - before,
+                max_bytes: spool.max_bytes(),
+            }
+            .emit(m);
+        }
+    }
+    m.spooled.fetch_add(batch.len() as u64, Relaxed);
+    m.spool_bytes.store(spool.pending_bytes(), Relaxed);
+    closed
 }

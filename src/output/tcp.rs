@@ -15,13 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
 
-use super::conn::{connect_first, finish, preferred_back, Absorb, Conn, FailureLog, Peer, Tls};
+use super::conn::{
+    connect_first, finish, preferred_back, spool_queued, Absorb, Conn, FailureLog, Peer, Tls,
+};
 use super::delivery::{Delivery, Route, Settled};
 use super::spool::{Pos, Spool};
 use super::{Backoff, QueueRx};
-use crate::internal_events::{CollectorWriteFailed, SpoolCapDropped, SpoolWriteFailed};
+use crate::internal_events::CollectorWriteFailed;
 use crate::metrics::CollectorMetrics;
 
 /// Most bytes written in one batch.
@@ -370,51 +371,6 @@ fn take(batch: &mut BytesMut, n: &mut u64, p: Bytes, m: &CollectorMetrics) {
     m.queue_depth.fetch_sub(1, Relaxed);
     batch.extend_from_slice(&p);
     *n += 1;
-}
-
-/// Moves what is queued into the spool without waiting; true when the queue closed.
-pub(super) fn spool_queued(
-    rx: &mut QueueRx,
-    spool: &mut Spool,
-    m: &CollectorMetrics,
-    first: Option<Bytes>,
-) -> bool {
-    let mut batch: Vec<Bytes> = first.into_iter().collect();
-    let mut closed = false;
-    loop {
-        match rx.try_recv() {
-            Ok(p) => batch.push(p),
-            Err(mpsc::error::TryRecvError::Empty) => break,
-            Err(mpsc::error::TryRecvError::Disconnected) => {
-                closed = true;
-                break;
-            }
-        }
-    }
-    if !batch.is_empty() {
-        m.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
-        let before = spool.dropped;
-        if let Err(e) = spool.append(&batch) {
-            // The disk failed (full, read-only, gone): these packets are lost, and counted.
-            SpoolWriteFailed {
-                collector: &m.url,
-                error: &e,
-                packets: batch.len() as u64,
-            }
-            .emit(m);
-        }
-        if spool.dropped > before {
-            SpoolCapDropped {
-                collector: &m.url,
-                packets: spool.dropped - before,
-                max_bytes: spool.max_bytes(),
-            }
-            .emit(m);
-        }
-    }
-    m.spooled.fetch_add(batch.len() as u64, Relaxed);
-    m.spool_bytes.store(spool.pending_bytes(), Relaxed);
-    closed
 }
 
 /// Commits the spool up to `pos` (the last confirmed batch's end).
