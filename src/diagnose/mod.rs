@@ -223,7 +223,7 @@ impl Diagnoser {
                     let key = (ev.emitter.clone(), sid);
                     for hid in self.sessions.remove(&key).unwrap_or_default() {
                         let hk = (ev.emitter.clone(), hid);
-                        self.end(&hk, at, c, out);
+                        self.end(&hk, at, out);
                         self.handles.remove(&hk);
                     }
                 }
@@ -249,7 +249,7 @@ impl Diagnoser {
             self.pc_event(&key, c, at, out);
         }
         if detached {
-            self.end(&key, at, c, out);
+            self.end(&key, at, out);
             if let Some(h) = self.handles.remove(&key) {
                 if let Some(sid) = h.session {
                     if let Some(v) = self.sessions.get_mut(&(ev.emitter.clone(), sid)) {
@@ -367,12 +367,12 @@ impl Diagnoser {
         }
         self.alias_client(key, out);
         if ev.ends_peer_connection() {
-            self.end(key, at, c, out);
+            self.end(key, at, out);
         }
     }
 
     /// A handle's PeerConnection ended at `at`: its summary, counters, the room's tally.
-    fn end(&mut self, key: &Key2, at: u64, c: &Correlated, out: &mut Findings) {
+    fn end(&mut self, key: &Key2, at: u64, out: &mut Findings) {
         let Some(h) = self.handles.get_mut(key) else {
             return;
         };
@@ -483,7 +483,6 @@ impl Diagnoser {
                 out.summaries.push(words::room_summary(&rk, &room));
             }
         }
-        let _ = c;
     }
 }
 

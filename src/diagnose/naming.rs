@@ -173,13 +173,13 @@ impl Diagnoser {
             }
         }
         if changed {
-            self.rename(key, c);
+            self.rename(key);
         }
     }
 
     /// Gives a handle its short name (distinct within its room) and, when its client
     /// address is known, an alias.
-    pub(super) fn rename(&mut self, key: &Key2, c: &Correlated) {
+    pub(super) fn rename(&mut self, key: &Key2) {
         let h = &self.handles[key];
         let role = role_of(h);
         let who = h
@@ -237,7 +237,6 @@ impl Diagnoser {
         let h = self.handles.get_mut(key).expect("known");
         h.nth = nth;
         h.short = Some(short);
-        let _ = c;
     }
 
     /// The client's alias, when its address and name are known and it changed.

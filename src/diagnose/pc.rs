@@ -190,11 +190,18 @@ impl Pc {
                 }
                 None => continue,
             };
-            let prev = pc.samples[i].clone();
-            let d_lost = (s.lost - prev.lost).max(0) as u64;
-            let d_recv = s.packets_received.saturating_sub(prev.received);
-            let d_lost_r = (s.lost_by_remote - prev.lost_remote).max(0) as u64;
-            let d_sent = s.packets_sent.saturating_sub(prev.sent);
+            // The previous sample's counters, replaced by this one's (no copy of its name).
+            let prev = &mut pc.samples[i];
+            let d_lost = (s.lost - std::mem::replace(&mut prev.lost, s.lost)).max(0) as u64;
+            let d_recv = s
+                .packets_received
+                .saturating_sub(std::mem::replace(&mut prev.received, s.packets_received));
+            let d_lost_r = (s.lost_by_remote
+                - std::mem::replace(&mut prev.lost_remote, s.lost_by_remote))
+            .max(0) as u64;
+            let d_sent = s
+                .packets_sent
+                .saturating_sub(std::mem::replace(&mut prev.sent, s.packets_sent));
             let mut loss = 0.0;
             if d_lost + d_recv >= LOSS_MIN_PACKETS {
                 loss = 100.0 * d_lost as f64 / (d_lost + d_recv) as f64;
@@ -214,13 +221,6 @@ impl Pc {
                 pc.mos_n += 1;
                 pc.mos_min = Some(pc.mos_min.map_or(m, |x: f64| x.min(m)));
             }
-            pc.samples[i] = Sample {
-                media: prev.media,
-                lost: s.lost,
-                received: s.packets_received,
-                lost_remote: s.lost_by_remote,
-                sent: s.packets_sent,
-            };
         }
         pc.lossy_intervals += u32::from(lossy);
         pc.received = pc.samples.iter().map(|s| s.received).sum();

@@ -320,6 +320,14 @@ pub fn expected_cids(scenario: &str) -> Vec<String> {
 /// How many derived packets (QoS reports of its media stats, verdicts of its
 /// PeerConnections and rooms) `convert` (and so `serve`) makes of a scenario.
 pub fn expected_qos(scenario: &str) -> usize {
+    count_converted(scenario, is_derived)
+}
+
+/// How many of the packets `convert` makes of a scenario pass `keep` (proto type, payload).
+fn count_converted(
+    scenario: &str,
+    keep: fn(Option<heplink::proto::ProtoType>, &[u8]) -> bool,
+) -> usize {
     let mut lines = fixture_bodies(scenario).into_iter().map(Ok);
     let c = heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
         .unwrap();
@@ -327,7 +335,7 @@ pub fn expected_qos(scenario: &str) -> usize {
         .iter()
         .filter(|(_, b)| {
             let p = heplink::proto::decode(b, Mode::Lenient).unwrap();
-            is_derived(p.proto_type, p.payload.unwrap_or_default())
+            keep(p.proto_type, p.payload.unwrap_or_default())
         })
         .count()
 }
@@ -404,16 +412,9 @@ pub fn is_qos(t: Option<heplink::proto::ProtoType>) -> bool {
 
 /// How many verdicts (PeerConnections and rooms) `convert` makes of a scenario.
 pub fn expected_verdicts(scenario: &str) -> usize {
-    let mut lines = fixture_bodies(scenario).into_iter().map(Ok);
-    let c = heplink::capture::jsonl::convert(&mut lines, Default::default(), Default::default())
-        .unwrap();
-    c.packets
-        .iter()
-        .filter(|(_, b)| {
-            let p = heplink::proto::decode(b, Mode::Lenient).unwrap();
-            p.proto_type.map(|t| t.0) == Some(100) && is_verdict(p.payload.unwrap_or_default())
-        })
-        .count()
+    count_converted(scenario, |t, payload| {
+        t.map(|t| t.0) == Some(100) && is_verdict(payload)
+    })
 }
 
 /// Whether a LOG payload is a verdict (a PeerConnection's or a room's summary).
