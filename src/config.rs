@@ -16,6 +16,14 @@ use serde::{Deserialize, Serialize};
 use crate::correlate::Fallback;
 pub use crate::output::{CollectorUrl, WhenFull};
 
+/// The command-line parser of a core setting with a fixed set of values (the core knows
+/// nothing of clap; [`crate::choice::Choice`] names its values once).
+pub fn choice<T: crate::choice::Choice>() -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(T::ALL.iter().map(|(n, _)| *n))
+        .map(|n| T::from_name(&n).expect("clap checked the name against the list"))
+}
+
 mod brokers;
 pub use brokers::{redact_url, AmqpInput, BrokerUrl, MqttInput, MqttVersion};
 
@@ -637,13 +645,13 @@ pub struct Overrides {
     #[arg(long, env = "HEPLINK_SIP_AS_SIP")]
     pub sip_as_sip: Option<bool>,
     /// QoS reports made of Janus media stats, for Homer's QoS tab (`hep.qos`).
-    #[arg(long, env = "HEPLINK_QOS", value_enum)]
+    #[arg(long, env = "HEPLINK_QOS", value_parser = choice::<crate::map::qos::QosReports>())]
     pub qos: Option<crate::map::qos::QosReports>,
     /// The LOG payload's form: words then JSON, or JSON only (`hep.payload`).
-    #[arg(long, env = "HEPLINK_PAYLOAD", value_enum)]
+    #[arg(long, env = "HEPLINK_PAYLOAD", value_parser = choice::<crate::map::LogFormat>())]
     pub payload: Option<crate::map::LogFormat>,
     /// Fallback grouping (`correlation.fallback`).
-    #[arg(long, env = "HEPLINK_FALLBACK", value_enum)]
+    #[arg(long, env = "HEPLINK_FALLBACK", value_parser = choice::<Fallback>())]
     pub fallback: Option<Fallback>,
     /// Hold time for unbound events, ms (`correlation.hold_ms`).
     #[arg(long, env = "HEPLINK_HOLD_MS")]

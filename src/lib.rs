@@ -10,23 +10,17 @@
 #![warn(missing_docs)]
 
 pub use heplink_proto as proto;
+// The core (`core/`, its own crate: no I/O, no runtime) under its old paths.
+pub use heplink_core::{choice, correlate, diagnose, janus, json, map, pipeline, reject, time};
 
 pub mod agent;
 pub mod capture;
 pub mod cmd;
 pub mod config;
-pub mod correlate;
-pub mod diagnose;
 pub mod homer;
 pub mod input;
 pub mod internal_events;
-pub mod janus;
-pub mod json;
-pub mod map;
 pub mod metrics;
 pub mod observe;
 pub mod output;
-pub mod pipeline;
-pub mod reject;
-pub mod time;
 pub mod tls;

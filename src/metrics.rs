@@ -18,23 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Janus event types in the order of the `type` label.
-pub const EVENT_TYPES: [&str; 10] = ["1", "2", "4", "8", "16", "32", "64", "128", "256", "other"];
-
-/// Index of a Janus event type in [`EVENT_TYPES`].
-pub fn type_index(kind: u16) -> usize {
-    match kind {
-        1 => 0,
-        2 => 1,
-        4 => 2,
-        8 => 3,
-        16 => 4,
-        32 => 5,
-        64 => 6,
-        128 => 7,
-        256 => 8,
-        _ => 9,
-    }
-}
+pub const EVENT_TYPES: [&str; 10] = crate::janus::event::EventType::LABELS;
 
 /// The inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

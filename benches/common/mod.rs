@@ -6,7 +6,12 @@ use std::path::Path;
 
 /// Bodies (one per line) of the real captures.
 pub fn fixture_lines() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/janus");
+    // The agent's manifest folder or the core's (`core/benches` includes this file).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("fixtures/janus"))
+        .find(|d| d.is_dir())
+        .expect("fixtures/janus beside the manifest or above it");
     let mut lines = Vec::new();
     for s in [
         "videoroom-2pub-2sub-webrtc",

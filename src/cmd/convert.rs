@@ -27,7 +27,7 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub summary: bool,
     /// Grouping of events that belong to no room or call.
-    #[arg(long, value_enum, default_value_t = Fallback::Session)]
+    #[arg(long, value_parser = crate::config::choice::<Fallback>(), default_value_t = Fallback::Session)]
     pub fallback: Fallback,
     /// How long events wait for their handle's binding, in milliseconds (event time).
     #[arg(long, default_value_t = 10_000)]
@@ -39,7 +39,11 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub node_name: Option<String>,
     /// QoS reports made of media stats, as `serve` sends them (`hep.qos`).
-    #[arg(long, value_enum, default_value_t = crate::map::qos::QosReports::default())]
+    #[arg(
+        long,
+        value_parser = crate::config::choice::<crate::map::qos::QosReports>(),
+        default_value_t = crate::map::qos::QosReports::default()
+    )]
     pub qos: crate::map::qos::QosReports,
 }
 

@@ -5,7 +5,7 @@ use crate::janus::EventParser;
 
 /// Every capture of `fixtures/janus/` (and its version folders), by name.
 pub(crate) fn captures() -> Vec<(String, String)> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/janus");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/janus");
     let mut out = Vec::new();
     let mut dirs = vec![std::path::PathBuf::from(root)];
     while let Some(d) = dirs.pop() {
@@ -127,7 +127,7 @@ fn one_verdict_per_peerconnection_of_every_capture_and_the_working_calls_are_ok(
 fn the_videoroom_has_five_ok_peerconnections_and_one_room_summary() {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/janus/videoroom-2pub-2sub-webrtc.jsonl"
+        "/../fixtures/janus/videoroom-2pub-2sub-webrtc.jsonl"
     ))
     .unwrap();
     let (summaries, names, _, _) = diagnose(&text);
@@ -194,7 +194,7 @@ fn heads_are_distinct_within_each_room_of_every_capture() {
 fn the_sip_call_names_both_sides_of_the_dialog() {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/janus/sip-call-simple.jsonl"
+        "/../fixtures/janus/sip-call-simple.jsonl"
     ))
     .unwrap();
     let (summaries, names, _, _) = diagnose(&text);
@@ -346,7 +346,7 @@ fn a_sip_call_without_sip_out_is_counted_and_warned_of_once_per_emitter() {
     // events gone.
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/janus/1.4.1/sip-call-simple.jsonl"
+        "/../fixtures/janus/1.4.1/sip-call-simple.jsonl"
     ))
     .unwrap();
     let without: String = text

@@ -22,26 +22,91 @@ use bytes::Bytes;
 
 use super::scan::{self, Num, Scalar, ScanError, Scanner};
 
-/// Event type values (the `type` bit mask of Janus).
-pub mod kind {
-    /// Session created, destroyed, timeout.
-    pub const SESSION: u16 = 1;
-    /// Handle attached, detached.
-    pub const HANDLE: u16 = 2;
-    /// External (Admin API `custom_event`).
-    pub const EXTERNAL: u16 = 4;
-    /// JSEP offer / answer.
-    pub const JSEP: u16 = 8;
-    /// ICE, candidates, selected pair, DTLS, PeerConnection state.
-    pub const WEBRTC: u16 = 16;
-    /// Media state, slow link, stats.
-    pub const MEDIA: u16 = 32;
-    /// Plugin events.
-    pub const PLUGIN: u16 = 64;
-    /// Transport events.
-    pub const TRANSPORT: u16 = 128;
-    /// Core events (startup, status update, shutdown).
-    pub const CORE: u16 = 256;
+/// The `type` of a Janus event (one bit of Janus's event mask), or a value Janus may add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    /// 1: session created, destroyed, timeout.
+    Session,
+    /// 2: handle attached, detached.
+    Handle,
+    /// 4: external (Admin API `custom_event`).
+    External,
+    /// 8: JSEP offer / answer.
+    Jsep,
+    /// 16: ICE, candidates, selected pair, DTLS, PeerConnection state.
+    WebRtc,
+    /// 32: media state, slow link, stats.
+    Media,
+    /// 64: plugin events.
+    Plugin,
+    /// 128: transport events.
+    Transport,
+    /// 256: core events (startup, status update, shutdown).
+    Core,
+    /// Any other value: kept as it came.
+    Other(u16),
+}
+
+impl EventType {
+    /// The known types in Janus's order, then the label of every other value: the `type`
+    /// label of `heplink_events_total` indexed by [`EventType::index`].
+    pub const LABELS: [&'static str; 10] =
+        ["1", "2", "4", "8", "16", "32", "64", "128", "256", "other"];
+
+    /// The type Janus's `type` field names.
+    pub fn from_code(code: u16) -> Self {
+        match code {
+            1 => Self::Session,
+            2 => Self::Handle,
+            4 => Self::External,
+            8 => Self::Jsep,
+            16 => Self::WebRtc,
+            32 => Self::Media,
+            64 => Self::Plugin,
+            128 => Self::Transport,
+            256 => Self::Core,
+            other => Self::Other(other),
+        }
+    }
+
+    /// The value of Janus's `type` field.
+    pub fn code(self) -> u16 {
+        match self {
+            Self::Session => 1,
+            Self::Handle => 2,
+            Self::External => 4,
+            Self::Jsep => 8,
+            Self::WebRtc => 16,
+            Self::Media => 32,
+            Self::Plugin => 64,
+            Self::Transport => 128,
+            Self::Core => 256,
+            Self::Other(code) => code,
+        }
+    }
+
+    /// This type's place in [`EventType::LABELS`].
+    pub fn index(self) -> usize {
+        match self {
+            Self::Session => 0,
+            Self::Handle => 1,
+            Self::External => 2,
+            Self::Jsep => 3,
+            Self::WebRtc => 4,
+            Self::Media => 5,
+            Self::Plugin => 6,
+            Self::Transport => 7,
+            Self::Core => 8,
+            Self::Other(_) => 9,
+        }
+    }
+}
+
+/// Janus's number (`16`), as the golden files and labels write it.
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.code())
+    }
 }
 
 /// A room or participant id: a number, or a string with `string_ids = true`.
@@ -124,7 +189,7 @@ pub struct Event {
     /// `emitter` (the Janus `server_name`); empty when absent.
     pub emitter: Arc<str>,
     /// `type`.
-    pub kind: u16,
+    pub kind: EventType,
     /// `subtype` (types 16, 32, 256).
     pub subtype: Option<u16>,
     /// `timestamp`, microseconds since the Unix epoch.
@@ -339,7 +404,7 @@ fn opt_room_id(sc: &mut Scanner<'_>) -> scan::R<Option<RoomId>> {
 #[derive(Default)]
 struct Top<'a> {
     emitter: Option<Cow<'a, str>>,
-    kind: Option<u16>,
+    kind: Option<EventType>,
     subtype: Option<u16>,
     timestamp: Option<u64>,
     session_id: Option<u64>,
@@ -385,7 +450,7 @@ impl EventParser {
         sc.object(|sc, key| {
             match &*key {
                 "emitter" => top.emitter = sc.opt_str()?,
-                "type" => top.kind = sc.opt_u16()?,
+                "type" => top.kind = sc.opt_u16()?.map(EventType::from_code),
                 "subtype" => top.subtype = sc.opt_u16()?,
                 "timestamp" => top.timestamp = opt_u64_lenient(sc)?,
                 "session_id" => top.session_id = opt_u64_lenient(sc)?,
@@ -433,18 +498,23 @@ impl EventParser {
 
     /// Reads an `event` object into the typed body of its event type (and subtype: ICE-state
     /// and DTLS bodies hold nothing heplink reads, so they are only checked).
-    fn body(&mut self, sc: &mut Scanner<'_>, kind: u16, subtype: Option<u16>) -> scan::R<Body> {
+    fn body(
+        &mut self,
+        sc: &mut Scanner<'_>,
+        kind: EventType,
+        subtype: Option<u16>,
+    ) -> scan::R<Body> {
         match kind {
-            kind::SESSION => self.session_body(sc),
-            kind::HANDLE => self.handle_body(sc),
-            kind::JSEP => self.jsep_body(sc),
-            kind::WEBRTC if matches!(subtype, Some(1 | 5)) => {
+            EventType::Session => self.session_body(sc),
+            EventType::Handle => self.handle_body(sc),
+            EventType::Jsep => self.jsep_body(sc),
+            EventType::WebRtc if matches!(subtype, Some(1 | 5)) => {
                 sc.skip()?;
                 Ok(Body::WebRtc(WebRtc::default()))
             }
-            kind::WEBRTC => Self::webrtc_body(sc, subtype),
-            kind::PLUGIN => self.plugin_body(sc),
-            kind::TRANSPORT => self.transport_body(sc),
+            EventType::WebRtc => Self::webrtc_body(sc, subtype),
+            EventType::Plugin => self.plugin_body(sc),
+            EventType::Transport => self.transport_body(sc),
             _ => {
                 sc.skip()?;
                 Ok(Body::Other)
@@ -692,7 +762,7 @@ mod tests {
         assert_eq!(p.plugin, Some(Plugin::VideoRoom));
         // Unknown type: kept, no error.
         let e = parse(r#"{"emitter":"j","type":4096,"event":{"anything":[1,2]}}"#).unwrap();
-        assert_eq!(e.kind, 4096);
+        assert_eq!(e.kind, EventType::Other(4096));
         assert_eq!(e.body, Body::Other);
         // Media stats as an array (combine_media_stats).
         let e = parse(r#"{"emitter":"j","type":32,"subtype":3,"event":[{"mid":"0"},{"mid":"1"}]}"#)

@@ -4,17 +4,17 @@
 #![no_main]
 
 use bytes::Bytes;
-use heplink::correlate;
-use heplink::map::MapConfig;
-use heplink::pipeline::Pipeline;
+use heplink_core::correlate;
+use heplink_core::map::MapConfig;
+use heplink_core::pipeline::Pipeline;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut p = Pipeline::new(correlate::Config::default(), MapConfig::default());
     let body = Bytes::copy_from_slice(data);
     let mut packets = 0u64;
-    let mut sink = |o: heplink::pipeline::Output<'_>| {
-        heplink::proto::decode(&o.packet, heplink::proto::Mode::Strict)
+    let mut sink = |o: heplink_core::pipeline::Output<'_>| {
+        heplink_core::proto::decode(&o.packet, heplink_core::proto::Mode::Strict)
             .expect("what the pipeline encodes decodes strictly");
         packets += 1;
     };

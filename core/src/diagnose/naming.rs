@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::names::{self, Role};
 use super::{Diagnoser, Findings, Handle, Key2, NameChange};
 use crate::correlate::{Correlated, GroupKey};
-use crate::janus::event::{kind, Body, Plugin};
+use crate::janus::event::{Body, EventType, Plugin};
 use crate::map::label::{str_field, Key};
 
 impl Diagnoser {
@@ -21,7 +21,7 @@ impl Diagnoser {
             Body::Transport { client, .. } => *client,
             _ => None,
         });
-        if matches!(ev.kind, kind::TRANSPORT | kind::SESSION) {
+        if matches!(ev.kind, EventType::Transport | EventType::Session) {
             if let Some(cl) = client {
                 self.name_once(cl.ip(), 0, 1, || format!("api {}", cl.ip()), out);
                 if c.facts.janus.is_none() {

@@ -39,15 +39,14 @@ use serde::Deserialize;
 
 use super::stats::Stats;
 use crate::correlate::Correlated;
+use crate::janus::event::EventType;
 use crate::json::{write_hundredths, write_i64, write_ip, write_json_str, write_u64};
 
 /// Most handles whose QoS state is kept.
 pub const MAX_HANDLES: usize = 50_000;
 
 /// Which QoS reports the mapper adds.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QosReports {
     /// None: media stats stay LOG rows only.
@@ -58,6 +57,15 @@ pub enum QosReports {
     #[default]
     RtcpRtp,
 }
+
+impl crate::choice::Choice for QosReports {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("off", Self::Off),
+        ("rtcp", Self::Rtcp),
+        ("rtcp-rtp", Self::RtcpRtp),
+    ];
+}
+crate::choice::display_choice!(QosReports);
 
 /// What the SDPs say of one `mid`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -141,7 +149,7 @@ impl Qos {
         let Some(hid) = ev.handle_id else { return };
         let key = (ev.emitter.clone(), hid);
         match (ev.kind, ev.subtype) {
-            (8, _) => {
+            (EventType::Jsep, _) => {
                 let Some(j) = super::stats::jsep_sdp(&ev.raw) else {
                     return;
                 };
@@ -160,12 +168,12 @@ impl Qos {
                     m.pt = m.pt.or(pt);
                 }
             }
-            (2, _) | (16, Some(6))
+            (EventType::Handle, _) | (EventType::WebRtc, Some(6))
                 if ev.ends_peer_connection() && self.handles.remove(&key).is_some() =>
             {
                 self.order.retain(|k| k != &key);
             }
-            (32, Some(3)) if reports != QosReports::Off => {
+            (EventType::Media, Some(3)) if reports != QosReports::Off => {
                 let Some(all) = super::stats::media_stats(&ev.raw) else {
                     return;
                 };

@@ -5,8 +5,8 @@
 //! `ice failed s1◂Bob`, `hangup DTLS alert Alice ▲`.
 
 use crate::correlate::Correlated;
-use crate::janus::event::kind;
 use crate::janus::event::Body;
+use crate::janus::event::EventType;
 use crate::janus::Event;
 
 /// Longest label, characters.
@@ -25,11 +25,11 @@ pub fn label(c: &Correlated, name: Option<&str>, out: &mut String) {
     out.truncate(trimmed);
     let display = c.facts.display.as_deref().filter(|d| !d.is_empty());
     match (ev.kind, display, name) {
-        (kind::PLUGIN, Some(who), _) => {
+        (EventType::Plugin, Some(who), _) => {
             out.push(' ');
             out.push_str(who);
         }
-        (kind::PLUGIN, None, _) => {}
+        (EventType::Plugin, None, _) => {}
         (_, _, Some(n)) => {
             out.push(' ');
             out.push_str(n);
@@ -125,16 +125,16 @@ fn what(ev: &Event, out: &mut String) {
                 ])
             }
         },
-        (_, kind::WEBRTC, Some(1)) => put(&["ice", field(&k.ice).unwrap_or("state")]),
-        (_, kind::WEBRTC, Some(2)) => put(&["local candidate"]),
-        (_, kind::WEBRTC, Some(3)) => put(&["remote candidate"]),
-        (_, kind::WEBRTC, Some(4)) => put(&["selected pair"]),
-        (_, kind::WEBRTC, Some(5)) => put(&["dtls", field(&k.dtls).unwrap_or("state")]),
-        (_, kind::WEBRTC, Some(6)) => match field(&k.connection) {
+        (_, EventType::WebRtc, Some(1)) => put(&["ice", field(&k.ice).unwrap_or("state")]),
+        (_, EventType::WebRtc, Some(2)) => put(&["local candidate"]),
+        (_, EventType::WebRtc, Some(3)) => put(&["remote candidate"]),
+        (_, EventType::WebRtc, Some(4)) => put(&["selected pair"]),
+        (_, EventType::WebRtc, Some(5)) => put(&["dtls", field(&k.dtls).unwrap_or("state")]),
+        (_, EventType::WebRtc, Some(6)) => match field(&k.connection) {
             Some("hangup") => put(&["hangup", field(&k.reason).unwrap_or("")]),
             c => put(&[c.unwrap_or("connection")]),
         },
-        (_, kind::MEDIA, Some(1)) => {
+        (_, EventType::Media, Some(1)) => {
             let receiving = memchr::memmem::find(&ev.raw, b"\"receiving\":true").is_some()
                 || memchr::memmem::find(&ev.raw, b"\"receiving\": true").is_some();
             put(&[
@@ -146,8 +146,8 @@ fn what(ev: &Event, out: &mut String) {
                 },
             ])
         }
-        (_, kind::MEDIA, Some(2)) => put(&["slowlink", field(&k.media).unwrap_or("")]),
-        (_, kind::MEDIA, Some(3)) => {
+        (_, EventType::Media, Some(2)) => put(&["slowlink", field(&k.media).unwrap_or("")]),
+        (_, EventType::Media, Some(3)) => {
             put(&["media stats"]);
             all_media(&ev.raw, &k.media, out);
         }
@@ -167,11 +167,11 @@ fn what(ev: &Event, out: &mut String) {
                 crate::json::write_socket_addr(out, *c);
             }
         }
-        (_, kind::EXTERNAL, _) => put(&["external"]),
-        (_, kind::CORE, _) => put(&["core", field(&k.status).unwrap_or("event")]),
+        (_, EventType::External, _) => put(&["external"]),
+        (_, EventType::Core, _) => put(&["core", field(&k.status).unwrap_or("event")]),
         _ => {
             out.push_str("event type ");
-            crate::json::write_u64(out, u64::from(ev.kind));
+            crate::json::write_u64(out, u64::from(ev.kind.code()));
         }
     }
 }

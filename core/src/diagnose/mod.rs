@@ -26,7 +26,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::correlate::Correlated;
-use crate::janus::event::{kind, Body, Plugin, RoomId};
+use crate::janus::event::{Body, EventType, Plugin, RoomId};
 use crate::janus::Event;
 use crate::json::{write_json_str, write_u64};
 use crate::map::label::{str_field, Key};
@@ -217,7 +217,7 @@ impl Diagnoser {
         self.last = this;
         self.name_sides(c, out);
         let at = ev.timestamp.unwrap_or(0);
-        if let (kind::SESSION, Body::Session { name, .. }) = (ev.kind, &ev.body) {
+        if let (EventType::Session, Body::Session { name, .. }) = (ev.kind, &ev.body) {
             if matches!(&**name, "destroyed" | "timeout") {
                 if let Some(sid) = ev.session_id {
                     let key = (ev.emitter.clone(), sid);
@@ -245,7 +245,10 @@ impl Diagnoser {
             }
         }
         let detached = matches!(&ev.body, Body::Handle { name, .. } if &**name == "detached");
-        if matches!(ev.kind, kind::JSEP | kind::WEBRTC | kind::MEDIA) {
+        if matches!(
+            ev.kind,
+            EventType::Jsep | EventType::WebRtc | EventType::Media
+        ) {
             self.pc_event(&key, c, at, out);
         }
         if detached {
@@ -301,7 +304,7 @@ impl Diagnoser {
         let field = |key: &Key| str_field(&ev.raw, key);
         let h = self.handles.get_mut(key).expect("learnt");
         // Media stats and states of a PeerConnection that ended (late events) start none.
-        if h.pc.is_none() && !matches!(ev.kind, kind::JSEP | kind::WEBRTC) {
+        if h.pc.is_none() && !matches!(ev.kind, EventType::Jsep | EventType::WebRtc) {
             return;
         }
         if h.pc.is_none() && ev.ends_peer_connection() {
@@ -322,7 +325,7 @@ impl Diagnoser {
         let pc = h.pc.as_mut().expect("made");
         pc.roles |= 1 << role as u8;
         match (ev.kind, ev.subtype) {
-            (kind::JSEP, _) => {
+            (EventType::Jsep, _) => {
                 pc.offer_us.get_or_insert(at);
                 if let Some(j) = crate::map::stats::jsep_sdp(&ev.raw) {
                     pc.has_av |= j.sdp.split('\n').any(|l| {
@@ -332,22 +335,22 @@ impl Diagnoser {
                     });
                 }
             }
-            (kind::WEBRTC, Some(1)) => {
+            (EventType::WebRtc, Some(1)) => {
                 if let Some(s) = field(&k.ice) {
                     pc.ice(s)
                 }
             }
-            (kind::WEBRTC, Some(4)) => {
+            (EventType::WebRtc, Some(4)) => {
                 if let Some(client) = c.facts.client {
                     h.client = Some(client);
                 }
             }
-            (kind::WEBRTC, Some(5)) => {
+            (EventType::WebRtc, Some(5)) => {
                 if let Some(s) = field(&k.dtls) {
                     pc.dtls(s)
                 }
             }
-            (kind::WEBRTC, Some(6)) => match field(&k.connection) {
+            (EventType::WebRtc, Some(6)) => match field(&k.connection) {
                 Some("webrtcup") => {
                     pc.webrtcup_us.get_or_insert(at);
                 }
@@ -356,13 +359,13 @@ impl Diagnoser {
                 }
                 _ => {}
             },
-            (kind::MEDIA, Some(1)) => {
+            (EventType::Media, Some(1)) => {
                 let on = memchr::memmem::find(&ev.raw, b"\"receiving\":true").is_some()
                     || memchr::memmem::find(&ev.raw, b"\"receiving\": true").is_some();
                 pc.receiving(field(&k.media).unwrap_or("media"), on, at);
             }
-            (kind::MEDIA, Some(2)) => pc.slow_links += 1,
-            (kind::MEDIA, Some(3)) => pc.stats(&ev.raw),
+            (EventType::Media, Some(2)) => pc.slow_links += 1,
+            (EventType::Media, Some(3)) => pc.stats(&ev.raw),
             _ => {}
         }
         self.alias_client(key, out);

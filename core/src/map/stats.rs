@@ -328,7 +328,7 @@ mod tests {
 
     /// Every event of every capture (`fixtures/janus/*.jsonl`) that `keep` keeps.
     fn fixture_events(keep: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/janus");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/janus");
         let mut out = Vec::new();
         for f in std::fs::read_dir(dir).unwrap() {
             let p = f.unwrap().path();

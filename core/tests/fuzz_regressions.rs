@@ -3,15 +3,15 @@
 //! packet encodes (and decodes strictly), and every event read gives at least one packet.
 
 use bytes::Bytes;
-use heplink::correlate;
-use heplink::map::MapConfig;
-use heplink::pipeline::{Output, Pipeline};
+use heplink_core::correlate;
+use heplink_core::map::MapConfig;
+use heplink_core::pipeline::{Output, Pipeline};
 
 fn check(name: &str, data: &[u8]) {
     let mut p = Pipeline::new(correlate::Config::default(), MapConfig::default());
     let mut packets = 0u64;
     let mut sink = |o: Output<'_>| {
-        heplink::proto::decode(&o.packet, heplink::proto::Mode::Strict)
+        heplink_core::proto::decode(&o.packet, heplink_core::proto::Mode::Strict)
             .unwrap_or_else(|e| panic!("{name}: a packet that does not decode: {e}"));
         packets += 1;
     };
@@ -39,14 +39,14 @@ fn check(name: &str, data: &[u8]) {
 fn events_empty_sip_message() {
     check(
         "events-empty-sip-message",
-        include_bytes!("../fixtures/fuzz/events-empty-sip-message.json"),
+        include_bytes!("../../fixtures/fuzz/events-empty-sip-message.json"),
     );
 }
 
 /// Every kept input, including ones added without a named test above.
 #[test]
 fn every_kept_input() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/fuzz");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/fuzz");
     let mut n = 0;
     for e in std::fs::read_dir(dir).unwrap() {
         let path = e.unwrap().path();

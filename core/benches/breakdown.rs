@@ -2,6 +2,7 @@
 //! stage by stage over the real fixture mix (ns per event, one core). Prints a table.
 //! Run: `cargo bench --bench breakdown`.
 
+#[path = "../../benches/common/mod.rs"]
 mod common;
 
 /// The allocator the `heplink` binary uses.
@@ -12,9 +13,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use heplink::correlate::{self, Correlator};
-use heplink::janus::{split_events, EventParser};
-use heplink::map::{MapConfig, Mapper};
+use heplink_core::correlate::{self, Correlator};
+use heplink_core::janus::{split_events, EventParser};
+use heplink_core::map::{MapConfig, Mapper};
 
 fn main() {
     let bodies: Vec<Bytes> = common::replicated(8).into_iter().map(Bytes::from).collect();
@@ -85,7 +86,7 @@ fn main() {
         let ms = std::str::from_utf8(&media).unwrap();
         let t = Instant::now();
         for _ in 0..100_000 {
-            let mut sc = heplink::janus::scan::Scanner::new(black_box(ms));
+            let mut sc = heplink_core::janus::scan::Scanner::new(black_box(ms));
             sc.skip().unwrap();
             black_box(sc.pos());
         }
@@ -118,7 +119,7 @@ fn main() {
             black_box(parser.parse(p.clone()).unwrap());
         }
         let el = t.elapsed().as_nanos();
-        let ent = by.entry((e.kind, e.subtype)).or_default();
+        let ent = by.entry((e.kind.code(), e.subtype)).or_default();
         ent.0 += 1;
         ent.1 += p.len();
         ent.2 += el / 20;

@@ -6,8 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use bytes::Bytes;
-use heplink::correlate::{self, Correlator};
-use heplink::janus::EventParser;
+use heplink_core::correlate::{self, Correlator};
+use heplink_core::janus::EventParser;
 use serde_json::{json, Value};
 
 /// Counts live heap bytes.

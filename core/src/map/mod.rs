@@ -34,7 +34,7 @@ use bytes::{Bytes, BytesMut};
 use heplink_proto::{EncodeError, PacketBuilder, ProtoType};
 
 use crate::correlate::{Correlated, GroupKey};
-use crate::janus::event::{kind, Body, Event, RoomId};
+use crate::janus::event::{Body, Event, EventType, RoomId};
 use crate::janus::sip::sip_header;
 use crate::json::{write_json_str, write_u64};
 
@@ -60,17 +60,7 @@ pub struct MapConfig {
 }
 
 /// The form of a LOG payload.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Deserialize,
-    serde::Serialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     /// The label as a line of words, then the JSON (homer-ui previews words).
@@ -79,6 +69,11 @@ pub enum LogFormat {
     /// The JSON only.
     Json,
 }
+
+impl crate::choice::Choice for LogFormat {
+    const ALL: &'static [(&'static str, Self)] = &[("words", Self::Words), ("json", Self::Json)];
+}
+crate::choice::display_choice!(LogFormat);
 
 /// The JSON of a LOG payload: after its words line, or the whole payload when it opens
 /// with `{` (the JSON form, or a QoS report).
@@ -551,9 +546,9 @@ pub fn sanitize_node(emitter: &str) -> String {
 /// Whether the client caused this event (it goes client → Janus).
 pub fn from_client(ev: &Event) -> bool {
     match ev.kind {
-        kind::JSEP => matches!(ev.body, Body::Jsep { remote: true, .. }),
-        kind::WEBRTC => ev.subtype == Some(3),
-        kind::TRANSPORT | kind::SESSION => true,
+        EventType::Jsep => matches!(ev.body, Body::Jsep { remote: true, .. }),
+        EventType::WebRtc => ev.subtype == Some(3),
+        EventType::Transport | EventType::Session => true,
         _ => false,
     }
 }

@@ -48,7 +48,7 @@ pub enum Made {
 /// What the pipeline took of one body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Taken {
-    /// Its events read, per type, indexed as [`crate::metrics::EVENT_TYPES`].
+    /// Its events read, per type, indexed as [`crate::janus::event::EventType::LABELS`].
     pub by_type: [u64; 10],
     /// Its pieces that were not events.
     pub rejected: Rejections,
@@ -75,7 +75,7 @@ pub struct PipelineStats {
     /// Events whose packet could not be encoded (logged; never expected: the mapper
     /// builds what the encoder accepts).
     pub unencodable: u64,
-    /// Events parsed per type, indexed as [`crate::metrics::EVENT_TYPES`].
+    /// Events parsed per type, indexed as [`crate::janus::event::EventType::LABELS`].
     pub by_type: [u64; 10],
     /// Verdict rows (PeerConnections and rooms) sent.
     pub summaries: u64,
@@ -357,7 +357,7 @@ impl Pipeline {
 
     fn accept(&mut self, ev: crate::janus::Event, now: u64) {
         self.stats.events += 1;
-        self.stats.by_type[crate::metrics::type_index(ev.kind)] += 1;
+        self.stats.by_type[ev.kind.index()] += 1;
         match &mut self.pending {
             Some(p) => p.push(ev),
             None => self.correlator.push(ev, now, &mut self.buf),

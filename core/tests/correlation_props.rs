@@ -7,13 +7,14 @@
 //! before the next call's offer), so moving an event across that boundary moves it to
 //! the other call by design.
 
+#[path = "../../tests/common/captures.rs"]
 mod common;
 
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use heplink::correlate::{self, Correlator};
-use heplink::janus::EventParser;
+use heplink_core::correlate::{self, Correlator};
+use heplink_core::janus::EventParser;
 use proptest::prelude::*;
 use serde_json::Value;
 

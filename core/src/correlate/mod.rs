@@ -44,22 +44,12 @@ use smallvec::SmallVec;
 /// Maps keyed by ids: ahash (fast, randomly seeded, so crafted ids cannot force collisions).
 type HashMap<K, V> = StdHashMap<K, V, ahash::RandomState>;
 
-use crate::janus::event::{kind, Body, Event, Plugin, RoomId};
+use crate::janus::event::{Body, Event, EventType, Plugin, RoomId};
 
 mod handle;
 
 /// How events that belong to no room or call are grouped.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fallback {
     /// `<emitter>:session:<session_id>`.
@@ -70,6 +60,15 @@ pub enum Fallback {
     /// `<emitter>:opaque:<opaque_id>` when the handle has one, else the session id.
     OpaqueId,
 }
+
+impl crate::choice::Choice for Fallback {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("session", Self::Session),
+        ("handle", Self::Handle),
+        ("opaque-id", Self::OpaqueId),
+    ];
+}
+crate::choice::display_choice!(Fallback);
 
 /// Correlator settings.
 #[derive(Debug, Clone)]
@@ -553,15 +552,15 @@ impl EmitterState {
         let emitter = ev.emitter.clone();
         let em = &*emitter;
         match ev.kind {
-            kind::CORE => {
+            EventType::Core => {
                 let key = CidKey::Core(hour(ev.timestamp.unwrap_or(now)));
                 emit(out, ev, self.cid(em, key), Facts::default())
             }
-            kind::EXTERNAL if ev.session_id.is_none() => {
+            EventType::External if ev.session_id.is_none() => {
                 emit(out, ev, self.cid(em, CidKey::External), Facts::default())
             }
-            kind::TRANSPORT => self.transport_event(em, cfg, st, ev, now, out),
-            kind::SESSION => {
+            EventType::Transport => self.transport_event(em, cfg, st, ev, now, out),
+            EventType::Session => {
                 let Some(sid) = ev.session_id else {
                     let key = CidKey::Core(hour(ev.timestamp.unwrap_or(now)));
                     return emit(out, ev, self.cid(em, key), Facts::default());
@@ -608,7 +607,9 @@ impl EmitterState {
             }
             _ => match (ev.handle_id, ev.session_id) {
                 (Some(hid), _) => self.handle_event(em, cfg, st, hid, ev, now, out),
-                (None, _) if ev.kind == kind::PLUGIN => self.room_event(em, cfg, st, ev, now, out),
+                (None, _) if ev.kind == EventType::Plugin => {
+                    self.room_event(em, cfg, st, ev, now, out)
+                }
                 (None, Some(sid)) => {
                     self.sessions.entry(sid).or_default().last_seen = now;
                     self.session_event(em, cfg, st, sid, ev, now, out)

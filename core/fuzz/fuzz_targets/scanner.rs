@@ -3,7 +3,7 @@
 //! (the scanner refuses them; serde_json only does so in strings it decodes).
 #![no_main]
 
-use heplink::janus::scan::Scanner;
+use heplink_core::janus::scan::Scanner;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

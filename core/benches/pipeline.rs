@@ -2,6 +2,7 @@
 //! with the real fixture mix (one event-handler body per call, as Janus posts them).
 //! Target: ≥ 1,000,000 events/s.
 
+#[path = "../../benches/common/mod.rs"]
 mod common;
 
 /// The allocator the `heplink` binary uses.
@@ -12,15 +13,15 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use heplink::correlate;
-use heplink::map::MapConfig;
-use heplink::pipeline::Pipeline;
+use heplink_core::correlate;
+use heplink_core::map::MapConfig;
+use heplink_core::pipeline::Pipeline;
 
 fn bench(c: &mut Criterion) {
     let bodies: Vec<Bytes> = common::replicated(8).into_iter().map(Bytes::from).collect();
     let events: u64 = bodies
         .iter()
-        .map(|b| heplink::janus::split_events(b).len() as u64)
+        .map(|b| heplink_core::janus::split_events(b).len() as u64)
         .sum();
     let bytes: u64 = bodies.iter().map(|b| b.len() as u64).sum();
     let mut g = c.benchmark_group("pipeline");
