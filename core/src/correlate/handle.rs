@@ -1,19 +1,20 @@
-//! What one handle event teaches the correlator about its handle: the handle's state is
-//! tracked (`track`), then updated from the event (`learn`: plugin, addresses, the SIP
-//! call in progress, the rooms it joins or manages). Where the event then goes (its
-//! groups, a hold, the fallback) is `EmitterState::route_handle_event` in `mod.rs`.
+//! Handles: a handle event is tracked (`track`), teaches the handle what it says
+//! (`learn`: plugin, addresses, and through `sip.rs` and `room.rs` the call or rooms it is
+//! in), then goes to the handle's groups, waits in its hold while it may still bind, or
+//! goes to the fallback flow when it never binds (`EmitterState::handle_event`).
 //!
-//! These are free functions over the tables they touch, so that one lookup of the handle
-//! serves the whole event (no re-lookups after an insert).
+//! `track` and `learn` are free functions over the tables they touch, so that one lookup
+//! of the handle serves the whole event (no re-lookups after an insert).
 
 use std::sync::Arc;
 
-use smallvec::smallvec;
-
-use super::{
-    intern, push_unique, Group, GroupKey, Groups, HandleState, HashMap, SessionState, SipPhase,
-};
-use crate::janus::event::{Body, Event, Plugin, PluginEvent, RoomId};
+use super::cid::CidKey;
+use super::emitter::{Cx, EmitterState, HandleState, SessionState};
+use super::group::{emit, emit_groups, Group, Groups};
+use super::hold::{release_held, Hold, To};
+use super::sip::{learn_sip, SipPhase};
+use super::{room, Facts, Fallback, GroupKey, HashMap};
+use crate::janus::event::{Body, Event, Plugin, RoomId};
 
 /// What an event said besides the handle's own state.
 #[derive(Debug, Default)]
@@ -29,7 +30,7 @@ pub(super) struct Learned {
 }
 
 /// The handle's state, created on its first event; the handle is listed in its session.
-pub(super) fn track<'a>(
+fn track<'a>(
     sessions: &mut HashMap<u64, SessionState>,
     handles: &'a mut HashMap<u64, HandleState>,
     hid: u64,
@@ -48,15 +49,12 @@ pub(super) fn track<'a>(
         display: None,
         feeds: Vec::new(),
         sip: SipPhase::Idle,
-        held: Vec::new(),
-        gave_up: false,
+        hold: Hold::seen(now),
         client: session_client,
         janus: None,
         opaque: None,
-        last_seen: now,
-        ended_at: None,
     });
-    h.last_seen = now;
+    h.hold.last_seen = now;
     if h.session.is_none() {
         h.session = sid;
     }
@@ -65,7 +63,7 @@ pub(super) fn track<'a>(
     }
     if let Some(sid) = h.session {
         let s = sessions.entry(sid).or_default();
-        s.last_seen = now;
+        s.hold.last_seen = now;
         if !s.handles.contains(&hid) {
             s.handles.push(hid);
         }
@@ -74,7 +72,7 @@ pub(super) fn track<'a>(
 }
 
 /// Updates the handle from its event.
-pub(super) fn learn(
+fn learn(
     h: &mut HandleState,
     groups: &mut HashMap<GroupKey, Group>,
     em: &str,
@@ -106,7 +104,7 @@ pub(super) fn learn(
         {
             h.sip = SipPhase::SettingUp;
             h.groups.clear();
-            h.gave_up = false;
+            h.hold.gave_up = false;
             h.client = None;
             h.janus = None;
         }
@@ -117,7 +115,7 @@ pub(super) fn learn(
             match (h.plugin.unwrap_or(Plugin::Other), &p.room) {
                 (Plugin::Sip, _) => learn_sip(h, groups, em, p, &mut learned),
                 (pl @ (Plugin::VideoRoom | Plugin::AudioBridge | Plugin::TextRoom), Some(room)) => {
-                    learn_room(h, groups, em, (pl, room), p, &mut learned)
+                    room::learn_room(h, groups, em, (pl, room), p, &mut learned)
                 }
                 _ => {}
             }
@@ -127,90 +125,161 @@ pub(super) fn learn(
     learned
 }
 
-/// A SIP plugin event: which call the handle is in.
-fn learn_sip(
-    h: &mut HandleState,
-    groups: &mut HashMap<GroupKey, Group>,
-    em: &str,
-    p: &PluginEvent,
-    learned: &mut Learned,
-) {
-    let Some(call) = &p.call_id else {
-        return;
-    };
-    let name = p.name.as_deref().unwrap_or("");
-    let message = matches!(name, "sip-in" | "sip-out");
-    let invite = p.sip.as_deref().is_some_and(|m| m.starts_with("INVITE "));
-    let key = GroupKey::Call(call.clone());
-    let current = h.groups.iter().any(|g| g.key == key);
-    let starts =
-        matches!(name, "calling" | "incoming") || invite || (h.groups.is_empty() && !message);
-    if !current && starts {
-        h.groups = smallvec![intern(groups, em, key)];
-        h.sip = SipPhase::InCall;
-        h.gave_up = false;
-    } else if !current {
-        // Another call's event (a late one, or a SIP message of its own).
-        learned.own_cid = Some((call.clone(), key));
-    } else if name == "hangup" {
-        h.sip = SipPhase::Idle;
+impl EmitterState {
+    /// The handle's fallback id, as the settings say.
+    fn handle_cid(&self, em: &str, fallback: Fallback, hid: u64, h: &HandleState) -> Arc<str> {
+        match fallback {
+            Fallback::Handle => self.cid(em, CidKey::Handle(hid)),
+            Fallback::OpaqueId => match &h.opaque {
+                Some(o) => self.cid(em, CidKey::Opaque(o.clone())),
+                None => self.cid(em, CidKey::session(h.session, h.hold.last_seen)),
+            },
+            Fallback::Session => self.cid(em, CidKey::session(h.session, h.hold.last_seen)),
+        }
     }
-}
 
-/// A VideoRoom, AudioBridge or TextRoom event naming a room: the rooms the handle is in
-/// or manages, its participant id, display name and feeds.
-fn learn_room(
-    h: &mut HandleState,
-    groups: &mut HashMap<GroupKey, Group>,
-    em: &str,
-    (pl, room): (Plugin, &RoomId),
-    p: &PluginEvent,
-    learned: &mut Learned,
-) {
-    let name = p.name.as_deref().unwrap_or("");
-    let g = intern(groups, em, GroupKey::Room(pl, room.clone()));
-    learned.named = Some(g.key.clone());
-    let manages = matches!(name, "created" | "edited" | "destroyed" | "kicked");
-    let joins = matches!(name, "joined" | "subscribing" | "roomchanged" | "join");
-    if manages {
-        push_unique(&mut h.groups, g);
-    } else if joins {
-        if pl != Plugin::TextRoom {
-            // A participant is in one room: moving replaces the old one, rooms it manages
-            // stay.
-            if let Some((old_room, _)) = &h.participant {
-                let old = GroupKey::Room(pl, old_room.clone());
-                if old != g.key {
-                    h.groups.retain(|x| x.key != old);
-                }
+    /// What the handle's events say of it: participant, display, feeds, call, addresses.
+    pub(super) fn handle_facts(h: &HandleState) -> Facts {
+        Facts {
+            group: None,
+            participant: h.participant.clone(),
+            display: h.display.clone(),
+            feeds: h.feeds.clone(),
+            call_id: h.groups.iter().find_map(|g| match &g.key {
+                GroupKey::Call(c) => Some(c.clone()),
+                _ => None,
+            }),
+            held_us: 0,
+            client: h.client,
+            janus: h.janus,
+        }
+    }
+
+    /// An event of handle `hid`.
+    pub(super) fn handle_event(&mut self, cx: &mut Cx<'_>, hid: u64, ev: Event) {
+        if !self.handles.contains_key(&hid) && self.handles.len() >= cx.cfg.max_handles {
+            // The hard cap: make room before tracking one more handle.
+            self.evict(cx);
+        }
+        let h = track(&mut self.sessions, &mut self.handles, hid, &ev, cx.now);
+        let learned = learn(h, &mut self.groups, cx.em, &ev);
+        let bound = !h.groups.is_empty();
+        let may_bind = !h.hold.gave_up && h.plugin.is_none_or(Plugin::binds);
+        if let Some(key) = learned.new_participant {
+            self.participants.insert(key, hid);
+        }
+        if let Some((cid, key)) = learned.own_cid {
+            let h = &self.handles[&hid];
+            let mut facts = Self::handle_facts(h);
+            facts.call_id = Some(cid.clone());
+            facts.group = Some(key);
+            emit(cx.out, ev, cid, facts);
+        } else if bound {
+            self.send_bound(cx, hid, ev, learned.named);
+        } else if may_bind {
+            self.hold(cx, hid, ev);
+        } else {
+            self.send_fallback(cx, hid, ev);
+        }
+        if learned.detached {
+            // Held events wait out the grace period: a binding may still come.
+            if let Some(h) = self.handles.get_mut(&hid) {
+                h.hold.end(cx.now);
             }
         }
-        push_unique(&mut h.groups, g);
-        if let Some(id) = &p.participant {
-            h.participant = Some((room.clone(), id.clone()));
-            learned.new_participant = Some((pl, room.clone(), id.clone()));
-        } else if pl == Plugin::VideoRoom && name == "subscribing" {
-            h.participant = None;
-        }
-        if p.display.is_some() {
-            h.display = p.display.clone();
-        }
-        add_feeds(h, &p.feeds);
-    } else if name == "leave" && pl == Plugin::TextRoom && h.groups.len() > 1 {
-        h.groups.retain(|x| x.key != g.key);
-    } else if h.groups.is_empty() {
-        push_unique(&mut h.groups, g);
     }
-    if name == "updated" {
-        add_feeds(h, &p.feeds);
-    }
-    h.gave_up = h.gave_up && h.groups.is_empty();
-}
 
-fn add_feeds(h: &mut HandleState, feeds: &[RoomId]) {
-    for f in feeds {
-        if !h.feeds.contains(f) {
-            h.feeds.push(f.clone());
+    /// A bound handle's event: to its groups (only the room it names, if it names one of
+    /// them), after what the handle and its session held.
+    fn send_bound(&mut self, cx: &mut Cx<'_>, hid: u64, ev: Event, named: Option<GroupKey>) {
+        let h = &self.handles[&hid];
+        let groups = h.groups.clone();
+        let to: Groups = match &named {
+            Some(k) if groups.iter().any(|g| &g.key == k) => {
+                groups.iter().filter(|g| &g.key == k).cloned().collect()
+            }
+            _ => groups.clone(),
+        };
+        let facts = Self::handle_facts(h);
+        let session = h.session;
+        self.release_handle(cx, hid, &groups);
+        if let Some(sid) = session {
+            self.release_session(cx, sid);
+            self.echo_late(cx, sid);
         }
+        emit_groups(cx.out, ev, &to, facts);
+    }
+
+    /// An event of a handle that may still bind: held (the oldest goes to the fallback
+    /// when the hold is full).
+    fn hold(&mut self, cx: &mut Cx<'_>, hid: u64, ev: Event) {
+        cx.st.held += 1;
+        let Some(h) = self.handles.get_mut(&hid) else {
+            return;
+        };
+        let Some(first) = h.hold.push(ev, cx.now, cx.cfg.max_held) else {
+            return;
+        };
+        cx.st.hold_overflow += 1;
+        let h = &self.handles[&hid];
+        let cid = self.handle_cid(cx.em, cx.cfg.fallback, hid, h);
+        let facts = Facts {
+            held_us: cx.now.saturating_sub(first.at),
+            ..Self::handle_facts(h)
+        };
+        emit(cx.out, first.event, cid, facts);
+    }
+
+    /// An event of a handle that never binds (or gave up): what it held, then this one,
+    /// to the fallback flow.
+    fn send_fallback(&mut self, cx: &mut Cx<'_>, hid: u64, ev: Event) {
+        self.release_handle_fallback(cx, hid);
+        let session = self.handles[&hid].session;
+        if cx.cfg.fallback == Fallback::Session {
+            if let Some(s) = session.and_then(|sid| self.sessions.get_mut(&sid)) {
+                s.fallback_used = true;
+            }
+        }
+        let h = &self.handles[&hid];
+        let cid = self.handle_cid(cx.em, cx.cfg.fallback, hid, h);
+        emit(cx.out, ev, cid, Self::handle_facts(h));
+        if let Some(sid) = session {
+            if !self.session_may_bind(sid) {
+                self.release_session(cx, sid);
+            }
+        }
+    }
+
+    /// Releases a bound handle's held events to its groups.
+    fn release_handle(&mut self, cx: &mut Cx<'_>, hid: u64, groups: &[Group]) {
+        let Some(h) = self.handles.get_mut(&hid) else {
+            return;
+        };
+        if h.hold.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut h.hold.held);
+        let base = Self::handle_facts(h);
+        release_held(cx.out, held, &base, cx.now, &To::Groups(groups));
+    }
+
+    /// Releases a handle's held events to its groups, or to the fallback id when it has
+    /// none.
+    pub(super) fn release_handle_fallback(&mut self, cx: &mut Cx<'_>, hid: u64) {
+        let Some(h) = self.handles.get(&hid) else {
+            return;
+        };
+        if h.hold.held.is_empty() {
+            return;
+        }
+        if !h.groups.is_empty() {
+            let groups = h.groups.clone();
+            return self.release_handle(cx, hid, &groups);
+        }
+        let cid = self.handle_cid(cx.em, cx.cfg.fallback, hid, h);
+        let h = self.handles.get_mut(&hid).expect("present");
+        let held = std::mem::take(&mut h.hold.held);
+        let base = Self::handle_facts(h);
+        release_held(cx.out, held, &base, cx.now, &To::Cid(cid));
     }
 }
