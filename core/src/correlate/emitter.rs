@@ -1,15 +1,14 @@
 //! One Janus instance's state (its sessions, handles, rooms, transports) and where each of
 //! its events goes first: by type to the core, transport, session, handle or room path.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use super::cid::{hour, CidCache, CidKey};
 use super::group::{emit, Group, Groups};
-use super::hold::{Held, Hold};
-use super::sip::SipPhase;
+use super::hold::Held;
+use super::state::{HandleState, SessionState, TransportSeen};
 use super::{Config, Correlated, Facts, GroupKey, HashMap, Stats};
 use crate::janus::event::{Event, EventType, Plugin, RoomId};
 
@@ -26,45 +25,6 @@ pub(super) struct Cx<'a> {
     pub now: u64,
     /// Where correlated events go, in order.
     pub out: &'a mut Vec<Correlated>,
-}
-
-/// A handle: its plugin, groups, participant, addresses and hold.
-#[derive(Debug)]
-pub(super) struct HandleState {
-    pub session: Option<u64>,
-    pub plugin: Option<Plugin>,
-    pub groups: Groups,
-    /// The room this handle participates in (as publisher, subscriber or member).
-    pub participant: Option<(RoomId, RoomId)>,
-    pub display: Option<Arc<str>>,
-    pub feeds: Vec<RoomId>,
-    pub sip: SipPhase,
-    pub hold: Hold,
-    pub client: Option<SocketAddr>,
-    pub janus: Option<SocketAddr>,
-    pub opaque: Option<Arc<str>>,
-}
-
-/// A session: its handles, the groups of those already forgotten, its transport and hold.
-#[derive(Debug, Default)]
-pub(super) struct SessionState {
-    pub handles: SmallVec<[u64; 2]>,
-    /// Groups of handles already forgotten, for the session's last events.
-    pub past_groups: Groups,
-    pub hold: Hold,
-    /// A handle of the session sends to the session's fallback flow (it never binds):
-    /// the session's events go there too, besides its handles' groups.
-    pub fallback_used: bool,
-    pub client: Option<SocketAddr>,
-    pub transport_id: Option<Arc<str>>,
-    pub persistent_transport: bool,
-}
-
-/// A transport connection seen recently: its client, for the sessions created on it.
-#[derive(Debug)]
-pub(super) struct TransportSeen {
-    pub client: Option<SocketAddr>,
-    pub at: u64,
 }
 
 /// One emitter's tables.

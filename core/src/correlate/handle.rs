@@ -9,25 +9,13 @@
 use std::sync::Arc;
 
 use super::cid::CidKey;
-use super::emitter::{Cx, EmitterState, HandleState, SessionState};
+use super::emitter::{Cx, EmitterState};
 use super::group::{emit, emit_groups, Group, Groups};
 use super::hold::{release_held, Hold, To};
-use super::sip::{learn_sip, SipPhase};
+use super::sip::learn_sip;
+use super::state::{HandleState, Learned, SessionState, SipPhase};
 use super::{room, Facts, Fallback, GroupKey, HashMap};
-use crate::janus::event::{Body, Event, Plugin, RoomId};
-
-/// What an event said besides the handle's own state.
-#[derive(Debug, Default)]
-pub(super) struct Learned {
-    /// The handle was detached.
-    pub detached: bool,
-    /// A SIP message or call event of another call than the handle's: its own id.
-    pub own_cid: Option<(Arc<str>, GroupKey)>,
-    /// A room participant this event introduced (plugin, room, participant id).
-    pub new_participant: Option<(Plugin, RoomId, RoomId)>,
-    /// The room a plugin event names.
-    pub named: Option<GroupKey>,
-}
+use crate::janus::event::{Body, Event, Plugin};
 
 /// The handle's state, created on its first event; the handle is listed in its session.
 fn track<'a>(

@@ -30,7 +30,7 @@
 //!   least recently active handles. Every release, expiry and eviction is counted.
 //!
 //! The rules live by concern, each a method of `EmitterState` taking the event's context
-//! (`Cx`): `emitter.rs` (the tables, and which path an event takes), `session.rs`
+//! (`Cx`): `state.rs` (the tables' rows), `emitter.rs` (the tables, and which path an event takes), `session.rs`
 //! (sessions and their transports), `handle.rs` (handles: what an event teaches, then
 //! bound, held or fallback), `room.rs`, `sip.rs`, `hold.rs` (the one hold state handles
 //! and sessions share), `sweep.rs` (expiry, eviction), `cid.rs` (fallback, core and
@@ -50,6 +50,7 @@ mod hold;
 mod room;
 mod session;
 mod sip;
+mod state;
 mod sweep;
 #[cfg(test)]
 mod tests;

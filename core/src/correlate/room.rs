@@ -5,9 +5,9 @@
 //! participant's handle through (room, participant id).
 
 use super::cid::CidKey;
-use super::emitter::{Cx, EmitterState, HandleState};
+use super::emitter::{Cx, EmitterState};
 use super::group::{emit, intern, push_unique, Group};
-use super::handle::Learned;
+use super::state::{HandleState, Learned};
 use super::{Facts, GroupKey, HashMap};
 use crate::janus::event::{Event, Plugin, PluginEvent, RoomId};
 

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::cid::{hour, CidKey};
-use super::emitter::{Cx, EmitterState, TransportSeen};
+use super::emitter::{Cx, EmitterState};
 use super::group::{emit, emit_groups, push_unique, Groups};
 use super::hold::{release_held, Held, To};
+use super::state::TransportSeen;
 use super::{Config, Facts, Fallback};
 use crate::janus::event::{Body, Event, Plugin};
 

@@ -6,22 +6,10 @@
 
 use smallvec::smallvec;
 
-use super::emitter::HandleState;
 use super::group::{intern, Group};
-use super::handle::Learned;
+use super::state::{HandleState, Learned, SipPhase};
 use super::{GroupKey, HashMap};
 use crate::janus::event::PluginEvent;
-
-/// Where a SIP handle is in its calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SipPhase {
-    /// No call yet, or the last one is over and no new one started.
-    Idle,
-    /// A new call's offer came; its Call-ID is not known yet.
-    SettingUp,
-    /// In a call.
-    InCall,
-}
 
 /// A SIP plugin event: which call the handle is in.
 pub(super) fn learn_sip(

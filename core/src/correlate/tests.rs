@@ -1,8 +1,8 @@
 //! The correlator's unit tests: the size of its state, and what it keeps.
 
 mod size_tests {
-    use super::super::emitter::{HandleState, SessionState};
     use super::super::group::Group;
+    use super::super::state::{HandleState, SessionState};
 
     /// Guards the per-handle memory figure (≤ 1 KiB per live handle, measured by
     /// `cargo bench --bench state_size`): the tables' slots must not grow unnoticed.
