@@ -142,10 +142,10 @@ impl Task {
     /// rest (its events may be sent twice, with the ids they got the first time). Each at
     /// the time it was taken then.
     ///
-    /// A delivered body's held events stay held (not [`Pipeline::warm_body`], which forgets
-    /// them): a later body's binding releases them as the first time, into the state (a
-    /// subscriber's SDP, taken before its handle joins, gives its QoS reports their SSRCs;
-    /// its ICE and DTLS states its verdict). Those still held after the delivered bodies
+    /// A delivered body's held events stay held ([`Pipeline::replay_body`]): a later
+    /// body's binding releases them as the first time, into the state (a subscriber's SDP,
+    /// taken before its handle joins, gives its QoS reports their SSRCs; its ICE and DTLS
+    /// states its verdict). Those still held after the delivered bodies
     /// were released the first time by a body taken again, or by the end of their hold:
     /// they are sent again then, duplicates like the rest.
     async fn replay_journal(&mut self) {
@@ -153,7 +153,7 @@ impl Task {
             return;
         };
         for r in std::mem::take(&mut intake.warm) {
-            let _ = self.p.push_body(&Bytes::from(r.body), r.at_us, &mut |_| {});
+            self.p.replay_body(&Bytes::from(r.body), r.at_us);
         }
         for r in std::mem::take(&mut intake.back) {
             let now = r.at_us;
@@ -177,8 +177,9 @@ impl Task {
     /// rejected events (the HTTP input's answer).
     async fn take(&mut self, job: Job) -> Rejections {
         if job.warm {
+            // A partition's log on takeover: as the journal's delivered bodies above.
             let at = self.st.time();
-            self.p.warm_body(&job.body, at);
+            self.p.replay_body(&job.body, at);
             return Rejections::default();
         }
         let now = self.st.time();

@@ -135,21 +135,6 @@ impl Correlator {
         }
     }
 
-    /// Forgets, without releasing them, the held events pushed at `at`: a body replayed
-    /// only to rebuild state (nothing of it is to be sent) leaves nothing behind.
-    pub fn drop_held_at(&mut self, at: u64) -> usize {
-        let mut n = 0;
-        for e in self.emitters.values_mut() {
-            let holds = e.handles.values_mut().map(|h| &mut h.hold);
-            for hold in holds.chain(e.sessions.values_mut().map(|s| &mut s.hold)) {
-                let before = hold.held.len();
-                hold.held.retain(|x| x.at != at);
-                n += before - hold.held.len();
-            }
-        }
-        n
-    }
-
     /// Whether the correlator holds no state at all.
     pub fn is_empty(&self) -> bool {
         self.emitters.is_empty()
