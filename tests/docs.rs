@@ -1,7 +1,8 @@
 //! The documentation stays a front door and a set of pages that hold together: README.md
 //! is at most 300 lines, every relative link in README.md and docs/*.md names a file that
-//! exists (and a heading of it, when it names one), the operator guide lists every key of
-//! heplink.example.toml at its default, and the Debian package ships the pages.
+//! exists (and a heading of it, when it names one), every repository path they name in
+//! backticks exists, the operator guide lists every key of heplink.example.toml at its
+//! default, and the Debian package ships the pages.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -149,6 +150,40 @@ fn every_relative_link_points_to_a_file_and_heading_that_exist() {
         checked > 50,
         "the pages link to each other ({checked} links)"
     );
+}
+
+/// Every repository path the pages name in backticks (`core/src/janus/scan.rs`,
+/// `tests/delivery.rs`, `dist/check-deb`, …) exists: code moves, and the pages follow.
+#[test]
+fn every_repository_path_named_exists() {
+    const DIRS: [&str; 9] = [
+        "src/",
+        "core/",
+        "proto/",
+        "tests/",
+        "benches/",
+        "fuzz/",
+        "fixtures/",
+        "dist/",
+        ".ci/",
+    ];
+    let mut named = 0;
+    for page in pages() {
+        let text = read(&page);
+        for t in text.split('`').skip(1).step_by(2) {
+            let placeholder = t.contains('*') || t.contains('<') || t.contains("TARGET");
+            if t.contains(' ') || placeholder || !DIRS.iter().any(|d| t.starts_with(d)) {
+                continue;
+            }
+            assert!(
+                root().join(t).exists(),
+                "{} names {t}, which does not exist",
+                page.display()
+            );
+            named += 1;
+        }
+    }
+    assert!(named > 30, "the pages name their files ({named})");
 }
 
 #[test]
