@@ -393,7 +393,7 @@ fn core_event(i: u64) -> String {
     )
 }
 
-/// Figures for the README (run with `--release --ignored --nocapture`): the events per
+/// Figures for docs/performance.md (run with `--release --ignored --nocapture`): the events per
 /// second one agent takes from a queue holding 500 messages of 100 events (rabbitmqevh's
 /// grouping), into a TCP collector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,7 +672,7 @@ async fn three_agents_one_sigkilled_mid_stream_keep_every_event_and_its_room() {
     assert!(replayed > 0, "a partition's state came from its log");
 }
 
-/// Figures for the README (`--release --ignored --nocapture`): end-to-end latency, from
+/// Figures for docs/performance.md (`--release --ignored --nocapture`): end-to-end latency, from
 /// the publish to the HEP packet at a TCP collector, at 10,000 events/s in messages of
 /// 100 events (100 messages/s), for 5 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

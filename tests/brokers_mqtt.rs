@@ -252,7 +252,7 @@ async fn broker_restarted_mid_stream_the_agent_reconnects_and_nothing_is_lost() 
     );
 }
 
-/// Figures for the README (run with `--release --ignored --nocapture`): the events per
+/// Figures for docs/performance.md (run with `--release --ignored --nocapture`): the events per
 /// second one agent takes from single-event QoS 1 messages the broker kept for its
 /// persistent session while it was away, into a TCP collector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,7 +319,7 @@ async fn measure_events_per_second_from_single_event_messages() {
     );
 }
 
-/// MQTT scale-out as the README recommends it: each Janus publishes under a topic of its
+/// MQTT scale-out as docs/brokers.md recommends it: each Janus publishes under a topic of its
 /// own, each agent subscribes to its Janus instances' topics only (one at QoS 1, one at
 /// QoS 0). Every event reaches the one agent assigned to its Janus, and none reaches
 /// another.
@@ -393,7 +393,7 @@ async fn static_topic_assignment_gives_each_agent_its_own_janus_instances() {
     }
 }
 
-/// Figures for the README (`--release --ignored --nocapture`): end-to-end latency, from
+/// Figures for docs/performance.md (`--release --ignored --nocapture`): end-to-end latency, from
 /// the publish to the HEP packet at a TCP collector, at 10,000 single-event QoS 1
 /// messages/s, for 5 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -487,7 +487,7 @@ async fn flapping_collector(restarts: u32, every: Duration) -> Flap {
 /// events: a batch is taken as read only once the collector's window shows it read (a
 /// collector that stops reading loses nothing), so what was written in the last moments
 /// before each kill comes again (3.5–3.9% before that rule, 6% with it on a loaded
-/// machine; the README's delivery table).
+/// machine; the delivery table of docs/delivery.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_killed_100_times_every_0_8_s_loses_nothing_and_duplicates_stay_under_8_percent(
 ) {

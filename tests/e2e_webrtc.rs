@@ -563,7 +563,7 @@ fn sip_call((packets, peer, flows): (Vec<Value>, Value, String)) {
     );
 }
 
-/// Each SIP message drawn between the addresses its dialog names (README: a request from
+/// Each SIP message drawn between the addresses its dialog names (docs/homer.md: a request from
 /// its top Via to its Request-URI, a response from its Contact, else the dialog's, to its
 /// top Via): Janus's SIP stack 127.0.0.4, the UAS 127.0.0.5:5070, never a synthetic column.
 #[test]

@@ -4,7 +4,7 @@
 //! the six alias fields with their types and limits, an empty 201 body for a database
 //! failure, string search values, `to` truncated to whole seconds. Its "collector" is a
 //! UDP socket whose LOG packets become the rows the search finds, as heplify-server would
-//! store them. (No homer-app can be installed from the registries; see the README.)
+//! store them. (No homer-app can be installed from the registries; see docs/homer.md.)
 
 mod common;
 

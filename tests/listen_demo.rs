@@ -56,6 +56,18 @@ fn demo_prints_one_flow_per_room_with_every_peerconnection() {
         room.contains("participants: pubA (5725960458842129), pubB (3957083503320980)"),
         "{room}"
     );
+    // The counts and the room's packet types and participants, as the README shows them.
+    for line in [
+        "414 packets, 0 rejected, 3 correlation ids\n",
+        "    proto types: RTCP(5), RTP-FULL(34), LOG(100)\n",
+        "    participants: pubA (5725960458842129), pubB (3957083503320980)\n",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+        assert!(
+            include_str!("../README.md").contains(line),
+            "README's demo output shows {line}"
+        );
+    }
     // The verdicts, as the README shows them.
     for v in [
         "    ✔ pubB◂pubA ok 9 s MOS 4.4\n",

@@ -251,7 +251,7 @@ async fn tcp_collector_restarted_loses_nothing_queued_and_keeps_order() {
     assert!(got.wait_for(95, 5).await >= 95);
     // Stop the collector at a quiet moment: everything written so far has been read.
     // (A packet written in the very instant a collector dies sits in a socket buffer no
-    // one reads: TCP has no application acknowledgement; see the README.)
+    // one reads: TCP has no application acknowledgement; see docs/delivery.md.)
     let sent = || {
         a.metrics.collectors[0]
             .packets
