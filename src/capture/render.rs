@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::capture::Origin;
 
-/// The JSON object of one decoded packet (see the README for the fields).
+/// The JSON object of one decoded packet (its fields: `docs/tools.md`).
 pub fn packet_json(index: u64, p: &Packet<'_>, origin: Option<&Origin>) -> Value {
     let mut m = Map::new();
     m.insert("index".into(), json!(index));
