@@ -307,28 +307,12 @@ async fn a_stalled_collector_is_replaced_while_the_spool_absorbs_and_nothing_is_
 }
 
 /// A collector process that reads continuously: `heplink listen`, writing one JSON line per
-/// packet (line-buffered, so what it read survives its SIGKILL).
-///
-/// "Reads continuously" is the premise of the delivery bound (it resends what the
-/// collector's TCP acknowledged within the read grace, 25 ms): on a loaded test machine a
-/// process can wait longer than that for a core, so where permitted (root) the collector
-/// runs at a real-time priority, as a production collector has a core of its own.
+/// packet (line-buffered, so what it read survives its SIGKILL). An ordinary process, at
+/// the machine's ordinary priority: on a loaded machine it may wait for a core, and what
+/// it has not read when it dies comes again (counted as resent).
 fn listen_process(port: u16, jsonl: &std::path::Path) -> std::process::Child {
-    static RT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let rt = *RT.get_or_init(|| {
-        std::process::Command::new("chrt")
-            .args(["-f", "20", "true"])
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    let mut cmd = if rt {
-        let mut c = std::process::Command::new("chrt");
-        c.args(["-f", "20", env!("CARGO_BIN_EXE_heplink")]);
-        c
-    } else {
-        std::process::Command::new(env!("CARGO_BIN_EXE_heplink"))
-    };
-    cmd.args(["listen", "-q", "--no-flows", "--tcp"])
+    std::process::Command::new(env!("CARGO_BIN_EXE_heplink"))
+        .args(["listen", "-q", "--no-flows", "--tcp"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--jsonl")
         .arg(jsonl)
@@ -410,6 +394,16 @@ async fn flapping_collector(restarts: u32, every: Duration) -> Flap {
         })
     };
     for i in 1..=restarts {
+        // `every` of reading: from the moment the new process has stored a packet (a
+        // process that has not started reading yet is not a collector that reads
+        // continuously; on a busy machine its start alone can take longer than `every`).
+        let file = files.last().unwrap().clone();
+        let started = Instant::now();
+        while std::fs::metadata(&file).map_or(0, |m| m.len()) == 0
+            && started.elapsed() < Duration::from_secs(10)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         tokio::time::sleep(every).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -452,11 +446,20 @@ async fn flapping_collector(restarts: u32, every: Duration) -> Flap {
         f.resent,
         col.reconnects.load(Relaxed)
     );
+    // The runs of missing events, as (first, count).
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &n in &missing {
+        match runs.last_mut() {
+            Some((first, count)) if *first + *count == n => *count += 1,
+            _ => runs.push((n, 1)),
+        }
+    }
     assert!(
         missing.is_empty(),
-        "lost {} of {events}, first: {:?}",
+        "lost {} of {events}, in {} runs (first, count): {:?}",
         missing.len(),
-        &missing[..missing.len().min(20)]
+        runs.len(),
+        &runs[..runs.len().min(40)]
     );
     assert_eq!(f.stored, events, "nothing but the posted events");
     assert!(
@@ -482,21 +485,24 @@ async fn flapping_collector(restarts: u32, every: Duration) -> Flap {
     f
 }
 
-/// The fault suite's flapping collector (#9): killed and restarted 100 times, every 0.8 s.
-/// Nothing lost; every duplicate counted as resent, and duplicates within 8% of the
-/// events: a batch is taken as read only once the collector's window shows it read (a
-/// collector that stops reading loses nothing), so what was written in the last moments
-/// before each kill comes again (3.5–3.9% before that rule, 6% with it on a loaded
-/// machine; the delivery table of docs/delivery.md).
+/// The fault suite's flapping collector (#9): killed and restarted 100 times, every 0.8 s,
+/// an ordinary process (no real-time priority) on whatever load the test run puts on the
+/// machine. Nothing lost; every duplicate counted as resent; and duplicates within what
+/// the agent had not seen the collector read: what its TCP acknowledged within the read
+/// grace (250 ms) before each kill, plus 100 ms for what was in flight (at 500 events/s,
+/// 175 events per restart; measured 131, docs/delivery.md). At the old 25 ms grace the
+/// collector lost 5% of the events on a busy machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_collector_killed_100_times_every_0_8_s_loses_nothing_and_duplicates_stay_under_8_percent(
+async fn a_collector_killed_100_times_every_0_8_s_loses_nothing_and_duplicates_stay_within_the_read_grace(
 ) {
-    let f = flapping_collector(100, Duration::from_millis(800)).await;
+    let restarts = 100;
+    let f = flapping_collector(restarts, Duration::from_millis(800)).await;
+    let grace = heplink::config::Output::new("tcp://127.0.0.1:9060".parse().unwrap()).read_grace_ms;
+    let per_restart = 500 * (grace + 100) / 1000;
     assert!(
-        f.duplicates * 100 <= f.events * 8,
-        "duplicates {} above 8% of {}",
+        f.duplicates <= u64::from(restarts) * per_restart,
+        "duplicates {} above {per_restart} per restart ({restarts} restarts)",
         f.duplicates,
-        f.events
     );
     assert!(
         f.duplicates <= f.resent,
@@ -504,13 +510,13 @@ async fn a_collector_killed_100_times_every_0_8_s_loses_nothing_and_duplicates_s
     );
 }
 
-/// The slower flap, measured (100 s): killed every 10 s, duplicates within 1%. Run with
-/// `cargo test --test delivery -- --ignored --nocapture every_10_s`.
+/// The slower flap, measured (100 s): killed every 10 s, duplicates within the read grace
+/// per restart. Run with `cargo test --test delivery -- --ignored --nocapture every_10_s`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a 100 s measurement"]
 async fn measure_a_collector_killed_every_10_s() {
     let f = flapping_collector(10, Duration::from_secs(10)).await;
-    assert!(f.duplicates * 100 <= f.events, "duplicates above 1%");
+    assert!(f.duplicates <= 10 * 175, "duplicates above 175 per restart");
 }
 
 /// A collector that reads, stops reading (its small buffer fills and its window closes),

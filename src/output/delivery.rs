@@ -24,7 +24,7 @@
 //! So a batch goes through three states:
 //!
 //! - **written**: handed to the kernel.
-//! - **trusted**: the collector's TCP acknowledged it more than `read_grace` (25 ms by
+//! - **trusted**: the collector's TCP acknowledged it more than `read_grace` (250 ms by
 //!   default) ago and its window has been at its largest (the collector keeps up; within
 //!   [`window_slack`], the window's own jitter) at every look since. A collector that
 //!   reads continuously has read it. Any look that finds the window further below its
