@@ -4,7 +4,7 @@
 //! the correlator holds and drain the queues (bounded by `shutdown_timeout_ms`).
 //!
 //! The pipeline task's loop is `task.rs`; the bookkeeping of bodies not yet safe lives in
-//! `input/settle.rs` (`Settling`) and `input/journal.rs` (`Intake`).
+//! `ack/settle.rs` (`Settling`) and `ack/journal.rs` (`Intake`).
 
 mod task;
 
@@ -21,13 +21,14 @@ use base64::Engine as _;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::ack::journal::Intake;
 use crate::config::Config;
 use crate::input::guard::{Gate, GuardedListener};
 use crate::input::http::{HttpState, MakeHttp};
-use crate::input::journal::Intake;
 
+use crate::ack::Job;
 use crate::input::ws::{ws_upgrade, WsState};
-use crate::input::{serve, serve_router, Job, TlsListener};
+use crate::input::{serve, serve_router, TlsListener};
 use crate::metrics::{CollectorMetrics, Input, Metrics};
 use crate::output::{self, Queue};
 

@@ -6,7 +6,7 @@
 //!
 //! Its state ([`Task`]) sits behind an async lock ([`Shared`]) that the task takes for
 //! each job and tick. The HTTP input takes the same lock and runs the same step in its
-//! handler ([`crate::input::Taker`]): a POST is answered without a hop to this task and
+//! handler ([`crate::ack::Taker`]): a POST is answered without a hop to this task and
 //! back, and bodies still go through the pipeline (and their packets into the queues)
 //! one at a time, in one order.
 
@@ -17,10 +17,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::ack::journal::Intake;
+use crate::ack::settle::{Settling, Token};
+use crate::ack::Job;
 use crate::config::Config;
-use crate::input::journal::Intake;
-use crate::input::settle::{Settling, Token};
-use crate::input::Job;
 use crate::metrics::{CollectorMetrics, Metrics};
 use crate::output::Queue;
 use crate::pipeline::{Pipeline, Rejections};
@@ -78,7 +78,7 @@ pub(super) struct Direct {
     pub(super) _alive: mpsc::Sender<Job>,
 }
 
-impl crate::input::Taker for Direct {
+impl crate::ack::Taker for Direct {
     fn take(
         &self,
         job: Job,
@@ -200,23 +200,9 @@ impl Task {
             self.metrics.reject_n(job.input, *reason, *n);
         }
         self.send().await;
-        let token = match (journaled, job.receipt) {
-            (_, Some(r)) if taken.events() == 0 && !taken.rejected.is_empty() => {
-                r.settle(crate::input::Outcome::Malformed);
-                None
-            }
-            (_, Some(r)) => Some(Token::Receipt(r)),
-            (Some(seq), None) => Some(Token::Journal(seq)),
-            (None, None) => None,
-        };
-        if let Some(t) = token {
-            if taken.held {
-                self.st.settler.take(now, t);
-            } else {
-                self.st.settler.take_released(t);
-                self.st.settle_released();
-            }
-        }
+        let unreadable = taken.events() == 0 && !taken.rejected.is_empty();
+        self.st
+            .taken(now, journaled, job.receipt, unreadable, taken.held);
         taken.rejected
     }
 

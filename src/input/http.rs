@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 
 use super::auth::{ct_eq, AuthThrottle};
 use super::body::{drain, gunzip, read_body, take_budget, GunzipError, ReadError, INFLATE_SLOTS};
-use super::{Job, Taker};
+use crate::ack::{Job, Taker};
 use crate::metrics::{Input, Metrics};
 use crate::observe::LogLimit;
 use crate::reject::Reject;

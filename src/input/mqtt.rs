@@ -1,7 +1,7 @@
 //! The MQTT input: subscribes to what Janus's mqttevh publishes (one event per message,
 //! on `<topic>/<type>` with its default `addevent = true`) and hands each message to the
 //! pipeline. With QoS 1 a message is acknowledged only once its events are safe (see
-//! `input::settle`); until then the broker keeps it, and delivers it again after a
+//! `ack::settle`); until then the broker keeps it, and delivers it again after a
 //! reconnection (with a persistent session) or to the next agent. Events of one handle
 //! arrive on several topics in any order between them: the correlator's hold window
 //! covers that.
@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-use super::{Job, Outcome, Receipt, Tag};
+use crate::ack::{Job, Outcome, Receipt, Tag};
 use crate::config::{MqttInput, MqttVersion};
 use crate::metrics::{BrokerMetrics, Input, Metrics};
 

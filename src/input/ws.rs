@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-use super::Job;
+use crate::ack::Job;
 use crate::metrics::{Input, Metrics};
 use crate::reject::Reject;
 

@@ -3,7 +3,7 @@
 //! queue the agent declares, bound to Janus's exchange when one is given.
 //!
 //! A message is acknowledged only once its events are safe (queued to every collector,
-//! and in every spool when the spool is on: see `input::settle`); one in which nothing
+//! and in every spool when the spool is on: see `ack::settle`); one in which nothing
 //! reads as an event, or over `max_message_bytes`, is rejected without requeue and
 //! counted, so that it never comes back to poison the queue. The prefetch bounds what is
 //! delivered and not yet acknowledged. A lost connection is opened again with a growing
@@ -20,7 +20,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use tokio::sync::mpsc;
 
-use super::{Outcome, Tag};
+use crate::ack::{Outcome, Tag};
 use crate::config::AmqpInput;
 use crate::metrics::BrokerMetrics;
 

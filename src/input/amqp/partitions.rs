@@ -27,8 +27,8 @@ use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use tokio::sync::mpsc;
 
 use super::AmqpError;
+use crate::ack::Job;
 use crate::config::AmqpInput;
-use crate::input::Job;
 use crate::metrics::Input;
 
 /// The header marking a takeover's marker.

@@ -12,8 +12,8 @@ use lapin::Channel;
 use tokio::sync::{mpsc, watch};
 
 use super::super::mqtt::stopped;
-use super::super::{Job, Outcome, Receipt, Tag};
 use super::{finish, logged, open, partitions, settle, spread, Session, State, Wait};
+use crate::ack::{Job, Outcome, Receipt, Tag};
 use crate::config::AmqpInput;
 use crate::metrics::{BrokerMetrics, Input, Metrics};
 

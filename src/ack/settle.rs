@@ -2,8 +2,8 @@
 //! broker inputs' acknowledgements.
 //!
 //! A body is *released* once the correlator holds none of its events (each body is taken
-//! at its own time, which the correlator keeps on what it holds: see
-//! [`crate::correlate::Correlator::held_times`]). Its packets were then queued to every
+//! at its own time, which the correlator keeps on what it holds: the pipeline task hands
+//! [`Settling::settle`] the correlator's `held_times`). Its packets were then queued to every
 //! collector. With a spool, it is *safe* once every spooled collector also took into its
 //! spool what was queued at its release (the collectors' `enqueued` and `spooled` counts);
 //! without one, at its release.
@@ -16,6 +16,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use super::{Outcome, Receipt};
 use crate::metrics::CollectorMetrics;
 
 /// Bodies taken and not yet safe, each with what to do once it is (`T`).
@@ -112,7 +113,7 @@ pub enum Token {
     /// A journaled body: the checkpoint may pass it.
     Journal(u64),
     /// A broker message: acknowledge it.
-    Receipt(crate::input::Receipt),
+    Receipt(Receipt),
 }
 
 /// The pipeline task's bookkeeping of bodies not yet safe.
@@ -138,7 +139,7 @@ impl Settling {
         &mut self,
         held_times: impl FnOnce(&mut HashSet<u64>),
         all_released: bool,
-        intake: Option<&mut crate::input::journal::Intake>,
+        intake: Option<&mut super::journal::Intake>,
     ) {
         if !self.settler.is_empty() {
             self.held.clear();
@@ -160,6 +161,39 @@ impl Settling {
         }
     }
 
+    /// A body went through the pipeline at `at` and its packets were queued: from now on
+    /// it waits to be safe. `journaled`: its sequence number in the intake journal;
+    /// `receipt`: its broker message's; `unreadable`: nothing in it read as an event (the
+    /// broker rejects it at once, without redelivery); `held`: some of its events wait
+    /// for a binding. A body neither journaled nor a broker's (no spool) has nothing to
+    /// wait for.
+    pub fn taken(
+        &mut self,
+        at: u64,
+        journaled: Option<u64>,
+        receipt: Option<Receipt>,
+        unreadable: bool,
+        held: bool,
+    ) {
+        let token = match (journaled, receipt) {
+            (_, Some(r)) if unreadable => {
+                r.settle(Outcome::Malformed);
+                None
+            }
+            (_, Some(r)) => Some(Token::Receipt(r)),
+            (Some(seq), None) => Some(Token::Journal(seq)),
+            (None, None) => None,
+        };
+        if let Some(t) = token {
+            if held {
+                self.settler.take(at, t);
+            } else {
+                self.settler.take_released(t);
+                self.settle_released();
+            }
+        }
+    }
+
     /// Settles the released bodies the spools took (no walk over the held events; the
     /// checkpoint waits for the tick).
     pub fn settle_released(&mut self) {
@@ -170,7 +204,7 @@ impl Settling {
     fn acknowledge(&mut self) {
         for t in self.done.drain(..) {
             if let Token::Receipt(r) = t {
-                r.settle(crate::input::Outcome::Safe);
+                r.settle(Outcome::Safe);
             }
         }
     }

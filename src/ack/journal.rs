@@ -267,7 +267,7 @@ impl Intake {
     pub fn take(
         &mut self,
         now: u64,
-        job: &crate::input::Job,
+        job: &crate::ack::Job,
         metrics: &crate::metrics::Metrics,
     ) -> Option<u64> {
         match self.journal.append(now, job.input, &job.body) {
