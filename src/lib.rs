@@ -24,4 +24,5 @@ pub mod internal_events;
 pub mod metrics;
 pub mod observe;
 pub mod output;
+pub mod telemetry;
 pub mod tls;

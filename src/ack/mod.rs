@@ -26,8 +26,8 @@ use std::pin::Pin;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::metrics::Input;
 use crate::pipeline::Rejections;
+use crate::telemetry::Input;
 
 /// A body for the pipeline task.
 pub struct Job {

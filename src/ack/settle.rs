@@ -5,19 +5,18 @@
 //! at its own time, which the correlator keeps on what it holds: the pipeline task hands
 //! [`Settling::settle`] the correlator's `held_times`). Its packets were then queued to every
 //! collector. With a spool, it is *safe* once every spooled collector also took into its
-//! spool what was queued at its release (the collectors' `enqueued` and `spooled` counts);
-//! without one, at its release.
+//! spool what was queued at its release (each output's [`Progress`], which it publishes
+//! for this: control state, not a counter of `/metrics`); without one, at its release.
 //!
 //! Bodies are released in any order: one whose events wait for a binding does not hold
 //! back the bodies after it (a broker's prefetch window would otherwise fill up behind one
 //! held event, and the binding it waits for could never arrive).
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::{Outcome, Receipt};
-use crate::metrics::CollectorMetrics;
+use crate::output::Progress;
 
 /// Bodies taken and not yet safe, each with what to do once it is (`T`).
 #[derive(Debug)]
@@ -26,13 +25,13 @@ pub struct Settler<T> {
     pending: VecDeque<(u64, T)>,
     /// Released, waiting for the spools: (each spooled collector's `enqueued` then, token).
     waiting: VecDeque<(Vec<u64>, T)>,
-    /// The spooled collectors (empty: safe at release).
-    spooled: Vec<Arc<CollectorMetrics>>,
+    /// The spooled collectors' progress (empty: safe at release).
+    spooled: Vec<Arc<Progress>>,
 }
 
 impl<T> Settler<T> {
     /// A settler that waits for these collectors' spools.
-    pub fn new(spooled: Vec<Arc<CollectorMetrics>>) -> Self {
+    pub fn new(spooled: Vec<Arc<Progress>>) -> Self {
         Settler {
             pending: VecDeque::new(),
             waiting: VecDeque::new(),
@@ -49,11 +48,7 @@ impl<T> Settler<T> {
     /// once the spools take them (at the next [`Settler::settle`]; at once without a
     /// spool).
     pub fn take_released(&mut self, token: T) {
-        let marks = self
-            .spooled
-            .iter()
-            .map(|m| m.enqueued.load(Relaxed))
-            .collect();
+        let marks = self.spooled.iter().map(|p| p.enqueued()).collect();
         self.waiting.push_back((marks, token));
     }
 
@@ -84,7 +79,7 @@ impl<T> Settler<T> {
                 .spooled
                 .iter()
                 .zip(marks)
-                .all(|(m, &mark)| m.spooled.load(Relaxed) >= mark);
+                .all(|(p, &mark)| p.spooled() >= mark);
             if !taken {
                 break;
             }
@@ -212,7 +207,7 @@ impl Settling {
 
 impl Settling {
     /// Bookkeeping that waits for these collectors' spools.
-    pub fn new(spooled: Vec<Arc<CollectorMetrics>>) -> Settling {
+    pub fn new(spooled: Vec<Arc<Progress>>) -> Settling {
         Settling {
             settler: Settler::new(spooled),
             held: HashSet::new(),
@@ -250,20 +245,20 @@ mod tests {
 
     #[test]
     fn with_a_spool_a_body_is_safe_once_its_packets_are_spooled() {
-        let c = Arc::new(CollectorMetrics::default());
+        let c = Arc::new(Progress::default());
         let mut s = Settler::new(vec![c.clone()]);
-        c.enqueued.store(5, Relaxed);
+        c.queued(5);
         s.take(1, "a");
         let mut out = Vec::new();
         s.settle(None, &mut out);
         assert!(out.is_empty(), "5 queued, 0 spooled");
-        c.enqueued.store(9, Relaxed);
+        c.queued(4);
         s.take(2, "b");
         s.settle(None, &mut out);
-        c.spooled.store(5, Relaxed);
+        c.in_spool(5);
         s.settle(None, &mut out);
         assert_eq!(out, ["a"], "b waits for 9");
-        c.spooled.store(9, Relaxed);
+        c.in_spool(4);
         s.settle(None, &mut out);
         assert_eq!(out, ["a", "b"]);
     }

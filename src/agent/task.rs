@@ -21,7 +21,7 @@ use crate::ack::journal::Intake;
 use crate::ack::settle::{Settling, Token};
 use crate::ack::Job;
 use crate::config::Config;
-use crate::metrics::{CollectorMetrics, Metrics};
+use crate::metrics::Metrics;
 use crate::output::Queue;
 use crate::pipeline::{Pipeline, Rejections};
 use crate::time::now_us;
@@ -49,7 +49,7 @@ impl Shared {
         (intake, aliases, spooled): (
             Option<Intake>,
             Option<crate::homer::aliases::AliasFeed>,
-            Vec<Arc<CollectorMetrics>>,
+            Vec<Arc<crate::output::Progress>>,
         ),
     ) -> Arc<Shared> {
         Arc::new(Shared(Arc::new(tokio::sync::Mutex::new(Task {
@@ -185,7 +185,7 @@ impl Task {
         let now = self.st.time();
         let journaled = match (self.intake.as_mut(), &job.receipt) {
             // A broker keeps its message until it is acknowledged: no journal.
-            (Some(intake), None) => intake.take(now, &job, &self.metrics),
+            (Some(intake), None) => intake.take(now, &job, &*self.metrics),
             _ => None,
         };
         let packets = &mut self.packets;

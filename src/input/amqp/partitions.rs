@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use super::AmqpError;
 use crate::ack::Job;
 use crate::config::AmqpInput;
-use crate::metrics::Input;
+use crate::telemetry::Input;
 
 /// The header marking a takeover's marker.
 const MARKER: &str = "heplink-marker";
