@@ -301,7 +301,11 @@ fn the_core_depends_on_no_runtime() {
 /// The source of a file without its whole-line comments (doc links name modules without
 /// depending on them) and its `#[cfg(test)]` items, wherever they sit in the file.
 fn code_of(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap();
+    without_tests(&std::fs::read_to_string(path).unwrap())
+}
+
+/// `text` without its whole-line comments and its `#[cfg(test)]` items.
+fn without_tests(text: &str) -> String {
     let code: String = text
         .lines()
         .filter(|l| !l.trim_start().starts_with("//"))
@@ -476,6 +480,14 @@ fn no_import_circle_between_the_files_of_src() {
         walk(f, &edges, &mut Vec::new(), &mut done, &mut circles);
     }
     assert!(circles.is_empty(), "import circles: {circles:#?}");
+}
+
+#[test]
+fn test_items_are_left_out_wherever_they_are() {
+    let text = "use crate::a::B;\n#[cfg(test)]\nmod tests {\n    fn f() { let c = '{'; crate::t::x(\"}\"); }\n}\n/// crate::doc\nfn g() { crate::c::d(); }\n#[cfg(test)]\nuse crate::u::V;\n";
+    let code = without_tests(text);
+    let p: Vec<String> = crate_paths(&code).iter().map(|s| s.join("::")).collect();
+    assert_eq!(p, ["a::B", "c::d"], "{code}");
 }
 
 #[test]

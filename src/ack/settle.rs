@@ -15,8 +15,10 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use super::{Outcome, Receipt};
+use super::journal::{Intake, Record};
+use super::{Job, Outcome, Receipt};
 use crate::output::Progress;
+use crate::telemetry::{Emit, Ingest};
 
 /// Bodies taken and not yet safe, each with what to do once it is (`T`).
 #[derive(Debug)]
@@ -111,13 +113,16 @@ pub enum Token {
     Receipt(Receipt),
 }
 
-/// The pipeline task's bookkeeping of bodies not yet safe.
+/// The pipeline task's bookkeeping of bodies not yet safe: the intake journal (with the
+/// spool), the bodies taken and not yet safe, and what becomes of them (the checkpoint,
+/// the brokers' receipts).
 pub struct Settling {
-    pub(crate) settler: Settler<Token>,
+    settler: Settler<Token>,
+    intake: Option<Intake>,
     held: HashSet<u64>,
     done: Vec<Token>,
     /// The time the last body was taken at: each body gets its own.
-    pub(crate) last_at: u64,
+    last_at: u64,
 }
 
 impl Settling {
@@ -127,15 +132,63 @@ impl Settling {
         self.last_at
     }
 
+    /// Journals `job`, taken at `at`, before the pipeline takes it (and before its
+    /// answer): its sequence number, unless there is no journal (no spool), a broker
+    /// keeps the message until it is acknowledged, or the write failed (counted in
+    /// `telemetry`).
+    pub fn journal(&mut self, at: u64, job: &Job, telemetry: &dyn Emit<Ingest>) -> Option<u64> {
+        match (self.intake.as_mut(), &job.receipt) {
+            (Some(intake), None) => intake.take(at, job, telemetry),
+            _ => None,
+        }
+    }
+
+    /// The bodies the journal kept from the last run that were delivered then, to warm the
+    /// correlator up with (nothing of them is sent); once.
+    pub fn journal_warm(&mut self) -> Vec<Record> {
+        self.intake
+            .as_mut()
+            .map(|i| std::mem::take(&mut i.warm))
+            .unwrap_or_default()
+    }
+
+    /// The bodies the journal kept from the last run that were not safe yet, to take
+    /// again (each through [`Settling::taken_again`]); once.
+    pub fn journal_back(&mut self) -> Vec<Record> {
+        self.intake
+            .as_mut()
+            .map(|i| std::mem::take(&mut i.back))
+            .unwrap_or_default()
+    }
+
+    /// A body of the last run is taken again at the time it was taken then: it waits to be
+    /// safe under its old sequence number.
+    pub fn taken_again(&mut self, r: &Record) {
+        self.last_at = self.last_at.max(r.at_us);
+        if let Some(intake) = self.intake.as_mut() {
+            intake.newest = intake.newest.max(r.seq);
+        }
+        self.settler.take(r.at_us, Token::Journal(r.seq));
+    }
+
+    /// Whether every body taken is safe.
+    pub fn is_empty(&self) -> bool {
+        self.settler.is_empty()
+    }
+
+    /// Flushes the journal to the disk (at the end).
+    pub fn sync(&mut self) {
+        if let Some(intake) = self.intake.as_mut() {
+            if let Err(e) = intake.journal.sync() {
+                tracing::error!(error = %e, "Intake journal sync failed.");
+            }
+        }
+    }
+
     /// Settles what is safe now (`held_times` gives the times of the bodies with events
     /// held; `all_released`: the correlator holds nothing any more); advances the
     /// journal's checkpoint.
-    pub fn settle(
-        &mut self,
-        held_times: impl FnOnce(&mut HashSet<u64>),
-        all_released: bool,
-        intake: Option<&mut super::journal::Intake>,
-    ) {
+    pub fn settle(&mut self, held_times: impl FnOnce(&mut HashSet<u64>), all_released: bool) {
         if !self.settler.is_empty() {
             self.held.clear();
             held_times(&mut self.held);
@@ -143,7 +196,7 @@ impl Settling {
             self.settler.settle(held, &mut self.done);
             self.acknowledge();
         }
-        if let Some(intake) = intake {
+        if let Some(intake) = self.intake.as_mut() {
             let oldest = self
                 .settler
                 .outstanding()
@@ -206,10 +259,12 @@ impl Settling {
 }
 
 impl Settling {
-    /// Bookkeeping that waits for these collectors' spools.
-    pub fn new(spooled: Vec<Arc<Progress>>) -> Settling {
+    /// Bookkeeping that waits for these collectors' spools, with the intake journal when
+    /// the spool is on.
+    pub fn new(spooled: Vec<Arc<Progress>>, intake: Option<Intake>) -> Settling {
         Settling {
             settler: Settler::new(spooled),
+            intake,
             held: HashSet::new(),
             done: Vec::new(),
             last_at: 0,

@@ -4,7 +4,7 @@
 //! the correlator holds and drain the queues (bounded by `shutdown_timeout_ms`).
 //!
 //! The pipeline task's loop is `task.rs`; the bookkeeping of bodies not yet safe lives in
-//! `ack/settle.rs` (`Settling`) and `ack/journal.rs` (`Intake`).
+//! `ack/settle.rs` (`Settling`, which keeps the intake journal of `ack/journal.rs`).
 
 mod task;
 
