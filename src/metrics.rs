@@ -13,7 +13,8 @@
 //! Why this file is over 500 lines: every metric's name, type and help text is listed in
 //! the family tables (`PLAIN_FAMILIES`, `BROKER_FAMILIES`, `COLLECTOR_FAMILIES`) beside
 //! the counters they read, one entry per counter, so `/metrics` and this list cannot
-//! drift.
+//! drift; and each key of the telemetry seam is mapped to its counter here, one match arm
+//! per key, so the components that count and the registry cannot drift either.
 
 use crate::reject::Reject;
 use crate::telemetry::{Alias, Broker, Collector, Emit, Ingest};
