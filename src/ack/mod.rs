@@ -13,9 +13,11 @@
 //!   [`Progress`](crate::output::Progress) handle, not from the counters); the broker
 //!   inputs acknowledge it then, the journal checkpoints it.
 //!
-//! The walk of one body: input → [`Job`] → the pipeline task (`agent::task`, which runs
-//! the pipeline and queues the packets) → [`settle::Settling`] → the journal's checkpoint
-//! or the [`Receipt`] back to the broker input, which acknowledges the message.
+//! The walk of one body: input → [`Job`] → the pipeline task (`agent::task`), which has
+//! [`settle::Settling`] journal it, runs the pipeline, queues the packets and hands
+//! `Settling` what the pipeline said of the body ([`settle::Settling::taken`]) → once
+//! safe, the journal's checkpoint passes it or its [`Receipt`] goes back to the broker
+//! input, which acknowledges the message. The pipeline task decides nothing of this.
 
 pub mod journal;
 pub mod settle;
