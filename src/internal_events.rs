@@ -3,16 +3,17 @@
 //! counter and its log line cannot drift apart and a flood cannot flood the log.
 //!
 //! Each kind of happening logs at most once per interval ([`LogLimit`]), saying how many
-//! lines it held back since the last; its counter counts every one.
+//! lines it held back since the last; its counter counts every one. The counting goes
+//! through the telemetry seam ([`Emit`], which the agent installs): the components that
+//! emit these name neither the metrics registry nor its counters.
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use crate::metrics::{CollectorMetrics, Input, Metrics};
 use crate::observe::LogLimit;
 use crate::reject::{Reject, REJECTS};
+use crate::telemetry::{Alias, Collector, Emit, Ingest, Input};
 
 /// Input refused (a request, a connection, a WebSocket message, a broker message):
 /// counted in `heplink_rejected_total{input, reason}`; logged at WARN, at most once a
@@ -36,8 +37,8 @@ static REJECT_LOGS: [LogLimit; REJECTS] =
 
 impl InputRejected<'_> {
     /// Counts it, and logs it unless its reason logged within the last second.
-    pub fn emit(self, m: &Metrics) {
-        m.reject(self.input, self.reason);
+    pub fn emit(self, m: &(impl Emit<Ingest> + ?Sized)) {
+        m.add(Ingest::Rejected(self.input, self.reason), 1);
         if let Some(suppressed) = REJECT_LOGS[self.reason as usize].allow() {
             tracing::warn!(
                 input = self.input.label(),
@@ -66,9 +67,9 @@ pub struct UdpOverMtu<'a> {
 
 impl UdpOverMtu<'_> {
     /// Counts it, and logs it unless one logged within the last minute.
-    pub fn emit(self, m: &CollectorMetrics) {
+    pub fn emit(self, m: &(impl Emit<Collector> + ?Sized)) {
         static LOG: LogLimit = LogLimit::new(Duration::from_secs(60));
-        m.over_mtu.fetch_add(1, Relaxed);
+        m.add(Collector::OverMtu, 1);
         if let Some(suppressed) = LOG.allow() {
             tracing::warn!(collector = %self.collector, size = self.size, mtu = self.mtu, suppressed, "HEP packet larger than the MTU: it will be fragmented (TCP avoids that).");
         }
@@ -87,37 +88,13 @@ pub struct UdpSendFailed<'a> {
 
 impl UdpSendFailed<'_> {
     /// Counts it, and logs it unless one logged within the last second.
-    pub fn emit(self, m: &CollectorMetrics) {
+    pub fn emit(self, m: &(impl Emit<Collector> + ?Sized)) {
         static LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
-        m.set_error(self.error);
-        m.send_errors.fetch_add(1, Relaxed);
+        m.error(Collector::SendErrors, self.error);
+        m.add(Collector::SendErrors, 1);
         if let Some(suppressed) = LOG.allow() {
             tracing::warn!(collector = %self.collector, error = %self.error, suppressed, "UDP send failed.");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_rejection_counts_though_the_log_is_limited() {
-        let m = Metrics::default();
-        for _ in 0..1000 {
-            InputRejected {
-                input: Input::Ws,
-                reason: Reject::BadWsMessage,
-                peer: None,
-                what: "WebSocket error: closing.",
-                detail: format_args!(""),
-            }
-            .emit(&m);
-        }
-        assert_eq!(m.rejected(Input::Ws, Reject::BadWsMessage), 1000);
-        // The log of this reason is spent for a second; another reason's is not.
-        assert!(REJECT_LOGS[Reject::BadWsMessage as usize].allow().is_none());
-        assert!(REJECT_LOGS[Reject::Overloaded as usize].allow().is_some());
     }
 }
 
@@ -135,9 +112,9 @@ pub struct SpoolCapDropped<'a> {
 
 impl SpoolCapDropped<'_> {
     /// Counts them, and logs unless a drop logged within the last second.
-    pub fn emit(self, m: &CollectorMetrics) {
+    pub fn emit(self, m: &(impl Emit<Collector> + ?Sized)) {
         static LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
-        m.dropped_spool.fetch_add(self.packets, Relaxed);
+        m.add(Collector::DroppedSpool, self.packets);
         if let Some(suppressed) = LOG.allow() {
             tracing::warn!(collector = %self.collector, packets = self.packets, max_bytes = self.max_bytes, suppressed, "Spool at its cap: the oldest packets were dropped.");
         }
@@ -158,9 +135,9 @@ pub struct SpoolWriteFailed<'a> {
 
 impl SpoolWriteFailed<'_> {
     /// Counts them, and logs unless a failure logged within the last second.
-    pub fn emit(self, m: &CollectorMetrics) {
+    pub fn emit(self, m: &(impl Emit<Collector> + ?Sized)) {
         static LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
-        m.dropped_spool_error.fetch_add(self.packets, Relaxed);
+        m.add(Collector::DroppedSpoolError, self.packets);
         if let Some(suppressed) = LOG.allow() {
             tracing::error!(collector = %self.collector, error = %self.error, packets = self.packets, suppressed, "Spool write failed: packets dropped.");
         }
@@ -182,18 +159,18 @@ pub struct CollectorWriteFailed<'a> {
 impl CollectorWriteFailed<'_> {
     /// Counts it, marks the collector disconnected, and logs unless one of its kind
     /// logged within the last second.
-    pub fn emit(self, m: &CollectorMetrics) {
+    pub fn emit(self, m: &(impl Emit<Collector> + ?Sized)) {
         static STALL: LogLimit = LogLimit::new(Duration::from_secs(1));
         static FAILED: LogLimit = LogLimit::new(Duration::from_secs(1));
-        m.set_error(self.error);
-        m.connected.store(0, Relaxed);
+        m.error(Collector::SendErrors, self.error);
+        m.set(Collector::Connected, 0);
         if self.error.kind() == std::io::ErrorKind::TimedOut {
-            m.stalls.fetch_add(1, Relaxed);
+            m.add(Collector::Stalls, 1);
             if let Some(suppressed) = STALL.allow() {
                 tracing::warn!(collector = %self.collector, error = %self.error, suppressed, "The collector stopped reading; replacing the connection.");
             }
         } else {
-            m.send_errors.fetch_add(1, Relaxed);
+            m.add(Collector::SendErrors, 1);
             if let Some(suppressed) = FAILED.allow() {
                 tracing::warn!(collector = %self.collector, error = %self.error, suppressed, "Write to the collector failed; reconnecting.");
             }
@@ -213,9 +190,9 @@ pub struct AliasFailed<'a> {
 
 impl AliasFailed<'_> {
     /// Counts it, and logs unless one logged within the last 10 seconds.
-    pub fn emit(self, m: &crate::metrics::AliasMetrics) {
+    pub fn emit(self, m: &(impl Emit<Alias> + ?Sized)) {
         static LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
-        m.failures.fetch_add(1, Relaxed);
+        m.add(Alias::Failures, 1);
         if let Some(suppressed) = LOG.allow() {
             tracing::warn!(error = %self.error, suppressed, "Homer aliases: {}", self.what);
         }
@@ -241,5 +218,32 @@ impl GzipFromJanus {
                 "Gzip bodies arrive: sampleevh compresses each batch into a fixed 8 KiB buffer and drops the whole batch in Janus when it does not fit (about 30-40 grouped events); set compress = false in janus.eventhandler.sampleevh.jcfg, or use wsevh. Shown once."
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rejection_counts_though_the_log_is_limited() {
+        let m = crate::telemetry::Tally::default();
+        for _ in 0..1000 {
+            InputRejected {
+                input: Input::Ws,
+                reason: Reject::BadWsMessage,
+                peer: None,
+                what: "WebSocket error: closing.",
+                detail: format_args!(""),
+            }
+            .emit(&m);
+        }
+        assert_eq!(
+            m.get(Ingest::Rejected(Input::Ws, Reject::BadWsMessage)),
+            1000
+        );
+        // The log of this reason is spent for a second; another reason's is not.
+        assert!(REJECT_LOGS[Reject::BadWsMessage as usize].allow().is_none());
+        assert!(REJECT_LOGS[Reject::Overloaded as usize].allow().is_some());
     }
 }

@@ -13,6 +13,7 @@ pub use heplink_proto as proto;
 // The core (`core/`, its own crate: no I/O, no runtime) under its old paths.
 pub use heplink_core::{choice, correlate, diagnose, janus, json, map, pipeline, reject, time};
 
+pub mod ack;
 pub mod agent;
 pub mod capture;
 pub mod cmd;
@@ -23,4 +24,5 @@ pub mod internal_events;
 pub mod metrics;
 pub mod observe;
 pub mod output;
+pub mod telemetry;
 pub mod tls;

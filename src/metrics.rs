@@ -4,12 +4,20 @@
 //! included. The names, types and help texts are those documented in the README (the
 //! output is byte for byte what the hand-written renderer gave).
 //!
+//! The counting components (inputs, outputs, the alias keeper, the intake journal) never
+//! name this module: they emit through the telemetry seam (`telemetry.rs`), whose
+//! [`Emit`] this registry implements for each kind of key, and the agent installs it.
+//! Nothing here is read to decide anything (a collector's progress, which the
+//! acknowledgements wait for, is the output's own `Progress`).
+//!
 //! Why this file is over 500 lines: every metric's name, type and help text is listed in
 //! the family tables (`PLAIN_FAMILIES`, `BROKER_FAMILIES`, `COLLECTOR_FAMILIES`) beside
 //! the counters they read, one entry per counter, so `/metrics` and this list cannot
-//! drift.
+//! drift; and each key of the telemetry seam is mapped to its counter here, one match arm
+//! per key, so the components that count and the registry cannot drift either.
 
 use crate::reject::Reject;
+use crate::telemetry::{Alias, Broker, Collector, Emit, Ingest};
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -20,33 +28,7 @@ use std::sync::Arc;
 /// Janus event types in the order of the `type` label.
 pub const EVENT_TYPES: [&str; 10] = crate::janus::event::EventType::LABELS;
 
-/// The inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
-    /// HTTP (sampleevh).
-    Http = 0,
-    /// WebSocket (wsevh).
-    Ws = 1,
-    /// MQTT (mqttevh through a broker).
-    Mqtt = 2,
-    /// AMQP (rabbitmqevh through RabbitMQ).
-    Amqp = 3,
-}
-
-/// Every input, in label order.
-pub const INPUTS: [Input; 4] = [Input::Http, Input::Ws, Input::Mqtt, Input::Amqp];
-
-impl Input {
-    /// The `input` label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Input::Http => "http",
-            Input::Ws => "ws",
-            Input::Mqtt => "mqtt",
-            Input::Amqp => "amqp",
-        }
-    }
-}
+pub use crate::telemetry::{Input, INPUTS};
 
 /// The Homer alias keeper's counters (here, with the other counters: the keeper, its
 /// internal events and `/metrics` read them without importing each other).
@@ -103,22 +85,11 @@ pub struct CollectorMetrics {
     /// Packets written to a TCP/TLS collector and not yet confirmed (acknowledged and
     /// read, see `output::delivery`).
     pub in_flight: AtomicU64,
-    /// Packets taken into the queue, ever (the journal compares it with `spooled`).
-    pub enqueued: AtomicU64,
-    /// Packets taken from the queue into the spool (or dropped by a failed spool write).
-    pub spooled: AtomicU64,
     /// The last connection or write error, for messages (`replay`, `homer check`).
     pub last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl CollectorMetrics {
-    /// Records the last error seen sending to this collector.
-    pub fn set_error(&self, e: &std::io::Error) {
-        if let Ok(mut g) = self.last_error.lock() {
-            *g = Some(e.to_string());
-        }
-    }
-
     /// The last error seen sending to this collector, if any.
     pub fn error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|g| g.clone())
@@ -151,17 +122,90 @@ pub struct BrokerMetrics {
 }
 
 impl BrokerMetrics {
-    /// Records a connection error (and that the input is down).
-    pub fn down(&self, e: &dyn std::fmt::Display) {
-        self.connected.store(0, Relaxed);
-        if let Ok(mut g) = self.last_error.lock() {
-            *g = Some(e.to_string());
-        }
-    }
-
     /// The last connection error.
     pub fn error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|g| g.clone())
+    }
+}
+
+impl CollectorMetrics {
+    fn counter(&self, key: Collector) -> &AtomicU64 {
+        match key {
+            Collector::Packets => &self.packets,
+            Collector::Bytes => &self.bytes,
+            Collector::SendErrors => &self.send_errors,
+            Collector::Reconnects => &self.reconnects,
+            Collector::Connected => &self.connected,
+            Collector::QueueDepth => &self.queue_depth,
+            Collector::DroppedQueueFull => &self.dropped_queue_full,
+            Collector::DroppedShutdown => &self.dropped_shutdown,
+            Collector::OverMtu => &self.over_mtu,
+            Collector::SpoolBytes => &self.spool_bytes,
+            Collector::DroppedSpool => &self.dropped_spool,
+            Collector::DroppedSpoolError => &self.dropped_spool_error,
+            Collector::PacedWaits => &self.paced_waits,
+            Collector::Stalls => &self.stalls,
+            Collector::Resent => &self.resent,
+            Collector::InFlight => &self.in_flight,
+        }
+    }
+}
+
+/// The registry's side of the seam: a collector's sender counts into these atomics.
+impl Emit<Collector> for CollectorMetrics {
+    fn add(&self, key: Collector, n: u64) {
+        self.counter(key).fetch_add(n, Relaxed);
+    }
+    fn sub(&self, key: Collector, n: u64) {
+        self.counter(key).fetch_sub(n, Relaxed);
+    }
+    fn set(&self, key: Collector, v: u64) {
+        self.counter(key).store(v, Relaxed);
+    }
+    fn error(&self, _: Collector, error: &dyn std::fmt::Display) {
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = Some(error.to_string());
+        }
+    }
+}
+
+impl BrokerMetrics {
+    fn counter(&self, key: Broker) -> &AtomicU64 {
+        match key {
+            Broker::Connected => &self.connected,
+            Broker::Connections => &self.connections,
+            Broker::Messages => &self.messages,
+            Broker::Acks => &self.acks,
+            Broker::Nacks => &self.nacks,
+            Broker::Redeliveries => &self.redeliveries,
+            Broker::PartitionsHeld => &self.partitions_held,
+            Broker::StateReplayed => &self.state_replayed,
+        }
+    }
+}
+
+/// The registry's side of the seam: the alias keeper counts into these atomics.
+impl Emit<Alias> for AliasMetrics {
+    fn add(&self, key: Alias, n: u64) {
+        self.counter(key).fetch_add(n, Relaxed);
+    }
+    fn sub(&self, key: Alias, n: u64) {
+        self.counter(key).fetch_sub(n, Relaxed);
+    }
+    fn set(&self, key: Alias, v: u64) {
+        self.counter(key).store(v, Relaxed);
+    }
+}
+
+impl AliasMetrics {
+    fn counter(&self, key: Alias) -> &AtomicU64 {
+        match key {
+            Alias::Held => &self.held,
+            Alias::Writes => &self.writes,
+            Alias::Failures => &self.failures,
+            Alias::Dropped => &self.dropped,
+            Alias::Expired => &self.expired,
+        }
     }
 }
 
@@ -348,6 +392,46 @@ impl Metrics {
             e.family(name, kind, help, series)?;
         }
         Ok(())
+    }
+}
+
+impl Metrics {
+    /// The broker input `input`'s counters (MQTT's for an input that is not a broker's).
+    fn broker(&self, input: Input) -> &BrokerMetrics {
+        &self.brokers[usize::from(input == Input::Amqp)]
+    }
+
+    fn ingest(&self, key: Ingest) -> &AtomicU64 {
+        match key {
+            Ingest::Rejected(input, r) => &self.rejected[input as usize][r as usize],
+            Ingest::HttpRequests => &self.http_requests,
+            Ingest::WsConnections => &self.ws_connections,
+            Ingest::WsConnectionsTotal => &self.ws_connections_total,
+            Ingest::JournalErrors => &self.journal_errors,
+            Ingest::JournalReplayed => &self.journal_replayed,
+            Ingest::Broker(input, b) => self.broker(input).counter(b),
+        }
+    }
+}
+
+/// The registry's side of the seam: the inputs and the intake journal count into these
+/// atomics.
+impl Emit<Ingest> for Metrics {
+    fn add(&self, key: Ingest, n: u64) {
+        self.ingest(key).fetch_add(n, Relaxed);
+    }
+    fn sub(&self, key: Ingest, n: u64) {
+        self.ingest(key).fetch_sub(n, Relaxed);
+    }
+    fn set(&self, key: Ingest, v: u64) {
+        self.ingest(key).store(v, Relaxed);
+    }
+    fn error(&self, key: Ingest, error: &dyn std::fmt::Display) {
+        if let Ingest::Broker(input, _) = key {
+            if let Ok(mut g) = self.broker(input).last_error.lock() {
+                *g = Some(error.to_string());
+            }
+        }
     }
 }
 

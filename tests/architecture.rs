@@ -144,11 +144,12 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 /// (`core/`, the crate `heplink-core`: see [`the_core_depends_on_no_runtime`]); inside it,
 /// each stage (janus → correlate → map → diagnose → pipeline) names nothing of a stage after
 /// it; in the agent, outputs never reach back into inputs or the stages, inputs never into
-/// the wiring or the commands.
+/// the wiring or the commands; inputs, outputs, acknowledgement and the alias keeper count
+/// through the telemetry seam, never naming the metrics registry.
 #[test]
 fn each_stage_imports_only_what_comes_before_it() {
     let core = ["janus", "reject", "json", "time", "choice"];
-    let rules: [(&str, Vec<&str>, bool); 7] = [
+    let rules: [(&str, Vec<&str>, bool); 11] = [
         ("core/src/janus", core.to_vec(), false),
         (
             "core/src/correlate",
@@ -174,7 +175,7 @@ fn each_stage_imports_only_what_comes_before_it() {
             "src/output",
             vec![
                 "output",
-                "metrics",
+                "telemetry",
                 "internal_events",
                 "tls",
                 "observe",
@@ -182,12 +183,40 @@ fn each_stage_imports_only_what_comes_before_it() {
             ],
             true,
         ),
+        // The alias keeper and the telemetry seam count through `telemetry`, never the
+        // registry (`metrics`), which the agent installs behind it.
+        (
+            "src/homer",
+            vec![
+                "homer",
+                "diagnose",
+                "internal_events",
+                "telemetry",
+                "observe",
+                "tls",
+            ],
+            true,
+        ),
+        (
+            "src/internal_events.rs",
+            vec!["homer", "telemetry", "observe", "reject"],
+            false,
+        ),
+        ("src/telemetry.rs", vec!["reject"], false),
+        // Acknowledgement: what the pipeline said of a body and what the outputs'
+        // progress handles say of its packets; no socket, no input, no counter.
+        (
+            "src/ack",
+            vec!["ack", "output", "telemetry", "observe", "pipeline", "time"],
+            true,
+        ),
         (
             "src/input",
             vec![
                 "input",
+                "ack",
                 "config",
-                "metrics",
+                "telemetry",
                 "internal_events",
                 "observe",
                 "pipeline",
@@ -267,4 +296,203 @@ fn the_core_depends_on_no_runtime() {
     ];
     let found: Vec<&&str> = forbidden.iter().filter(|f| names.contains(**f)).collect();
     assert!(found.is_empty(), "the core depends on {found:?}");
+}
+
+/// The source of a file without its whole-line comments (doc links name modules without
+/// depending on them) and its `#[cfg(test)]` items, wherever they sit in the file.
+fn code_of(path: &Path) -> String {
+    without_tests(&std::fs::read_to_string(path).unwrap())
+}
+
+/// `text` without its whole-line comments and its `#[cfg(test)]` items.
+fn without_tests(text: &str) -> String {
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    let mut out = String::new();
+    let mut rest = code.as_str();
+    while let Some(i) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        // The item ends at the `;` or the brace that closes its first `{`.
+        let b = rest.as_bytes();
+        let (mut depth, mut j) = (0usize, 0usize);
+        while j < b.len() {
+            match b[j] {
+                b'"' => {
+                    // A string: to its closing quote.
+                    j += 1;
+                    while j < b.len() && b[j] != b'"' {
+                        j += if b[j] == b'\\' { 2 } else { 1 };
+                    }
+                }
+                // A character literal such as '{' (a lifetime has no closing quote).
+                b'\'' if b.get(j + 2) == Some(&b'\'') => j += 2,
+                b'\'' if b.get(j + 1) == Some(&b'\\') => {
+                    j += rest[j + 2..].find('\'').map_or(0, |k| k + 2)
+                }
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                b';' if depth == 0 => break,
+                _ => {}
+            }
+            j += 1;
+        }
+        rest = &rest[(j + 1).min(rest.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The `crate::` paths named in `code`, each as its segments, with `use crate::a::{b,
+/// c::d}` groups expanded (`crate::a::b`, `crate::a::c::d`).
+fn crate_paths(code: &str) -> Vec<Vec<String>> {
+    fn ident(s: &str) -> (&str, &str) {
+        let end = s
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(s.len());
+        s.split_at(end)
+    }
+    /// Reads a path (or a `{...}` group) at the start of `s` after `prefix`.
+    fn path(s: &str, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+        let s = s.trim_start();
+        if let Some(group) = s.strip_prefix('{') {
+            // Split the group at its top-level commas.
+            let (mut depth, mut start) = (0usize, 0usize);
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        path(&group[start..i], prefix.clone(), out);
+                        return;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        path(&group[start..i], prefix.clone(), out);
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            return;
+        }
+        let (name, rest) = ident(s);
+        let mut segs = prefix;
+        if name.is_empty() || name == "self" {
+            out.push(segs);
+            return;
+        }
+        segs.push(name.to_string());
+        match rest.strip_prefix("::") {
+            Some(rest) => path(rest, segs, out),
+            None => out.push(segs),
+        }
+    }
+    let mut out = Vec::new();
+    for (i, _) in code.match_indices("crate::") {
+        let before = code[..i].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        path(&code[i + 7..], Vec::new(), &mut out);
+    }
+    out
+}
+
+/// No import circle anywhere: the graph of `crate::` paths between the files of `src/`
+/// (each path leads to the deepest file it names: `crate::output::spool::Spool` to
+/// `src/output/spool.rs`, `crate::ack::Job` to `src/ack/mod.rs`) has no cycle. A
+/// circle makes two files one unit that can only be understood, tested and moved
+/// together; two were removed (metrics ↔ homer/aliases, output/tcp ↔ output/conn).
+/// `super::` paths between a folder's `mod.rs` and its children are not looked at.
+#[test]
+fn no_import_circle_between_the_files_of_src() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let src = root().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    // Each file's module path: src/a/b.rs is a::b, src/a/mod.rs is a; lib.rs the root.
+    let mut module: BTreeMap<Vec<String>, String> = BTreeMap::new();
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap().with_extension("");
+        let mut segs: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if segs.last().is_some_and(|s| s == "mod" || s == "lib") {
+            segs.pop();
+        }
+        if segs == ["main"] {
+            continue; // the binary: its `crate::` is not the library's
+        }
+        module.insert(
+            segs,
+            format!("src/{}", f.strip_prefix(&src).unwrap().display()),
+        );
+    }
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (segs, file) in &module {
+        let code = code_of(&root().join(file));
+        let to = edges.entry(file.clone()).or_default();
+        for p in crate_paths(&code) {
+            // The deepest file the path names (none: a re-export from another crate).
+            let target = (1..=p.len()).rev().find_map(|n| module.get(&p[..n]));
+            if let Some(t) = target.filter(|t| *t != file && !segs.is_empty()) {
+                to.insert(t.clone());
+            }
+        }
+    }
+    let n_edges: usize = edges.values().map(BTreeSet::len).sum();
+    assert!(n_edges > 50, "the graph has its edges: {edges:#?}");
+    // Depth-first, with the path walked: an edge back into it closes a circle.
+    fn walk(
+        at: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+        circles: &mut Vec<String>,
+    ) {
+        if let Some(i) = path.iter().position(|p| p == at) {
+            let mut c = path[i..].to_vec();
+            c.push(at.to_string());
+            circles.push(c.join(" -> "));
+            return;
+        }
+        if !done.insert(at.to_string()) {
+            return;
+        }
+        path.push(at.to_string());
+        for next in edges.get(at).into_iter().flatten() {
+            walk(next, edges, path, done, circles);
+        }
+        path.pop();
+    }
+    let mut done = BTreeSet::new();
+    let mut circles = Vec::new();
+    for f in edges.keys() {
+        walk(f, &edges, &mut Vec::new(), &mut done, &mut circles);
+    }
+    assert!(circles.is_empty(), "import circles: {circles:#?}");
+}
+
+#[test]
+fn test_items_are_left_out_wherever_they_are() {
+    let text = "use crate::a::B;\n#[cfg(test)]\nmod tests {\n    fn f() { let c = '{'; crate::t::x(\"}\"); }\n}\n/// crate::doc\nfn g() { crate::c::d(); }\n#[cfg(test)]\nuse crate::u::V;\n";
+    let code = without_tests(text);
+    let p: Vec<String> = crate_paths(&code).iter().map(|s| s.join("::")).collect();
+    assert_eq!(p, ["a::B", "c::d"], "{code}");
+}
+
+#[test]
+fn crate_paths_expand_groups() {
+    let p = crate_paths("use crate::a::{b, c::{d, e}, self};\nx = crate::f::g(1);");
+    let p: Vec<String> = p.iter().map(|s| s.join("::")).collect();
+    assert_eq!(p, ["a::b", "a::c::d", "a::c::e", "a", "f::g"]);
 }

@@ -317,11 +317,12 @@ async fn a_full_spool_counts_exactly_what_it_could_not_keep() {
     }
     let m = a.metrics.collectors[0].clone();
     // Everything reached the spool (nothing left in the queue).
+    let progress = a.progress[0].clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while m.spooled.load(Relaxed) < n && std::time::Instant::now() < deadline {
+    while progress.spooled() < n && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(m.spooled.load(Relaxed), n);
+    assert_eq!(progress.spooled(), n);
     let dropped = m.dropped_spool.load(Relaxed);
     assert!(dropped > 0, "the cap made room");
     let on_disk: u64 = segment_bytes(dir.path());

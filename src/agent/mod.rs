@@ -4,7 +4,7 @@
 //! the correlator holds and drain the queues (bounded by `shutdown_timeout_ms`).
 //!
 //! The pipeline task's loop is `task.rs`; the bookkeeping of bodies not yet safe lives in
-//! `input/settle.rs` (`Settling`) and `input/journal.rs` (`Intake`).
+//! `ack/settle.rs` (`Settling`, which keeps the intake journal of `ack/journal.rs`).
 
 mod task;
 
@@ -21,13 +21,14 @@ use base64::Engine as _;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::ack::journal::Intake;
 use crate::config::Config;
 use crate::input::guard::{Gate, GuardedListener};
 use crate::input::http::{HttpState, MakeHttp};
-use crate::input::journal::Intake;
 
+use crate::ack::Job;
 use crate::input::ws::{ws_upgrade, WsState};
-use crate::input::{serve, serve_router, Job, TlsListener};
+use crate::input::{serve, serve_router, TlsListener};
 use crate::metrics::{CollectorMetrics, Input, Metrics};
 use crate::output::{self, Queue};
 
@@ -48,6 +49,9 @@ pub struct Agent {
     pub bound: Bound,
     /// Its metrics.
     pub metrics: Arc<Metrics>,
+    /// How far each collector's queue and spool got, in the order of the collectors
+    /// (control state the outputs publish; see [`output::Progress`]).
+    pub progress: Vec<Arc<output::Progress>>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -93,19 +97,20 @@ pub async fn start(
     let (queues, senders, collector_metrics) = start_collectors(&cfg)?;
     let metrics = Arc::new(Metrics::new(collector_metrics));
     let journal = open_journal(&cfg)?;
-    // The collectors with a spool: a body is safe once they took its packets into it.
-    let spooled: Vec<Arc<CollectorMetrics>> = if cfg.spool.dir.is_empty() {
+    // The collectors with a spool: a body is safe once they took its packets into it, as
+    // their queues' progress says (control state the outputs publish, not a counter).
+    let spooled: Vec<Arc<output::Progress>> = if cfg.spool.dir.is_empty() {
         Vec::new()
     } else {
-        metrics
-            .collectors
+        queues
             .iter()
             .zip(&cfg.output)
             .filter(|(_, o)| !o.url.is_udp())
-            .map(|(m, _)| m.clone())
+            .map(|(q, _)| q.progress().clone())
             .collect()
     };
     let aliases = alias_feed(&cfg, &metrics)?;
+    let progress = queues.iter().map(|q| q.progress().clone()).collect();
 
     // The pipeline task.
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
@@ -160,6 +165,7 @@ pub async fn start(
     Ok(Agent {
         bound,
         metrics,
+        progress,
         done,
     })
 }

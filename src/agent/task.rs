@@ -6,7 +6,7 @@
 //!
 //! Its state ([`Task`]) sits behind an async lock ([`Shared`]) that the task takes for
 //! each job and tick. The HTTP input takes the same lock and runs the same step in its
-//! handler ([`crate::input::Taker`]): a POST is answered without a hop to this task and
+//! handler ([`crate::ack::Taker`]): a POST is answered without a hop to this task and
 //! back, and bodies still go through the pipeline (and their packets into the queues)
 //! one at a time, in one order.
 
@@ -17,11 +17,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::ack::journal::Intake;
+use crate::ack::settle::Settling;
+use crate::ack::Job;
 use crate::config::Config;
-use crate::input::journal::Intake;
-use crate::input::settle::{Settling, Token};
-use crate::input::Job;
-use crate::metrics::{CollectorMetrics, Metrics};
+use crate::metrics::Metrics;
 use crate::output::Queue;
 use crate::pipeline::{Pipeline, Rejections};
 use crate::time::now_us;
@@ -49,7 +49,7 @@ impl Shared {
         (intake, aliases, spooled): (
             Option<Intake>,
             Option<crate::homer::aliases::AliasFeed>,
-            Vec<Arc<CollectorMetrics>>,
+            Vec<Arc<crate::output::Progress>>,
         ),
     ) -> Arc<Shared> {
         Arc::new(Shared(Arc::new(tokio::sync::Mutex::new(Task {
@@ -60,8 +60,7 @@ impl Shared {
             },
             names: Vec::new(),
             packets: Vec::new(),
-            st: Settling::new(spooled),
-            intake,
+            st: Settling::new(spooled, intake),
             aliases,
             queues,
             metrics,
@@ -78,7 +77,7 @@ pub(super) struct Direct {
     pub(super) _alive: mpsc::Sender<Job>,
 }
 
-impl crate::input::Taker for Direct {
+impl crate::ack::Taker for Direct {
     fn take(
         &self,
         job: Job,
@@ -126,7 +125,6 @@ struct Task {
     p: Pipeline,
     packets: Vec<Bytes>,
     st: Settling,
-    intake: Option<Intake>,
     aliases: Option<crate::homer::aliases::AliasFeed>,
     /// Names taken from the pipeline for the alias keeper (a kept buffer).
     names: Vec<crate::diagnose::NameChange>,
@@ -149,17 +147,12 @@ impl Task {
     /// were released the first time by a body taken again, or by the end of their hold:
     /// they are sent again then, duplicates like the rest.
     async fn replay_journal(&mut self) {
-        let Some(intake) = self.intake.as_mut() else {
-            return;
-        };
-        for r in std::mem::take(&mut intake.warm) {
+        for r in self.st.journal_warm() {
             self.p.replay_body(&Bytes::from(r.body), r.at_us);
         }
-        for r in std::mem::take(&mut intake.back) {
+        for r in self.st.journal_back() {
             let now = r.at_us;
-            self.st.last_at = self.st.last_at.max(now);
-            intake.newest = intake.newest.max(r.seq);
-            self.st.settler.take(now, Token::Journal(r.seq));
+            self.st.taken_again(&r);
             self.metrics.journal_replayed.fetch_add(1, Relaxed);
             let packets = &mut self.packets;
             let taken = self
@@ -183,11 +176,7 @@ impl Task {
             return Rejections::default();
         }
         let now = self.st.time();
-        let journaled = match (self.intake.as_mut(), &job.receipt) {
-            // A broker keeps its message until it is acknowledged: no journal.
-            (Some(intake), None) => intake.take(now, &job, &self.metrics),
-            _ => None,
-        };
+        let journaled = self.st.journal(now, &job, &*self.metrics);
         let packets = &mut self.packets;
         let taken = self
             .p
@@ -200,23 +189,9 @@ impl Task {
             self.metrics.reject_n(job.input, *reason, *n);
         }
         self.send().await;
-        let token = match (journaled, job.receipt) {
-            (_, Some(r)) if taken.events() == 0 && !taken.rejected.is_empty() => {
-                r.settle(crate::input::Outcome::Malformed);
-                None
-            }
-            (_, Some(r)) => Some(Token::Receipt(r)),
-            (Some(seq), None) => Some(Token::Journal(seq)),
-            (None, None) => None,
-        };
-        if let Some(t) = token {
-            if taken.held {
-                self.st.settler.take(now, t);
-            } else {
-                self.st.settler.take_released(t);
-                self.st.settle_released();
-            }
-        }
+        let unreadable = taken.events() == 0 && !taken.rejected.is_empty();
+        self.st
+            .taken(now, journaled, job.receipt, unreadable, taken.held);
         taken.rejected
     }
 
@@ -229,11 +204,7 @@ impl Task {
         update_gauges(&self.p, &self.metrics);
         self.send().await;
         let p = &self.p;
-        self.st.settle(
-            |h| p.correlator().held_times(h),
-            false,
-            self.intake.as_mut(),
-        );
+        self.st.settle(|h| p.correlator().held_times(h), false);
     }
 
     /// Hands the diagnosis's names to the alias keeper.
@@ -262,16 +233,13 @@ impl Task {
         update_gauges(&self.p, &self.metrics);
         for _ in 0..50 {
             let p = &self.p;
-            self.st
-                .settle(|h| p.correlator().held_times(h), true, self.intake.as_mut());
-            if self.st.settler.is_empty() {
+            self.st.settle(|h| p.correlator().held_times(h), true);
+            if self.st.is_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if let Some(intake) = self.intake.as_mut() {
-            let _ = intake.journal.sync();
-        }
+        self.st.sync();
     }
 }
 

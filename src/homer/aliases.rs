@@ -17,9 +17,9 @@
 use crate::diagnose::names::{is_janus, is_ours};
 use crate::diagnose::NameChange;
 use crate::internal_events::AliasFailed;
+use crate::telemetry::{Alias as Count, Emit};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,13 +48,11 @@ pub enum Intent {
     },
 }
 
-pub use crate::metrics::AliasMetrics;
-
 /// The pipeline's end: hands the diagnosis's names over without waiting.
 #[derive(Debug)]
 pub struct AliasFeed {
     tx: mpsc::Sender<Intent>,
-    metrics: Arc<AliasMetrics>,
+    metrics: Arc<dyn Emit<Count>>,
 }
 
 impl AliasFeed {
@@ -73,7 +71,7 @@ impl AliasFeed {
             }
         };
         if self.tx.try_send(i).is_err() {
-            self.metrics.dropped.fetch_add(1, Relaxed);
+            self.metrics.add(Count::Dropped, 1);
         }
     }
 }
@@ -93,7 +91,7 @@ pub struct Keeping {
 pub fn spawn(
     api: Api,
     keeping: Keeping,
-    metrics: Arc<AliasMetrics>,
+    metrics: Arc<dyn Emit<Count>>,
 ) -> (AliasFeed, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1024);
     let task = tokio::spawn(keep(api, rx, keeping, metrics.clone()));
@@ -113,7 +111,7 @@ type Ours = HashMap<(IpAddr, u16), Held>;
 /// The aliases an earlier run left (it may have been killed), known by their names,
 /// taken over so that they are replaced or removed like this run's own: Janus's kept,
 /// the others ended now (their PeerConnections are gone; they stay for the retention).
-async fn take_over(api: &mut Api, m: &AliasMetrics) -> Ours {
+async fn take_over(api: &mut Api, m: &dyn Emit<Count>) -> Ours {
     let mut ours = Ours::new();
     let now = Instant::now();
     match api.aliases().await {
@@ -140,7 +138,7 @@ async fn take_over(api: &mut Api, m: &AliasMetrics) -> Ours {
         }
         .emit(m),
     }
-    m.held.store(ours.len() as u64, Relaxed);
+    m.set(Count::Held, ours.len() as u64);
     ours
 }
 
@@ -149,7 +147,7 @@ struct Keeper {
     api: Api,
     ours: Ours,
     keeping: Keeping,
-    m: Arc<AliasMetrics>,
+    m: Arc<dyn Emit<Count>>,
 }
 
 impl Keeper {
@@ -167,7 +165,7 @@ impl Keeper {
         };
         match self.api.delete_alias(&h.guid).await {
             Ok(_) => {
-                self.m.writes.fetch_add(1, Relaxed);
+                self.m.add(Count::Writes, 1);
                 true
             }
             Err(e) => {
@@ -198,10 +196,10 @@ impl Keeper {
             match self.oldest_ended() {
                 Some(k) => {
                     self.delete(k).await;
-                    self.m.expired.fetch_add(1, Relaxed);
+                    self.m.add(Count::Expired, 1);
                 }
                 None => {
-                    self.m.dropped.fetch_add(1, Relaxed);
+                    self.m.add(Count::Dropped, 1);
                     return;
                 }
             }
@@ -210,7 +208,7 @@ impl Keeper {
         self.delete((ip, port)).await;
         match self.api.create_alias(&Alias::host(&name, ip, port)).await {
             Ok(guid) => {
-                self.m.writes.fetch_add(1, Relaxed);
+                self.m.add(Count::Writes, 1);
                 self.ours.insert(
                     (ip, port),
                     Held {
@@ -237,7 +235,7 @@ impl Keeper {
     }
 }
 
-async fn keep(api: Api, mut rx: mpsc::Receiver<Intent>, keeping: Keeping, m: Arc<AliasMetrics>) {
+async fn keep(api: Api, mut rx: mpsc::Receiver<Intent>, keeping: Keeping, m: Arc<dyn Emit<Count>>) {
     let mut k = Keeper {
         api,
         ours: Ours::new(),
@@ -269,7 +267,7 @@ async fn keep(api: Api, mut rx: mpsc::Receiver<Intent>, keeping: Keeping, m: Arc
         for key in expired {
             pace(&mut next, gap).await;
             if k.delete(key).await {
-                k.m.expired.fetch_add(1, Relaxed);
+                k.m.add(Count::Expired, 1);
             }
         }
         match intent {
@@ -284,7 +282,7 @@ async fn keep(api: Api, mut rx: mpsc::Receiver<Intent>, keeping: Keeping, m: Arc
             }
             None => {}
         }
-        k.m.held.store(k.ours.len() as u64, Relaxed);
+        k.m.set(Count::Held, k.ours.len() as u64);
     }
 }
 

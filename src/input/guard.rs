@@ -27,8 +27,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
-use crate::metrics::{Input, Metrics};
 use crate::reject::Reject;
+use crate::telemetry::{Emit, Ingest, Input};
 
 /// The limits of one input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,13 +52,13 @@ pub struct Limits {
 pub struct Gate {
     limits: Limits,
     input: Input,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn Emit<Ingest>>,
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
 impl Gate {
     /// A gate with these limits, counting into `metrics` for `input`.
-    pub fn new(limits: Limits, input: Input, metrics: Arc<Metrics>) -> Arc<Gate> {
+    pub fn new(limits: Limits, input: Input, metrics: Arc<dyn Emit<Ingest>>) -> Arc<Gate> {
         Arc::new(Gate {
             limits,
             input,
@@ -210,7 +210,8 @@ async fn watchdog(w: Arc<Watch>, fd: std::os::fd::OwnedFd, timeout: Duration, ga
             us => {
                 let since = w.base + Duration::from_micros(us);
                 if since.elapsed() >= timeout {
-                    gate.metrics.reject(gate.input, Reject::Timeout);
+                    gate.metrics
+                        .add(Ingest::Rejected(gate.input, Reject::Timeout), 1);
                     let _ = nix::sys::socket::shutdown(
                         fd.as_raw_fd(),
                         nix::sys::socket::Shutdown::Both,
@@ -292,7 +293,8 @@ impl<Io> Guarded<Io> {
         };
         if self.phase == Phase::Idle {
             // A keep-alive connection left idle: counted, not worth a log line.
-            gate.metrics.reject(gate.input, Reject::Timeout);
+            gate.metrics
+                .add(Ingest::Rejected(gate.input, Reject::Timeout), 1);
         } else {
             InputRejected {
                 input: gate.input,

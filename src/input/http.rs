@@ -13,7 +13,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -27,10 +26,10 @@ use tokio::sync::Semaphore;
 
 use super::auth::{ct_eq, AuthThrottle};
 use super::body::{drain, gunzip, read_body, take_budget, GunzipError, ReadError, INFLATE_SLOTS};
-use super::{Job, Taker};
-use crate::metrics::{Input, Metrics};
+use crate::ack::{Job, Taker};
 use crate::observe::LogLimit;
 use crate::reject::Reject;
+use crate::telemetry::{Emit, Ingest, Input};
 
 use crate::pipeline::MAX_LISTED;
 
@@ -39,7 +38,7 @@ pub struct HttpState {
     /// Takes each body (the pipeline, at once).
     pub taker: Arc<dyn Taker>,
     /// Counters.
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<dyn Emit<Ingest>>,
     /// The whole expected `Authorization` header value, when Basic auth is on.
     pub auth: Option<Vec<u8>>,
     /// Cap on the body as received.
@@ -156,7 +155,7 @@ impl tower_service::Service<Request> for HttpService {
 /// inflated if gzipped, and handed to the pipeline (at once, through [`Taker`]), whose
 /// answer says which events were rejected.
 pub async fn http_ingest(st: &HttpState, peer: Option<SocketAddr>, req: Request) -> Response {
-    st.metrics.http_requests.fetch_add(1, Relaxed);
+    st.metrics.add(Ingest::HttpRequests, 1);
     let (parts, mut body) = req.into_parts();
     let declared = parts
         .headers
@@ -404,7 +403,7 @@ pub fn ingest_once(
         ))));
         let st = Arc::new(HttpState {
             taker: once.clone(),
-            metrics: Arc::new(Metrics::default()),
+            metrics: crate::telemetry::nop(),
             auth: auth.then(|| b"Basic amFudXM6czNjcmV0".to_vec()),
             max_body: 64 << 10,
             max_decompressed: 256 << 10,

@@ -1,7 +1,7 @@
 //! The MQTT input: subscribes to what Janus's mqttevh publishes (one event per message,
 //! on `<topic>/<type>` with its default `addevent = true`) and hands each message to the
 //! pipeline. With QoS 1 a message is acknowledged only once its events are safe (see
-//! `input::settle`); until then the broker keeps it, and delivers it again after a
+//! `ack::settle`); until then the broker keeps it, and delivers it again after a
 //! reconnection (with a persistent session) or to the next agent. Events of one handle
 //! arrive on several topics in any order between them: the correlator's hold window
 //! covers that.
@@ -10,16 +10,15 @@
 //! tried again with a growing pause (0.1 s doubling to 5 s), and the subscriptions are
 //! made again whenever the broker did not keep the session.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-use super::{Job, Outcome, Receipt, Tag};
+use crate::ack::{Job, Outcome, Receipt, Tag};
 use crate::config::{MqttInput, MqttVersion};
-use crate::metrics::{BrokerMetrics, Input, Metrics};
+use crate::telemetry::{Broker, BrokerEmit, Emit, Ingest, Input};
 
 /// What the two protocol versions' event loops give the input.
 enum Happening {
@@ -215,11 +214,11 @@ impl Link {
 pub async fn run(
     cfg: MqttInput,
     jobs: mpsc::Sender<Job>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn Emit<Ingest>>,
     mut stop: watch::Receiver<bool>,
     drain: Duration,
 ) {
-    let m: &BrokerMetrics = &metrics.brokers[0];
+    let m = &BrokerEmit::new(metrics, Input::Mqtt);
     let link = match Link::new(&cfg) {
         Ok(l) => l,
         Err(e) => {
@@ -277,7 +276,7 @@ enum Step {
 /// The input's running context.
 struct Mqtt<'a> {
     cfg: &'a MqttInput,
-    m: &'a BrokerMetrics,
+    m: &'a BrokerEmit,
     link: Link,
     /// Where the pipeline sends each QoS 1 message's receipt back.
     receipts: mpsc::UnboundedSender<(Tag, Outcome)>,
@@ -294,8 +293,8 @@ impl Mqtt<'_> {
         match h {
             Ok(Happening::Connected { session_present }) => {
                 self.connection += 1;
-                m.connections.fetch_add(1, Relaxed);
-                m.connected.store(1, Relaxed);
+                m.add(Broker::Connections, 1);
+                m.set(Broker::Connected, 1);
                 self.pause = Duration::from_millis(100);
                 self.failures = 0;
                 if !(session_present && cfg.persistent) {
@@ -316,10 +315,10 @@ impl Mqtt<'_> {
                 qos1,
                 dup,
             }) => {
-                m.messages.fetch_add(1, Relaxed);
+                m.add(Broker::Messages, 1);
                 tracing::trace!(pkid, qos1, dup, bytes = payload.len(), "MQTT message.");
                 if dup {
-                    m.redeliveries.fetch_add(1, Relaxed);
+                    m.add(Broker::Redeliveries, 1);
                 }
                 if status {
                     tracing::debug!(status = %String::from_utf8_lossy(&payload), "mqttevh status.");
@@ -378,11 +377,11 @@ impl Mqtt<'_> {
             while self.link.poll().await.is_ok() {}
         })
         .await;
-        m.connected.store(0, Relaxed);
+        m.set(Broker::Connected, 0);
     }
 }
 
-fn settle(link: &Link, m: &BrokerMetrics, connection: u64, tag: Tag, outcome: Outcome) {
+fn settle(link: &Link, m: &BrokerEmit, connection: u64, tag: Tag, outcome: Outcome) {
     tracing::trace!(?tag, ?outcome, connection, "MQTT message settled.");
     if tag.connection != connection {
         // Delivered on an earlier connection: the broker sends it again.
@@ -392,8 +391,8 @@ fn settle(link: &Link, m: &BrokerMetrics, connection: u64, tag: Tag, outcome: Ou
     // the broker would deliver it forever.
     link.ack(tag.delivery as u16);
     match outcome {
-        Outcome::Safe => m.acks.fetch_add(1, Relaxed),
-        Outcome::Malformed => m.nacks.fetch_add(1, Relaxed),
+        Outcome::Safe => m.add(Broker::Acks, 1),
+        Outcome::Malformed => m.add(Broker::Nacks, 1),
     };
 }
 

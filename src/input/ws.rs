@@ -3,7 +3,6 @@
 
 use crate::internal_events::InputRejected;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -13,16 +12,16 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-use super::Job;
-use crate::metrics::{Input, Metrics};
+use crate::ack::Job;
 use crate::reject::Reject;
+use crate::telemetry::{Emit, Ingest, Input};
 
 /// What the WebSocket handler needs.
 pub struct WsState {
     /// The pipeline task.
     pub jobs: mpsc::Sender<Job>,
     /// Counters.
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<dyn Emit<Ingest>>,
     /// Largest message accepted.
     pub max_message: usize,
     /// Turns true at shutdown.
@@ -117,8 +116,8 @@ pub async fn ws_upgrade(
 }
 
 async fn ws_session(mut socket: WebSocket, peer: SocketAddr, st: Arc<WsState>) {
-    st.metrics.ws_connections.fetch_add(1, Relaxed);
-    st.metrics.ws_connections_total.fetch_add(1, Relaxed);
+    st.metrics.add(Ingest::WsConnections, 1);
+    st.metrics.add(Ingest::WsConnectionsTotal, 1);
     tracing::info!(%peer, "Janus connected over WebSocket.");
     let mut stop = st.stop.clone();
     loop {
@@ -175,6 +174,6 @@ async fn ws_session(mut socket: WebSocket, peer: SocketAddr, st: Arc<WsState>) {
             break;
         }
     }
-    st.metrics.ws_connections.fetch_sub(1, Relaxed);
+    st.metrics.sub(Ingest::WsConnections, 1);
     tracing::info!(%peer, "Janus WebSocket connection closed.");
 }

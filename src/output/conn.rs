@@ -4,7 +4,6 @@
 //! handed to the kernel, `TCP_INFO`).
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,9 +14,10 @@ use tokio::sync::mpsc;
 
 use super::delivery::SocketFacts;
 use super::spool::Spool;
+use super::Counts;
 use super::{resolve, QueueRx};
 use crate::internal_events::{SpoolCapDropped, SpoolWriteFailed};
-use crate::metrics::CollectorMetrics;
+use crate::telemetry::{Collector, Emit};
 
 /// A TCP stream that counts the bytes handed to the kernel: under TLS this is the
 /// records, which is what the collector's TCP acknowledges.
@@ -181,7 +181,7 @@ impl Conn {
 pub(super) struct Absorb<'a> {
     pub(super) rx: &'a mut QueueRx,
     pub(super) spool: &'a mut crate::output::spool::Spool,
-    pub(super) m: &'a CollectorMetrics,
+    pub(super) m: &'a Counts,
     pub(super) closing: &'a mut bool,
 }
 
@@ -350,7 +350,7 @@ fn peer_state(s: &TcpStream) -> Peer {
 pub(super) fn spool_queued(
     rx: &mut QueueRx,
     spool: &mut Spool,
-    m: &CollectorMetrics,
+    m: &Counts,
     first: Option<Bytes>,
 ) -> bool {
     let mut batch: Vec<Bytes> = first.into_iter().collect();
@@ -366,7 +366,7 @@ pub(super) fn spool_queued(
         }
     }
     if !batch.is_empty() {
-        m.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
+        m.sub(Collector::QueueDepth, batch.len() as u64);
         let before = spool.dropped;
         if let Err(e) = spool.append(&batch) {
             // The disk failed (full, read-only, gone): these packets are lost, and counted.
@@ -386,7 +386,7 @@ pub(super) fn spool_queued(
             .emit(m);
         }
     }
-    m.spooled.fetch_add(batch.len() as u64, Relaxed);
-    m.spool_bytes.store(spool.pending_bytes(), Relaxed);
+    rx.progress().in_spool(batch.len() as u64);
+    m.set(Collector::SpoolBytes, spool.pending_bytes());
     closed
 }

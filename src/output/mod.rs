@@ -11,12 +11,14 @@
 mod conn;
 pub mod delivery;
 pub mod pace;
+mod progress;
 mod queue;
 pub mod spool;
 mod tcp;
 mod tcp_facts;
 mod udp;
 
+pub use progress::Progress;
 pub(crate) use queue::QueueRx;
 pub use queue::{Queue, DEFAULT_QUEUE_BYTES, MIN_QUEUE_BYTES};
 pub use tcp::RESEND_WINDOW;
@@ -25,7 +27,38 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metrics::CollectorMetrics;
+use crate::telemetry::{Collector, Emit};
+
+/// What a collector's sender counts through (the seam the caller installs: the agent's
+/// metrics registry, or nothing) and the collector's name in its log lines.
+#[derive(Debug)]
+pub(crate) struct Counts {
+    /// The collector's URL, as its log lines name it.
+    pub(crate) url: String,
+    emit: Arc<dyn Emit<Collector>>,
+}
+
+impl Counts {
+    /// Counts of the collector `url` into `emit`.
+    pub(crate) fn new(url: String, emit: Arc<dyn Emit<Collector>>) -> Counts {
+        Counts { url, emit }
+    }
+}
+
+impl Emit<Collector> for Counts {
+    fn add(&self, key: Collector, n: u64) {
+        self.emit.add(key, n);
+    }
+    fn sub(&self, key: Collector, n: u64) {
+        self.emit.sub(key, n);
+    }
+    fn set(&self, key: Collector, v: u64) {
+        self.emit.set(key, v);
+    }
+    fn error(&self, key: Collector, error: &dyn std::fmt::Display) {
+        self.emit.error(key, error);
+    }
+}
 
 /// What happens when a collector's queue is full.
 #[derive(
@@ -196,14 +229,15 @@ pub struct SendOptions {
     pub udp_burst: u32,
 }
 
-/// Starts the task of one collector; returns its queue and the task. `tls` applies to
-/// `tls://` collectors.
+/// Starts the task of one collector; returns its queue (with the collector's
+/// [`Progress`], [`Queue::progress`]) and the task. `tls` applies to `tls://` collectors;
+/// the sender counts through `telemetry`.
 pub fn spawn(
     url: CollectorUrl,
     opts: SendOptions,
     tls: &crate::tls::TlsClient,
     spool: Option<crate::output::spool::Spool>,
-    metrics: Arc<CollectorMetrics>,
+    telemetry: Arc<dyn Emit<Collector>>,
 ) -> Result<(Queue, tokio::task::JoinHandle<()>), crate::tls::TlsError> {
     let SendOptions {
         capacity,
@@ -217,8 +251,8 @@ pub fn spawn(
         stall,
         read_grace,
     } = opts;
-    let (queue, rx) = queue::queue(capacity, max_bytes, policy, metrics.clone());
-    let m = metrics.clone();
+    let m = Arc::new(Counts::new(url.to_string(), telemetry));
+    let (queue, rx) = queue::queue(capacity, max_bytes, policy, m.clone(), Arc::default());
     let mut targets: Vec<(String, conn::Tls)> = Vec::new();
     for u in std::iter::once(&url).chain(url.failover.iter()) {
         let tls = match u.transport {

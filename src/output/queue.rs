@@ -1,14 +1,14 @@
 //! A collector's queue: bounded in packets (the channel) and in bytes (a permit per byte
 //! queued, given back as the sender takes packets), with the full policy.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::WhenFull;
-use crate::metrics::CollectorMetrics;
+use super::{Counts, Progress};
+use crate::telemetry::{Collector, Emit};
 
 /// The sending end of one collector's queue: bounded in packets (the channel) and in
 /// bytes (`bytes`, a permit per byte queued, given back as the sender takes packets).
@@ -17,7 +17,8 @@ pub struct Queue {
     tx: mpsc::Sender<Bytes>,
     bytes: Arc<Semaphore>,
     policy: WhenFull,
-    metrics: Arc<CollectorMetrics>,
+    metrics: Arc<Counts>,
+    progress: Arc<Progress>,
 }
 
 /// Most bytes a collector's queue holds by default (`queue.max_bytes`): with packets of
@@ -43,13 +44,13 @@ impl Queue {
                         true
                     }
                     Err(mpsc::error::TrySendError::Full(_)) => {
-                        self.metrics.dropped_queue_full.fetch_add(1, Relaxed);
+                        self.metrics.add(Collector::DroppedQueueFull, 1);
                         false
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => false,
                 },
                 Err(_) => {
-                    self.metrics.dropped_queue_full.fetch_add(1, Relaxed);
+                    self.metrics.add(Collector::DroppedQueueFull, 1);
                     false
                 }
             },
@@ -65,15 +66,16 @@ impl Queue {
             },
         };
         if ok {
-            self.metrics.queue_depth.fetch_add(1, Relaxed);
-            self.metrics.enqueued.fetch_add(1, Relaxed);
+            self.metrics.add(Collector::QueueDepth, 1);
+            self.progress.queued(1);
         }
         ok
     }
 
-    /// The collector's metrics.
-    pub fn metrics(&self) -> &Arc<CollectorMetrics> {
-        &self.metrics
+    /// How far this collector's queue and spool got (control state: what a body's
+    /// acknowledgement waits for).
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
     }
 }
 
@@ -83,9 +85,15 @@ impl Queue {
 pub(crate) struct QueueRx {
     rx: mpsc::Receiver<Bytes>,
     bytes: Arc<Semaphore>,
+    progress: Arc<Progress>,
 }
 
 impl QueueRx {
+    /// The queue's progress, which the spooled sender moves.
+    pub(crate) fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
     fn taken(&self, n: usize) {
         if n > 0 {
             self.bytes.add_permits(n);
@@ -131,7 +139,8 @@ pub(super) fn queue(
     capacity: usize,
     max_bytes: usize,
     policy: WhenFull,
-    metrics: Arc<CollectorMetrics>,
+    metrics: Arc<Counts>,
+    progress: Arc<Progress>,
 ) -> (Queue, QueueRx) {
     let (tx, rx) = mpsc::channel(capacity);
     let bytes = Arc::new(Semaphore::new(max_bytes.min(Semaphore::MAX_PERMITS)));
@@ -141,29 +150,41 @@ pub(super) fn queue(
             bytes: bytes.clone(),
             policy,
             metrics,
+            progress: progress.clone(),
         },
-        QueueRx { rx, bytes },
+        QueueRx {
+            rx,
+            bytes,
+            progress,
+        },
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::Tally;
     use std::time::Duration;
+
+    fn counted() -> (Arc<Tally<Collector>>, Arc<Counts>) {
+        let t = Arc::new(Tally::default());
+        (t.clone(), Arc::new(Counts::new("test".into(), t)))
+    }
 
     /// The queue is full at its byte bound, whatever room its packet bound leaves, and a
     /// packet taken gives its bytes back.
     #[tokio::test]
     async fn queue_is_bounded_in_bytes() {
-        let m = Arc::new(CollectorMetrics::default());
-        let (q, mut rx) = queue(1_000_000, 100_000, WhenFull::DropNewest, m.clone());
+        let (t, m) = counted();
+        let (q, mut rx) = queue(1_000_000, 100_000, WhenFull::DropNewest, m, Arc::default());
         let packet = Bytes::from(vec![0u8; 1_500]);
         let mut queued = 0;
         while q.push(packet.clone()).await {
             queued += 1;
         }
         assert_eq!(queued, 100_000 / 1_500, "full at the byte bound");
-        assert_eq!(m.dropped_queue_full.load(Relaxed), 1);
+        assert_eq!(t.get(Collector::DroppedQueueFull), 1);
+        assert_eq!(q.progress().enqueued(), queued);
         assert!(!q.push(Bytes::from(vec![0u8; 1_500])).await);
         // A smaller packet still fits in what is left.
         assert!(q.push(Bytes::from(vec![0u8; 100])).await);
@@ -182,8 +203,8 @@ mod tests {
     /// With `block`, a push waits for bytes to be taken rather than dropping.
     #[tokio::test]
     async fn a_blocking_queue_waits_for_bytes() {
-        let m = Arc::new(CollectorMetrics::default());
-        let (q, mut rx) = queue(1_000_000, 3_000, WhenFull::Block, m.clone());
+        let (t, m) = counted();
+        let (q, mut rx) = queue(1_000_000, 3_000, WhenFull::Block, m, Arc::default());
         let packet = Bytes::from(vec![0u8; 1_500]);
         assert!(q.push(packet.clone()).await);
         assert!(q.push(packet.clone()).await);
@@ -191,6 +212,6 @@ mod tests {
         assert!(third.await.is_err(), "waits while the bytes are spent");
         assert!(rx.try_recv().is_ok());
         assert!(q.push(packet.clone()).await);
-        assert_eq!(m.dropped_queue_full.load(Relaxed), 0);
+        assert_eq!(t.get(Collector::DroppedQueueFull), 0);
     }
 }

@@ -10,7 +10,6 @@
 //! from (memory or the spool) and what a confirmation does (count, or count and commit),
 //! which a trait would hide rather than shorten.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,9 +20,10 @@ use super::conn::{
 };
 use super::delivery::{Delivery, Route, Settled};
 use super::spool::{Pos, Spool};
+use super::Counts;
 use super::{Backoff, QueueRx};
 use crate::internal_events::CollectorWriteFailed;
-use crate::metrics::CollectorMetrics;
+use crate::telemetry::{Collector, Emit};
 
 /// Most bytes written in one batch.
 const BATCH_BYTES: usize = 256 * 1024;
@@ -45,7 +45,7 @@ struct Link<T> {
     delivery: Delivery<T>,
     backoff: Backoff,
     failures: FailureLog,
-    m: Arc<CollectorMetrics>,
+    m: Arc<Counts>,
     first: bool,
 }
 
@@ -54,7 +54,7 @@ impl<T> Link<T> {
         targets: Vec<(String, Tls)>,
         failback: Duration,
         (stall, read_grace): (Duration, Duration),
-        m: Arc<CollectorMetrics>,
+        m: Arc<Counts>,
     ) -> Self {
         let now = Instant::now();
         Link {
@@ -83,17 +83,17 @@ impl<T> Link<T> {
                 }
                 self.delivery.connected(now);
                 if !self.first {
-                    self.m.reconnects.fetch_add(1, Relaxed);
+                    self.m.add(Collector::Reconnects, 1);
                 }
                 self.first = false;
-                self.m.connected.store(1, Relaxed);
+                self.m.set(Collector::Connected, 1);
                 let address = self.targets[i].0.clone();
                 self.failures.connected(&address);
                 Ok(s)
             }
             Err(e) => {
-                self.m.send_errors.fetch_add(1, Relaxed);
-                self.m.set_error(&e);
+                self.m.add(Collector::SendErrors, 1);
+                self.m.error(Collector::SendErrors, &e);
                 let d = self.backoff.next_delay();
                 let address = self.address().to_owned();
                 self.failures.report(&address, &e, d);
@@ -106,8 +106,8 @@ impl<T> Link<T> {
     fn count_sent(&self, settled: Vec<Settled<T>>) -> Option<T> {
         let mut last = None;
         for s in settled {
-            self.m.packets.fetch_add(s.packets, Relaxed);
-            self.m.in_flight.fetch_sub(s.packets, Relaxed);
+            self.m.add(Collector::Packets, s.packets);
+            self.m.sub(Collector::InFlight, s.packets);
             last = Some(s.token);
         }
         last
@@ -122,17 +122,17 @@ impl<T> Link<T> {
     /// The connection is gone: what the collector was trusted to have read is counted as
     /// sent (its last token returned); what was not, to write again (counted as resent).
     fn lose(&mut self) -> (Option<T>, Vec<Settled<T>>) {
-        self.m.connected.store(0, Relaxed);
+        self.m.set(Collector::Connected, 0);
         let lost = self.delivery.lost();
         let read = self.count_sent(lost.read);
         let n: u64 = lost.again.iter().map(|s| s.packets).sum();
-        self.m.resent.fetch_add(n, Relaxed);
+        self.m.add(Collector::Resent, n);
         (read, lost.again)
     }
 
     /// A batch was written.
     fn written(&mut self, stream: &Conn, bytes: usize, packets: u64, token: T) {
-        self.m.bytes.fetch_add(bytes as u64, Relaxed);
+        self.m.add(Collector::Bytes, bytes as u64);
         self.delivery
             .written(Instant::now(), stream.wire(), packets, token);
         self.backoff.reset();
@@ -175,7 +175,7 @@ pub(super) async fn run_tcp(
     fin_confirms: bool,
     failback: Duration,
     (stall, read_grace): (Duration, Duration),
-    m: Arc<CollectorMetrics>,
+    m: Arc<Counts>,
 ) {
     let mut s = Plain {
         link: Link::new(targets, failback, (stall, read_grace), m.clone()),
@@ -202,7 +202,7 @@ pub(super) async fn run_tcp(
                     break;
                 }
                 Step::Done => {
-                    s.m.connected.store(0, Relaxed);
+                    s.m.set(Collector::Connected, 0);
                     return;
                 }
             }
@@ -215,7 +215,7 @@ pub(super) async fn run_tcp(
 struct Plain {
     link: Link<Bytes>,
     rx: QueueRx,
-    m: Arc<CollectorMetrics>,
+    m: Arc<Counts>,
     batch: BytesMut,
     batch_packets: u64,
     /// Written, not known to be read, from the lost connection.
@@ -237,7 +237,7 @@ impl Plain {
         for s in self.again.drain(..) {
             b.extend_from_slice(&s.token);
             self.batch_packets += s.packets;
-            self.m.in_flight.fetch_sub(s.packets, Relaxed);
+            self.m.sub(Collector::InFlight, s.packets);
         }
         b.extend_from_slice(&self.batch);
         self.batch = b;
@@ -327,7 +327,7 @@ impl Plain {
         match stream.write_watched(&self.batch, self.stall, None).await {
             Ok(()) => {
                 let b = std::mem::take(&mut self.batch).freeze();
-                self.m.in_flight.fetch_add(self.batch_packets, Relaxed);
+                self.m.add(Collector::InFlight, self.batch_packets);
                 self.link.written(stream, b.len(), self.batch_packets, b);
                 self.batch_packets = 0;
                 self.link.observe(stream);
@@ -358,8 +358,8 @@ impl Plain {
                 let lost = self.link.delivery.lost();
                 self.link.count_sent(lost.read);
                 let left: u64 = lost.again.iter().map(|s| s.packets).sum();
-                self.m.in_flight.fetch_sub(left, Relaxed);
-                self.m.dropped_shutdown.fetch_add(left, Relaxed);
+                self.m.sub(Collector::InFlight, left);
+                self.m.add(Collector::DroppedShutdown, left);
             }
         }
         Step::Done
@@ -367,19 +367,19 @@ impl Plain {
 }
 
 /// One packet from the queue into the batch being built.
-fn take(batch: &mut BytesMut, n: &mut u64, p: Bytes, m: &CollectorMetrics) {
-    m.queue_depth.fetch_sub(1, Relaxed);
+fn take(batch: &mut BytesMut, n: &mut u64, p: Bytes, m: &Counts) {
+    m.sub(Collector::QueueDepth, 1);
     batch.extend_from_slice(&p);
     *n += 1;
 }
 
 /// Commits the spool up to `pos` (the last confirmed batch's end).
-fn commit(spool: &mut Spool, pos: Option<Pos>, m: &CollectorMetrics) {
+fn commit(spool: &mut Spool, pos: Option<Pos>, m: &Counts) {
     if let Some(pos) = pos {
         if let Err(e) = spool.commit(pos) {
             tracing::error!(error = %e, "Spool commit failed.");
         }
-        m.spool_bytes.store(spool.pending_bytes(), Relaxed);
+        m.set(Collector::SpoolBytes, spool.pending_bytes());
     }
 }
 
@@ -392,11 +392,11 @@ pub(super) async fn run_spooled(
     rx: QueueRx,
     failback: Duration,
     (stall, read_grace): (Duration, Duration),
-    m: Arc<CollectorMetrics>,
+    m: Arc<Counts>,
     spool: Spool,
 ) {
     // Whatever a previous run left unsent is sent first.
-    m.spool_bytes.store(spool.pending_bytes(), Relaxed);
+    m.set(Collector::SpoolBytes, spool.pending_bytes());
     let mut s = Spooled {
         link: Link::new(targets, failback, (stall, read_grace), m.clone()),
         rx,
@@ -418,7 +418,7 @@ pub(super) async fn run_spooled(
                     break;
                 }
                 Step::Done => {
-                    s.m.connected.store(0, Relaxed);
+                    s.m.set(Collector::Connected, 0);
                     return;
                 }
             }
@@ -442,7 +442,7 @@ struct Spooled {
     link: Link<Pos>,
     rx: QueueRx,
     spool: Spool,
-    m: Arc<CollectorMetrics>,
+    m: Arc<Counts>,
     /// The queue closed: drain the spool, then stop.
     closing: bool,
     last_sync: Instant,
@@ -534,7 +534,7 @@ impl Spooled {
                     .await
                 {
                     Ok(()) => {
-                        self.m.in_flight.fetch_add(n, Relaxed);
+                        self.m.add(Collector::InFlight, n);
                         self.link.written(stream, bytes.len(), n, end);
                         self.observe(stream);
                     }
@@ -587,13 +587,12 @@ impl Spooled {
                 let last = self.link.count_sent(lost.read);
                 commit(&mut self.spool, last, &self.m);
                 let left: u64 = lost.again.iter().map(|s| s.packets).sum();
-                self.m.in_flight.fetch_sub(left, Relaxed);
+                self.m.sub(Collector::InFlight, left);
             }
         }
         let _ = self.spool.sync();
         self.m
-            .spool_bytes
-            .store(self.spool.pending_bytes(), Relaxed);
+            .set(Collector::SpoolBytes, self.spool.pending_bytes());
         Step::Done
     }
 }
@@ -605,5 +604,5 @@ fn lose_spooled(link: &mut Link<Pos>, spool: &mut Spool) {
     let (read, again) = link.lose();
     commit(spool, read, &link.m);
     let n: u64 = again.iter().map(|s| s.packets).sum();
-    link.m.in_flight.fetch_sub(n, Relaxed);
+    link.m.sub(Collector::InFlight, n);
 }

@@ -3,15 +3,15 @@
 
 use crate::internal_events::{UdpOverMtu, UdpSendFailed};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 
+use super::Counts;
 use super::{pace, resolve, Backoff, QueueRx};
-use crate::metrics::CollectorMetrics;
+use crate::telemetry::{Collector, Emit};
 
 /// Sends what the queue holds to the UDP collector at `address` until the queue closes.
 pub(super) async fn run_udp(
@@ -19,10 +19,10 @@ pub(super) async fn run_udp(
     mut rx: QueueRx,
     mtu: usize,
     mut pacer: pace::Pacer,
-    m: Arc<CollectorMetrics>,
+    m: Arc<Counts>,
 ) {
     let sock = bind(&address, &m).await;
-    m.connected.store(1, Relaxed);
+    m.set(Collector::Connected, 1);
     tracing::info!(collector = %address, "Sending HEP over UDP.");
     // Whatever is queued goes out in batches: one `sendmmsg` per batch rather than one
     // `send` per packet (on loopback the syscalls cost more than the packets).
@@ -40,7 +40,7 @@ pub(super) async fn run_udp(
                 }
             }
         }
-        m.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
+        m.sub(Collector::QueueDepth, batch.len() as u64);
         for p in &batch {
             if p.len() > mtu {
                 UdpOverMtu {
@@ -54,12 +54,12 @@ pub(super) async fn run_udp(
         send_paced(&sock, &batch, &mut pacer, &address, &m).await;
         batch.clear();
     }
-    m.connected.store(0, Relaxed);
+    m.set(Collector::Connected, 0);
 }
 
 /// A UDP socket connected to `address`, retried (with a growing pause, each failure
 /// counted) until it resolves and binds.
-async fn bind(address: &str, m: &CollectorMetrics) -> UdpSocket {
+async fn bind(address: &str, m: &Counts) -> UdpSocket {
     let mut backoff = Backoff::default();
     let mut failures = super::conn::FailureLog::default();
     loop {
@@ -80,8 +80,8 @@ async fn bind(address: &str, m: &CollectorMetrics) -> UdpSocket {
             Err(e) => {
                 // Once per change of reason at WARN (a host that does not resolve says so),
                 // the retries at DEBUG.
-                m.send_errors.fetch_add(1, Relaxed);
-                m.set_error(&e);
+                m.add(Collector::SendErrors, 1);
+                m.error(Collector::SendErrors, &e);
                 let d = backoff.next_delay();
                 failures.report(address, &e, d);
                 tokio::time::sleep(d).await;
@@ -97,7 +97,7 @@ async fn send_paced(
     batch: &[Bytes],
     pacer: &mut pace::Pacer,
     address: &str,
-    m: &CollectorMetrics,
+    m: &Counts,
 ) {
     let mut done = 0;
     let mut retry_at = None;
@@ -105,7 +105,7 @@ async fn send_paced(
         // The pacer says how many may go now; the others wait their turn.
         let (allowed, wait) = pacer.take(std::time::Instant::now(), batch.len() - done);
         if allowed == 0 {
-            m.paced_waits.fetch_add(1, Relaxed);
+            m.add(Collector::PacedWaits, 1);
             tokio::time::sleep(wait.unwrap_or(Duration::from_micros(100))).await;
             continue;
         }
@@ -122,9 +122,9 @@ async fn send_paced(
             };
             match sent {
                 Ok(n) => {
-                    m.packets.fetch_add(n as u64, Relaxed);
+                    m.add(Collector::Packets, n as u64);
                     let bytes: usize = rest[..n].iter().map(Bytes::len).sum();
-                    m.bytes.fetch_add(bytes as u64, Relaxed);
+                    m.add(Collector::Bytes, bytes as u64);
                     done += n;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}

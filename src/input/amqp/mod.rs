@@ -3,14 +3,12 @@
 //! queue the agent declares, bound to Janus's exchange when one is given.
 //!
 //! A message is acknowledged only once its events are safe (queued to every collector,
-//! and in every spool when the spool is on: see `input::settle`); one in which nothing
+//! and in every spool when the spool is on: see `ack::settle`); one in which nothing
 //! reads as an event, or over `max_message_bytes`, is rejected without requeue and
 //! counted, so that it never comes back to poison the queue. The prefetch bounds what is
 //! delivered and not yet acknowledged. A lost connection is opened again with a growing
 //! pause (0.1 s doubling to 5 s) and the topology declared again; what was delivered and
 //! not acknowledged comes again (counted as redelivered).
-
-use std::sync::atomic::Ordering::Relaxed;
 
 use futures_lite::StreamExt;
 use lapin::options::{
@@ -20,9 +18,9 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use tokio::sync::mpsc;
 
-use super::{Outcome, Tag};
+use crate::ack::{Outcome, Tag};
 use crate::config::AmqpInput;
-use crate::metrics::BrokerMetrics;
+use crate::telemetry::{Broker, BrokerEmit};
 
 /// Why the AMQP input could not open its connection or topology.
 #[derive(Debug, thiserror::Error)]
@@ -175,16 +173,16 @@ async fn open(
 }
 
 /// Acknowledges or rejects a message on the session it came on.
-async fn finish(s: &Session, m: &BrokerMetrics, delivery: u64, outcome: Outcome) {
+async fn finish(s: &Session, m: &BrokerEmit, delivery: u64, outcome: Outcome) {
     let r = match outcome {
         Outcome::Safe => {
-            m.acks.fetch_add(1, Relaxed);
+            m.add(Broker::Acks, 1);
             s.channel
                 .basic_ack(delivery, BasicAckOptions::default())
                 .await
         }
         Outcome::Malformed => {
-            m.nacks.fetch_add(1, Relaxed);
+            m.add(Broker::Nacks, 1);
             s.channel
                 .basic_reject(delivery, BasicRejectOptions { requeue: false })
                 .await
@@ -222,7 +220,7 @@ impl State {
 
 /// Settles a message: at once without partitions; with them, once its log entry is
 /// confirmed too.
-async fn settle(s: &Session, st: &mut State, m: &BrokerMetrics, tag: Tag, outcome: Outcome) {
+async fn settle(s: &Session, st: &mut State, m: &BrokerEmit, tag: Tag, outcome: Outcome) {
     if tag.connection != st.connection {
         return; // its channel is gone: the broker delivers it again
     }
@@ -243,7 +241,7 @@ async fn settle(s: &Session, st: &mut State, m: &BrokerMetrics, tag: Tag, outcom
 }
 
 /// A partition message's log entry is confirmed.
-async fn logged(s: &Session, st: &mut State, m: &BrokerMetrics, tag: Tag) {
+async fn logged(s: &Session, st: &mut State, m: &BrokerEmit, tag: Tag) {
     if tag.connection != st.connection {
         return;
     }
@@ -263,7 +261,7 @@ async fn logged(s: &Session, st: &mut State, m: &BrokerMetrics, tag: Tag) {
 /// Spreads the partitions: an agent active on more than its share (the partitions over
 /// the agents announcing themselves, rounded up) gives the excess up, to the back of each
 /// queue's line of consumers; the next agent in line becomes active.
-async fn spread(s: &mut Session, st: &mut State, cfg: &AmqpInput, m: &BrokerMetrics, agents: u64) {
+async fn spread(s: &mut Session, st: &mut State, cfg: &AmqpInput, m: &BrokerEmit, agents: u64) {
     let n = u64::from(cfg.partitions);
     let share = n.div_ceil(agents);
     let mut excess = st.held().saturating_sub(share);
@@ -291,5 +289,5 @@ async fn spread(s: &mut Session, st: &mut State, cfg: &AmqpInput, m: &BrokerMetr
             "AMQP partition given up to spread the partitions between the agents."
         );
     }
-    m.partitions_held.store(st.held(), Relaxed);
+    m.set(Broker::PartitionsHeld, st.held());
 }

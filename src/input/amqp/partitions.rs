@@ -27,9 +27,9 @@ use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use tokio::sync::mpsc;
 
 use super::AmqpError;
+use crate::ack::Job;
 use crate::config::AmqpInput;
-use crate::input::Job;
-use crate::metrics::Input;
+use crate::telemetry::Input;
 
 /// The header marking a takeover's marker.
 const MARKER: &str = "heplink-marker";

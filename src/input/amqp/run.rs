@@ -2,7 +2,6 @@
 //! what the pipeline sends back, spread the partitions; on stop, acknowledge what the
 //! pipeline still settles, then close.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,17 +11,18 @@ use lapin::Channel;
 use tokio::sync::{mpsc, watch};
 
 use super::super::mqtt::stopped;
-use super::super::{Job, Outcome, Receipt, Tag};
 use super::{finish, logged, open, partitions, settle, spread, Session, State, Wait};
+use crate::ack::{Job, Outcome, Receipt, Tag};
 use crate::config::AmqpInput;
-use crate::metrics::{BrokerMetrics, Input, Metrics};
+use crate::telemetry::{Broker, BrokerEmit, Emit, Ingest, Input};
 
 /// The input's running context: its settings, where its jobs and receipts go, its state
 /// across connections, the backoff between attempts.
 struct Amqp<'a> {
     cfg: &'a AmqpInput,
     jobs: mpsc::Sender<Job>,
-    metrics: &'a Arc<Metrics>,
+    /// Its counts.
+    broker: BrokerEmit,
     /// Where the pipeline sends each message's receipt back.
     receipts: mpsc::UnboundedSender<(Tag, Outcome)>,
     /// Where a partition message's confirmed log entry is told.
@@ -34,8 +34,8 @@ struct Amqp<'a> {
 }
 
 impl Amqp<'_> {
-    fn m(&self) -> &BrokerMetrics {
-        &self.metrics.brokers[1]
+    fn m(&self) -> &BrokerEmit {
+        &self.broker
     }
 
     /// Opens a session, retrying with a growing pause; `None` once `stop` turned true.
@@ -43,13 +43,13 @@ impl Amqp<'_> {
         loop {
             match open(self.cfg, self.members.as_ref()).await {
                 Ok(s) => {
-                    let (st, m, cfg) = (&mut self.st, &self.metrics.brokers[1], self.cfg);
+                    let (st, m, cfg) = (&mut self.st, &self.broker, self.cfg);
                     st.connection += 1;
                     st.held.iter_mut().for_each(|h| *h = false);
                     st.waits.clear();
-                    m.partitions_held.store(0, Relaxed);
-                    m.connections.fetch_add(1, Relaxed);
-                    m.connected.store(1, Relaxed);
+                    m.set(Broker::PartitionsHeld, 0);
+                    m.add(Broker::Connections, 1);
+                    m.set(Broker::Connected, 1);
                     self.pause = Duration::from_millis(100);
                     self.failures = 0;
                     tracing::info!(url = %crate::config::redact_url(&cfg.url), queue = %cfg.queue, exchange = %cfg.exchange, partitions = cfg.partitions, "AMQP input consuming.");
@@ -75,10 +75,10 @@ impl Amqp<'_> {
     /// partition's correlation log (taking the partition over on its first message), then
     /// a job. False once the pipeline is gone.
     async fn delivery(&mut self, s: &Session, i: usize, d: lapin::message::Delivery) -> bool {
-        let (cfg, m) = (self.cfg, &self.metrics.brokers[1]);
-        m.messages.fetch_add(1, Relaxed);
+        let (cfg, m) = (self.cfg, &self.broker);
+        m.add(Broker::Messages, 1);
         if d.redelivered {
-            m.redeliveries.fetch_add(1, Relaxed);
+            m.add(Broker::Redeliveries, 1);
         }
         let tag = Tag {
             connection: self.st.connection,
@@ -92,7 +92,7 @@ impl Amqp<'_> {
                 what: "AMQP message over amqp.max_message_bytes, rejected without requeue;",
                 detail: format_args!("size={} max={}", d.data.len(), cfg.max_message_bytes),
             }
-            .emit(self.metrics);
+            .emit(self.broker.ingest());
             finish(s, m, tag.delivery, Outcome::Malformed).await;
             return true;
         }
@@ -116,11 +116,11 @@ impl Amqp<'_> {
     /// consumer knew comes first), appends the message's entry to the partition's log,
     /// and makes the message wait for its confirmation.
     async fn log(&mut self, s: &Session, log_ch: &Channel, i: usize, tag: Tag, body: &Bytes) {
-        let (cfg, m) = (self.cfg, &self.metrics.brokers[1]);
+        let (cfg, m) = (self.cfg, &self.broker);
         if !self.st.held[i] {
             match partitions::take_over(&s.conn, log_ch, cfg, i, &self.jobs).await {
                 Ok(n) => {
-                    m.state_replayed.fetch_add(n, Relaxed);
+                    m.add(Broker::StateReplayed, n);
                     tracing::info!(partition = i, replayed = n, "AMQP partition taken over.");
                 }
                 Err(e) => {
@@ -128,7 +128,7 @@ impl Amqp<'_> {
                 }
             }
             self.st.held[i] = true;
-            m.partitions_held.store(self.st.held(), Relaxed);
+            m.set(Broker::PartitionsHeld, self.st.held());
         }
         let mut w = Wait {
             settled: None,
@@ -161,7 +161,7 @@ impl Amqp<'_> {
         if self.st.last_spread.elapsed() >= Duration::from_secs(2) {
             self.st.last_spread = tokio::time::Instant::now();
             let agents = mb.count();
-            spread(s, &mut self.st, self.cfg, &self.metrics.brokers[1], agents).await;
+            spread(s, &mut self.st, self.cfg, &self.broker, agents).await;
         }
     }
 }
@@ -171,7 +171,7 @@ impl Amqp<'_> {
 pub async fn run(
     cfg: AmqpInput,
     jobs: mpsc::Sender<Job>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn Emit<Ingest>>,
     mut stop: watch::Receiver<bool>,
     drain: Duration,
 ) {
@@ -180,7 +180,7 @@ pub async fn run(
     let mut a = Amqp {
         cfg: &cfg,
         jobs,
-        metrics: &metrics,
+        broker: BrokerEmit::new(metrics, Input::Amqp),
         receipts,
         log_tx,
         st: State {
@@ -193,7 +193,7 @@ pub async fn run(
         pause: Duration::from_millis(100),
         failures: 0,
     };
-    let m: &BrokerMetrics = &metrics.brokers[1];
+    let m = &a.broker.clone();
     let mut session: Option<Session> = None;
     let mut spread_tick = tokio::time::interval(Duration::from_secs(1));
     'run: loop {
@@ -252,7 +252,7 @@ async fn wind_down(
         mpsc::UnboundedReceiver<(Tag, Outcome)>,
         mpsc::UnboundedReceiver<Tag>,
     ),
-    m: &BrokerMetrics,
+    m: &BrokerEmit,
     drain: Duration,
 ) {
     if let Some(s) = session.as_ref() {
@@ -276,6 +276,6 @@ async fn wind_down(
         }
         let _ = s.conn.close(200, "heplink stopping".into()).await;
     }
-    m.connected.store(0, Relaxed);
-    m.partitions_held.store(0, Relaxed);
+    m.set(Broker::Connected, 0);
+    m.set(Broker::PartitionsHeld, 0);
 }

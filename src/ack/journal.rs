@@ -25,7 +25,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::metrics::Input;
+use crate::telemetry::{Emit, Ingest, Input};
 
 /// Segments are closed at this size.
 const SEGMENT_BYTES: u64 = 8 << 20;
@@ -267,8 +267,8 @@ impl Intake {
     pub fn take(
         &mut self,
         now: u64,
-        job: &crate::input::Job,
-        metrics: &crate::metrics::Metrics,
+        job: &crate::ack::Job,
+        telemetry: &dyn Emit<Ingest>,
     ) -> Option<u64> {
         match self.journal.append(now, job.input, &job.body) {
             Ok(seq) => {
@@ -276,9 +276,7 @@ impl Intake {
                 Some(seq)
             }
             Err(e) => {
-                metrics
-                    .journal_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                telemetry.add(Ingest::JournalErrors, 1);
                 static LOG: crate::observe::LogLimit =
                     crate::observe::LogLimit::new(std::time::Duration::from_secs(1));
                 if let Some(suppressed) = LOG.allow() {

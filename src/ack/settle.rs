@@ -2,21 +2,23 @@
 //! broker inputs' acknowledgements.
 //!
 //! A body is *released* once the correlator holds none of its events (each body is taken
-//! at its own time, which the correlator keeps on what it holds: see
-//! [`crate::correlate::Correlator::held_times`]). Its packets were then queued to every
+//! at its own time, which the correlator keeps on what it holds: the pipeline task hands
+//! [`Settling::settle`] the correlator's `held_times`). Its packets were then queued to every
 //! collector. With a spool, it is *safe* once every spooled collector also took into its
-//! spool what was queued at its release (the collectors' `enqueued` and `spooled` counts);
-//! without one, at its release.
+//! spool what was queued at its release (each output's [`Progress`], which it publishes
+//! for this: control state, not a counter of `/metrics`); without one, at its release.
 //!
 //! Bodies are released in any order: one whose events wait for a binding does not hold
 //! back the bodies after it (a broker's prefetch window would otherwise fill up behind one
 //! held event, and the binding it waits for could never arrive).
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use crate::metrics::CollectorMetrics;
+use super::journal::{Intake, Record};
+use super::{Job, Outcome, Receipt};
+use crate::output::Progress;
+use crate::telemetry::{Emit, Ingest};
 
 /// Bodies taken and not yet safe, each with what to do once it is (`T`).
 #[derive(Debug)]
@@ -25,13 +27,13 @@ pub struct Settler<T> {
     pending: VecDeque<(u64, T)>,
     /// Released, waiting for the spools: (each spooled collector's `enqueued` then, token).
     waiting: VecDeque<(Vec<u64>, T)>,
-    /// The spooled collectors (empty: safe at release).
-    spooled: Vec<Arc<CollectorMetrics>>,
+    /// The spooled collectors' progress (empty: safe at release).
+    spooled: Vec<Arc<Progress>>,
 }
 
 impl<T> Settler<T> {
     /// A settler that waits for these collectors' spools.
-    pub fn new(spooled: Vec<Arc<CollectorMetrics>>) -> Self {
+    pub fn new(spooled: Vec<Arc<Progress>>) -> Self {
         Settler {
             pending: VecDeque::new(),
             waiting: VecDeque::new(),
@@ -48,11 +50,7 @@ impl<T> Settler<T> {
     /// once the spools take them (at the next [`Settler::settle`]; at once without a
     /// spool).
     pub fn take_released(&mut self, token: T) {
-        let marks = self
-            .spooled
-            .iter()
-            .map(|m| m.enqueued.load(Relaxed))
-            .collect();
+        let marks = self.spooled.iter().map(|p| p.enqueued()).collect();
         self.waiting.push_back((marks, token));
     }
 
@@ -83,7 +81,7 @@ impl<T> Settler<T> {
                 .spooled
                 .iter()
                 .zip(marks)
-                .all(|(m, &mark)| m.spooled.load(Relaxed) >= mark);
+                .all(|(p, &mark)| p.spooled() >= mark);
             if !taken {
                 break;
             }
@@ -112,16 +110,19 @@ pub enum Token {
     /// A journaled body: the checkpoint may pass it.
     Journal(u64),
     /// A broker message: acknowledge it.
-    Receipt(crate::input::Receipt),
+    Receipt(Receipt),
 }
 
-/// The pipeline task's bookkeeping of bodies not yet safe.
+/// The pipeline task's bookkeeping of bodies not yet safe: the intake journal (with the
+/// spool), the bodies taken and not yet safe, and what becomes of them (the checkpoint,
+/// the brokers' receipts).
 pub struct Settling {
-    pub(crate) settler: Settler<Token>,
+    settler: Settler<Token>,
+    intake: Option<Intake>,
     held: HashSet<u64>,
     done: Vec<Token>,
     /// The time the last body was taken at: each body gets its own.
-    pub(crate) last_at: u64,
+    last_at: u64,
 }
 
 impl Settling {
@@ -131,15 +132,63 @@ impl Settling {
         self.last_at
     }
 
+    /// Journals `job`, taken at `at`, before the pipeline takes it (and before its
+    /// answer): its sequence number, unless there is no journal (no spool), a broker
+    /// keeps the message until it is acknowledged, or the write failed (counted in
+    /// `telemetry`).
+    pub fn journal(&mut self, at: u64, job: &Job, telemetry: &dyn Emit<Ingest>) -> Option<u64> {
+        match (self.intake.as_mut(), &job.receipt) {
+            (Some(intake), None) => intake.take(at, job, telemetry),
+            _ => None,
+        }
+    }
+
+    /// The bodies the journal kept from the last run that were delivered then, to warm the
+    /// correlator up with (nothing of them is sent); once.
+    pub fn journal_warm(&mut self) -> Vec<Record> {
+        self.intake
+            .as_mut()
+            .map(|i| std::mem::take(&mut i.warm))
+            .unwrap_or_default()
+    }
+
+    /// The bodies the journal kept from the last run that were not safe yet, to take
+    /// again (each through [`Settling::taken_again`]); once.
+    pub fn journal_back(&mut self) -> Vec<Record> {
+        self.intake
+            .as_mut()
+            .map(|i| std::mem::take(&mut i.back))
+            .unwrap_or_default()
+    }
+
+    /// A body of the last run is taken again at the time it was taken then: it waits to be
+    /// safe under its old sequence number.
+    pub fn taken_again(&mut self, r: &Record) {
+        self.last_at = self.last_at.max(r.at_us);
+        if let Some(intake) = self.intake.as_mut() {
+            intake.newest = intake.newest.max(r.seq);
+        }
+        self.settler.take(r.at_us, Token::Journal(r.seq));
+    }
+
+    /// Whether every body taken is safe.
+    pub fn is_empty(&self) -> bool {
+        self.settler.is_empty()
+    }
+
+    /// Flushes the journal to the disk (at the end).
+    pub fn sync(&mut self) {
+        if let Some(intake) = self.intake.as_mut() {
+            if let Err(e) = intake.journal.sync() {
+                tracing::error!(error = %e, "Intake journal sync failed.");
+            }
+        }
+    }
+
     /// Settles what is safe now (`held_times` gives the times of the bodies with events
     /// held; `all_released`: the correlator holds nothing any more); advances the
     /// journal's checkpoint.
-    pub fn settle(
-        &mut self,
-        held_times: impl FnOnce(&mut HashSet<u64>),
-        all_released: bool,
-        intake: Option<&mut crate::input::journal::Intake>,
-    ) {
+    pub fn settle(&mut self, held_times: impl FnOnce(&mut HashSet<u64>), all_released: bool) {
         if !self.settler.is_empty() {
             self.held.clear();
             held_times(&mut self.held);
@@ -147,7 +196,7 @@ impl Settling {
             self.settler.settle(held, &mut self.done);
             self.acknowledge();
         }
-        if let Some(intake) = intake {
+        if let Some(intake) = self.intake.as_mut() {
             let oldest = self
                 .settler
                 .outstanding()
@@ -157,6 +206,39 @@ impl Settling {
                 })
                 .min();
             intake.checkpoint(oldest);
+        }
+    }
+
+    /// A body went through the pipeline at `at` and its packets were queued: from now on
+    /// it waits to be safe. `journaled`: its sequence number in the intake journal;
+    /// `receipt`: its broker message's; `unreadable`: nothing in it read as an event (the
+    /// broker rejects it at once, without redelivery); `held`: some of its events wait
+    /// for a binding. A body neither journaled nor a broker's (no spool) has nothing to
+    /// wait for.
+    pub fn taken(
+        &mut self,
+        at: u64,
+        journaled: Option<u64>,
+        receipt: Option<Receipt>,
+        unreadable: bool,
+        held: bool,
+    ) {
+        let token = match (journaled, receipt) {
+            (_, Some(r)) if unreadable => {
+                r.settle(Outcome::Malformed);
+                None
+            }
+            (_, Some(r)) => Some(Token::Receipt(r)),
+            (Some(seq), None) => Some(Token::Journal(seq)),
+            (None, None) => None,
+        };
+        if let Some(t) = token {
+            if held {
+                self.settler.take(at, t);
+            } else {
+                self.settler.take_released(t);
+                self.settle_released();
+            }
         }
     }
 
@@ -170,17 +252,19 @@ impl Settling {
     fn acknowledge(&mut self) {
         for t in self.done.drain(..) {
             if let Token::Receipt(r) = t {
-                r.settle(crate::input::Outcome::Safe);
+                r.settle(Outcome::Safe);
             }
         }
     }
 }
 
 impl Settling {
-    /// Bookkeeping that waits for these collectors' spools.
-    pub fn new(spooled: Vec<Arc<CollectorMetrics>>) -> Settling {
+    /// Bookkeeping that waits for these collectors' spools, with the intake journal when
+    /// the spool is on.
+    pub fn new(spooled: Vec<Arc<Progress>>, intake: Option<Intake>) -> Settling {
         Settling {
             settler: Settler::new(spooled),
+            intake,
             held: HashSet::new(),
             done: Vec::new(),
             last_at: 0,
@@ -216,20 +300,20 @@ mod tests {
 
     #[test]
     fn with_a_spool_a_body_is_safe_once_its_packets_are_spooled() {
-        let c = Arc::new(CollectorMetrics::default());
+        let c = Arc::new(Progress::default());
         let mut s = Settler::new(vec![c.clone()]);
-        c.enqueued.store(5, Relaxed);
+        c.queued(5);
         s.take(1, "a");
         let mut out = Vec::new();
         s.settle(None, &mut out);
         assert!(out.is_empty(), "5 queued, 0 spooled");
-        c.enqueued.store(9, Relaxed);
+        c.queued(4);
         s.take(2, "b");
         s.settle(None, &mut out);
-        c.spooled.store(5, Relaxed);
+        c.in_spool(5);
         s.settle(None, &mut out);
         assert_eq!(out, ["a"], "b waits for 9");
-        c.spooled.store(9, Relaxed);
+        c.in_spool(4);
         s.settle(None, &mut out);
         assert_eq!(out, ["a", "b"]);
     }
