@@ -24,5 +24,6 @@ pub mod internal_events;
 pub mod metrics;
 pub mod observe;
 pub mod output;
+pub mod status;
 pub mod telemetry;
 pub mod tls;

@@ -216,8 +216,6 @@ pub struct Metrics {
     rejected: [[AtomicU64; crate::reject::REJECTS]; 4],
     /// The broker inputs' counters: MQTT, then AMQP.
     pub brokers: [BrokerMetrics; 2],
-    /// Whether the HTTP and WebSocket inputs are listening (for `/health`).
-    pub listening: [AtomicU64; 2],
     /// HTTP requests answered.
     pub http_requests: AtomicU64,
     /// Bodies taken again from the intake journal at start.

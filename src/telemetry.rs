@@ -256,12 +256,34 @@ pub enum Alias {
 pub struct BrokerEmit {
     emit: Arc<dyn Emit<Ingest>>,
     input: Input,
+    /// What `/health` reads (control state, not a counter).
+    status: Arc<crate::status::InputStatus>,
 }
 
 impl BrokerEmit {
-    /// The broker keys of `input` (MQTT or AMQP) in `emit`.
-    pub fn new(emit: Arc<dyn Emit<Ingest>>, input: Input) -> BrokerEmit {
-        BrokerEmit { emit, input }
+    /// The broker keys of `input` (MQTT or AMQP) in `emit`, and its status for `/health`.
+    pub fn new(
+        emit: Arc<dyn Emit<Ingest>>,
+        input: Input,
+        status: Arc<crate::status::InputStatus>,
+    ) -> BrokerEmit {
+        BrokerEmit {
+            emit,
+            input,
+            status,
+        }
+    }
+
+    /// The input is connected and consuming.
+    pub fn up(&self) {
+        self.status.up();
+        self.set(Broker::Connected, 1);
+    }
+
+    /// The input stopped (shutdown).
+    pub fn stopped(&self) {
+        self.status.stopped();
+        self.set(Broker::Connected, 0);
     }
 
     /// Adds `n` to `key`.
@@ -276,6 +298,7 @@ impl BrokerEmit {
 
     /// The input is down: not connected, with this error (for `/health`).
     pub fn down(&self, e: &dyn fmt::Display) {
+        self.status.down(e);
         self.set(Broker::Connected, 0);
         self.emit
             .error(Ingest::Broker(self.input, Broker::Connected), e);
@@ -306,7 +329,7 @@ mod tests {
         assert_eq!(t.get(Collector::Stalls), 0);
         assert_eq!(t.last_error().as_deref(), Some("refused"));
         let t = Arc::new(Tally::default());
-        let b = BrokerEmit::new(t.clone(), Input::Mqtt);
+        let b = BrokerEmit::new(t.clone(), Input::Mqtt, Default::default());
         b.add(Broker::Acks, 1);
         b.down(&"gone");
         assert_eq!(t.get(Ingest::Broker(Input::Mqtt, Broker::Acks)), 1);

@@ -125,6 +125,7 @@ pub async fn start(
         jobs: jobs_tx,
         shared,
         metrics: &metrics,
+        health: Default::default(),
         stop: &stop_rx,
     };
     let mut bound = Bound::default();
@@ -276,6 +277,8 @@ struct Wiring<'a> {
     jobs: mpsc::Sender<Job>,
     shared: Arc<task::Shared>,
     metrics: &'a Arc<Metrics>,
+    /// What each input says of itself, for `/health`.
+    health: Arc<crate::status::Health>,
     stop: &'a watch::Receiver<bool>,
 }
 
@@ -321,7 +324,8 @@ impl Wiring<'_> {
                 self.stop.clone(),
             ))
         };
-        metrics.listening[0].store(1, Relaxed);
+        self.health.http.enable();
+        self.health.http.up();
         tracing::info!(listen = %addr, "HTTP input ready.");
         Ok((addr, server))
     }
@@ -347,7 +351,8 @@ impl Wiring<'_> {
         let gate = Gate::new(cfg.limits.input(true), Input::Ws, metrics.clone());
         let l = GuardedListener::new(l, gate);
         let server = tokio::spawn(serve_router(l, app, self.stop.clone()));
-        metrics.listening[1].store(1, Relaxed);
+        self.health.ws.enable();
+        self.health.ws.up();
         tracing::info!(listen = %addr, "WebSocket input ready.");
         Ok((addr, server))
     }
@@ -359,20 +364,22 @@ impl Wiring<'_> {
         let mut brokers = Vec::new();
         if !cfg.mqtt.url.is_empty() {
             metrics.brokers[0].enabled.store(1, Relaxed);
+            self.health.mqtt.enable();
             brokers.push(tokio::spawn(crate::input::mqtt::run(
                 cfg.mqtt.clone(),
                 self.jobs.clone(),
-                metrics.clone(),
+                (metrics.clone(), self.health.mqtt.clone()),
                 self.stop.clone(),
                 drain,
             )));
         }
         if !cfg.amqp.url.is_empty() {
             metrics.brokers[1].enabled.store(1, Relaxed);
+            self.health.amqp.enable();
             brokers.push(tokio::spawn(crate::input::amqp::run(
                 cfg.amqp.clone(),
                 self.jobs.clone(),
-                metrics.clone(),
+                (metrics.clone(), self.health.amqp.clone()),
                 self.stop.clone(),
                 drain,
             )));
@@ -388,7 +395,7 @@ impl Wiring<'_> {
             .map_err(|e| anyhow::anyhow!("metrics {}: {e}", cfg.metrics.listen))?;
         let addr = l.local_addr()?;
         let m = self.metrics.clone();
-        let m2 = self.metrics.clone();
+        let (m2, h) = (self.metrics.clone(), self.health.clone());
         let app = Router::new()
             .route(
                 "/metrics",
@@ -399,7 +406,7 @@ impl Wiring<'_> {
                     )
                 }),
             )
-            .route("/health", get(move || async move { health(&m2) }));
+            .route("/health", get(move || async move { health(&h, &m2) }));
         Ok((addr, tokio::spawn(serve_router(l, app, self.stop.clone()))))
     }
 }
@@ -458,37 +465,12 @@ impl Stopping {
     }
 }
 
-/// `/health`: one line per input, up or down (with the broker's last error); 200 when
-/// every configured input is up, 503 otherwise.
-fn health(m: &Metrics) -> (axum::http::StatusCode, String) {
-    use std::fmt::Write as _;
-    let mut all_up = true;
-    let mut lines = String::new();
-    for (i, input) in [Input::Http, Input::Ws].into_iter().enumerate() {
-        if m.listening[i].load(Relaxed) == 1 {
-            let _ = writeln!(lines, "{} up", input.label());
-        }
-    }
-    for (b, input) in m.brokers.iter().zip([Input::Mqtt, Input::Amqp]) {
-        if b.enabled.load(Relaxed) == 0 {
-            continue;
-        }
-        if b.connected.load(Relaxed) == 1 {
-            let _ = write!(lines, "{} up", input.label());
-            if input == Input::Amqp {
-                let _ = write!(
-                    lines,
-                    " partitions_held={}",
-                    b.partitions_held.load(Relaxed)
-                );
-            }
-            lines.push('\n');
-        } else {
-            all_up = false;
-            let e = b.error().unwrap_or_else(|| "connecting".into());
-            let _ = writeln!(lines, "{} down: {e}", input.label());
-        }
-    }
+/// `/health`: one line per configured input, up or down (with the broker's last error),
+/// as the inputs say (`crate::status`); 200 when every one is up, 503 otherwise. The AMQP
+/// line shows the partitions it holds (a figure shown, not a decision).
+fn health(h: &crate::status::Health, m: &Metrics) -> (axum::http::StatusCode, String) {
+    let held = m.brokers[1].partitions_held.load(Relaxed);
+    let (all_up, lines) = h.report(&format!(" partitions_held={held}"));
     if all_up {
         (axum::http::StatusCode::OK, format!("ok\n{lines}"))
     } else {

@@ -214,11 +214,11 @@ impl Link {
 pub async fn run(
     cfg: MqttInput,
     jobs: mpsc::Sender<Job>,
-    metrics: Arc<dyn Emit<Ingest>>,
+    (metrics, status): (Arc<dyn Emit<Ingest>>, Arc<crate::status::InputStatus>),
     mut stop: watch::Receiver<bool>,
     drain: Duration,
 ) {
-    let m = &BrokerEmit::new(metrics, Input::Mqtt);
+    let m = &BrokerEmit::new(metrics, Input::Mqtt, status);
     let link = match Link::new(&cfg) {
         Ok(l) => l,
         Err(e) => {
@@ -294,7 +294,7 @@ impl Mqtt<'_> {
             Ok(Happening::Connected { session_present }) => {
                 self.connection += 1;
                 m.add(Broker::Connections, 1);
-                m.set(Broker::Connected, 1);
+                m.up();
                 self.pause = Duration::from_millis(100);
                 self.failures = 0;
                 if !(session_present && cfg.persistent) {
@@ -377,7 +377,7 @@ impl Mqtt<'_> {
             while self.link.poll().await.is_ok() {}
         })
         .await;
-        m.set(Broker::Connected, 0);
+        m.stopped();
     }
 }
 

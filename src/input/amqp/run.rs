@@ -49,7 +49,7 @@ impl Amqp<'_> {
                     st.waits.clear();
                     m.set(Broker::PartitionsHeld, 0);
                     m.add(Broker::Connections, 1);
-                    m.set(Broker::Connected, 1);
+                    m.up();
                     self.pause = Duration::from_millis(100);
                     self.failures = 0;
                     tracing::info!(url = %crate::config::redact_url(&cfg.url), queue = %cfg.queue, exchange = %cfg.exchange, partitions = cfg.partitions, "AMQP input consuming.");
@@ -171,7 +171,7 @@ impl Amqp<'_> {
 pub async fn run(
     cfg: AmqpInput,
     jobs: mpsc::Sender<Job>,
-    metrics: Arc<dyn Emit<Ingest>>,
+    (metrics, status): (Arc<dyn Emit<Ingest>>, Arc<crate::status::InputStatus>),
     mut stop: watch::Receiver<bool>,
     drain: Duration,
 ) {
@@ -180,7 +180,7 @@ pub async fn run(
     let mut a = Amqp {
         cfg: &cfg,
         jobs,
-        broker: BrokerEmit::new(metrics, Input::Amqp),
+        broker: BrokerEmit::new(metrics, Input::Amqp, status),
         receipts,
         log_tx,
         st: State {
@@ -276,6 +276,6 @@ async fn wind_down(
         }
         let _ = s.conn.close(200, "heplink stopping".into()).await;
     }
-    m.set(Broker::Connected, 0);
+    m.stopped();
     m.set(Broker::PartitionsHeld, 0);
 }
