@@ -495,22 +495,4 @@ mod tests {
         assert_eq!(v["rejected_total"], 500_000);
         assert_eq!(v["rejected"].as_array().unwrap().len(), MAX_LISTED);
     }
-
-    /// The fuzz target's helper still answers as the handler does (built for the crate's
-    /// tests through the `test-support` feature).
-    #[cfg(feature = "test-support")]
-    #[test]
-    fn ingest_once_runs_the_handler() {
-        let event = br#"[{"emitter":"t","type":1,"timestamp":1700000000000000,"session_id":1,"event":{"name":"created","transport":{"transport":"janus.transport.http","id":"x"}}}]"#;
-        let (status, answer, events) = ingest_once("POST", &[], event.to_vec(), false);
-        assert_eq!(
-            (status, &answer[..], events),
-            (200, &b"{\"ok\":true}"[..], 1)
-        );
-        let (status, _, events) = ingest_once("POST", &[], event.to_vec(), true);
-        assert_eq!((status, events), (401, 0));
-        let basic: &[u8] = b"Basic amFudXM6czNjcmV0";
-        let (status, _, _) = ingest_once("POST", &[("authorization", basic)], event.to_vec(), true);
-        assert_eq!(status, 200);
-    }
 }
