@@ -1,13 +1,24 @@
-//! A small HTTP/1.1 client for Homer's REST API: one request per connection
-//! (`Connection: close`), a JSON body, the answer read whole (Content-Length, chunked, or
-//! to the end), with a deadline. Plain `http://` or `https://` (rustls).
+//! Homer's REST API over hyper's HTTP/1.1 client connection: one request per connection
+//! (`Connection: close`), a JSON body, the answer read whole (hyper reads Content-Length,
+//! chunked or to the end) up to 16 MiB, with a deadline. Plain `http://`, or
+//! `https://` through tokio-rustls with the project's TLS settings ([`crate::tls::client`]:
+//! custom CA, server name, client certificate).
 
+use std::io::ErrorKind;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{
+    HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST, USER_AGENT,
+};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Most bytes of an answer read (a search answer is a few hundred KB at most).
+/// Most bytes of an answer's body read (a search answer is a few hundred KB at most).
 const MAX_ANSWER: usize = 16 << 20;
 
 /// A failed request.
@@ -27,21 +38,32 @@ pub enum HttpError {
     /// No answer within the deadline.
     #[error("Homer API {0}: no answer within {1:?}")]
     Timeout(String, Duration),
-    /// The answer is not HTTP (homer-app 1.4 closes the connection without an answer when a
-    /// handler panics on a body it did not expect).
+    /// The answer is not HTTP, or ends before its end (homer-app 1.4 closes the connection
+    /// without an answer when a handler panics on a body it did not expect).
     #[error("Homer API {0}: no HTTP answer (the connection closed without one)")]
     NoAnswer(String),
+    /// The request cannot be written (a token or path that is not a header value or a
+    /// request target).
+    #[error("Homer API {address}: cannot form the request: {source}")]
+    Request {
+        /// Where.
+        address: String,
+        /// Why.
+        source: hyper::http::Error,
+    },
     /// TLS set-up failed.
     #[error("Homer API TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
 }
 
-/// Where the API is: scheme, `host:port`, host and path prefix.
+/// Where the API is: scheme, `host:port`, host, the URL's authority and path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Base {
     tls: bool,
     address: String,
     host: String,
+    /// `host[:port]` as the URL writes it: the `Host` header.
+    authority: String,
     prefix: String,
 }
 
@@ -77,6 +99,7 @@ impl Base {
             tls,
             address,
             host,
+            authority: hostport.to_owned(),
             prefix: prefix.to_owned(),
         })
     }
@@ -107,109 +130,184 @@ pub async fn request(
     deadline: Duration,
 ) -> Result<Answer, HttpError> {
     let work = async {
+        let req = form(base, method, path, bearer, body).map_err(|source| HttpError::Request {
+            address: base.address.clone(),
+            source,
+        })?;
         let io = |source| HttpError::Io {
             address: base.address.clone(),
             source,
         };
         let tcp = TcpStream::connect(&base.address).await.map_err(io)?;
         let _ = tcp.set_nodelay(true);
-        let mut head = format!(
-            "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\nUser-Agent: heplink/{}\r\n",
-            base.prefix,
-            base.host,
-            env!("CARGO_PKG_VERSION")
-        );
-        if let Some(t) = bearer {
-            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        if let Some(b) = body {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
-        }
-        head.push_str("\r\n");
-        let mut req = head.into_bytes();
-        req.extend_from_slice(body.unwrap_or_default());
-        let raw = if base.tls {
+        if base.tls {
             let (cfg, name) = crate::tls::client(tls, &base.host)?;
-            let mut s = tokio_rustls::TlsConnector::from(cfg)
+            let s = tokio_rustls::TlsConnector::from(cfg)
                 .connect(name, tcp)
                 .await
                 .map_err(io)?;
-            exchange(&mut s, &req).await.map_err(io)?
+            exchange(
+                base,
+                TlsEof {
+                    inner: s,
+                    read: false,
+                },
+                req,
+            )
+            .await
         } else {
-            let mut s = tcp;
-            exchange(&mut s, &req).await.map_err(io)?
-        };
-        parse_answer(&raw).ok_or_else(|| HttpError::NoAnswer(base.address.clone()))
+            exchange(base, tcp, req).await
+        }
     };
     tokio::time::timeout(deadline, work)
         .await
         .map_err(|_| HttpError::Timeout(base.address.clone(), deadline))?
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut S,
-    req: &[u8],
-) -> std::io::Result<Vec<u8>> {
-    s.write_all(req).await?;
-    s.flush().await?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match s.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => {
-                raw.extend_from_slice(&buf[..n]);
-                if raw.len() > MAX_ANSWER {
-                    return Err(std::io::Error::other("answer too large"));
-                }
-            }
-            // A TLS peer that closes without close_notify: what came is the answer.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => break,
-            Err(e) => return Err(e),
-        }
+/// The request: `Host` (the URL's `host[:port]`), `Connection: close`, JSON accepted,
+/// the token, the JSON body.
+fn form(
+    base: &Base,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&[u8]>,
+) -> Result<hyper::Request<Full<Bytes>>, hyper::http::Error> {
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", base.prefix))
+        .header(HOST, &base.authority)
+        .header(CONNECTION, "close")
+        .header(ACCEPT, "application/json")
+        .header(USER_AGENT, concat!("heplink/", env!("CARGO_PKG_VERSION")));
+    if let Some(t) = bearer {
+        let mut v = HeaderValue::try_from(format!("Bearer {t}"))?;
+        v.set_sensitive(true);
+        req = req.header(AUTHORIZATION, v);
     }
-    Ok(raw)
+    let body = match body {
+        Some(b) => {
+            // hyper writes the Content-Length of a body of known length.
+            req = req.header(CONTENT_TYPE, "application/json");
+            Bytes::copy_from_slice(b)
+        }
+        None => Bytes::new(),
+    };
+    req.body(Full::new(body))
 }
 
-/// Status and de-chunked body of a whole HTTP/1.1 answer.
-fn parse_answer(raw: &[u8]) -> Option<Answer> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut r = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(n) = r.parse(raw).ok()? else {
-        return None;
-    };
-    let status = r.code?;
-    let header = |name: &str| {
-        r.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-    };
-    let rest = &raw[n..];
-    let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        let mut out = Vec::new();
-        let mut at = rest;
-        loop {
-            let line_end = at.windows(2).position(|w| w == b"\r\n")?;
-            let size_text = std::str::from_utf8(&at[..line_end]).ok()?;
-            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-            at = &at[line_end + 2..];
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(at.get(..size)?);
-            at = at.get(size + 2..)?;
+/// One request on a fresh connection, its answer read whole: hyper's client connection,
+/// driven here (no task is spawned, so the deadline ends everything).
+async fn exchange<S>(
+    base: &Base,
+    stream: S,
+    req: hyper::Request<Full<Bytes>>,
+) -> Result<Answer, HttpError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| failure(&base.address, &*e);
+    // Header names as the former hand-written client wrote them (`Host`, `Authorization`).
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| failed(e.into()))?;
+    let mut answer = pin!(async move {
+        let resp = sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let body = Limited::new(resp.into_body(), MAX_ANSWER)
+            .collect()
+            .await?
+            .to_bytes();
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Answer {
+            status,
+            body: body.into(),
+        })
+    });
+    let mut conn = pin!(conn);
+    tokio::select! {
+        biased;
+        a = &mut answer => return a.map_err(failed),
+        // The connection ends once the answer is read (or the peer closed): what it read
+        // is waiting in the answer's channels, or its error is.
+        _ = &mut conn => {}
+    }
+    answer.await.map_err(failed)
+}
+
+/// A hyper or body error in the client's words: an answer cut short or not HTTP is
+/// [`HttpError::NoAnswer`]; the rest is the I/O error beneath, or the text.
+fn failure(address: &str, e: &(dyn std::error::Error + 'static)) -> HttpError {
+    let mut at = Some(e);
+    let mut io = None;
+    let mut cut = false;
+    while let Some(e) = at {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            cut |= h.is_incomplete_message() || h.is_parse();
+        } else if let Some(i) = e.downcast_ref::<std::io::Error>() {
+            cut |= i.kind() == ErrorKind::UnexpectedEof;
+            io.get_or_insert_with(|| std::io::Error::new(i.kind(), i.to_string()));
+        } else if e.is::<http_body_util::LengthLimitError>() {
+            io = Some(std::io::Error::other("answer too large"));
+            break;
         }
-        out
-    } else if let Some(len) = header("content-length").and_then(|v| v.trim().parse().ok()) {
-        rest.get(..len)?.to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Some(Answer { status, body })
+        at = e.source();
+    }
+    if cut {
+        return HttpError::NoAnswer(address.to_owned());
+    }
+    HttpError::Io {
+        address: address.to_owned(),
+        source: io.unwrap_or_else(|| std::io::Error::other(e.to_string())),
+    }
+}
+
+/// A TLS stream whose peer may close without `close_notify` once it has answered: that
+/// end of file, after some bytes, is the end of the answer (as for plain TCP) rather than
+/// an error, so that an answer delimited by the close is read whole.
+struct TlsEof<S> {
+    inner: S,
+    /// Whether any byte was read.
+    read: bool,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for TlsEof<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) if e.kind() == ErrorKind::UnexpectedEof && self.read => {
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Ok(())) => {
+                self.read |= buf.filled().len() > before;
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for TlsEof<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
@@ -223,29 +321,16 @@ mod tests {
             (b.tls, b.address(), b.host.as_str(), b.prefix.as_str()),
             (false, "homer.example:9080", "homer.example", "")
         );
+        assert_eq!(b.authority, "homer.example:9080");
         let b = Base::parse("https://homer.example/prefix/").unwrap();
         assert_eq!(
-            (b.tls, b.address(), b.prefix.as_str()),
-            (true, "homer.example:443", "/prefix")
+            (b.tls, b.address(), b.prefix.as_str(), b.authority.as_str()),
+            (true, "homer.example:443", "/prefix", "homer.example")
         );
         let b = Base::parse("http://[::1]:9080").unwrap();
         assert_eq!((b.address(), b.host.as_str()), ("[::1]:9080", "::1"));
         for bad in ["homer:9080", "ftp://x:1", "http://", "http://x:notaport"] {
             assert!(Base::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn answers_with_length_chunked_and_to_the_end() {
-        let a = parse_answer(b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\n{}\r\nxx").unwrap();
-        assert_eq!((a.status, &a.body[..]), (201, &b"{}\r\n"[..]));
-        let a = parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
-        assert_eq!(a.body, b"abcde");
-        let a = parse_answer(b"HTTP/1.1 201 Created\r\n\r\n").unwrap();
-        assert!(
-            a.body.is_empty(),
-            "an empty body is an answer (homer-app's DB failures)"
-        );
-        assert!(parse_answer(b"").is_none());
     }
 }

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use super::auth::{ct_eq, AuthThrottle};
-use super::body::{drain, gunzip, read_body, take_budget, GunzipError, ReadError, INFLATE_SLOTS};
+use super::body::{drain, gunzip, read_body, take_budget, GunzipError, ReadError};
 use crate::ack::{Job, Taker};
 use crate::observe::LogLimit;
 use crate::reject::Reject;
@@ -49,7 +49,7 @@ pub struct HttpState {
     pub budget: Arc<Semaphore>,
     /// Failed authentication per peer address, for the growing delay.
     pub auth_failures: AuthThrottle,
-    /// Bodies that may inflate at once ([`INFLATE_SLOTS`] permits).
+    /// Bodies that may inflate at once ([`INFLATE_SLOTS`](super::body::INFLATE_SLOTS) permits).
     pub inflate_slots: Arc<Semaphore>,
 }
 
@@ -367,8 +367,10 @@ async fn deliver(st: &HttpState, peer: Option<SocketAddr>, body: Bytes, size: us
 }
 
 /// The pipeline alone behind [`ingest_once`]: the events it read.
+#[cfg(feature = "test-support")]
 struct Once(std::sync::Mutex<crate::pipeline::Pipeline>);
 
+#[cfg(feature = "test-support")]
 impl Taker for Once {
     fn take(
         &self,
@@ -386,6 +388,11 @@ impl Taker for Once {
 /// and small caps (body 64 KiB, decompressed 256 KiB, budget 1 MiB) so that every path is
 /// reachable: for the fuzz target and tests. `auth` turns Basic auth on (`janus:s3cret`).
 /// Returns the status, the answer's body and the events the pipeline read.
+///
+/// Test support, not part of the agent: built with the `test-support` feature only (the
+/// crate's own tests and benches turn it on, the fuzz crate asks for it), so the shipped
+/// binary does not hold it. Its events carry a fixed clock (2023-11-14T22:13:20Z).
+#[cfg(feature = "test-support")]
 pub fn ingest_once(
     method: &str,
     headers: &[(&str, &[u8])],
@@ -409,7 +416,7 @@ pub fn ingest_once(
             max_decompressed: 256 << 10,
             budget: Arc::new(Semaphore::new(1 << 20)),
             auth_failures: AuthThrottle::new(Duration::ZERO),
-            inflate_slots: Arc::new(Semaphore::new(INFLATE_SLOTS)),
+            inflate_slots: Arc::new(Semaphore::new(super::body::INFLATE_SLOTS)),
         });
         let mut req = axum::http::Request::builder()
             .method(method)
