@@ -24,6 +24,7 @@ pub mod internal_events;
 pub mod metrics;
 pub mod observe;
 pub mod output;
+pub mod settings;
 pub mod status;
 pub mod telemetry;
 pub mod tls;

@@ -7,72 +7,61 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
-use serde::{Deserialize, Serialize};
 
-/// TLS settings of a `tls://` collector.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsClient {
-    /// PEM file of the CA(s) that signed the collector's certificate; none: the system's.
-    pub ca_file: Option<PathBuf>,
-    /// The name to verify the certificate against and send as SNI; none: the URL's host.
-    pub server_name: Option<String>,
-    /// Client certificate chain (PEM), when the collector asks for one.
-    pub cert_file: Option<PathBuf>,
-    /// The client certificate's private key (PEM).
-    pub key_file: Option<PathBuf>,
-    /// Accept any certificate. Insecure: for tests and self-signed lab collectors only.
-    pub insecure_skip_verify: bool,
+crate::settings::section! {
+    /// TLS settings of a `tls://` collector (`[output.tls]`; the flags apply to every
+    /// collector).
+    pub struct TlsClient {
+        /// PEM file of the CA(s) that signed the collector's certificate; none: the system's.
+        #[flag("tls-ca", value_name = "FILE")]
+        pub ca_file: Option<PathBuf> = None,
+        /// The name to verify the collector's certificate against and send as SNI; none:
+        /// the URL's host.
+        #[flag("tls-server-name")]
+        pub server_name: Option<String> = None,
+        /// Client certificate chain (PEM), when the collector asks for one.
+        #[flag("tls-cert", value_name = "FILE", requires = "tls-key")]
+        pub cert_file: Option<PathBuf> = None,
+        /// The client certificate's private key (PEM).
+        #[flag("tls-key", value_name = "FILE", requires = "tls-cert")]
+        pub key_file: Option<PathBuf> = None,
+        /// Accept any collector certificate. INSECURE: for tests and self-signed lab
+        /// collectors only.
+        #[flag("tls-insecure-skip-verify", action = clap::ArgAction::SetTrue)]
+        pub insecure_skip_verify: bool = false,
+    }
 }
 
-/// Command-line TLS settings for `tls://` collectors (`serve --to`, `replay --to`).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct TlsClientArgs {
-    /// PEM file of the CA(s) that signed the collector's certificate (default: the system's).
-    #[arg(long, env = "HEPLINK_TLS_CA", value_name = "FILE")]
-    pub tls_ca: Option<PathBuf>,
-    /// Name to verify and send as SNI (default: the URL's host).
-    #[arg(long, env = "HEPLINK_TLS_SERVER_NAME")]
-    pub tls_server_name: Option<String>,
-    /// Client certificate chain (PEM).
-    #[arg(
-        long,
-        env = "HEPLINK_TLS_CERT",
-        value_name = "FILE",
-        requires = "tls_key"
-    )]
-    pub tls_cert: Option<PathBuf>,
-    /// Client certificate key (PEM).
-    #[arg(
-        long,
-        env = "HEPLINK_TLS_KEY",
-        value_name = "FILE",
-        requires = "tls_cert"
-    )]
-    pub tls_key: Option<PathBuf>,
-    /// Accept any collector certificate. INSECURE: for self-signed lab collectors only.
-    #[arg(long, env = "HEPLINK_TLS_INSECURE_SKIP_VERIFY")]
-    pub tls_insecure_skip_verify: bool,
-}
+/// The TLS flags of a command without a configuration file (`replay --to`): the
+/// settings of `[output.tls]`, from their flags and environment variables only.
+#[derive(Debug, Clone, Default)]
+pub struct TlsClientArgs(pub TlsClient);
 
 impl TlsClientArgs {
-    /// Whether any TLS flag was given.
-    pub fn given(&self) -> bool {
-        self.tls_ca.is_some()
-            || self.tls_server_name.is_some()
-            || self.tls_cert.is_some()
-            || self.tls_insecure_skip_verify
-    }
-
     /// The settings.
     pub fn settings(&self) -> TlsClient {
-        TlsClient {
-            ca_file: self.tls_ca.clone(),
-            server_name: self.tls_server_name.clone(),
-            cert_file: self.tls_cert.clone(),
-            key_file: self.tls_key.clone(),
-            insecure_skip_verify: self.tls_insecure_skip_verify,
-        }
+        self.0.clone()
+    }
+}
+
+impl clap::FromArgMatches for TlsClientArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut t = TlsClient::default();
+        crate::settings::Section::apply(&mut t, m);
+        Ok(TlsClientArgs(t))
+    }
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        crate::settings::Section::apply(&mut self.0, m);
+        Ok(())
+    }
+}
+
+impl clap::Args for TlsClientArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        <TlsClient as crate::settings::Section>::args(cmd, "output.tls.")
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::ack::journal::Intake;
 use crate::config::Config;
-use crate::input::guard::{Gate, GuardedListener};
+use crate::input::guard::{Gate, GuardedListener, Limits};
 use crate::input::http::{HttpState, MakeHttp};
 
 use crate::ack::Job;
@@ -308,7 +308,11 @@ impl Wiring<'_> {
             )),
         });
         let app = MakeHttp(st);
-        let gate = Gate::new(cfg.limits.input(false), Input::Http, metrics.clone());
+        let gate = Gate::new(
+            Limits::new(&cfg.limits, false),
+            Input::Http,
+            metrics.clone(),
+        );
         let server = if cfg.http.tls_cert.is_empty() {
             let l = GuardedListener::new(l, gate);
             tokio::spawn(serve(l, app, self.stop.clone()))
@@ -348,7 +352,7 @@ impl Wiring<'_> {
             auth_failures: Default::default(),
         });
         let app = Router::new().fallback(ws_upgrade).with_state(st);
-        let gate = Gate::new(cfg.limits.input(true), Input::Ws, metrics.clone());
+        let gate = Gate::new(Limits::new(&cfg.limits, true), Input::Ws, metrics.clone());
         let l = GuardedListener::new(l, gate);
         let server = tokio::spawn(serve_router(l, app, self.stop.clone()));
         self.health.ws.enable();

@@ -1,9 +1,12 @@
 //! The broker inputs' settings: `[mqtt]` (Janus's mqttevh through an MQTT broker) and
 //! `[amqp]` (Janus's rabbitmqevh through RabbitMQ). Each is off while its `url` is empty.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
+use crate::settings::section;
 
 /// MQTT protocol version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -19,103 +22,126 @@ pub enum MqttVersion {
     V5,
 }
 
-/// The MQTT input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MqttInput {
-    /// The broker: `mqtt://HOST:PORT` or `mqtts://HOST:PORT` (TLS); empty: off.
-    pub url: String,
-    /// Topic filters to subscribe to (mqttevh publishes to `<topic>/<type>` with
-    /// `addevent = true`, its default, else to `<topic>`).
-    pub topics: Vec<String>,
-    /// Protocol version.
-    pub version: MqttVersion,
-    /// Subscription QoS: 0 (at most once) or 1 (at least once: a message is acknowledged
-    /// once its events are safe, and redelivered after a crash).
-    pub qos: u8,
-    /// The client id; with `persistent`, the broker keeps the session under it.
-    pub client_id: String,
-    /// A persistent session (clean session off): with QoS 1 the broker keeps what is
-    /// published while the agent is away.
-    pub persistent: bool,
-    /// User name; empty: none.
-    pub username: String,
-    /// Password.
-    pub password: String,
-    /// Largest message accepted, bytes (the connection is closed beyond: the broker's
-    /// `max_packet_size` should be lower).
-    pub max_message_bytes: usize,
-    /// TLS settings for `mqtts://`.
-    #[serde(default, skip_serializing_if = "super::is_default_tls")]
-    pub tls: crate::tls::TlsClient,
+crate::settings::parsed!(MqttVersion);
+
+section! {
+    /// The MQTT input.
+    pub struct MqttInput {
+        /// The MQTT broker to take mqttevh's events from: `mqtt://HOST:PORT` or
+        /// `mqtts://HOST:PORT` (TLS); empty: off.
+        #[flag("mqtt", value_name = "URL")]
+        pub url: String = String::new(),
+        /// MQTT topic filters to subscribe to (mqttevh publishes to `<topic>/<type>` with
+        /// `addevent = true`, its default, else to `<topic>`). The flag is repeatable.
+        #[flag("mqtt-topic", value_name = "FILTER")]
+        pub topics: Vec<String> = vec!["/janus/events/#".into()],
+        /// MQTT protocol version.
+        #[flag("mqtt-version")]
+        pub version: MqttVersion = MqttVersion::V311,
+        /// MQTT subscription QoS: 0 (at most once) or 1 (at least once: a message is
+        /// acknowledged once its events are safe, and redelivered after a crash).
+        #[flag("mqtt-qos")]
+        pub qos: u8 = 1,
+        /// The MQTT client id; with `persistent`, the broker keeps the session under it.
+        #[flag("mqtt-client-id")]
+        pub client_id: String = "heplink".into(),
+        /// A persistent MQTT session (clean session off): with QoS 1 the broker keeps what
+        /// is published while the agent is away.
+        #[flag("mqtt-persistent")]
+        pub persistent: bool = true,
+        /// MQTT user name; empty: none.
+        #[flag("mqtt-username")]
+        pub username: String = String::new(),
+        /// MQTT password.
+        #[flag("mqtt-password", hide_env_values = true)]
+        pub password: String = String::new(),
+        /// Largest MQTT message accepted, bytes (the connection is closed beyond: the
+        /// broker's `max_packet_size` should be lower).
+        #[flag("mqtt-max-message-bytes")]
+        pub max_message_bytes: usize = 1 << 20,
+        #[table(skip_serializing_if = "crate::settings::is_default")]
+        /// TLS settings for `mqtts://`.
+        pub tls: MqttTls,
+    }
 }
 
-impl Default for MqttInput {
-    fn default() -> Self {
-        MqttInput {
-            url: String::new(),
-            topics: vec!["/janus/events/#".into()],
-            version: MqttVersion::V311,
-            qos: 1,
-            client_id: "heplink".into(),
-            persistent: true,
-            username: String::new(),
-            password: String::new(),
-            max_message_bytes: 1 << 20,
-            tls: Default::default(),
+section! {
+    /// TLS settings of the MQTT input (`mqtts://`). The broker's certificate is verified
+    /// for the URL's host.
+    pub struct MqttTls {
+        /// PEM file of the CA(s) that signed the MQTT broker's certificate; none: the
+        /// system's.
+        #[flag("mqtt-tls-ca", value_name = "FILE")]
+        pub ca_file: Option<PathBuf> = None,
+        /// Client certificate chain (PEM) for the MQTT broker, when it asks for one.
+        #[flag("mqtt-tls-cert", value_name = "FILE", requires = "mqtt-tls-key")]
+        pub cert_file: Option<PathBuf> = None,
+        /// The MQTT client certificate's private key (PEM).
+        #[flag("mqtt-tls-key", value_name = "FILE", requires = "mqtt-tls-cert")]
+        pub key_file: Option<PathBuf> = None,
+        /// Accept any MQTT broker certificate. INSECURE: for tests and lab brokers only.
+        #[flag("mqtt-tls-insecure-skip-verify", action = clap::ArgAction::SetTrue)]
+        pub insecure_skip_verify: bool = false,
+    }
+}
+
+impl MqttTls {
+    /// The settings of the TLS client.
+    pub fn client(&self) -> crate::tls::TlsClient {
+        crate::tls::TlsClient {
+            ca_file: self.ca_file.clone(),
+            server_name: None,
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            insecure_skip_verify: self.insecure_skip_verify,
         }
     }
 }
 
-/// The AMQP (RabbitMQ) input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AmqpInput {
-    /// The broker: `amqp://USER:PASS@HOST:PORT/VHOST` or `amqps://…`; empty: off.
-    pub url: String,
-    /// The queue the agent declares (durable) and consumes; with `partitions`, the base
-    /// name of the partition queues (`<queue>.0` …).
-    pub queue: String,
-    /// An exchange to bind the queue to (declared as Janus declares it: not durable, of
-    /// `exchange_type`); empty: none (Janus then publishes to the queue by its name
-    /// through the default exchange: its `route_key` must be `queue`).
-    pub exchange: String,
-    /// The exchange's type, as in Janus's `exchange_type` (with `partitions`:
-    /// `x-consistent-hash`, whatever this says).
-    pub exchange_type: String,
-    /// The binding key of the queue to the exchange (`#`: everything on a topic exchange;
-    /// ignored by fanout).
-    pub binding_key: String,
-    /// Messages delivered and not yet acknowledged, at most (per queue consumed).
-    pub prefetch: u16,
-    /// Scale-out: the number of partition queues behind a consistent-hash exchange
-    /// (`exchange`, required then), each consumed by one agent at a time; 0: one queue.
-    pub partitions: u16,
-    /// Scale-out: how long the correlation log keeps what it needs to rebuild a
-    /// partition's state on another agent, seconds (sessions older than this lose their
-    /// room after a failover).
-    pub state_max_age_s: u64,
-    /// Largest message accepted, bytes (rejected without redelivery beyond).
-    pub max_message_bytes: usize,
-    /// `amqps://`: PEM file of the CA(s) that signed the broker's certificate; empty: the
-    /// system's.
-    pub ca_file: String,
-}
-
-impl Default for AmqpInput {
-    fn default() -> Self {
-        AmqpInput {
-            url: String::new(),
-            queue: "janus-events".into(),
-            exchange: String::new(),
-            exchange_type: "fanout".into(),
-            binding_key: "#".into(),
-            prefetch: 1000,
-            partitions: 0,
-            state_max_age_s: 6 * 3600,
-            max_message_bytes: 8 << 20,
-            ca_file: String::new(),
-        }
+section! {
+    /// The AMQP (RabbitMQ) input.
+    pub struct AmqpInput {
+        /// RabbitMQ to take rabbitmqevh's events from:
+        /// `amqp://USER:PASS@HOST:PORT/VHOST` or `amqps://…`; empty: off.
+        #[flag("amqp", value_name = "URL", hide_env_values = true)]
+        pub url: String = String::new(),
+        /// The AMQP queue the agent declares (durable) and consumes; with `partitions`,
+        /// the base name of the partition queues (`<queue>.0` …).
+        #[flag("amqp-queue", value_name = "NAME")]
+        pub queue: String = "janus-events".into(),
+        /// An AMQP exchange to bind the queue to (declared as Janus declares it: not
+        /// durable, of `exchange_type`); empty: none (Janus then publishes to the queue by
+        /// its name through the default exchange: its `route_key` must be `queue`).
+        #[flag("amqp-exchange", value_name = "NAME")]
+        pub exchange: String = String::new(),
+        /// The AMQP exchange's type, as in Janus's `exchange_type` (with `partitions`:
+        /// `x-consistent-hash`, whatever this says).
+        #[flag("amqp-exchange-type")]
+        pub exchange_type: String = "fanout".into(),
+        /// The binding key of the AMQP queue to the exchange (`#`: everything on a topic
+        /// exchange; ignored by fanout).
+        #[flag("amqp-binding-key")]
+        pub binding_key: String = "#".into(),
+        /// AMQP messages delivered and not yet acknowledged, at most (per queue consumed).
+        #[flag("amqp-prefetch", value_name = "N")]
+        pub prefetch: u16 = 1000,
+        /// Scale-out: the number of AMQP partition queues behind a consistent-hash
+        /// exchange (`exchange`, required then), each consumed by one agent at a time; 0:
+        /// one queue.
+        #[flag("amqp-partitions", value_name = "N")]
+        pub partitions: u16 = 0,
+        /// Scale-out: how long the correlation log keeps what it needs to rebuild a
+        /// partition's state on another agent, seconds (sessions older than this lose
+        /// their room after a failover).
+        #[flag("amqp-state-max-age-s", value_name = "SECONDS")]
+        pub state_max_age_s: u64 = 6 * 3600,
+        /// Largest AMQP message accepted, bytes (rejected without redelivery beyond).
+        #[flag("amqp-max-message-bytes")]
+        pub max_message_bytes: usize = 8 << 20,
+        /// `amqps://`: PEM file of the CA(s) that signed the broker's certificate; empty:
+        /// the system's.
+        #[flag("amqp-ca-file", value_name = "FILE")]
+        pub ca_file: String = String::new(),
     }
 }
 
@@ -227,12 +253,6 @@ impl MqttInput {
         }
         if self.max_message_bytes < 1024 {
             return bad("mqtt.max_message_bytes", "at least 1024");
-        }
-        if self.tls.server_name.is_some() {
-            return bad(
-                "mqtt.tls.server_name",
-                "not supported: the broker's certificate is verified for the URL's host",
-            );
         }
         Ok(())
     }

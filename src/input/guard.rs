@@ -47,6 +47,20 @@ pub struct Limits {
     pub upgrade: bool,
 }
 
+impl Limits {
+    /// The limits of an input from the `[limits]` table (`upgrade`: a WebSocket input).
+    pub fn new(s: &crate::config::Limits, upgrade: bool) -> Limits {
+        Limits {
+            max_connections: s.max_connections,
+            max_per_peer: s.max_connections_per_peer,
+            header_timeout: Duration::from_millis(s.header_timeout_ms),
+            idle_timeout: Some(Duration::from_secs(s.idle_timeout_s)),
+            min_rate: s.min_rate_bytes,
+            upgrade,
+        }
+    }
+}
+
 /// Counts the open connections of one input, in all and per address.
 #[derive(Debug)]
 pub struct Gate {

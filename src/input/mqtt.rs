@@ -57,7 +57,7 @@ impl Link {
             (None, true) => (String::new(), String::new()),
         };
         let tls = if b.tls {
-            let (c, _) = crate::tls::client(&cfg.tls, &b.host)?;
+            let (c, _) = crate::tls::client(&cfg.tls.client(), &b.host)?;
             Some(rumqttc::TlsConfiguration::Rustls(c))
         } else {
             None
