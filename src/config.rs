@@ -4,7 +4,7 @@
 //! over UDP to 127.0.0.1:9060.
 //!
 //! Each setting is declared once, in its table (`sections.rs`, `brokers.rs`,
-//! [`crate::tls::TlsClient`]) with [`crate::settings::section!`]: the key, its flag, its
+//! [`crate::tls::TlsClient`]) with `crate::settings::section!`: the key, its flag, its
 //! environment variable, its default and its doc comment (`--help`). [`Config`] composes
 //! the tables; [`Config::load`] reads the file, then sets what the flags and variables
 //! gave ([`Overrides`]), then validates (`validate.rs`).

@@ -1,4 +1,4 @@
-//! Settings declared once. A table of the configuration file is a [`section!`]: each of
+//! Settings declared once. A table of the configuration file is a `section!`: each of
 //! its keys is one field with its doc comment, its flag and its default, and the macro
 //! makes of that list the serde struct (unknown keys refused, missing keys at their
 //! default), its `Default`, the flags (each with its environment variable: `HEPLINK_` and
@@ -47,7 +47,7 @@ pub fn env_var(flag: &str) -> String {
     format!("HEPLINK_{}", flag.to_ascii_uppercase().replace('-', "_"))
 }
 
-/// A table of settings (made by [`section!`]).
+/// A table of settings (made by `section!`).
 pub trait Section: Default {
     /// Appends the table's keys, and those of its tables, under `prefix` (`"http."`).
     fn keys(prefix: &str, out: &mut Vec<Key>);
