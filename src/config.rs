@@ -157,10 +157,10 @@ impl clap::FromArgMatches for Overrides {
 
 impl clap::Args for Overrides {
     fn augment_args(cmd: clap::Command) -> clap::Command {
-        Config::args(cmd, "")
+        crate::settings::args_of::<Config>(cmd, "")
     }
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-        Config::args(cmd, "")
+        Self::augment_args(cmd)
     }
 }
 

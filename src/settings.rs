@@ -51,7 +51,8 @@ pub fn env_var(flag: &str) -> String {
 pub trait Section: Default {
     /// Appends the table's keys, and those of its tables, under `prefix` (`"http."`).
     fn keys(prefix: &str, out: &mut Vec<Key>);
-    /// Adds the keys' flags to `cmd` (`prefix` names the keys in `--help`).
+    /// Adds the keys' flags to `cmd` (`prefix` names the keys and the heading in
+    /// `--help`; [`args_of`] restores the heading after).
     fn args(cmd: Command, prefix: &str) -> Command;
     /// Sets every key a flag or an environment variable gave.
     fn apply(&mut self, m: &ArgMatches);
@@ -89,6 +90,22 @@ pub fn arg<T: Value>(flag: &'static str, path: &str, doc: &str) -> Arg {
             .value_name(flag.to_ascii_uppercase().replace('-', "_"))
             .help(format!("{text} (`{path}`)")),
     )
+}
+
+/// The `--help` heading of a table's flags (`"[http] settings"`); none at the top.
+pub fn heading(prefix: &str) -> Option<String> {
+    let table = prefix.strip_suffix('.')?;
+    Some(format!("[{table}] settings"))
+}
+
+/// Adds a table's flags to `cmd` under its heading, and leaves the heading as it was.
+pub fn args_of<S: Section>(cmd: Command, prefix: &str) -> Command {
+    let before = cmd.get_next_help_heading().map(str::to_owned);
+    let cmd = S::args(cmd, prefix);
+    match before {
+        Some(h) => cmd.next_help_heading(h),
+        None => cmd.next_help_heading(None::<&'static str>),
+    }
 }
 
 /// [`Value`] for types clap's `value_parser!` knows (`FromStr`, `ValueEnum`, numbers).
@@ -197,6 +214,10 @@ macro_rules! section {
             }
 
             fn args(cmd: clap::Command, prefix: &str) -> clap::Command {
+                let cmd = match $crate::settings::heading(prefix) {
+                    Some(h) => cmd.next_help_heading(h),
+                    None => cmd,
+                };
                 $(
                     let cmd = cmd.arg(
                         $crate::settings::arg::<$crate::settings::section!(@flag $ty $(, $fty)?)>(

@@ -58,7 +58,13 @@ impl clap::FromArgMatches for TlsClientArgs {
 
 impl clap::Args for TlsClientArgs {
     fn augment_args(cmd: clap::Command) -> clap::Command {
-        <TlsClient as crate::settings::Section>::args(cmd, "output.tls.")
+        let cmd = crate::settings::args_of::<TlsClient>(cmd, "output.tls.");
+        // No file here: the flags are the command's own.
+        let table = crate::settings::heading("output.tls.");
+        cmd.mut_args(|a| match a.get_help_heading() {
+            Some(h) if Some(h) == table.as_deref() => a.help_heading(None::<&'static str>),
+            _ => a,
+        })
     }
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
         Self::augment_args(cmd)

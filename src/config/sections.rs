@@ -8,7 +8,7 @@ use crate::correlate::Fallback;
 use crate::map::qos::QosReports;
 use crate::map::LogFormat;
 use crate::output::{CollectorUrl, WhenFull};
-use crate::settings::section;
+use crate::settings::{heading, section};
 use crate::tls::TlsClient;
 
 /// A listener's flag: an address, or `off` (no listener).
@@ -195,8 +195,17 @@ impl crate::settings::Section for Vec<Output> {
         Output::keys(prefix, out)
     }
     fn args(cmd: clap::Command, prefix: &str) -> clap::Command {
-        Output::args(cmd, prefix)
+        // An array of tables: `[[output]]`, not `[output]`.
+        let table = heading(prefix);
+        let list = table.as_deref().map_or_else(String::new, |t| {
+            t.replacen('[', "[[", 1).replacen(']', "]]", 1)
+        });
+        Output::args(cmd, prefix).mut_args(|a| match a.get_help_heading() == table.as_deref() {
+            true => a.help_heading(list.clone()),
+            false => a,
+        })
     }
+
     fn apply(&mut self, m: &clap::ArgMatches) {
         if let Some(urls) = crate::settings::given::<Vec<CollectorUrl>>(m, "to") {
             *self = urls.into_iter().map(Output::new).collect();
