@@ -308,11 +308,7 @@ impl Wiring<'_> {
             )),
         });
         let app = MakeHttp(st);
-        let gate = Gate::new(
-            Limits::new(&cfg.limits, false),
-            Input::Http,
-            metrics.clone(),
-        );
+        let gate = Gate::new(Limits::http(&cfg.limits), Input::Http, metrics.clone());
         let server = if cfg.http.tls_cert.is_empty() {
             let l = GuardedListener::new(l, gate);
             tokio::spawn(serve(l, app, self.stop.clone()))
@@ -352,7 +348,7 @@ impl Wiring<'_> {
             auth_failures: Default::default(),
         });
         let app = Router::new().fallback(ws_upgrade).with_state(st);
-        let gate = Gate::new(Limits::new(&cfg.limits, true), Input::Ws, metrics.clone());
+        let gate = Gate::new(Limits::ws(&cfg.limits), Input::Ws, metrics.clone());
         let l = GuardedListener::new(l, gate);
         let server = tokio::spawn(serve_router(l, app, self.stop.clone()));
         self.health.ws.enable();

@@ -48,8 +48,17 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of an input from the `[limits]` table (`upgrade`: a WebSocket input).
-    pub fn new(s: &crate::config::Limits, upgrade: bool) -> Limits {
+    /// The HTTP input's limits, from the `[limits]` table.
+    pub fn http(s: &crate::config::Limits) -> Limits {
+        Limits::new(s, false)
+    }
+
+    /// The WebSocket input's limits (only the first rule after the upgrade).
+    pub fn ws(s: &crate::config::Limits) -> Limits {
+        Limits::new(s, true)
+    }
+
+    fn new(s: &crate::config::Limits, upgrade: bool) -> Limits {
         Limits {
             max_connections: s.max_connections,
             max_per_peer: s.max_connections_per_peer,
