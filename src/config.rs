@@ -145,6 +145,16 @@ impl Overrides {
     }
 }
 
+impl Overrides {
+    /// Sets every key a flag or an environment variable gave (no validation: see
+    /// [`Config::load`]).
+    pub fn apply(&self, c: &mut Config) {
+        if let Some(m) = &self.0 {
+            c.apply(m);
+        }
+    }
+}
+
 impl clap::FromArgMatches for Overrides {
     fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
         Ok(Overrides(Some(m.clone())))
@@ -220,9 +230,7 @@ impl Config {
             Some(f) => Self::from_file(f)?,
             None => Config::default(),
         };
-        if let Some(m) = &o.0 {
-            c.apply(m);
-        }
+        o.apply(&mut c);
         c.validate()?;
         Ok(c)
     }

@@ -1,7 +1,7 @@
 //! Each setting is declared once (`heplink::settings::section!`) and is a key of the file,
 //! a flag and an environment variable: no key without its flag, no two keys on one flag
-//! or variable, every variable `HEPLINK_` and its flag in upper snake case, and the keys
-//! the declarations list are exactly those of the file.
+//! or variable, every variable `HEPLINK_` and its flag in upper snake case, the keys the
+//! declarations list exactly those of the file, and each flag setting its own key only.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -173,4 +173,110 @@ fn messages_name_each_key_with_its_own_flag() {
         }
     }
     assert!(named >= 10, "the messages are read: {named}");
+}
+
+/// The value of `path` in a TOML document (`output.x`: the first collector's).
+fn value_at(doc: &toml::Table, path: &str) -> Option<toml::Value> {
+    let mut t = doc;
+    let mut parts = path.split('.').peekable();
+    while let Some(p) = parts.next() {
+        let v = t.get(p)?;
+        if parts.peek().is_none() {
+            return Some(v.clone());
+        }
+        t = match v {
+            toml::Value::Table(t) => t,
+            toml::Value::Array(a) => a.first()?.as_table()?,
+            _ => return None,
+        };
+    }
+    None
+}
+
+/// Every flag sets its own key and no other: each is given a value other than its
+/// default, and the effective settings differ from the defaults at that key only.
+#[test]
+fn every_flag_sets_its_own_key_and_no_other() {
+    let cmd = command();
+    let defaults: toml::Table =
+        toml::from_str(&toml::to_string(&Config::default()).unwrap()).unwrap();
+    let mut all = BTreeSet::new();
+    leaves(&defaults, "", &mut all);
+    for k in Config::keys() {
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(k.flag))
+            .unwrap();
+        let before = value_at(&defaults, &k.path);
+        let choices: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .map(|p| p.get_name().to_string())
+            .collect();
+        let given: Vec<String> = match &before {
+            _ if !choices.is_empty() => {
+                // A fixed set of values: one that does not print as the default.
+                let now = before.as_ref().map(|v| match v {
+                    toml::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                });
+                let pick = choices
+                    .iter()
+                    .find(|c| {
+                        Some(c.replace('-', "_")) != now && now.as_deref() != Some(c.as_str())
+                    })
+                    .unwrap_or_else(|| panic!("--{}: {choices:?}", k.flag));
+                if arg.get_action().takes_values() {
+                    vec![pick.clone()]
+                } else {
+                    vec![] // a switch
+                }
+            }
+            Some(toml::Value::Integer(n)) => vec![(n + 1).to_string()],
+            Some(toml::Value::Array(_)) => vec!["a,b".into()],
+            Some(toml::Value::String(s)) if s.parse::<std::net::SocketAddr>().is_ok() => {
+                vec!["127.0.0.2:1".into()]
+            }
+            Some(toml::Value::String(s)) if s.contains("://") => vec!["tcp://h:2".into()],
+            _ => vec![format!("x-{}", k.flag)],
+        };
+        // A certificate and its key go together.
+        let partner = [("cert", "key"), ("key", "cert")]
+            .iter()
+            .find_map(|(a, b)| k.flag.strip_suffix(a).map(|p| format!("{p}{b}")))
+            .filter(|p| cmd.get_arguments().any(|a| a.get_long() == Some(p)));
+        let mut args = vec!["heplink".to_string(), format!("--{}", k.flag)];
+        args.extend(given.clone());
+        if let Some(p) = &partner {
+            args.extend([format!("--{p}"), "y.pem".into()]);
+        }
+        let o = Overrides::parse(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let mut c = Config::default();
+        o.apply(&mut c);
+        let after: toml::Table = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        let mut now = BTreeSet::new();
+        leaves(&after, "", &mut now);
+        let changed: Vec<&String> = all
+            .union(&now)
+            .filter(|p| value_at(&defaults, p) != value_at(&after, p))
+            // A table printed only when set (`[output.tls]`) shows its other keys, at
+            // their defaults (`insecure_skip_verify = false`).
+            .filter(|p| {
+                let shown = value_at(&defaults, p).is_none();
+                !(shown && value_at(&after, p) == Some(toml::Value::Boolean(false)))
+            })
+            .filter(|p| {
+                let q = k.path.rsplit_once('.').map_or("", |(t, _)| t);
+                let is_partner = partner.as_ref().is_some_and(|_| p.starts_with(q));
+                **p != k.path && !is_partner
+            })
+            .collect();
+        assert!(changed.is_empty(), "{args:?} changed {changed:?} too");
+        assert_ne!(
+            value_at(&after, &k.path),
+            before,
+            "{args:?} did not change {}",
+            k.path
+        );
+    }
 }
