@@ -13,12 +13,22 @@
 //! `LOAD_AGENT_ARGS` adds flags to the agent's command line (`"--qos off"`: one packet per
 //! event, as the bare pipeline sends).
 //!
-//! `bare-<mode>` runs a mode against the bare axum + serde pipeline of `benches/bare/`
-//! instead of the agent; `compare` runs the agent and the bare pipeline one after the
-//! other with 1-event POSTs on 4 keep-alive connections and with 100-event POSTs.
+//! `strong-<mode>` runs a mode against the strong reference of `benches/strong/` instead of
+//! the agent (borrowed events, one packet each, one `sendmmsg` per POST: what
+//! `benches/compare-runs` measures the agent against); `bare-<mode>` against the older,
+//! weaker bare axum + serde pipeline of `benches/bare/`. `compare` runs the agent and the
+//! strong reference one after the other with 1-event POSTs on 4 keep-alive connections and
+//! with grouped 100-event POSTs.
+//!
+//! Every load line gives the throughput and, next to it, the peak RSS (VmHWM) of the
+//! server under load (the agent or a reference), read from `/proc` once everything came.
+//!
+//! The agent is `$CARGO_TARGET_DIR/perf/heplink` (`target/perf/heplink` without it), or
+//! `LOAD_AGENT_BIN` if set (to compare two builds).
 
 mod bare;
 mod common;
+mod strong;
 
 /// The agent's allocator, so that the bare pipeline (`serve-bare`) runs on the same one.
 #[global_allocator]
@@ -32,6 +42,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+
+/// The agent's binary: `LOAD_AGENT_BIN`, else the `perf` build in the target directory.
+fn agent_bin() -> std::path::PathBuf {
+    if let Some(b) = std::env::var_os("LOAD_AGENT_BIN") {
+        return b.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("perf/heplink")
+}
 
 fn now_us() -> u64 {
     SystemTime::now()
@@ -54,27 +75,35 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(to: &str, spool: Option<&std::path::Path>) -> Agent {
-        let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/perf/heplink");
+    /// The agent, with a deep queue and a short hold unless `defaults`.
+    fn start(to: &str, spool: Option<&std::path::Path>, defaults: bool) -> Agent {
+        let bin = agent_bin();
         assert!(
-            std::path::Path::new(bin).exists(),
-            "build the benchmark binary first: cargo build --profile perf"
+            bin.exists(),
+            "build the benchmark binary first: cargo build --profile perf ({} is missing)",
+            bin.display()
         );
+        let bin = bin.as_os_str();
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let child = Command::new("taskset")
-            .args(["-c", "0", bin, "serve", "--ws", "off", "--metrics", "off"])
+            .args(["-c", "0"])
+            .arg(bin)
+            .args(["serve", "--ws", "off", "--metrics", "off"])
+            .args(["--http", &http.to_string(), "--to", to])
+            .args(
+                [
+                    "--queue-capacity",
+                    "1000000",
+                    // …and bytes to match (the default bound is 16 MiB).
+                    "--queue-max-bytes",
+                    "1073741824",
+                    "--hold-ms",
+                    &HOLD_MS.to_string(),
+                ]
+                .iter()
+                .filter(|_| !defaults),
+            )
             .args([
-                "--http",
-                &http.to_string(),
-                "--to",
-                to,
-                "--queue-capacity",
-                "1000000",
-                // …and bytes to match (the default bound is 16 MiB).
-                "--queue-max-bytes",
-                "1073741824",
-                "--hold-ms",
-                &HOLD_MS.to_string(),
                 // Unpaced unless LOAD_UDP_RATE says otherwise: the receiver here reads
                 // as fast as it can from a 256 MiB buffer.
                 "--udp-rate",
@@ -99,13 +128,14 @@ impl Agent {
         Agent::up(child, http)
     }
 
-    /// The bare pipeline of [`bare`] in place of the agent, pinned the same way.
-    fn start_bare(to: &str) -> Agent {
+    /// A reference pipeline ([`bare`] with `serve-bare`, [`strong`] with `serve-strong`)
+    /// in place of the agent, pinned the same way.
+    fn start_reference(command: &str, to: &str) -> Agent {
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let child = Command::new("taskset")
             .args(["-c", "0"])
             .arg(std::env::current_exe().unwrap())
-            .args(["serve-bare", &http.to_string(), to])
+            .args([command, &http.to_string(), to])
             .stdout(Stdio::null())
             .spawn()
             .expect("taskset (util-linux)");
@@ -261,13 +291,14 @@ fn requests(copies: usize, limit: usize, per_post: usize, keep_alive: bool) -> (
         if batch.is_empty() {
             return;
         }
+        let batch_len = batch.len() as u64;
         let body = if per_post == 1 {
             batch[0].to_string()
         } else {
             Value::Array(std::mem::take(batch)).to_string()
         };
         batch.clear();
-        out.push(request(body.as_bytes(), keep_alive));
+        out.push(request(body.as_bytes(), keep_alive, batch_len));
     };
     'lines: for line in common::replicated(copies) {
         let events = match serde_json::from_str::<Value>(&line).unwrap() {
@@ -294,6 +325,8 @@ fn requests(copies: usize, limit: usize, per_post: usize, keep_alive: bool) -> (
 struct Request {
     bytes: Vec<u8>,
     stamps: Vec<usize>,
+    /// Events in its body.
+    events: u64,
 }
 
 /// A 16-digit timestamp stand-in, overwritten in place just before each POST.
@@ -303,7 +336,7 @@ const PLACEHOLDER: u64 = 1_000_000_000_000_000;
 /// that a run waits less for the stragglers.
 const HOLD_MS: u64 = 2_000;
 
-fn request(body: &[u8], keep_alive: bool) -> Request {
+fn request(body: &[u8], keep_alive: bool, events: u64) -> Request {
     let mut bytes = format!(
         "POST /janus-events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
         body.len(),
@@ -313,7 +346,11 @@ fn request(body: &[u8], keep_alive: bool) -> Request {
     bytes.extend_from_slice(body);
     let ph = PLACEHOLDER.to_string();
     let stamps = memchr::memmem::find_iter(&bytes, ph.as_bytes()).collect();
-    Request { bytes, stamps }
+    Request {
+        bytes,
+        stamps,
+        events,
+    }
 }
 
 /// The length of the HTTP message that `buf` starts with (head, then `Content-Length`
@@ -378,11 +415,12 @@ fn report(
     rss_kib: u64,
 ) {
     println!(
-        "{name}: {sent} events posted, {got} HEP packets received ({:.1}%), {stream} in the stream's {secs:.2} s = {:.0} packets/s; agent CPU {cpu:.2} s in {cpu_window:.2} s ({:.0}% of one core), peak RSS {:.1} MiB; latency p50 {} µs, p99 {} µs, max {} µs; HTTP answer p50 {} µs, p99 {} µs, max {} µs",
+        "{name}: {sent} events posted, {got} HEP packets received ({:.1}%), {stream} in the stream's {secs:.2} s = {:.0} packets/s, {:.0} events/s, peak RSS {:.1} MiB; CPU {cpu:.2} s in {cpu_window:.2} s ({:.0}% of one core); latency p50 {} µs, p99 {} µs, max {} µs; HTTP answer p50 {} µs, p99 {} µs, max {} µs",
         100.0 * got as f64 / sent.max(1) as f64,
         stream as f64 / secs,
-        100.0 * cpu / cpu_window,
+        sent as f64 / secs,
         rss_kib as f64 / 1024.0,
+        100.0 * cpu / cpu_window,
         percentile(lat, 0.5),
         percentile(lat, 0.99),
         lat.iter().max().copied().unwrap_or(0),
@@ -392,10 +430,12 @@ fn report(
     );
 }
 
-/// Posts every request from `conns` threads (paced to `rate` events/s if given); returns
-/// each POST's answer time, µs.
+/// Posts `posts` requests (the requests of `chunks` in turn, cycled) from `conns` threads
+/// (paced to `rate` events/s if given); returns each POST's answer time, µs.
+#[allow(clippy::too_many_arguments)]
 fn post_all(
     chunks: Vec<Request>,
+    posts: usize,
     addr: SocketAddr,
     per_post: usize,
     conns: usize,
@@ -416,7 +456,7 @@ fn post_all(
             let mut mine = Vec::new();
             loop {
                 let i = next.fetch_add(1, Relaxed) as usize;
-                if i >= chunks.len() {
+                if i >= posts {
                     answers.lock().unwrap().extend(mine);
                     return;
                 }
@@ -432,7 +472,7 @@ fn post_all(
                     _ => TcpStream::connect(addr).unwrap(),
                 };
                 let _ = s.set_nodelay(true);
-                let req = &chunks[i];
+                let req = &chunks[i % chunks.len()];
                 assert_eq!(http_post(&mut s, req, &mut buf, now_us()), 200);
                 mine.push(t0.elapsed().as_micros() as u64);
                 if keep_alive {
@@ -492,7 +532,8 @@ fn run_baseline(name: &str, (chunks, sent): (Vec<Request>, u64), conns: usize) {
     }
     let (core0, load0) = (core_jiffies(0), core_jiffies(1));
     let start = Instant::now();
-    let mut answers = post_all(chunks, addr, 1, conns, false, None, start);
+    let posts = chunks.len();
+    let mut answers = post_all(chunks, posts, addr, 1, conns, false, None, start);
     let secs = start.elapsed().as_secs_f64();
     let (core1, load1) = (core_jiffies(0), core_jiffies(1));
     let _ = child.kill();
@@ -514,7 +555,8 @@ fn busy(a: (u64, u64), b: (u64, u64)) -> f64 {
 /// A load mode: `per_post` events per POST from `conns` parallel connections, the fixture
 /// mix `copies` times (at most `limit` events); with `rate`, paced to that many events/s
 /// in total. With `absent`, the agent's collector is a closed TCP port and nothing is
-/// expected to arrive.
+/// expected to arrive. With `posts`, that many POSTs, the bodies cycled (Janus posting the
+/// same calls again and again: the correlator's state stays that of the distinct bodies).
 struct Mode {
     key: &'static str,
     label: &'static str,
@@ -527,10 +569,30 @@ struct Mode {
     absent: bool,
     /// With `--spool-dir` (the spool and the intake journal on).
     spool: bool,
+    /// POSTs in all, the bodies cycled; 0: each body once.
+    posts: usize,
+    /// The agent at its defaults (its queue bounds, its hold) but for unpaced UDP: the
+    /// modes whose peak RSS is a target. Otherwise with a 1,000,000-packet queue and a
+    /// 2 s hold.
+    defaults: bool,
 }
 
 /// The agent's modes (`baseline` runs without the agent).
 const MODES: &[Mode] = &[
+    Mode {
+        key: "grouped4",
+        label: "100-event POSTs, 64 distinct bodies cycled, 4 keep-alive connections",
+        copies: 9,
+        limit: 6_400,
+        per_post: 100,
+        conns: 4,
+        keep_alive: true,
+        rate: None,
+        absent: false,
+        spool: false,
+        posts: 4_000,
+        defaults: true,
+    },
     Mode {
         key: "batch",
         label: "100-event POSTs, 16 keep-alive connections",
@@ -542,6 +604,8 @@ const MODES: &[Mode] = &[
         rate: None,
         absent: false,
         spool: false,
+        posts: 0,
+        defaults: false,
     },
     Mode {
         key: "single",
@@ -554,6 +618,8 @@ const MODES: &[Mode] = &[
         rate: None,
         absent: false,
         spool: false,
+        posts: 0,
+        defaults: false,
     },
     Mode {
         key: "single-keepalive",
@@ -566,6 +632,8 @@ const MODES: &[Mode] = &[
         rate: None,
         absent: false,
         spool: false,
+        posts: 0,
+        defaults: false,
     },
     Mode {
         key: "keepalive4",
@@ -578,6 +646,8 @@ const MODES: &[Mode] = &[
         rate: None,
         absent: false,
         spool: false,
+        posts: 0,
+        defaults: false,
     },
     Mode {
         key: "latency",
@@ -590,6 +660,8 @@ const MODES: &[Mode] = &[
         rate: Some(10_000.0),
         absent: false,
         spool: false,
+        posts: 0,
+        defaults: false,
     },
     Mode {
         key: "absent",
@@ -602,6 +674,8 @@ const MODES: &[Mode] = &[
         rate: Some(10_000.0),
         absent: true,
         spool: false,
+        posts: 0,
+        defaults: false,
     },
     Mode {
         key: "spool",
@@ -615,17 +689,40 @@ const MODES: &[Mode] = &[
         rate: Some(10_000.0),
         absent: true,
         spool: true,
+        posts: 0,
+        defaults: false,
     },
 ];
 
-/// Runs mode `m` against the agent, or with `bare` against the bare pipeline
-/// ([`bare`]).
-fn run(m: &Mode, bare: bool) {
-    let name = match bare {
-        true => format!("bare-{}: {}, bare axum + serde pipeline", m.key, m.label),
-        false => format!("{}: {}", m.key, m.label),
+/// What serves a load run.
+#[derive(Clone, Copy)]
+enum Server {
+    /// The agent (`heplink serve`).
+    Agent,
+    /// The bare axum + serde pipeline ([`bare`]).
+    Bare,
+    /// The strong reference ([`strong`]).
+    Strong,
+}
+
+/// Runs mode `m` against `server`.
+fn run(m: &Mode, server: Server) {
+    let name = match server {
+        Server::Bare => format!("bare-{}: {}, bare axum + serde pipeline", m.key, m.label),
+        Server::Strong => format!(
+            "strong-{}: {}, strong reference (borrowed events, one sendmmsg per POST)",
+            m.key, m.label
+        ),
+        Server::Agent => format!("{}: {}", m.key, m.label),
     };
-    let (chunks, sent) = requests(m.copies, m.limit, m.per_post, m.keep_alive);
+    let (chunks, mut sent) = requests(m.copies, m.limit, m.per_post, m.keep_alive);
+    let posts = match m.posts {
+        0 => chunks.len(),
+        n => {
+            sent = (0..n).map(|i| chunks[i % chunks.len()].events).sum();
+            n
+        }
+    };
     let Mode {
         per_post,
         conns,
@@ -642,15 +739,18 @@ fn run(m: &Mode, bare: bool) {
         format!("udp://{collector}")
     };
     let spool_dir = spool.then(|| tempfile::tempdir().expect("a temporary directory"));
-    let agent = match bare {
-        true => Agent::start_bare(&collector.to_string()),
-        false => Agent::start(&to, spool_dir.as_ref().map(|d| d.path())),
+    let agent = match server {
+        Server::Bare => Agent::start_reference("serve-bare", &collector.to_string()),
+        Server::Strong => Agent::start_reference("serve-strong", &collector.to_string()),
+        Server::Agent => Agent::start(&to, spool_dir.as_ref().map(|d| d.path()), m.defaults),
     };
     let (cpu0, _) = agent.usage();
     let (core0, load0) = (core_jiffies(0), core_jiffies(1));
     let start = Instant::now();
     let start_us = now_us();
-    let answers = post_all(chunks, agent.http, per_post, conns, keep_alive, rate, start);
+    let answers = post_all(
+        chunks, posts, agent.http, per_post, conns, keep_alive, rate, start,
+    );
     // The stream ends when nothing more comes for 300 ms; its rate is measured up to the
     // last packet of it. Events still held for a binding (bodies processed out of order
     // across connections) come when their hold runs out: waited for, reported apart.
@@ -658,8 +758,10 @@ fn run(m: &Mode, bare: bool) {
         let deadline = Instant::now() + limit;
         let mut last = u64::MAX;
         while Instant::now() < deadline {
+            // Until nothing more comes: the agent may send more packets than events (its
+            // QoS reports) and still be sending from its queue when the count passes them.
             let c = rx.count.load(Relaxed);
-            if c >= sent || c == last {
+            if c == last {
                 break;
             }
             last = c;
@@ -671,7 +773,7 @@ fn run(m: &Mode, bare: bool) {
     }
     let main_got = rx.count.load(Relaxed);
     let main_secs = rx.last_us.load(Relaxed).saturating_sub(start_us) as f64 / 1e6;
-    let (cpu1, rss) = agent.usage();
+    let (cpu1, _) = agent.usage();
     // CPU is read here, so its share is of the time up to here (the stream and its quiet
     // tail), not of the stream's time alone.
     let cpu_window = start.elapsed().as_secs_f64();
@@ -690,6 +792,8 @@ fn run(m: &Mode, bare: bool) {
         );
     }
     let (got, lat) = rx.finish();
+    // The high-water mark once everything came (held events included).
+    let (_, rss) = agent.usage();
     let mut direct: Vec<u64> = lat.iter().filter(|l| !l.1).map(|l| l.0).collect();
     let mut lat: Vec<u64> = lat.iter().map(|l| l.0).collect();
     if direct.len() < lat.len() {
@@ -703,7 +807,7 @@ fn run(m: &Mode, bare: bool) {
     }
     if got > main_got {
         println!(
-            "  {} events came after the stream, released when their hold ({HOLD_MS} ms) ran out",
+            "  {} events came after the stream, released when their hold ran out",
             got - main_got
         );
     }
@@ -738,20 +842,26 @@ fn main() {
     if only.first().map(String::as_str) == Some("serve-bare") {
         return bare::serve(only[1].parse().unwrap(), only[2].parse().unwrap());
     }
+    if only.first().map(String::as_str) == Some("serve-strong") {
+        return strong::serve(only[1].parse().unwrap(), only[2].parse().unwrap());
+    }
     let want = |m: &str| only.is_empty() || only.iter().any(|o| o == m);
-    // `compare`: the agent and the bare pipeline, one after the other, in the two modes
-    // the architecture targets name (1-event and 100-event POSTs on keep-alive
+    // `compare`: the agent and the strong reference, one after the other, in the two
+    // modes the targets name (1-event and grouped 100-event POSTs on keep-alive
     // connections).
     let compare = only.iter().any(|o| o == "compare");
     for m in MODES {
-        let in_compare = compare && matches!(m.key, "keepalive4" | "batch");
+        let in_compare = compare && matches!(m.key, "keepalive4" | "grouped4");
         if want(m.key) && !compare || in_compare {
-            run(m, false);
+            run(m, Server::Agent);
         }
-        // The bare pipeline only where the collector is there (it has no spool).
-        let bare = !m.absent && only.iter().any(|o| *o == format!("bare-{}", m.key));
-        if bare || in_compare {
-            run(m, true);
+        // The references only where the collector is there (they have no spool).
+        let asked = |prefix: &str| only.iter().any(|o| *o == format!("{prefix}-{}", m.key));
+        if !m.absent && asked("bare") {
+            run(m, Server::Bare);
+        }
+        if !m.absent && asked("strong") || in_compare {
+            run(m, Server::Strong);
         }
     }
     if want("baseline") {
