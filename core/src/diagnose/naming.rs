@@ -245,7 +245,20 @@ impl Diagnoser {
         let (Some(client), Some(short)) = (h.client, h.short.as_deref()) else {
             return;
         };
+        // Made again only when what it is made of changed (most events change nothing).
+        let same = |f: &super::NamedFrom| {
+            f.0 == short && f.1 == h.room && f.2 == h.plugin && f.3 == h.plugin_name
+        };
+        if h.named.is_some() && h.named_from.as_ref().is_some_and(same) {
+            return;
+        }
         let name = names::alias(short, &context(h));
+        h.named_from = Some((
+            short.to_string(),
+            h.room.clone(),
+            h.plugin,
+            h.plugin_name.clone(),
+        ));
         if h.named.as_deref() == Some(&name) {
             return;
         }

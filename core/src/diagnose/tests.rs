@@ -167,14 +167,14 @@ fn heads_are_distinct_within_each_room_of_every_capture() {
     for (name, text) in captures() {
         let (_, names, _, labels) = diagnose(&text);
         // The short names of different handles never share a 14-character head.
-        let mut by_head: HashMap<String, u64> = HashMap::new();
+        let mut by_head: HashMap<String, u64> = HashMap::default();
         for (h, n) in labels {
             let head = names::head(&n).to_string();
             let prev = *by_head.entry(head.clone()).or_insert(h);
             assert_eq!(prev, h, "{name}: {head} names two handles");
         }
         // Two live clients never get the same alias.
-        let mut live: HashMap<(IpAddr, u16), String> = HashMap::new();
+        let mut live: HashMap<(IpAddr, u16), String> = HashMap::default();
         for n in &names {
             if n.ended {
                 live.remove(&(n.ip, n.port));
