@@ -388,7 +388,9 @@ impl Pipeline {
     fn drain(&mut self, now: u64, sink: &mut dyn FnMut(Output<'_>)) {
         // By reference, then cleared: a `Correlated` is a few hundred bytes, not worth moving.
         for c in &self.buf {
-            self.diag.event(c, &mut self.findings);
+            // The media stats and SDPs both read, once.
+            let mut reads = crate::map::stats::EventReads::new(&c.event.raw);
+            self.diag.event_with(c, &mut reads, &mut self.findings);
             let name = self.diag.short_name(&c.event);
             match self.mapper.encode(c, name, now, &mut self.out) {
                 Ok((packet, ts_us)) => {
@@ -405,7 +407,8 @@ impl Pipeline {
                     tracing::warn!(cid = %c.cid, error = %e, "Event could not be encoded.");
                 }
             }
-            self.mapper.qos_reports(c, now, &mut self.qos);
+            self.mapper
+                .qos_reports_with(c, &mut reads, now, &mut self.qos);
             for b in self.qos.drain(..) {
                 match b.encode(&mut self.out) {
                     Ok(_) => {

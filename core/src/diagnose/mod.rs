@@ -220,6 +220,18 @@ impl Diagnoser {
 
     /// Looks at one correlated event (an event sent to several groups is looked at once).
     pub fn event(&mut self, c: &Correlated, out: &mut Findings) {
+        let mut reads = crate::map::stats::EventReads::new(&c.event.raw);
+        self.event_with(c, &mut reads, out);
+    }
+
+    /// [`Diagnoser::event`], with what was read of the event already (the QoS reports
+    /// read the same media stats and SDPs).
+    pub(crate) fn event_with(
+        &mut self,
+        c: &Correlated,
+        reads: &mut crate::map::stats::EventReads<'_>,
+        out: &mut Findings,
+    ) {
         let ev = &c.event;
         let this = (ev.raw.as_ptr() as usize, ev.raw.len());
         if this == self.last {
@@ -260,7 +272,7 @@ impl Diagnoser {
             ev.kind,
             EventType::Jsep | EventType::WebRtc | EventType::Media
         ) {
-            self.pc_event(&key, c, at, out);
+            self.pc_event(&key, c, at, reads, out);
         }
         if detached {
             self.end(&key, at, out);
@@ -309,7 +321,14 @@ impl Diagnoser {
     }
 
     /// A JSEP, WebRTC or media event of a handle.
-    fn pc_event(&mut self, key: &Key2, c: &Correlated, at: u64, out: &mut Findings) {
+    fn pc_event(
+        &mut self,
+        key: &Key2,
+        c: &Correlated,
+        at: u64,
+        reads: &mut crate::map::stats::EventReads<'_>,
+        out: &mut Findings,
+    ) {
         let ev = &c.event;
         let k = &*KEYS;
         let field = |key: &Key| str_field(&ev.raw, key);
@@ -338,7 +357,7 @@ impl Diagnoser {
         match (ev.kind, ev.subtype) {
             (EventType::Jsep, _) => {
                 pc.offer_us.get_or_insert(at);
-                if let Some(j) = crate::map::stats::jsep_sdp(&ev.raw) {
+                if let Some(j) = reads.jsep() {
                     pc.has_av |= j.sdp.split('\n').any(|l| {
                         (l.starts_with("m=audio ") || l.starts_with("m=video "))
                             && !l.starts_with("m=audio 0 ")
@@ -376,7 +395,7 @@ impl Diagnoser {
                 pc.receiving(field(&k.media).unwrap_or("media"), on, at);
             }
             (EventType::Media, Some(2)) => pc.slow_links += 1,
-            (EventType::Media, Some(3)) => pc.stats(&ev.raw),
+            (EventType::Media, Some(3)) => pc.stats(reads.media_stats()),
             _ => {}
         }
         self.alias_client(key, out);

@@ -166,9 +166,9 @@ impl Pc {
     }
 
     /// Takes in one media stats event.
-    pub(super) fn stats(&mut self, raw: &[u8]) {
+    pub(super) fn stats(&mut self, all: Option<&[crate::map::stats::Stats<'_>]>) {
         let pc = self;
-        let Some(all) = crate::map::stats::media_stats(raw) else {
+        let Some(all) = all else {
             return;
         };
         pc.stats_seen = true;

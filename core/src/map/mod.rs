@@ -209,9 +209,22 @@ impl Mapper {
     /// JSEP, hangup and detach events update the QoS state. Each passes the encoder's
     /// checks.
     pub fn qos_reports(&mut self, c: &Correlated, now_us: u64, out: &mut Vec<PacketBuilder>) {
+        let mut reads = stats::EventReads::new(&c.event.raw);
+        self.qos_reports_with(c, &mut reads, now_us, out);
+    }
+
+    /// [`Mapper::qos_reports`], with what was read of the event already (the diagnosis
+    /// reads the same media stats and SDPs).
+    pub(crate) fn qos_reports_with(
+        &mut self,
+        c: &Correlated,
+        reads: &mut stats::EventReads<'_>,
+        now_us: u64,
+        out: &mut Vec<PacketBuilder>,
+    ) {
         let peer_janus = pair(c.facts.client, c.facts.janus, synthetic_id(c));
         let mut reports = std::mem::take(&mut self.reports);
-        self.qos.event(c, self.cfg.qos, peer_janus, &mut reports);
+        self.qos.event(c, self.cfg.qos, peer_janus, reads, &mut reports);
         if reports.is_empty() {
             self.reports = reports;
             return;

@@ -142,11 +142,12 @@ impl Qos {
 
     /// Takes in one correlated event: learns SDP facts from JSEP, forgets a handle that
     /// hung up or detached, and for media stats appends the reports to `out`.
-    pub fn event(
+    pub(crate) fn event(
         &mut self,
         c: &Correlated,
         reports: QosReports,
         peer_janus: (SocketAddr, SocketAddr),
+        reads: &mut super::stats::EventReads<'_>,
         out: &mut Vec<Report>,
     ) {
         let ev = &c.event;
@@ -154,7 +155,7 @@ impl Qos {
         let key = (ev.emitter.clone(), hid);
         match (ev.kind, ev.subtype) {
             (EventType::Jsep, _) => {
-                let Some(j) = super::stats::jsep_sdp(&ev.raw) else {
+                let Some(j) = reads.jsep() else {
                     return;
                 };
                 let janus_side = j.owner == "local";
@@ -178,7 +179,7 @@ impl Qos {
                 self.order.retain(|k| k != &key);
             }
             (EventType::Media, Some(3)) if reports != QosReports::Off => {
-                let Some(all) = super::stats::media_stats(&ev.raw) else {
+                let Some(all) = reads.media_stats() else {
                     return;
                 };
                 let ts = ev.timestamp.unwrap_or(0);
@@ -211,7 +212,7 @@ impl Qos {
                     let rtp = reports == QosReports::RtcpRtp && media.starts_with("audio");
                     // The flow's id, as the HEP chunk carries it: a SIP call's Call-ID.
                     let cid = c.facts.call_id.as_deref().unwrap_or(&c.cid);
-                    write_reports(&s, m, prev, ts, peer_janus, cid, (mid, media), rtp, out);
+                    write_reports(s, m, prev, ts, peer_janus, cid, (mid, media), rtp, out);
                 }
             }
             _ => {}

@@ -42,6 +42,38 @@ pub(crate) struct RttValues {
     pub(crate) dlsr: u32,
 }
 
+/// What the diagnosis and the QoS reports read of one event's JSON (its media stats, its
+/// JSEP's SDP): each read at most once, however many of them ask.
+#[derive(Debug)]
+pub(crate) struct EventReads<'a> {
+    raw: &'a [u8],
+    media: Option<Option<Vec<Stats<'a>>>>,
+    jsep: Option<Option<Jsep<'a>>>,
+}
+
+impl<'a> EventReads<'a> {
+    /// Nothing read yet of the event `raw`.
+    pub(crate) fn new(raw: &'a [u8]) -> Self {
+        EventReads {
+            raw,
+            media: None,
+            jsep: None,
+        }
+    }
+
+    /// [`media_stats`] of the event, read the first time it is asked for.
+    pub(crate) fn media_stats(&mut self) -> Option<&[Stats<'a>]> {
+        let raw = self.raw;
+        self.media.get_or_insert_with(|| media_stats(raw)).as_deref()
+    }
+
+    /// [`jsep_sdp`] of the event, read the first time it is asked for.
+    pub(crate) fn jsep(&mut self) -> Option<&Jsep<'a>> {
+        let raw = self.raw;
+        self.jsep.get_or_insert_with(|| jsep_sdp(raw)).as_ref()
+    }
+}
+
 /// The stats of every medium in a media stats event, or `None` when the event is not
 /// valid JSON, has no `event`, or a field of the wrong type.
 pub(crate) fn media_stats(raw: &[u8]) -> Option<Vec<Stats<'_>>> {
