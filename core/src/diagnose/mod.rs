@@ -15,6 +15,10 @@
 //! - counts ended PeerConnections per plugin and outcome, and the time to `webrtcup`.
 //!
 //! Bounded: at most [`MAX_HANDLES`] handles and [`MAX_ROOMS`] rooms (the oldest go first).
+//!
+//! Why this file is over 500 lines: the state (handles, rooms) and the rules that read each
+//! event into it are one unit; the names, the verdicts' words and the PeerConnection facts
+//! are in `naming.rs`, `names.rs`, `words.rs` and `pc.rs`.
 
 pub mod names;
 mod naming;
