@@ -120,7 +120,12 @@ pub fn plugin_index(p: Option<Plugin>) -> usize {
 type Key2 = (Arc<str>, u64);
 
 /// What a handle's alias is made of: its short name, room, plugin and plugin package.
-type NamedFrom = (String, Option<(Plugin, RoomId)>, Option<Plugin>, Option<Arc<str>>);
+type NamedFrom = (
+    String,
+    Option<(Plugin, RoomId)>,
+    Option<Plugin>,
+    Option<Arc<str>>,
+);
 
 #[derive(Debug, Default)]
 struct Handle {

@@ -224,7 +224,8 @@ impl Mapper {
     ) {
         let peer_janus = pair(c.facts.client, c.facts.janus, synthetic_id(c));
         let mut reports = std::mem::take(&mut self.reports);
-        self.qos.event(c, self.cfg.qos, peer_janus, reads, &mut reports);
+        self.qos
+            .event(c, self.cfg.qos, peer_janus, reads, &mut reports);
         if reports.is_empty() {
             self.reports = reports;
             return;

@@ -64,7 +64,9 @@ impl<'a> EventReads<'a> {
     /// [`media_stats`] of the event, read the first time it is asked for.
     pub(crate) fn media_stats(&mut self) -> Option<&[Stats<'a>]> {
         let raw = self.raw;
-        self.media.get_or_insert_with(|| media_stats(raw)).as_deref()
+        self.media
+            .get_or_insert_with(|| media_stats(raw))
+            .as_deref()
     }
 
     /// [`jsep_sdp`] of the event, read the first time it is asked for.
