@@ -647,7 +647,7 @@ const MODES: &[Mode] = &[
         absent: false,
         spool: false,
         posts: 0,
-        defaults: false,
+        defaults: true,
     },
     Mode {
         key: "latency",
