@@ -6,7 +6,6 @@
 //! for by that id for 5 s (homer-app's writer flushes every second; the reference found
 //! probes after 0.22–0.66 s). Exit status 0 only when it is stored and found.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -178,12 +177,14 @@ async fn send_probe(cfg: &Config, packet: &bytes::Bytes) -> anyhow::Result<Vec<(
             None,
             m.clone(),
         )?;
+        let progress = q.progress().clone();
         q.push(packet.clone()).await;
         drop(q);
+        // Whether the probe went out: the sender's progress (control state), not a counter.
         if tokio::time::timeout(Duration::from_secs(5), task)
             .await
             .is_err()
-            || m.packets.load(Relaxed) == 0
+            || progress.sent() == 0
         {
             unsent.push((o.url.to_string(), why_not_connected(o).await));
         }

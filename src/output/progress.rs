@@ -15,6 +15,9 @@ pub struct Progress {
     /// Packets taken from the queue into the spool (or lost to a failed spool write: they
     /// will never be in it, and nothing waits for them), ever.
     spooled: AtomicU64,
+    /// Packets confirmed sent (UDP: handed to the kernel; TCP/TLS: confirmed read, see
+    /// `output::delivery`), ever.
+    sent: AtomicU64,
 }
 
 impl Progress {
@@ -27,6 +30,17 @@ impl Progress {
     /// [`Progress::enqueued`] is on the disk (or never will be).
     pub fn spooled(&self) -> u64 {
         self.spooled.load(Acquire)
+    }
+
+    /// Packets confirmed sent so far (what `heplink_sent_packets_total` also counts; this is
+    /// the copy a caller may decide on, e.g. `homer check` whether its probe went out).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Acquire)
+    }
+
+    /// `n` packets were confirmed sent.
+    pub(crate) fn confirmed(&self, n: u64) {
+        self.sent.fetch_add(n, Release);
     }
 
     /// `n` packets were queued.

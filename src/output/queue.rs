@@ -89,8 +89,8 @@ pub(crate) struct QueueRx {
 }
 
 impl QueueRx {
-    /// The queue's progress, which the spooled sender moves.
-    pub(crate) fn progress(&self) -> &Progress {
+    /// The queue's progress, which the senders move.
+    pub(crate) fn progress(&self) -> &Arc<Progress> {
         &self.progress
     }
 

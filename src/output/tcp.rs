@@ -46,6 +46,8 @@ struct Link<T> {
     backoff: Backoff,
     failures: FailureLog,
     m: Arc<Counts>,
+    /// The queue's progress: confirmed packets are published there too.
+    progress: Arc<super::Progress>,
     first: bool,
 }
 
@@ -54,7 +56,7 @@ impl<T> Link<T> {
         targets: Vec<(String, Tls)>,
         failback: Duration,
         (stall, read_grace): (Duration, Duration),
-        m: Arc<Counts>,
+        (m, progress): (Arc<Counts>, Arc<super::Progress>),
     ) -> Self {
         let now = Instant::now();
         Link {
@@ -64,6 +66,7 @@ impl<T> Link<T> {
             backoff: Backoff::default(),
             failures: FailureLog::default(),
             m,
+            progress,
             first: true,
         }
     }
@@ -107,6 +110,7 @@ impl<T> Link<T> {
         let mut last = None;
         for s in settled {
             self.m.add(Collector::Packets, s.packets);
+            self.progress.confirmed(s.packets);
             self.m.sub(Collector::InFlight, s.packets);
             last = Some(s.token);
         }
@@ -178,7 +182,12 @@ pub(super) async fn run_tcp(
     m: Arc<Counts>,
 ) {
     let mut s = Plain {
-        link: Link::new(targets, failback, (stall, read_grace), m.clone()),
+        link: Link::new(
+            targets,
+            failback,
+            (stall, read_grace),
+            (m.clone(), rx.progress().clone()),
+        ),
         rx,
         m,
         batch: BytesMut::with_capacity(BATCH_BYTES),
@@ -398,7 +407,12 @@ pub(super) async fn run_spooled(
     // Whatever a previous run left unsent is sent first.
     m.set(Collector::SpoolBytes, spool.pending_bytes());
     let mut s = Spooled {
-        link: Link::new(targets, failback, (stall, read_grace), m.clone()),
+        link: Link::new(
+            targets,
+            failback,
+            (stall, read_grace),
+            (m.clone(), rx.progress().clone()),
+        ),
         rx,
         spool,
         m,

@@ -22,6 +22,7 @@ pub(super) async fn run_udp(
     m: Arc<Counts>,
 ) {
     let sock = bind(&address, &m).await;
+    let progress = rx.progress().clone();
     m.set(Collector::Connected, 1);
     tracing::info!(collector = %address, "Sending HEP over UDP.");
     // Whatever is queued goes out in batches: one `sendmmsg` per batch rather than one
@@ -51,7 +52,7 @@ pub(super) async fn run_udp(
                 .emit(&m);
             }
         }
-        send_paced(&sock, &batch, &mut pacer, &address, &m).await;
+        send_paced(&sock, &batch, &mut pacer, &address, (&m, &progress)).await;
         batch.clear();
     }
     m.set(Collector::Connected, 0);
@@ -97,7 +98,7 @@ async fn send_paced(
     batch: &[Bytes],
     pacer: &mut pace::Pacer,
     address: &str,
-    m: &Counts,
+    (m, progress): (&Counts, &super::Progress),
 ) {
     let mut done = 0;
     let mut retry_at = None;
@@ -123,6 +124,7 @@ async fn send_paced(
             match sent {
                 Ok(n) => {
                     m.add(Collector::Packets, n as u64);
+                    progress.confirmed(n as u64);
                     let bytes: usize = rest[..n].iter().map(Bytes::len).sum();
                     m.add(Collector::Bytes, bytes as u64);
                     done += n;
