@@ -143,12 +143,15 @@ impl Task {
     /// A delivered body's held events stay held ([`Pipeline::replay_body`]): a later
     /// body's binding releases them as the first time, into the state (a subscriber's SDP,
     /// taken before its handle joins, gives its QoS reports their SSRCs; its ICE and DTLS
-    /// states its verdict). Those still held after the delivered bodies
-    /// were released the first time by a body taken again, or by the end of their hold:
-    /// they are sent again then, duplicates like the rest.
+    /// states its verdict), and no packet is made of them: a delivered body's packets all
+    /// reached the spool the first time.
     async fn replay_journal(&mut self) {
         for r in self.st.journal_warm() {
-            self.p.replay_body(&Bytes::from(r.body), r.at_us);
+            let packets = &mut self.packets;
+            self.p.replay_body(&Bytes::from(r.body), r.at_us, &mut |o| {
+                packets.push(o.packet)
+            });
+            send_all(&mut self.packets, &self.queues, &self.metrics).await;
         }
         for r in self.st.journal_back() {
             let now = r.at_us;
@@ -170,9 +173,13 @@ impl Task {
     /// rejected events (the HTTP input's answer).
     async fn take(&mut self, job: Job) -> Rejections {
         if job.warm {
-            // A partition's log on takeover: as the journal's delivered bodies above.
+            // A partition's log on takeover: as the journal's delivered bodies above. What
+            // the clock releases meanwhile of other bodies goes out as usual.
             let at = self.st.time();
-            self.p.replay_body(&job.body, at);
+            let packets = &mut self.packets;
+            self.p
+                .replay_body(&job.body, at, &mut |o| packets.push(o.packet));
+            send_all(&mut self.packets, &self.queues, &self.metrics).await;
             return Rejections::default();
         }
         let now = self.st.time();

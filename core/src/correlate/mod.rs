@@ -143,10 +143,11 @@ impl Correlator {
     /// Takes one event at time `now`; appends what can be released to `out`, in order.
     pub fn push(&mut self, ev: Event, now: u64, out: &mut Vec<Correlated>) {
         self.stats.events += 1;
-        let start = out.len();
         if now >= self.last_sweep + SWEEP_EVERY_US {
             self.tick(now, out);
         }
+        // After the sweep, which counts its own releases.
+        let start = out.len();
         let emitter = ev.emitter.clone();
         let Correlator {
             cfg,

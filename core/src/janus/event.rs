@@ -202,6 +202,11 @@ pub struct Event {
     pub opaque_id: Option<Arc<str>>,
     /// What the body says, as far as heplink needs it.
     pub body: Body,
+    /// Taken again only to rebuild state (a journal's delivered body, a partition's log):
+    /// when the correlator releases it, the diagnosis and the QoS state learn from it, but
+    /// no packet of it, its QoS reports or a verdict it closes is sent (its first run sent
+    /// them). Set by [`crate::pipeline::Pipeline::replay_body`]; `false` as read.
+    pub replayed: bool,
 }
 
 /// The facts of an event's `event` object, per type.
@@ -493,6 +498,7 @@ impl EventParser {
             opaque_id: top.opaque_id.map(|o| Arc::from(&*o)),
             body,
             raw: raw(start, end),
+            replayed: false,
         })
     }
 
