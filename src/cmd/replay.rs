@@ -200,7 +200,10 @@ pub fn main(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
                 udp_rate: args.udp_rate,
                 udp_burst: crate::config::DEFAULT_UDP_BURST,
                 stall: std::time::Duration::from_secs(10),
-                read_grace: std::time::Duration::from_millis(25),
+                // The agent's default (`output.read_grace_ms`), not a shorter one of its own.
+                read_grace: std::time::Duration::from_millis(
+                    crate::config::Output::new(args.to.clone()).read_grace_ms,
+                ),
             },
             &args.tls.settings(),
             None,
