@@ -205,7 +205,7 @@ pub struct Event {
     /// Taken again only to rebuild state (a journal's delivered body, a partition's log):
     /// when the correlator releases it, the diagnosis and the QoS state learn from it, but
     /// no packet of it, its QoS reports or a verdict it closes is sent (its first run sent
-    /// them). Set by [`crate::pipeline::Pipeline::replay_body`]; `false` as read.
+    /// them). Set by the pipeline's `replay_body`; `false` as read.
     pub replayed: bool,
 }
 
