@@ -92,6 +92,20 @@ impl Hold {
     }
 }
 
+/// The ids of a table's rows whose hold passes `keep` (collected first: releasing changes
+/// the table).
+pub(super) fn ids_where<V>(
+    table: &super::HashMap<u64, V>,
+    hold: impl Fn(&V) -> &Hold,
+    keep: impl Fn(&Hold) -> bool,
+) -> Vec<u64> {
+    table
+        .iter()
+        .filter(|(_, v)| keep(hold(v)))
+        .map(|(k, _)| *k)
+        .collect()
+}
+
 /// Where released events go: a bound handle's or session's groups, or a fallback id.
 pub(super) enum To<'a> {
     Groups(&'a [Group]),

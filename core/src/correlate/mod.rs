@@ -208,22 +208,11 @@ impl Correlator {
                 now,
                 out,
             };
-            let hids: Vec<u64> = em
-                .handles
-                .iter()
-                .filter(|(_, h)| !h.hold.held.is_empty())
-                .map(|(k, _)| *k)
-                .collect();
-            for hid in hids {
+            let holding = |h: &hold::Hold| !h.held.is_empty();
+            for hid in hold::ids_where(&em.handles, |h| &h.hold, holding) {
                 em.release_handle_fallback(&mut cx, hid);
             }
-            let sids: Vec<u64> = em
-                .sessions
-                .iter()
-                .filter(|(_, s)| !s.hold.held.is_empty())
-                .map(|(k, _)| *k)
-                .collect();
-            for sid in sids {
+            for sid in hold::ids_where(&em.sessions, |s| &s.hold, holding) {
                 em.release_session(&mut cx, sid);
             }
         }

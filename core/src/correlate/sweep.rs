@@ -5,7 +5,7 @@
 
 use super::emitter::{Cx, EmitterState};
 use super::group::push_unique;
-use super::hold::Over;
+use super::hold::{ids_where, Hold, Over};
 
 impl EmitterState {
     /// Releases expired holds; forgets ended and idle state; applies the handle cap.
@@ -17,26 +17,15 @@ impl EmitterState {
             !v.is_empty()
         });
         // Holds that ran out.
-        let ran_out: Vec<u64> = self
-            .handles
-            .iter()
-            .filter(|(_, h)| h.hold.ran_out(now, hold_us))
-            .map(|(k, _)| *k)
-            .collect();
-        for hid in ran_out {
+        let ran_out = |h: &Hold| h.ran_out(now, hold_us);
+        for hid in ids_where(&self.handles, |h| &h.hold, ran_out) {
             if let Some(h) = self.handles.get_mut(&hid) {
                 cx.st.hold_expired += h.hold.held.len() as u64;
                 h.hold.gave_up = true;
             }
             self.release_handle_fallback(cx, hid);
         }
-        let ran_out: Vec<u64> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.hold.ran_out(now, hold_us))
-            .map(|(k, _)| *k)
-            .collect();
-        for sid in ran_out {
+        for sid in ids_where(&self.sessions, |s| &s.hold, ran_out) {
             if let Some(s) = self.sessions.get_mut(&sid) {
                 cx.st.hold_expired += s.hold.held.len() as u64;
                 s.hold.gave_up = true;
